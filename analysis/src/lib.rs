@@ -1,0 +1,1 @@
+//! Metrics, plots, reports and the regression gate (filled by the analysis issue).

@@ -1,0 +1,1 @@
+//! Experiment specs and runners (filled by the experiments issues).

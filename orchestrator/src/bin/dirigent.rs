@@ -1,0 +1,123 @@
+//! `dirigent`: the orchestrator's roles, separately or all in one process.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use orchestrator::config::{self, StandaloneConfig};
+use orchestrator::control_plane::{ControlPlane, ControlPlaneConfig};
+use orchestrator::data_plane::{DataPlane, DataPlaneConfig};
+use orchestrator::standalone::Standalone;
+use orchestrator::worker::{Worker, WorkerConfig};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+/// A reference FaaS orchestrator after Dirigent (SOSP'24).
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    role: Role,
+}
+
+#[derive(Subcommand)]
+enum Role {
+    /// Control plane, data plane and workers in one process (the embedded default).
+    Standalone {
+        /// YAML config (see orchestrator/config/standalone.yaml); defaults work without one.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Number of workers (overrides the config).
+        #[arg(long)]
+        workers: Option<u32>,
+    },
+    /// The control plane: registry, autoscaler, placement, sandbox lifecycle.
+    ControlPlane {
+        /// YAML config.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// The data plane: the invocation proxy.
+    DataPlane {
+        /// YAML config.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// A worker: the node agent running sandboxes.
+    Worker {
+        /// YAML config.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// One JSON line on stdout once a role serves, so scripts and tests wait on it instead of sleeping.
+fn announce_ready(role: &str, addresses: serde_json::Value) {
+    println!("{}", json!({ "ready": { "role": role, "addresses": addresses } }));
+}
+
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for SIGTERM");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        trigger.cancel();
+    });
+    token
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,h2=warn,tower=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let shutdown = shutdown_on_signal();
+    match cli.role {
+        Role::Standalone { config, workers } => {
+            let mut config: StandaloneConfig = config::load(config.as_deref())?;
+            if let Some(workers) = workers {
+                config.workers = workers;
+            }
+            let cluster = Standalone::bind(config).await.context("starting dirigent standalone")?;
+            let addresses = serde_json::to_value(cluster.addresses())?;
+            cluster.serve(shutdown, || announce_ready("standalone", addresses)).await?;
+        }
+        Role::ControlPlane { config } => {
+            let config: ControlPlaneConfig = config::load(config.as_deref())?;
+            let control_plane = ControlPlane::bind(config).await.context("starting the control plane")?;
+            announce_ready(
+                "control-plane",
+                json!({ "grpc": control_plane.grpc_address(), "api": control_plane.http_address() }),
+            );
+            control_plane.serve(shutdown).await?;
+        }
+        Role::DataPlane { config } => {
+            let config: DataPlaneConfig = config::load(config.as_deref())?;
+            let data_plane = DataPlane::bind(config).await.context("starting the data plane")?;
+            announce_ready("data-plane", json!({ "proxy": data_plane.proxy_address(), "grpc": data_plane.grpc_address() }));
+            data_plane.serve(shutdown).await?;
+        }
+        Role::Worker { config } => {
+            let config: WorkerConfig = config::load(config.as_deref())?;
+            let worker = Worker::bind(config).await.context("starting the worker")?;
+            announce_ready("worker", json!({ "name": worker.name() }));
+            worker.serve(shutdown).await?;
+        }
+    }
+    Ok(())
+}

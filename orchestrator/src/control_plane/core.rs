@@ -1,0 +1,539 @@
+//! The control plane's operations: registration, autoscaling ticks, sandbox lifecycle, endpoint pushes.
+//!
+//! Decisions happen under the state lock; every RPC happens after it is released.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::watch;
+use tonic::transport::Channel;
+
+use super::ControlPlaneConfig;
+use super::function::FunctionSpec;
+use super::placement::{PlacementError, Placer, WorkerLoad};
+use super::state::{DataPlaneRecord, FunctionRecord, SandboxRecord, State, WorkerRecord};
+use super::store::{RegistryStore, StoreError};
+use crate::clock::Clock;
+use crate::proto::dirigent::data_plane_client::DataPlaneClient;
+use crate::proto::dirigent::worker_client::WorkerClient;
+use crate::proto::dirigent::{
+    CreateSandboxReply, CreateSandboxRequest, DataPlaneInfo, FunctionFailure, FunctionRef, FunctionState,
+    KillSandboxRequest, LoadReport, WorkerInfo,
+};
+
+/// Registering or deleting a function failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// a function with this name exists
+    #[error("a function named '{0}' is already registered")]
+    Duplicate(String),
+    /// no function with this name exists
+    #[error("no function named '{0}' is registered")]
+    Unknown(String),
+    /// the store refused the change
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An RPC target named by what the caller knows it as.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// the caller is not registered (it should register again)
+    #[error("{0} is not registered")]
+    Unknown(String),
+    /// an address is not a valid URI
+    #[error("invalid address '{address}': {source}")]
+    Address {
+        /// The address.
+        address: String,
+        /// The cause.
+        source: tonic::transport::Error,
+    },
+}
+
+/// What a membership watcher sees: registered workers and data planes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Membership {
+    /// Registered workers.
+    pub workers: usize,
+    /// Registered data planes.
+    pub data_planes: usize,
+}
+
+/// The control plane's shared core.
+pub struct Core {
+    pub(super) config: ControlPlaneConfig,
+    pub(super) clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+    placer: Mutex<Placer>,
+    store: Arc<dyn RegistryStore>,
+    membership: watch::Sender<Membership>,
+}
+
+impl Core {
+    /// A core with no registrations but those in `store`.
+    pub fn new(config: ControlPlaneConfig, clock: Arc<dyn Clock>, store: Arc<dyn RegistryStore>) -> Result<Self, StoreError> {
+        let mut state = State::default();
+        for spec in store.load_functions()? {
+            state.functions.insert(spec.name.clone(), FunctionRecord::new(spec, &config.autoscaler));
+        }
+        let placer = Placer::new(config.placement, config.placement_seed);
+        Ok(Self {
+            config,
+            clock,
+            state: Mutex::new(state),
+            placer: Mutex::new(placer),
+            store,
+            membership: watch::channel(Membership::default()).0,
+        })
+    }
+
+    /// The state, locked. Callers must not hold the guard across an await.
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Watches how many workers and data planes are registered.
+    pub fn membership(&self) -> watch::Receiver<Membership> {
+        self.membership.subscribe()
+    }
+
+    fn publish_membership(&self, state: &State) {
+        let now = Membership { workers: state.workers.len(), data_planes: state.data_planes.len() };
+        self.membership.send_if_modified(|m| std::mem::replace(m, now) != now);
+    }
+
+    // ---- functions ------------------------------------------------------------------------------
+
+    /// Registers a function and tells every data plane it exists (requests queue rather than 404).
+    pub async fn register_function(self: &Arc<Self>, spec: FunctionSpec) -> Result<(), RegistryError> {
+        let push = {
+            let mut state = self.state();
+            if state.functions.contains_key(&spec.name) {
+                return Err(RegistryError::Duplicate(spec.name));
+            }
+            self.store.save_function(&spec)?;
+            let record = FunctionRecord::new(spec.clone(), &self.config.autoscaler);
+            let generation = state.next();
+            let snapshot = record.snapshot(generation);
+            state.functions.insert(spec.name.clone(), record);
+            (snapshot, state.data_plane_clients())
+        };
+        tracing::info!(function = %spec.name, image = %spec.image, "function registered");
+        push_state(push.0, push.1).await;
+        if spec.min_scale > 0 {
+            self.scale_function(&spec.name).await;
+        }
+        Ok(())
+    }
+
+    /// Deletes a function: data planes drop it (queued requests fail, in-flight ones finish), then its
+    /// sandboxes are killed.
+    pub async fn delete_function(self: &Arc<Self>, name: &str) -> Result<(), RegistryError> {
+        let (sandboxes, data_planes, workers) = {
+            let mut state = self.state();
+            let record = state.functions.remove(name).ok_or_else(|| RegistryError::Unknown(name.to_owned()))?;
+            self.store.delete_function(name)?;
+            let resources = record.resources();
+            for sandbox in record.sandboxes.values() {
+                state.release(&sandbox.worker, resources);
+            }
+            (record.sandboxes.into_values().collect::<Vec<_>>(), state.data_plane_clients(), self.worker_clients(&state))
+        };
+        tracing::info!(function = %name, sandboxes = sandboxes.len(), "function deleted");
+        let removal = FunctionRef { name: name.to_owned() };
+        futures_util::future::join_all(data_planes.into_iter().map(|(dp, mut client)| {
+            let removal = removal.clone();
+            async move {
+                if let Err(status) = client.remove_function(removal).await {
+                    tracing::warn!(data_plane = %dp, %status, "cannot remove a function from a data plane");
+                }
+            }
+        }))
+        .await;
+        kill_all(sandboxes, &workers).await;
+        Ok(())
+    }
+
+    // ---- membership -----------------------------------------------------------------------------
+
+    /// Registers (or re-registers) a worker.
+    pub fn register_worker(&self, info: WorkerInfo) -> Result<(), PeerError> {
+        let client = WorkerClient::new(channel(&info.address)?);
+        let mut state = self.state();
+        let now = self.clock.now();
+        let previous = state.workers.remove(&info.name);
+        let (cpu_used_millis, memory_used_mib, sandboxes) =
+            previous.map_or((0, 0, 0), |w| (w.load.cpu_used_millis, w.load.memory_used_mib, w.load.sandboxes));
+        let load = WorkerLoad {
+            name: info.name.clone(),
+            cpu_capacity_millis: info.cpu_millis,
+            memory_capacity_mib: info.memory_mib,
+            cpu_used_millis,
+            memory_used_mib,
+            sandboxes,
+        };
+        tracing::info!(worker = %info.name, address = %info.address, "worker registered");
+        state.workers.insert(info.name, WorkerRecord { address: info.address, client, load, last_seen: now });
+        self.publish_membership(&state);
+        Ok(())
+    }
+
+    /// Notes a worker's heartbeat.
+    pub fn worker_heartbeat(&self, name: &str) -> Result<(), PeerError> {
+        let now = self.clock.now();
+        let mut state = self.state();
+        let worker = state.workers.get_mut(name).ok_or_else(|| PeerError::Unknown(format!("worker {name}")))?;
+        worker.last_seen = now;
+        Ok(())
+    }
+
+    /// Registers a data plane and pushes every function to it.
+    pub async fn register_data_plane(&self, info: DataPlaneInfo) -> Result<(), PeerError> {
+        let client = DataPlaneClient::new(channel(&info.grpc_address)?);
+        let states = {
+            let mut state = self.state();
+            let record = DataPlaneRecord {
+                proxy_address: info.proxy_address.clone(),
+                grpc_address: info.grpc_address.clone(),
+                client: client.clone(),
+                last_seen: self.clock.now(),
+            };
+            state.data_planes.insert(info.name.clone(), record);
+            self.publish_membership(&state);
+            let generation = state.next();
+            state.functions.values().map(|f| f.snapshot(generation)).collect::<Vec<_>>()
+        };
+        tracing::info!(data_plane = %info.name, proxy = %info.proxy_address, functions = states.len(), "data plane registered");
+        let target = vec![(info.name, client)];
+        tokio::spawn(async move {
+            for state in states {
+                push_state(state, target.clone()).await;
+            }
+        });
+        Ok(())
+    }
+
+    /// Takes a data plane's load report (its heartbeat too).
+    pub fn report_load(&self, report: LoadReport) -> Result<(), PeerError> {
+        let now = self.clock.now();
+        let mut state = self.state();
+        let dp = state
+            .data_planes
+            .get_mut(&report.data_plane)
+            .ok_or_else(|| PeerError::Unknown(format!("data plane {}", report.data_plane)))?;
+        dp.last_seen = now;
+        for load in report.functions {
+            state.latency.add(&load.latency_buckets, load.latency_sum_seconds);
+            let Some(function) = state.functions.get_mut(&load.function) else { continue };
+            function.counters.invocations += load.invocations;
+            function.counters.cold_starts += load.cold_starts;
+            function.counters.failures += load.failures;
+            function.loads.insert(report.data_plane.clone(), load);
+        }
+        Ok(())
+    }
+
+    /// Drops workers and data planes that stopped reporting, and the sandboxes on those workers.
+    pub async fn expire_peers(self: &Arc<Self>) {
+        let now = self.clock.now();
+        let (pushes, data_planes) = {
+            let mut state = self.state();
+            let worker_deadline = self.config.worker_timeout;
+            let dead: Vec<String> =
+                state.workers.iter().filter(|(_, w)| now.saturating_sub(w.last_seen) > worker_deadline).map(|(n, _)| n.clone()).collect();
+            let dp_deadline = self.config.data_plane_timeout;
+            let dead_dps: Vec<String> = state
+                .data_planes
+                .iter()
+                .filter(|(_, d)| now.saturating_sub(d.last_seen) > dp_deadline)
+                .map(|(n, _)| n.clone())
+                .collect();
+            for name in &dead_dps {
+                tracing::warn!(data_plane = %name, "data plane stopped reporting; dropped");
+                state.data_planes.remove(name);
+                for function in state.functions.values_mut() {
+                    function.loads.remove(name);
+                }
+            }
+            for name in &dead {
+                tracing::warn!(worker = %name, "worker missed its heartbeats; dropped with its sandboxes");
+                state.workers.remove(name);
+            }
+            if !dead.is_empty() || !dead_dps.is_empty() {
+                self.publish_membership(&state);
+            }
+            let mut pushes = Vec::new();
+            let generation = state.next();
+            for function in state.functions.values_mut() {
+                let before = function.sandboxes.len();
+                function.sandboxes.retain(|_, s| !dead.contains(&s.worker));
+                if function.sandboxes.len() != before {
+                    pushes.push(function.snapshot(generation));
+                }
+            }
+            (pushes, state.data_plane_clients())
+        };
+        for push in pushes {
+            push_state(push, data_planes.clone()).await;
+        }
+    }
+
+    // ---- sandboxes ------------------------------------------------------------------------------
+
+    /// A data plane queued a request for a function at zero: create a sandbox now, not at the next tick.
+    pub fn request_cold_start(self: &Arc<Self>, function: &str) {
+        let now = self.clock.now();
+        {
+            let mut state = self.state();
+            let Some(record) = state.functions.get_mut(function) else { return };
+            if record.ready() + record.creating > 0 || record.spec.max_scale == 0 {
+                return;
+            }
+            // The request is load the data planes have not reported yet; without this sample the next
+            // tick would see an idle window and scale the new sandbox straight back to zero.
+            record.autoscaler.record(now, 1.0);
+        }
+        let core = Arc::clone(self);
+        let function = function.to_owned();
+        tokio::spawn(async move { core.create_sandboxes(&function, 1).await });
+    }
+
+    /// A worker reports a sandbox that exited on its own.
+    pub async fn sandbox_exited(&self, function: &str, sandbox_id: &str, reason: &str) {
+        let push = {
+            let mut state = self.state();
+            let generation = state.next();
+            let Some(record) = state.functions.get_mut(function) else { return };
+            let Some(sandbox) = record.sandboxes.remove(sandbox_id) else { return };
+            let resources = record.resources();
+            let snapshot = record.snapshot(generation);
+            state.release(&sandbox.worker, resources);
+            (snapshot, state.data_plane_clients())
+        };
+        tracing::warn!(%function, sandbox = %sandbox_id, %reason, "sandbox exited; removed from the data planes");
+        push_state(push.0, push.1).await;
+    }
+
+    /// One autoscaler tick over every function.
+    pub async fn tick(self: &Arc<Self>) {
+        let names: Vec<String> = self.state().functions.keys().cloned().collect();
+        for name in names {
+            self.scale_function(&name).await;
+        }
+    }
+
+    /// Runs the autoscaler of one function and starts the creations or removals it asks for.
+    pub async fn scale_function(self: &Arc<Self>, name: &str) {
+        let now = self.clock.now();
+        let (create, remove) = {
+            let mut state = self.state();
+            let Some(record) = state.functions.get_mut(name) else { return };
+            let concurrency = record.concurrency();
+            record.autoscaler.record(now, concurrency);
+            let decision = record.autoscaler.decide(now, record.ready());
+            record.last_decision = Some(decision);
+            let current = record.ready() + record.creating;
+            (decision.desired.saturating_sub(current), record.ready().saturating_sub(decision.desired))
+        };
+        if create > 0 {
+            let core = Arc::clone(self);
+            let name = name.to_owned();
+            tokio::spawn(async move { core.create_sandboxes(&name, create).await });
+        }
+        if remove > 0 {
+            let core = Arc::clone(self);
+            let name = name.to_owned();
+            tokio::spawn(async move { core.remove_sandboxes(&name, remove).await });
+        }
+    }
+
+    /// Creates `count` sandboxes of `function` concurrently.
+    pub async fn create_sandboxes(self: &Arc<Self>, function: &str, count: u32) {
+        futures_util::future::join_all((0..count).map(|_| self.create_sandbox(function))).await;
+    }
+
+    async fn create_sandbox(self: &Arc<Self>, function: &str) {
+        let planned = match self.plan_creation(function) {
+            Ok(Some(planned)) => planned,
+            Ok(None) => return,
+            Err(message) => return self.creation_failed(function, None, message).await,
+        };
+        let (worker, mut client, request) = planned;
+        let deadline = self.config.sandbox_create_timeout;
+        let reply = match tokio::time::timeout(deadline, client.create_sandbox(request.clone())).await {
+            Ok(Ok(reply)) => reply.into_inner(),
+            Ok(Err(status)) => {
+                let message = format!("worker {worker} could not create a sandbox: {}", status.message());
+                return self.creation_failed(function, Some(&worker), message).await;
+            }
+            Err(_) => {
+                let message = format!("worker {worker} did not create a sandbox within {deadline:?}");
+                return self.creation_failed(function, Some(&worker), message).await;
+            }
+        };
+        self.creation_succeeded(function, &worker, client, reply).await;
+    }
+
+    /// Places a sandbox and reserves its resources; `Ok(None)` when the function is gone.
+    #[allow(clippy::type_complexity)]
+    fn plan_creation(&self, function: &str) -> Result<Option<(String, WorkerClient<Channel>, CreateSandboxRequest)>, String> {
+        let mut state = self.state();
+        let sequence = state.next();
+        let Some(record) = state.functions.get(function) else { return Ok(None) };
+        let resources = record.resources();
+        let spec = record.spec.clone();
+        let loads: Vec<WorkerLoad> = state.workers.values().map(|w| w.load.clone()).collect();
+        let index = self.placer.lock().unwrap_or_else(|e| e.into_inner()).place(&loads, resources);
+        let index = index.map_err(|e: PlacementError| format!("cannot place a sandbox of '{function}': {e}"))?;
+        let worker = loads[index].name.clone();
+        state.reserve(&worker, resources);
+        let client = state.workers.get(&worker).map(|w| w.client.clone()).ok_or_else(|| format!("worker {worker} vanished"))?;
+        if let Some(record) = state.functions.get_mut(function) {
+            record.creating += 1;
+        }
+        let request = CreateSandboxRequest {
+            sandbox_id: format!("{function}-{sequence}"),
+            function: function.to_owned(),
+            image: spec.image,
+            args: spec.args,
+            port: u32::from(spec.port),
+            cpu_millis: spec.cpu_millis,
+            memory_mib: spec.memory_mib,
+            env: spec.env.into_iter().collect(),
+        };
+        Ok(Some((worker, client, request)))
+    }
+
+    async fn creation_succeeded(&self, function: &str, worker: &str, mut client: WorkerClient<Channel>, reply: CreateSandboxReply) {
+        let push = {
+            let mut state = self.state();
+            let generation = state.next();
+            let worker_alive = state.workers.contains_key(worker);
+            match state.functions.get_mut(function) {
+                Some(record) if worker_alive => {
+                    record.creating = record.creating.saturating_sub(1);
+                    record.counters.sandboxes_created += 1;
+                    record.last_error = None;
+                    let sandbox = SandboxRecord {
+                        id: reply.sandbox_id.clone(),
+                        worker: worker.to_owned(),
+                        address: reply.address.clone(),
+                        creation_micros: reply.creation_micros,
+                    };
+                    record.sandboxes.insert(sandbox.id.clone(), sandbox);
+                    Some((record.snapshot(generation), state.data_plane_clients()))
+                }
+                _ => None,
+            }
+        };
+        match push {
+            Some((snapshot, data_planes)) => {
+                tracing::debug!(%function, sandbox = %reply.sandbox_id, %worker, micros = reply.creation_micros, "sandbox ready");
+                push_state(snapshot, data_planes).await;
+            }
+            None => {
+                // The function was deleted (or the worker dropped) while the sandbox started.
+                let _ = client.kill_sandbox(KillSandboxRequest { sandbox_id: reply.sandbox_id }).await;
+            }
+        }
+    }
+
+    /// Records a failed creation; when the function has no sandbox at all, its queued requests fail now.
+    async fn creation_failed(&self, function: &str, worker: Option<&str>, message: String) {
+        tracing::warn!(%function, %message, "sandbox creation failed");
+        let fail = {
+            let mut state = self.state();
+            let Some(record) = state.functions.get_mut(function) else { return };
+            if worker.is_some() {
+                record.creating = record.creating.saturating_sub(1);
+            }
+            record.counters.creation_failures += 1;
+            record.last_error = Some(message.clone());
+            let resources = record.resources();
+            let none_left = record.ready() + record.creating == 0;
+            if let Some(worker) = worker {
+                state.release(worker, resources);
+            }
+            none_left.then(|| state.data_plane_clients())
+        };
+        let Some(data_planes) = fail else { return };
+        let failure = FunctionFailure { name: function.to_owned(), message };
+        futures_util::future::join_all(data_planes.into_iter().map(|(_, mut client)| {
+            let failure = failure.clone();
+            async move { client.fail_queued(failure).await }
+        }))
+        .await;
+    }
+
+    /// Removes `count` sandboxes: out of the data planes first (drained), then killed.
+    pub async fn remove_sandboxes(&self, function: &str, count: u32) {
+        let (removed, push, workers) = {
+            let mut state = self.state();
+            let generation = state.next();
+            let Some(record) = state.functions.get_mut(function) else { return };
+            // The newest sandboxes go first: the oldest have proven themselves and keep their warm caches.
+            let victims: Vec<String> = record.sandboxes.keys().rev().take(count as usize).cloned().collect();
+            let removed: Vec<SandboxRecord> = victims.iter().filter_map(|id| record.sandboxes.remove(id)).collect();
+            let resources = record.resources();
+            let snapshot = record.snapshot(generation);
+            for sandbox in &removed {
+                state.release(&sandbox.worker, resources);
+            }
+            (removed, (snapshot, state.data_plane_clients()), self.worker_clients(&state))
+        };
+        tracing::debug!(%function, count = removed.len(), "scaling down");
+        push_state(push.0, push.1).await;
+        kill_all(removed, &workers).await;
+    }
+
+    fn worker_clients(&self, state: &State) -> Vec<(String, WorkerClient<Channel>)> {
+        state.workers.iter().map(|(name, w)| (name.clone(), w.client.clone())).collect()
+    }
+
+    /// The data planes' proxy addresses, for `/registerService`'s reply.
+    pub fn proxy_addresses(&self) -> Vec<String> {
+        self.state().data_planes.values().map(|d| d.proxy_address.clone()).collect()
+    }
+
+    /// Kills every sandbox (control-plane shutdown in standalone mode).
+    pub async fn kill_every_sandbox(&self) {
+        let (sandboxes, workers) = {
+            let mut state = self.state();
+            let sandboxes: Vec<SandboxRecord> =
+                state.functions.values_mut().flat_map(|f| std::mem::take(&mut f.sandboxes).into_values()).collect();
+            (sandboxes, self.worker_clients(&state))
+        };
+        kill_all(sandboxes, &workers).await;
+    }
+}
+
+fn channel(address: &str) -> Result<Channel, PeerError> {
+    crate::net::channel(address).map_err(|source| PeerError::Address { address: address.to_owned(), source })
+}
+
+/// Pushes one function's full state to data planes, concurrently; returns when all have applied it
+/// (which, for removed endpoints, includes their drain).
+async fn push_state(state: FunctionState, data_planes: Vec<(String, DataPlaneClient<Channel>)>) {
+    futures_util::future::join_all(data_planes.into_iter().map(|(name, mut client)| {
+        let state = state.clone();
+        async move {
+            if let Err(status) = client.sync_function(state).await {
+                tracing::warn!(data_plane = %name, %status, "endpoint push failed");
+            }
+        }
+    }))
+    .await;
+}
+
+async fn kill_all(sandboxes: Vec<SandboxRecord>, workers: &[(String, WorkerClient<Channel>)]) {
+    futures_util::future::join_all(sandboxes.into_iter().map(|sandbox| {
+        let client = workers.iter().find(|(name, _)| *name == sandbox.worker).map(|(_, c)| c.clone());
+        async move {
+            let Some(mut client) = client else { return };
+            let request = KillSandboxRequest { sandbox_id: sandbox.id.clone() };
+            if let Err(status) = client.kill_sandbox(request).await {
+                tracing::warn!(sandbox = %sandbox.id, worker = %sandbox.worker, %status, "cannot kill a sandbox");
+            }
+        }
+    }))
+    .await;
+}

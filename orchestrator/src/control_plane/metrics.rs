@@ -1,0 +1,97 @@
+//! `GET /metrics`: the control plane's view in Prometheus text format.
+
+use std::fmt::Write as _;
+
+use super::state::State;
+use crate::data_plane::stats::LATENCY_BUCKETS;
+
+/// Renders every metric.
+pub fn render(state: &State) -> String {
+    let mut out = String::with_capacity(4096);
+    gauge(&mut out, "dirigent_functions", "Registered functions.", state.functions.len() as f64);
+    gauge(&mut out, "dirigent_workers", "Registered workers.", state.workers.len() as f64);
+    gauge(&mut out, "dirigent_data_planes", "Registered data planes.", state.data_planes.len() as f64);
+    per_function(&mut out, state, "dirigent_sandboxes", "gauge", "Ready sandboxes per function.", |f| f.ready() as f64);
+    per_function(&mut out, state, "dirigent_sandboxes_creating", "gauge", "Sandboxes being created per function.", |f| {
+        f64::from(f.creating)
+    });
+    per_function(&mut out, state, "dirigent_queue_depth", "gauge", "Requests queued for a sandbox, over all data planes.", |f| {
+        f.queued() as f64
+    });
+    per_function(&mut out, state, "dirigent_desired_scale", "gauge", "The autoscaler's last desired scale.", |f| {
+        f.last_decision.map_or(0.0, |d| f64::from(d.desired))
+    });
+    per_function(&mut out, state, "dirigent_invocations_total", "counter", "Invocations that reached a sandbox.", |f| {
+        f.counters.invocations as f64
+    });
+    per_function(&mut out, state, "dirigent_cold_starts_total", "counter", "Invocations that waited for a sandbox creation.", |f| {
+        f.counters.cold_starts as f64
+    });
+    per_function(&mut out, state, "dirigent_invocation_failures_total", "counter", "Invocations that failed in a data plane.", |f| {
+        f.counters.failures as f64
+    });
+    per_function(&mut out, state, "dirigent_sandbox_creations_total", "counter", "Sandboxes created.", |f| {
+        f.counters.sandboxes_created as f64
+    });
+    per_function(&mut out, state, "dirigent_sandbox_creation_failures_total", "counter", "Sandbox creations that failed.", |f| {
+        f.counters.creation_failures as f64
+    });
+    histogram(&mut out, state);
+    out
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: f64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+}
+
+fn per_function(
+    out: &mut String,
+    state: &State,
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl Fn(&super::state::FunctionRecord) -> f64,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (function, record) in &state.functions {
+        // Function names are DNS labels, so they need no escaping inside the label value.
+        let _ = writeln!(out, "{name}{{function=\"{function}\"}} {}", value(record));
+    }
+}
+
+fn histogram(out: &mut String, state: &State) {
+    let name = "dirigent_scheduling_latency_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time from a data plane receiving a request to sending it to a sandbox.\n# TYPE {name} histogram"
+    );
+    let mut cumulative = 0;
+    for (bound, count) in LATENCY_BUCKETS.iter().zip(&state.latency.buckets) {
+        cumulative += count;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    cumulative += state.latency.buckets.last().copied().unwrap_or(0);
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+    let _ = writeln!(out, "{name}_sum {}\n{name}_count {cumulative}", state.latency.sum_seconds);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative() {
+        let mut state = State::default();
+        let mut buckets = vec![0; LATENCY_BUCKETS.len() + 1];
+        buckets[0] = 2;
+        buckets[3] = 1;
+        buckets[LATENCY_BUCKETS.len()] = 1;
+        state.latency.add(&buckets, 12.5);
+        let text = render(&state);
+        assert!(text.contains("dirigent_scheduling_latency_seconds_bucket{le=\"0.00005\"} 2\n"), "{text}");
+        assert!(text.contains("dirigent_scheduling_latency_seconds_bucket{le=\"0.0005\"} 3\n"), "{text}");
+        assert!(text.contains("dirigent_scheduling_latency_seconds_bucket{le=\"10\"} 3\n"), "{text}");
+        assert!(text.contains("dirigent_scheduling_latency_seconds_bucket{le=\"+Inf\"} 4\n"), "{text}");
+        assert!(text.contains("dirigent_scheduling_latency_seconds_count 4\n"), "{text}");
+    }
+}

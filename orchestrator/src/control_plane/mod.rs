@@ -1,0 +1,176 @@
+//! The monolithic control plane: function registry, worker and data-plane registry, per-function
+//! autoscaler, placement and sandbox lifecycle.
+
+pub mod api;
+pub mod autoscaler;
+pub mod core;
+pub mod function;
+pub mod grpc;
+pub mod metrics;
+pub mod placement;
+pub mod state;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{Clock, MonotonicClock};
+use crate::net::{self, BindError};
+use crate::proto::dirigent::control_plane_server::ControlPlaneServer;
+use autoscaler::AutoscalerConfig;
+use placement::PlacementPolicy;
+use store::{MemoryStore, StoreError};
+
+pub use self::core::{Core, Membership};
+
+/// Control-plane settings (YAML).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlPlaneConfig {
+    /// Where the gRPC service for workers and data planes listens.
+    pub grpc_listen: SocketAddr,
+    /// Where the user API (registration, `/metrics`) listens.
+    pub http_listen: SocketAddr,
+    /// Host name or address peers use when a listen address is `0.0.0.0`.
+    pub advertise_host: String,
+    /// Which worker gets a new sandbox.
+    pub placement: PlacementPolicy,
+    /// Seed of the random placement policy.
+    pub placement_seed: u64,
+    /// The per-function autoscaler.
+    pub autoscaler: AutoscalerConfig,
+    /// A worker silent this long is dropped with its sandboxes.
+    #[serde(with = "humantime_serde")]
+    pub worker_timeout: Duration,
+    /// A data plane silent this long is dropped.
+    #[serde(with = "humantime_serde")]
+    pub data_plane_timeout: Duration,
+    /// How long a worker may take to create a ready sandbox.
+    #[serde(with = "humantime_serde")]
+    pub sandbox_create_timeout: Duration,
+}
+
+impl Default for ControlPlaneConfig {
+    fn default() -> Self {
+        Self {
+            grpc_listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
+            http_listen: SocketAddr::from(([0, 0, 0, 0], 9091)),
+            advertise_host: "127.0.0.1".into(),
+            placement: PlacementPolicy::default(),
+            placement_seed: 42,
+            autoscaler: AutoscalerConfig::default(),
+            worker_timeout: Duration::from_secs(5),
+            data_plane_timeout: Duration::from_secs(5),
+            sandbox_create_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Starting the control plane failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlPlaneError {
+    /// a listening socket could not be bound
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// the configuration is invalid
+    #[error("invalid control plane config: {0}")]
+    Config(String),
+    /// the registry store failed
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// the gRPC server failed
+    #[error("control plane gRPC server failed: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    /// the HTTP API server failed
+    #[error("control plane HTTP API failed: {0}")]
+    Http(#[source] std::io::Error),
+}
+
+/// A control plane whose sockets are bound, ready to serve.
+pub struct ControlPlane {
+    core: Arc<Core>,
+    grpc_listener: TcpListener,
+    http_listener: TcpListener,
+    grpc_address: String,
+    http_address: String,
+}
+
+impl ControlPlane {
+    /// Binds the sockets and builds the core with an in-memory store and the real clock.
+    pub async fn bind(config: ControlPlaneConfig) -> Result<Self, ControlPlaneError> {
+        Self::bind_with(config, Arc::new(MonotonicClock::new()), Arc::new(MemoryStore::default())).await
+    }
+
+    /// Binds with a given clock and store.
+    pub async fn bind_with(
+        config: ControlPlaneConfig,
+        clock: Arc<dyn Clock>,
+        store: Arc<dyn store::RegistryStore>,
+    ) -> Result<Self, ControlPlaneError> {
+        config.autoscaler.validate().map_err(|e| ControlPlaneError::Config(e.to_string()))?;
+        let grpc_listener = net::bind("control-plane gRPC", config.grpc_listen).await?;
+        let http_listener = net::bind("control-plane HTTP API", config.http_listen).await?;
+        let grpc_address = net::advertised(&grpc_listener, &config.advertise_host);
+        let http_address = net::advertised(&http_listener, &config.advertise_host);
+        let core = Arc::new(Core::new(config, clock, store)?);
+        Ok(Self { core, grpc_listener, http_listener, grpc_address, http_address })
+    }
+
+    /// The gRPC address workers and data planes connect to.
+    pub fn grpc_address(&self) -> &str {
+        &self.grpc_address
+    }
+
+    /// The HTTP API's address.
+    pub fn http_address(&self) -> &str {
+        &self.http_address
+    }
+
+    /// The core (for in-process use: membership watching, tests).
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// Serves until `shutdown` is cancelled.
+    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), ControlPlaneError> {
+        let core = self.core;
+        let loops = tokio::spawn(run_loops(Arc::clone(&core), shutdown.clone()));
+        let api = axum::serve(self.http_listener, api::router(Arc::clone(&core)))
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let api = tokio::spawn(async move { api.await.map_err(ControlPlaneError::Http) });
+        tracing::info!(grpc = %self.grpc_address, api = %self.http_address, "control plane up");
+        let grpc = tonic::transport::Server::builder()
+            .add_service(ControlPlaneServer::new(grpc::ControlPlaneService { core: Arc::clone(&core) }))
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true)),
+                shutdown.clone().cancelled_owned(),
+            )
+            .await;
+        shutdown.cancel();
+        let _ = loops.await;
+        let api = api.await.unwrap_or(Ok(()));
+        grpc?;
+        api
+    }
+}
+
+/// The autoscaler tick and the peer-expiry check.
+async fn run_loops(core: Arc<Core>, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(core.config.autoscaler.tick);
+    let mut expiry = tokio::time::interval((core.config.worker_timeout / 4).max(Duration::from_millis(100)));
+    for interval in [&mut ticks, &mut expiry] {
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => core.tick().await,
+            _ = expiry.tick() => core.expire_peers().await,
+            () = shutdown.cancelled() => return,
+        }
+    }
+}

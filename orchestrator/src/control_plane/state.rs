@@ -1,0 +1,224 @@
+//! The control plane's in-memory state: one struct, guarded by one mutex, never held across an await.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use tonic::transport::Channel;
+
+use super::autoscaler::{AutoscalerConfig, Decision, FunctionAutoscaler, ScaleBounds};
+use super::function::FunctionSpec;
+use super::placement::{Resources, WorkerLoad};
+use crate::data_plane::stats::LATENCY_BUCKETS;
+use crate::proto::dirigent::data_plane_client::DataPlaneClient;
+use crate::proto::dirigent::worker_client::WorkerClient;
+use crate::proto::dirigent::{Endpoint, FunctionLoad, FunctionState};
+
+/// A ready sandbox.
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxRecord {
+    /// Its id.
+    pub id: String,
+    /// The worker it runs on.
+    pub worker: String,
+    /// Where it serves.
+    pub address: String,
+    /// How long it took to become ready, µs.
+    pub creation_micros: u64,
+}
+
+/// Counters of one function, summed from data-plane reports and sandbox operations.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FunctionCounters {
+    /// Invocations that reached a sandbox.
+    pub invocations: u64,
+    /// Invocations that waited for a sandbox creation.
+    pub cold_starts: u64,
+    /// Invocations that failed in a data plane.
+    pub failures: u64,
+    /// Sandboxes created.
+    pub sandboxes_created: u64,
+    /// Sandbox creations that failed.
+    pub creation_failures: u64,
+}
+
+/// One registered function.
+pub struct FunctionRecord {
+    /// What was registered.
+    pub spec: FunctionSpec,
+    /// Its autoscaler.
+    pub autoscaler: FunctionAutoscaler,
+    /// Its ready sandboxes, by id.
+    pub sandboxes: BTreeMap<String, SandboxRecord>,
+    /// Sandboxes being created.
+    pub creating: u32,
+    /// The latest load report from each data plane.
+    pub loads: BTreeMap<String, FunctionLoad>,
+    /// Counters for `/metrics`.
+    pub counters: FunctionCounters,
+    /// The last autoscaler decision.
+    pub last_decision: Option<Decision>,
+    /// Why the last sandbox creation failed, if it did.
+    pub last_error: Option<String>,
+}
+
+impl FunctionRecord {
+    /// A new record with its own autoscaler.
+    pub fn new(spec: FunctionSpec, autoscaling: &AutoscalerConfig) -> Self {
+        let mut config = autoscaling.clone();
+        if spec.cold_start_sweep {
+            // Each invocation of a sweep function must meet a cold start: forget traffic after one tick.
+            config.stable_window = config.tick;
+            config.panic_window = config.tick;
+        }
+        let bounds = ScaleBounds { min: spec.min_scale, max: spec.max_scale };
+        Self {
+            autoscaler: FunctionAutoscaler::new(config, bounds),
+            spec,
+            sandboxes: BTreeMap::new(),
+            creating: 0,
+            loads: BTreeMap::new(),
+            counters: FunctionCounters::default(),
+            last_decision: None,
+            last_error: None,
+        }
+    }
+
+    /// Ready sandboxes.
+    pub fn ready(&self) -> u32 {
+        u32::try_from(self.sandboxes.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The resources one sandbox asks for.
+    pub fn resources(&self) -> Resources {
+        Resources { cpu_millis: self.spec.cpu_millis, memory_mib: self.spec.memory_mib }
+    }
+
+    /// Concurrency summed over the data planes' latest reports.
+    pub fn concurrency(&self) -> f64 {
+        self.loads.values().map(|l| l.average_concurrency).filter(|c| c.is_finite() && *c > 0.0).sum()
+    }
+
+    /// Requests queued over all data planes.
+    pub fn queued(&self) -> u64 {
+        self.loads.values().map(|l| u64::from(l.queued)).sum()
+    }
+
+    /// The state pushed to data planes.
+    pub fn snapshot(&self, generation: u64) -> FunctionState {
+        FunctionState {
+            name: self.spec.name.clone(),
+            container_concurrency: self.spec.container_concurrency,
+            endpoints: self
+                .sandboxes
+                .values()
+                .map(|s| Endpoint {
+                    sandbox_id: s.id.clone(),
+                    address: s.address.clone(),
+                    creation_micros: s.creation_micros,
+                })
+                .collect(),
+            generation,
+        }
+    }
+}
+
+/// A registered worker.
+pub struct WorkerRecord {
+    /// Its gRPC address.
+    pub address: String,
+    /// Client for its gRPC service.
+    pub client: WorkerClient<Channel>,
+    /// What it offers and what is placed on it.
+    pub load: WorkerLoad,
+    /// When it last said it was alive (clock time).
+    pub last_seen: Duration,
+}
+
+/// A registered data plane.
+pub struct DataPlaneRecord {
+    /// Where users send invocations.
+    pub proxy_address: String,
+    /// Its gRPC address.
+    pub grpc_address: String,
+    /// Client for its gRPC service.
+    pub client: DataPlaneClient<Channel>,
+    /// When it last reported (clock time).
+    pub last_seen: Duration,
+}
+
+/// Scheduling-latency histogram summed over data planes.
+#[derive(Debug, Clone)]
+pub struct LatencyHistogram {
+    /// Counts per bucket of [`LATENCY_BUCKETS`], plus +Inf.
+    pub buckets: Vec<u64>,
+    /// Sum of the observations, seconds.
+    pub sum_seconds: f64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self { buckets: vec![0; LATENCY_BUCKETS.len() + 1], sum_seconds: 0.0 }
+    }
+}
+
+impl LatencyHistogram {
+    /// Adds a data plane's bucket counts (ignoring a report with a different bucket layout).
+    pub fn add(&mut self, buckets: &[u64], sum_seconds: f64) {
+        if buckets.len() != self.buckets.len() {
+            return;
+        }
+        for (total, add) in self.buckets.iter_mut().zip(buckets) {
+            *total += add;
+        }
+        if sum_seconds.is_finite() {
+            self.sum_seconds += sum_seconds;
+        }
+    }
+}
+
+/// Everything the control plane knows.
+#[derive(Default)]
+pub struct State {
+    /// Functions by name.
+    pub functions: BTreeMap<String, FunctionRecord>,
+    /// Workers by name.
+    pub workers: BTreeMap<String, WorkerRecord>,
+    /// Data planes by name.
+    pub data_planes: BTreeMap<String, DataPlaneRecord>,
+    /// Source of sandbox ids and endpoint-set generations; only grows.
+    pub sequence: u64,
+    /// Scheduling latency over all functions.
+    pub latency: LatencyHistogram,
+}
+
+impl State {
+    /// The next sequence number.
+    pub fn next(&mut self) -> u64 {
+        self.sequence += 1;
+        self.sequence
+    }
+
+    /// The data planes' clients, for a push outside the lock.
+    pub fn data_plane_clients(&self) -> Vec<(String, DataPlaneClient<Channel>)> {
+        self.data_planes.iter().map(|(name, dp)| (name.clone(), dp.client.clone())).collect()
+    }
+
+    /// Releases a sandbox's resources on its worker.
+    pub fn release(&mut self, worker: &str, resources: Resources) {
+        if let Some(w) = self.workers.get_mut(worker) {
+            w.load.cpu_used_millis = w.load.cpu_used_millis.saturating_sub(resources.cpu_millis);
+            w.load.memory_used_mib = w.load.memory_used_mib.saturating_sub(resources.memory_mib);
+            w.load.sandboxes = w.load.sandboxes.saturating_sub(1);
+        }
+    }
+
+    /// Reserves a sandbox's resources on its worker.
+    pub fn reserve(&mut self, worker: &str, resources: Resources) {
+        if let Some(w) = self.workers.get_mut(worker) {
+            w.load.cpu_used_millis += resources.cpu_millis;
+            w.load.memory_used_mib += resources.memory_mib;
+            w.load.sandboxes += 1;
+        }
+    }
+}

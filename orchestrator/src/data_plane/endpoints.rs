@@ -1,0 +1,578 @@
+//! Per-function endpoint sets, leases on sandboxes, and the cold-start queue.
+//!
+//! One mutex per function guards its endpoints, its waiters and its concurrency meter: every decision
+//! (pick a free sandbox, queue, hand a released sandbox to the oldest waiter) happens under it, so a
+//! sandbox with concurrency `c` never serves more than `c` requests and no waiter is skipped.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, oneshot};
+
+use super::balancer::{self, LoadBalancing};
+use super::stats::{ConcurrencyMeter, InvocationCounters};
+
+/// One sandbox as the data plane sees it.
+#[derive(Debug)]
+pub struct EndpointSlot {
+    /// The sandbox's id.
+    pub sandbox_id: String,
+    /// Where the sandbox serves.
+    pub address: SocketAddr,
+    /// How long the sandbox took to become ready.
+    pub creation: Duration,
+    in_flight: std::sync::atomic::AtomicU32,
+    removed: AtomicBool,
+    /// Set until the first request is served: a request served by a fresh sandbox waited for a cold start.
+    fresh: AtomicBool,
+    drained: Notify,
+}
+
+impl EndpointSlot {
+    fn new(sandbox_id: String, address: SocketAddr, creation: Duration) -> Self {
+        Self {
+            sandbox_id,
+            address,
+            creation,
+            in_flight: 0.into(),
+            removed: AtomicBool::new(false),
+            fresh: AtomicBool::new(true),
+            drained: Notify::new(),
+        }
+    }
+
+    fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Waits until no request is in flight on this removed endpoint.
+    async fn drained(&self) {
+        loop {
+            let notified = self.drained.notified();
+            if self.in_flight() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A desired endpoint, as pushed by the control plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointSpec {
+    /// The sandbox's id.
+    pub sandbox_id: String,
+    /// Where the sandbox serves.
+    pub address: SocketAddr,
+    /// How long the sandbox took to become ready.
+    pub creation: Duration,
+}
+
+/// How a request came by its sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColdStart {
+    /// A sandbox was free.
+    None,
+    /// This request found the function at zero and asked for the cold start.
+    Triggered,
+    /// This request waited and got a sandbox created while it waited.
+    Waited,
+}
+
+/// Exclusive use of one unit of a sandbox's concurrency; given back on drop.
+#[derive(Debug)]
+pub struct Lease {
+    function: Arc<FunctionEntry>,
+    slot: Arc<EndpointSlot>,
+    armed: bool,
+}
+
+impl Lease {
+    /// The sandbox this lease is for.
+    pub fn endpoint(&self) -> &EndpointSlot {
+        &self.slot
+    }
+
+    /// Takes the slot out without releasing it (the caller keeps the unit of concurrency).
+    fn defuse(mut self) -> Arc<EndpointSlot> {
+        self.armed = false;
+        Arc::clone(&self.slot)
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.armed {
+            self.function.release(&self.slot);
+        }
+    }
+}
+
+/// Why a request got no sandbox.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum AcquireError {
+    /// no function named {0} is registered
+    #[error("no function named '{0}' is registered")]
+    UnknownFunction(String),
+    /// no sandbox of the function became available in time
+    #[error("no sandbox of function '{function}' became available within {waited:?}")]
+    Timeout {
+        /// The function.
+        function: String,
+        /// How long the request waited.
+        waited: Duration,
+    },
+    /// the control plane could not create a sandbox
+    #[error("function '{function}' has no sandbox: {message}")]
+    CreationFailed {
+        /// The function.
+        function: String,
+        /// The control plane's reason.
+        message: String,
+    },
+    /// the function was deleted while the request waited
+    #[error("function '{0}' was deleted while the request waited")]
+    Deleted(String),
+}
+
+type WaiterReply = Result<Lease, AcquireError>;
+
+struct Waiter {
+    reply: oneshot::Sender<WaiterReply>,
+}
+
+/// A granted request: the lease, how long it queued, and whether it met a cold start.
+#[derive(Debug)]
+pub struct Grant {
+    /// The sandbox to send to.
+    pub lease: Lease,
+    /// Time spent waiting in the queue.
+    pub queued: Duration,
+    /// Whether the request waited on a sandbox creation.
+    pub cold_start: ColdStart,
+}
+
+/// Settings the control plane pushes with the endpoint set.
+struct FunctionInner {
+    concurrency: u32,
+    generation: u64,
+    endpoints: Vec<Arc<EndpointSlot>>,
+    waiters: VecDeque<Waiter>,
+    cursor: usize,
+    deleted: bool,
+    meter: ConcurrencyMeter,
+}
+
+/// One function's state in the data plane.
+pub struct FunctionEntry {
+    name: String,
+    policy: LoadBalancing,
+    inner: Mutex<FunctionInner>,
+    /// Counters the reporter drains.
+    pub counters: InvocationCounters,
+}
+
+impl std::fmt::Debug for FunctionEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FunctionEntry").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// What acquiring decided under the lock.
+enum Acquired {
+    Now(Lease),
+    Queued { reply: oneshot::Receiver<WaiterReply>, triggered: bool },
+}
+
+impl FunctionEntry {
+    fn new(name: String, policy: LoadBalancing, concurrency: u32) -> Self {
+        let inner = FunctionInner {
+            concurrency: concurrency.max(1),
+            generation: 0,
+            endpoints: Vec::new(),
+            waiters: VecDeque::new(),
+            cursor: 0,
+            deleted: false,
+            meter: ConcurrencyMeter::new(Instant::now()),
+        };
+        Self { name, policy, inner: Mutex::new(inner), counters: InvocationCounters::default() }
+    }
+
+    /// The function's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn lock(&self) -> MutexGuard<'_, FunctionInner> {
+        // A panic while holding the lock leaves consistent counters behind; keep serving.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Gets a sandbox for one request, waiting up to `timeout` in the queue.
+    ///
+    /// `on_cold_start` runs (outside the lock) when this request is the one that found the function at
+    /// zero sandboxes; it should ask the control plane for a sandbox.
+    pub async fn acquire(self: &Arc<Self>, timeout: Duration, on_cold_start: impl FnOnce()) -> Result<Grant, AcquireError> {
+        let arrived = Instant::now();
+        let (reply, triggered) = match self.try_acquire(arrived)? {
+            Acquired::Now(lease) => return Ok(Grant { lease, queued: Duration::ZERO, cold_start: ColdStart::None }),
+            Acquired::Queued { reply, triggered } => (reply, triggered),
+        };
+        if triggered {
+            on_cold_start();
+        }
+        let mut reply = reply;
+        let received = match tokio::time::timeout(timeout, &mut reply).await {
+            Ok(Ok(result)) => Some(result),
+            // The sender only disappears unsent when the function itself is gone.
+            Ok(Err(_)) => return Err(AcquireError::Deleted(self.name.clone())),
+            Err(_) => {
+                // A lease may have been handed over just as the timer fired: take it rather than lose it.
+                reply.close();
+                reply.try_recv().ok()
+            }
+        };
+        let queued = arrived.elapsed();
+        let Some(result) = received else {
+            self.lock().meter.change(Instant::now(), -1);
+            return Err(AcquireError::Timeout { function: self.name.clone(), waited: queued });
+        };
+        let lease = result?;
+        let fresh = lease.slot.fresh.swap(false, Ordering::Relaxed);
+        let cold_start = match (triggered, fresh) {
+            (true, _) => ColdStart::Triggered,
+            (false, true) => ColdStart::Waited,
+            (false, false) => ColdStart::None,
+        };
+        Ok(Grant { lease, queued, cold_start })
+    }
+
+    fn try_acquire(self: &Arc<Self>, now: Instant) -> Result<Acquired, AcquireError> {
+        let mut inner = self.lock();
+        if inner.deleted {
+            return Err(AcquireError::UnknownFunction(self.name.clone()));
+        }
+        inner.meter.change(now, 1);
+        if let Some(slot) = self.pick_free(&mut inner) {
+            slot.fresh.store(false, Ordering::Relaxed);
+            return Ok(Acquired::Now(self.lease(slot)));
+        }
+        // Waiters that timed out stay queued until now; dropping them here keeps the queue bounded.
+        inner.waiters.retain(|w| !w.reply.is_closed());
+        // The first live waiter of a function at zero asks for the cold start; a request that arrives
+        // after an earlier one timed out asks again, in case that request was lost.
+        let triggered = inner.endpoints.is_empty() && inner.waiters.is_empty();
+        let (tx, rx) = oneshot::channel();
+        inner.waiters.push_back(Waiter { reply: tx });
+        Ok(Acquired::Queued { reply: rx, triggered })
+    }
+
+    /// Picks a free endpoint and counts the request on it (caller holds the lock).
+    fn pick_free(&self, inner: &mut FunctionInner) -> Option<Arc<EndpointSlot>> {
+        let in_flight: Vec<u32> = inner.endpoints.iter().map(|s| s.in_flight()).collect();
+        let index = balancer::pick(self.policy, &in_flight, inner.concurrency, &mut inner.cursor)?;
+        let slot = Arc::clone(&inner.endpoints[index]);
+        slot.in_flight.fetch_add(1, Ordering::Relaxed);
+        Some(slot)
+    }
+
+    fn lease(self: &Arc<Self>, slot: Arc<EndpointSlot>) -> Lease {
+        Lease { function: Arc::clone(self), slot, armed: true }
+    }
+
+    /// Gives back one unit of concurrency on `slot`, handing it to the oldest waiter if any.
+    fn release(self: &Arc<Self>, slot: &Arc<EndpointSlot>) {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        inner.meter.change(now, -1);
+        let left = slot.in_flight.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+        if slot.removed.load(Ordering::Relaxed) {
+            if left == 0 {
+                slot.drained.notify_waiters();
+            }
+            return;
+        }
+        self.serve_waiters(&mut inner);
+    }
+
+    /// Hands free capacity to queued requests, oldest first (caller holds the lock).
+    fn serve_waiters(self: &Arc<Self>, inner: &mut FunctionInner) {
+        while !inner.waiters.is_empty() {
+            let Some(slot) = self.pick_free(inner) else { return };
+            let mut offer = Some(self.lease(slot));
+            while let Some(waiter) = inner.waiters.pop_front() {
+                let Some(lease) = offer.take() else { break };
+                if let Err(returned) = waiter.reply.send(Ok(lease)) {
+                    // That waiter timed out and left (and took itself off the meter): offer the next one.
+                    offer = returned.ok();
+                } else {
+                    break;
+                }
+            }
+            if let Some(lease) = offer {
+                // Nobody left to take it: give the unit back without re-entering the lock.
+                let slot = lease.defuse();
+                slot.in_flight.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+
+    /// Replaces the endpoint set; returns the removed endpoints that still have requests in flight.
+    ///
+    /// Updates carrying an older `generation` than one already applied are ignored, since pushes for one
+    /// function may overtake each other on the way from the control plane.
+    fn replace(self: &Arc<Self>, generation: u64, concurrency: u32, wanted: Vec<EndpointSpec>) -> Vec<Arc<EndpointSlot>> {
+        let mut inner = self.lock();
+        if generation < inner.generation {
+            return Vec::new();
+        }
+        inner.generation = generation;
+        inner.concurrency = concurrency.max(1);
+        let wanted_ids: HashSet<&str> = wanted.iter().map(|e| e.sandbox_id.as_str()).collect();
+        let (kept, removed): (Vec<_>, Vec<_>) =
+            inner.endpoints.drain(..).partition(|slot| wanted_ids.contains(slot.sandbox_id.as_str()));
+        let known: HashSet<String> = kept.iter().map(|s| s.sandbox_id.clone()).collect();
+        inner.endpoints = kept;
+        for spec in wanted.into_iter().filter(|e| !known.contains(&e.sandbox_id)) {
+            inner.endpoints.push(Arc::new(EndpointSlot::new(spec.sandbox_id, spec.address, spec.creation)));
+        }
+        for slot in &removed {
+            slot.removed.store(true, Ordering::Relaxed);
+        }
+        self.serve_waiters(&mut inner);
+        removed.into_iter().filter(|s| s.in_flight() > 0).collect()
+    }
+
+    /// Fails every queued request with `error`.
+    fn fail_waiters(&self, error: &AcquireError) {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        let waiters: Vec<Waiter> = inner.waiters.drain(..).collect();
+        for waiter in waiters {
+            if waiter.reply.send(Err(error.clone())).is_ok() {
+                inner.meter.change(now, -1);
+            }
+        }
+    }
+
+    /// The mean concurrency since the last call, and the current queue length.
+    pub fn take_load(&self) -> (f64, u32) {
+        let mut inner = self.lock();
+        let average = inner.meter.take_average(Instant::now());
+        (average, u32::try_from(inner.waiters.len()).unwrap_or(u32::MAX))
+    }
+
+    /// Addresses of the current endpoints (for tests and introspection).
+    pub fn endpoint_addresses(&self) -> Vec<SocketAddr> {
+        self.lock().endpoints.iter().map(|s| s.address).collect()
+    }
+}
+
+/// All functions this data plane knows, by name.
+pub struct FunctionTable {
+    policy: LoadBalancing,
+    functions: RwLock<HashMap<String, Arc<FunctionEntry>>>,
+}
+
+impl FunctionTable {
+    /// An empty table whose functions balance with `policy`.
+    pub fn new(policy: LoadBalancing) -> Self {
+        Self { policy, functions: RwLock::new(HashMap::new()) }
+    }
+
+    /// The function named `name`, if registered.
+    pub fn get(&self, name: &str) -> Option<Arc<FunctionEntry>> {
+        self.functions.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    }
+
+    /// Every function.
+    pub fn all(&self) -> Vec<Arc<FunctionEntry>> {
+        self.functions.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
+    /// Creates or updates a function with its full endpoint set, then waits until removed endpoints
+    /// have drained or `drain_timeout` passed.
+    pub async fn sync(&self, name: &str, generation: u64, concurrency: u32, endpoints: Vec<EndpointSpec>, drain_timeout: Duration) {
+        let entry = {
+            let mut functions = self.functions.write().unwrap_or_else(|e| e.into_inner());
+            let entry = functions
+                .entry(name.to_owned())
+                .or_insert_with(|| Arc::new(FunctionEntry::new(name.to_owned(), self.policy, concurrency)));
+            Arc::clone(entry)
+        };
+        let draining = entry.replace(generation, concurrency, endpoints);
+        drain(draining, drain_timeout).await;
+    }
+
+    /// Removes a function: queued requests fail, in-flight ones finish (up to `drain_timeout`).
+    pub async fn remove(&self, name: &str, drain_timeout: Duration) -> bool {
+        let removed = self.functions.write().unwrap_or_else(|e| e.into_inner()).remove(name);
+        let Some(entry) = removed else { return false };
+        let draining = {
+            let mut inner = entry.lock();
+            inner.deleted = true;
+            let slots: Vec<_> = inner.endpoints.drain(..).collect();
+            for slot in &slots {
+                slot.removed.store(true, Ordering::Relaxed);
+            }
+            slots.into_iter().filter(|s| s.in_flight() > 0).collect::<Vec<_>>()
+        };
+        entry.fail_waiters(&AcquireError::Deleted(name.to_owned()));
+        drain(draining, drain_timeout).await;
+        true
+    }
+
+    /// Fails the queued requests of `name` because its sandboxes cannot be created.
+    pub fn fail_queued(&self, name: &str, message: &str) {
+        if let Some(entry) = self.get(name) {
+            entry.fail_waiters(&AcquireError::CreationFailed { function: name.to_owned(), message: message.to_owned() });
+        }
+    }
+}
+
+async fn drain(slots: Vec<Arc<EndpointSlot>>, timeout: Duration) {
+    if slots.is_empty() {
+        return;
+    }
+    let all = futures_util::future::join_all(slots.iter().map(|s| s.drained()));
+    if tokio::time::timeout(timeout, all).await.is_err() {
+        tracing::warn!(endpoints = slots.len(), ?timeout, "endpoints still busy at the drain deadline");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(id: &str, port: u16) -> EndpointSpec {
+        EndpointSpec { sandbox_id: id.into(), address: SocketAddr::from(([127, 0, 0, 1], port)), creation: Duration::from_millis(3) }
+    }
+
+    const LONG: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn warm_request_gets_free_sandbox_and_releases_it() {
+        let table = FunctionTable::new(LoadBalancing::LeastInFlight);
+        table.sync("f", 1, 1, vec![spec("a", 1)], LONG).await;
+        let entry = table.get("f").unwrap();
+        let grant = entry.acquire(LONG, || panic!("no cold start expected")).await.unwrap();
+        assert_eq!(grant.cold_start, ColdStart::None);
+        assert_eq!(grant.lease.endpoint().in_flight(), 1);
+        drop(grant);
+        let grant = entry.acquire(LONG, || panic!("no cold start expected")).await.unwrap();
+        assert_eq!(grant.lease.endpoint().sandbox_id, "a");
+    }
+
+    #[tokio::test]
+    async fn concurrency_one_queues_second_request_until_release() {
+        let table = FunctionTable::new(LoadBalancing::RoundRobin);
+        table.sync("f", 1, 1, vec![spec("a", 1)], LONG).await;
+        let entry = table.get("f").unwrap();
+        let first = entry.acquire(LONG, || {}).await.unwrap();
+        let waiting = tokio::spawn({
+            let entry = Arc::clone(&entry);
+            async move { entry.acquire(LONG, || panic!("endpoints exist: no cold start")).await }
+        });
+        while entry.take_load().1 == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(first.lease.endpoint().in_flight(), 1, "one request at a time");
+        drop(first);
+        let second = waiting.await.unwrap().unwrap();
+        assert_eq!(second.cold_start, ColdStart::None);
+        assert_eq!(second.lease.endpoint().in_flight(), 1);
+    }
+
+    #[tokio::test]
+    async fn cold_start_is_triggered_once_and_waiters_are_served_in_order() {
+        let table = FunctionTable::new(LoadBalancing::LeastInFlight);
+        table.sync("f", 1, 1, vec![], LONG).await;
+        let entry = table.get("f").unwrap();
+        let triggers = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let mut handles = Vec::new();
+        for _ in 0..3 {
+            let (entry, triggers) = (Arc::clone(&entry), Arc::clone(&triggers));
+            handles.push(tokio::spawn(async move {
+                entry.acquire(LONG, || _ = triggers.fetch_add(1, Ordering::Relaxed)).await
+            }));
+            while entry.take_load().1 < u32::try_from(handles.len()).unwrap() {
+                tokio::task::yield_now().await;
+            }
+        }
+        assert_eq!(triggers.load(Ordering::Relaxed), 1);
+        table.sync("f", 2, 1, vec![spec("a", 1), spec("b", 2)], LONG).await;
+        let first = handles.remove(0).await.unwrap().unwrap();
+        let second = handles.remove(0).await.unwrap().unwrap();
+        assert_eq!(first.cold_start, ColdStart::Triggered);
+        assert_eq!(second.cold_start, ColdStart::Waited);
+        assert_ne!(first.lease.endpoint().sandbox_id, second.lease.endpoint().sandbox_id);
+        drop(first);
+        let third = handles.remove(0).await.unwrap().unwrap();
+        assert_eq!(third.cold_start, ColdStart::None, "the sandbox had served before");
+    }
+
+    #[tokio::test]
+    async fn sets_replace_never_append_and_stale_generations_are_ignored() {
+        let table = FunctionTable::new(LoadBalancing::LeastInFlight);
+        table.sync("f", 1, 1, vec![spec("a", 1), spec("b", 2)], LONG).await;
+        table.sync("f", 3, 1, vec![spec("b", 2), spec("c", 3)], LONG).await;
+        table.sync("f", 3, 1, vec![spec("b", 2), spec("c", 3)], LONG).await;
+        table.sync("f", 2, 1, vec![spec("a", 1)], LONG).await;
+        let mut ports: Vec<u16> = table.get("f").unwrap().endpoint_addresses().iter().map(|a| a.port()).collect();
+        ports.sort();
+        assert_eq!(ports, [2, 3]);
+    }
+
+    #[tokio::test]
+    async fn removal_drains_in_flight_requests() {
+        let table = Arc::new(FunctionTable::new(LoadBalancing::LeastInFlight));
+        table.sync("f", 1, 1, vec![spec("a", 1)], LONG).await;
+        let grant = table.get("f").unwrap().acquire(LONG, || {}).await.unwrap();
+        let sync = tokio::spawn({
+            let table = Arc::clone(&table);
+            async move { table.sync("f", 2, 1, vec![], LONG).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!sync.is_finished(), "the sync waits for the drain");
+        drop(grant);
+        sync.await.unwrap();
+        assert!(table.get("f").unwrap().endpoint_addresses().is_empty());
+    }
+
+    #[tokio::test]
+    async fn failures_and_deletion_reach_waiters() {
+        let table = FunctionTable::new(LoadBalancing::LeastInFlight);
+        table.sync("f", 1, 1, vec![], LONG).await;
+        let entry = table.get("f").unwrap();
+        let waiting = tokio::spawn({
+            let entry = Arc::clone(&entry);
+            async move { entry.acquire(LONG, || {}).await }
+        });
+        while entry.take_load().1 == 0 {
+            tokio::task::yield_now().await;
+        }
+        table.fail_queued("f", "bad image");
+        let err = waiting.await.unwrap().unwrap_err();
+        assert!(matches!(err, AcquireError::CreationFailed { .. }), "{err}");
+        let timeout = entry.acquire(Duration::from_millis(10), || {}).await.unwrap_err();
+        assert!(matches!(timeout, AcquireError::Timeout { .. }));
+        assert!(table.remove("f", LONG).await);
+        assert!(matches!(entry.acquire(LONG, || {}).await, Err(AcquireError::UnknownFunction(_))));
+    }
+
+    #[tokio::test]
+    async fn timed_out_waiter_does_not_leak_capacity() {
+        let table = FunctionTable::new(LoadBalancing::LeastInFlight);
+        table.sync("f", 1, 1, vec![spec("a", 1)], LONG).await;
+        let entry = table.get("f").unwrap();
+        let first = entry.acquire(LONG, || {}).await.unwrap();
+        assert!(entry.acquire(Duration::from_millis(5), || {}).await.is_err());
+        drop(first);
+        let again = entry.acquire(LONG, || {}).await.unwrap();
+        assert_eq!(again.lease.endpoint().in_flight(), 1);
+    }
+}

@@ -1,0 +1,304 @@
+//! The data plane: the invocation proxy, its per-function endpoint sets and cold-start queues, and the
+//! load reports that drive the control plane's autoscaler.
+
+pub mod balancer;
+pub mod endpoints;
+pub mod proxy;
+pub mod stats;
+pub mod timing;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::net::{self, Backoff, BindError};
+use crate::proto::dirigent::control_plane_client::ControlPlaneClient;
+use crate::proto::dirigent::data_plane_server::{DataPlane as DataPlaneRpc, DataPlaneServer};
+use crate::proto::dirigent::{
+    Ack, ColdStartRequest, DataPlaneInfo, FunctionFailure, FunctionLoad, FunctionRef, FunctionState, LoadReport,
+};
+use balancer::LoadBalancing;
+use endpoints::{EndpointSpec, FunctionTable};
+use proxy::{ColdStartRequester, Proxy};
+
+/// Data-plane settings (YAML).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataPlaneConfig {
+    /// Name in the control plane's registry; defaults to `data-plane-<proxy port>`.
+    pub name: Option<String>,
+    /// Where the proxy listens (HTTP/1.1 and h2c).
+    pub proxy_listen: SocketAddr,
+    /// Where the gRPC service for the control plane listens.
+    pub grpc_listen: SocketAddr,
+    /// Host name or address peers use when a listen address is `0.0.0.0`.
+    pub advertise_host: String,
+    /// The control plane's gRPC address.
+    pub control_plane: String,
+    /// How a free sandbox is chosen.
+    pub load_balancing: LoadBalancing,
+    /// How long a request may wait for a sandbox before it fails with 503.
+    #[serde(with = "humantime_serde")]
+    pub queue_timeout: Duration,
+    /// How often load figures go to the control plane.
+    #[serde(with = "humantime_serde")]
+    pub report_interval: Duration,
+    /// How long a removed sandbox may keep serving its in-flight requests.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for DataPlaneConfig {
+    fn default() -> Self {
+        Self {
+            name: None,
+            proxy_listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            grpc_listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
+            advertise_host: "127.0.0.1".into(),
+            control_plane: "127.0.0.1:9090".into(),
+            load_balancing: LoadBalancing::default(),
+            queue_timeout: Duration::from_secs(30),
+            report_interval: Duration::from_secs(1),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Starting the data plane failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DataPlaneError {
+    /// a listening socket could not be bound
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// the control plane address is not a valid URI
+    #[error("invalid control plane address '{address}': {source}")]
+    ControlPlaneAddress {
+        /// The address.
+        address: String,
+        /// The cause.
+        source: tonic::transport::Error,
+    },
+    /// the gRPC server failed
+    #[error("data plane gRPC server failed: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+}
+
+/// A data plane whose sockets are bound, ready to serve.
+pub struct DataPlane {
+    config: DataPlaneConfig,
+    name: String,
+    table: Arc<FunctionTable>,
+    proxy_listener: TcpListener,
+    grpc_listener: TcpListener,
+    proxy_address: String,
+    grpc_address: String,
+    control_plane: ControlPlaneClient<tonic::transport::Channel>,
+}
+
+impl DataPlane {
+    /// Binds the proxy and gRPC sockets.
+    pub async fn bind(config: DataPlaneConfig) -> Result<Self, DataPlaneError> {
+        let proxy_listener = net::bind("data-plane proxy", config.proxy_listen).await?;
+        let grpc_listener = net::bind("data-plane gRPC", config.grpc_listen).await?;
+        let proxy_address = net::advertised(&proxy_listener, &config.advertise_host);
+        let grpc_address = net::advertised(&grpc_listener, &config.advertise_host);
+        let name = config.name.clone().unwrap_or_else(|| format!("data-plane-{}", proxy_address.replace([':', '.'], "-")));
+        let channel = net::channel(&config.control_plane)
+            .map_err(|source| DataPlaneError::ControlPlaneAddress { address: config.control_plane.clone(), source })?;
+        Ok(Self {
+            table: Arc::new(FunctionTable::new(config.load_balancing)),
+            config,
+            name,
+            proxy_listener,
+            grpc_listener,
+            proxy_address,
+            grpc_address,
+            control_plane: ControlPlaneClient::new(channel),
+        })
+    }
+
+    /// The proxy's address as users should call it.
+    pub fn proxy_address(&self) -> &str {
+        &self.proxy_address
+    }
+
+    /// The gRPC address the control plane pushes to.
+    pub fn grpc_address(&self) -> &str {
+        &self.grpc_address
+    }
+
+    /// Serves until `shutdown` is cancelled.
+    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), DataPlaneError> {
+        let cold_starts = spawn_cold_start_requester(self.control_plane.clone(), self.name.clone(), shutdown.clone());
+        let proxy = Arc::new(Proxy::new(Arc::clone(&self.table), cold_starts, self.config.queue_timeout));
+        let http = tokio::spawn(net::serve_http(self.proxy_listener, shutdown.clone(), move |request| {
+            Arc::clone(&proxy).handle(request)
+        }));
+        let reporter = Reporter {
+            client: self.control_plane.clone(),
+            table: Arc::clone(&self.table),
+            info: DataPlaneInfo {
+                name: self.name.clone(),
+                grpc_address: self.grpc_address.clone(),
+                proxy_address: self.proxy_address.clone(),
+            },
+            interval: self.config.report_interval,
+        };
+        let reporting = tokio::spawn(reporter.run(shutdown.clone()));
+        let service = DataPlaneService { table: Arc::clone(&self.table), drain_timeout: self.config.drain_timeout };
+        tracing::info!(name = %self.name, proxy = %self.proxy_address, grpc = %self.grpc_address, "data plane up");
+        let grpc = tonic::transport::Server::builder()
+            .add_service(DataPlaneServer::new(service))
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true)),
+                shutdown.clone().cancelled_owned(),
+            )
+            .await;
+        shutdown.cancel();
+        let _ = tokio::join!(http, reporting);
+        grpc.map_err(DataPlaneError::from)
+    }
+}
+
+/// Forwards cold-start requests to the control plane without blocking the proxy.
+struct ChannelRequester(mpsc::Sender<String>);
+
+impl ColdStartRequester for ChannelRequester {
+    fn request(&self, function: &str) {
+        // A full channel means the control plane is far behind; the next request for the function asks again.
+        let _ = self.0.try_send(function.to_owned());
+    }
+}
+
+fn spawn_cold_start_requester(
+    client: ControlPlaneClient<tonic::transport::Channel>,
+    data_plane: String,
+    shutdown: CancellationToken,
+) -> Arc<dyn ColdStartRequester> {
+    let (tx, mut rx) = mpsc::channel::<String>(4096);
+    tokio::spawn(async move {
+        loop {
+            let function = tokio::select! {
+                received = rx.recv() => match received { Some(f) => f, None => return },
+                () = shutdown.cancelled() => return,
+            };
+            let mut client = client.clone();
+            let request = ColdStartRequest { function, data_plane: data_plane.clone() };
+            tokio::spawn(async move {
+                if let Err(status) = client.request_cold_start(request.clone()).await {
+                    tracing::warn!(function = %request.function, %status, "cold-start request failed");
+                }
+            });
+        }
+    });
+    Arc::new(ChannelRequester(tx))
+}
+
+/// Registers with the control plane and reports load until shutdown.
+struct Reporter {
+    client: ControlPlaneClient<tonic::transport::Channel>,
+    table: Arc<FunctionTable>,
+    info: DataPlaneInfo,
+    interval: Duration,
+}
+
+impl Reporter {
+    async fn run(mut self, shutdown: CancellationToken) {
+        while self.register(&shutdown).await {
+            let mut ticker = tokio::time::interval(self.interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    () = shutdown.cancelled() => return,
+                }
+                let report = LoadReport { data_plane: self.info.name.clone(), functions: self.loads() };
+                match self.client.report_load(report).await {
+                    Ok(_) => {}
+                    // The control plane restarted and forgot us: register again.
+                    Err(status) if status.code() == tonic::Code::NotFound => break,
+                    Err(status) => tracing::warn!(%status, "load report failed"),
+                }
+            }
+        }
+    }
+
+    /// Registers, retrying with backoff; false when shut down first.
+    async fn register(&mut self, shutdown: &CancellationToken) -> bool {
+        let mut backoff = Backoff::new(Duration::from_secs(1));
+        loop {
+            match self.client.register_data_plane(self.info.clone()).await {
+                Ok(_) => return true,
+                Err(status) => tracing::debug!(%status, "registering with the control plane"),
+            }
+            if !backoff.wait(shutdown).await {
+                return false;
+            }
+        }
+    }
+
+    fn loads(&self) -> Vec<FunctionLoad> {
+        self.table
+            .all()
+            .into_iter()
+            .map(|entry| {
+                let (average_concurrency, queued) = entry.take_load();
+                let counters = entry.counters.take();
+                FunctionLoad {
+                    function: entry.name().to_owned(),
+                    average_concurrency,
+                    queued,
+                    invocations: counters.invocations,
+                    cold_starts: counters.cold_starts,
+                    failures: counters.failures,
+                    latency_buckets: counters.latency_buckets,
+                    latency_sum_seconds: counters.latency_sum_seconds,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The gRPC service the control plane calls.
+struct DataPlaneService {
+    table: Arc<FunctionTable>,
+    drain_timeout: Duration,
+}
+
+#[tonic::async_trait]
+impl DataPlaneRpc for DataPlaneService {
+    async fn sync_function(&self, request: Request<FunctionState>) -> Result<Response<Ack>, Status> {
+        let state = request.into_inner();
+        let endpoints = state
+            .endpoints
+            .into_iter()
+            .map(|e| {
+                let address = e.address.parse().map_err(|err| {
+                    Status::invalid_argument(format!("sandbox {} has a bad address '{}': {err}", e.sandbox_id, e.address))
+                })?;
+                Ok(EndpointSpec { sandbox_id: e.sandbox_id, address, creation: Duration::from_micros(e.creation_micros) })
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        self.table
+            .sync(&state.name, state.generation, state.container_concurrency, endpoints, self.drain_timeout)
+            .await;
+        Ok(Response::new(Ack {}))
+    }
+
+    async fn remove_function(&self, request: Request<FunctionRef>) -> Result<Response<Ack>, Status> {
+        self.table.remove(&request.into_inner().name, self.drain_timeout).await;
+        Ok(Response::new(Ack {}))
+    }
+
+    async fn fail_queued(&self, request: Request<FunctionFailure>) -> Result<Response<Ack>, Status> {
+        let failure = request.into_inner();
+        self.table.fail_queued(&failure.name, &failure.message);
+        Ok(Response::new(Ack {}))
+    }
+}

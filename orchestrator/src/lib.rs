@@ -1,0 +1,28 @@
+//! A reference FaaS orchestrator after Dirigent (Cvetković et al., SOSP'24).
+//!
+//! Three roles talk gRPC to each other: the [`control_plane`] (registry, autoscaler, placement, sandbox
+//! lifecycle), the [`data_plane`] (invocation proxy with per-function cold-start queues) and the [`worker`]
+//! (sandboxes behind the [`worker::runtime::SandboxRuntime`] trait). [`standalone`] runs them all in one
+//! process. [`function`] is the workload function every benchmark deploys (binary `trace-function`).
+
+pub mod proto {
+    //! Generated gRPC code.
+    #![allow(missing_docs, clippy::all)]
+    pub mod dirigent {
+        //! The internal contract between the roles.
+        tonic::include_proto!("dirigent");
+    }
+    pub mod faas {
+        //! vHive's workload function contract.
+        tonic::include_proto!("faas");
+    }
+}
+
+pub mod clock;
+pub mod control_plane;
+pub mod function;
+pub mod config;
+pub mod data_plane;
+pub mod net;
+pub mod standalone;
+pub mod worker;

@@ -1,0 +1,109 @@
+//! Transport helpers shared by the roles: HTTP serving with graceful shutdown, gRPC channels, addresses.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Binding a listening socket failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {address} ({what}): {source}")]
+pub struct BindError {
+    /// What was to listen there.
+    pub what: &'static str,
+    /// The address.
+    pub address: SocketAddr,
+    /// The cause.
+    pub source: std::io::Error,
+}
+
+/// Binds `address` for `what`, naming both in the error.
+pub async fn bind(what: &'static str, address: SocketAddr) -> Result<TcpListener, BindError> {
+    TcpListener::bind(address).await.map_err(|source| BindError { what, address, source })
+}
+
+/// The address peers should use: the bound port, with `host` when listening on all interfaces.
+pub fn advertised(listener: &TcpListener, host: &str) -> String {
+    let bound = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+    if bound.ip().is_unspecified() { format!("{host}:{}", bound.port()) } else { bound.to_string() }
+}
+
+/// Serves HTTP/1.1 and h2c on `listener` with `handler` until `shutdown`, then lets open connections finish.
+pub async fn serve_http<F, Fut, B>(listener: TcpListener, shutdown: CancellationToken, handler: F)
+where
+    F: Fn(http::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<http::Response<B>, std::convert::Infallible>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.cancelled() => break,
+        };
+        let (stream, _) = match accepted {
+            Ok(conn) => conn,
+            Err(err) => {
+                // Running out of file descriptors is transient; back off instead of spinning.
+                tracing::warn!(%err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let connection = builder.serve_connection(TokioIo::new(stream), service_fn(handler)).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%err, "connection ended with an error");
+            }
+        });
+    }
+    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await.is_err() {
+        tracing::debug!("connections still open at shutdown");
+    }
+}
+
+/// A gRPC channel to `address` (`host:port` or a URI) that connects on first use and reconnects.
+pub fn channel(address: &str) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    let uri = if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
+    Ok(tonic::transport::Endpoint::from_shared(uri)?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .connect_lazy())
+}
+
+/// Exponential backoff for retry loops against a peer that may not be up yet.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    /// Starts at 20 ms and doubles up to `max`.
+    pub fn new(max: Duration) -> Self {
+        Self { next: Duration::from_millis(20), max }
+    }
+
+    /// Waits the current delay (or until `shutdown`); returns false when shut down.
+    pub async fn wait(&mut self, shutdown: &CancellationToken) -> bool {
+        let delay = self.next;
+        self.next = (self.next * 2).min(self.max);
+        tokio::select! {
+            () = tokio::time::sleep(delay) => true,
+            () = shutdown.cancelled() => false,
+        }
+    }
+}

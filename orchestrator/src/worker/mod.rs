@@ -1,0 +1,284 @@
+//! The worker: the node agent that creates and kills sandboxes, heartbeats, and reports sandbox exits.
+
+pub mod runtime;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use crate::net::{self, Backoff, BindError};
+use crate::proto::dirigent::control_plane_client::ControlPlaneClient;
+use crate::proto::dirigent::worker_server::{Worker as WorkerRpc, WorkerServer};
+use crate::proto::dirigent::{
+    Ack, CreateSandboxReply, CreateSandboxRequest, KillSandboxRequest, SandboxExit, SandboxInfo as SandboxInfoMsg,
+    SandboxList, WorkerHeartbeatRequest, WorkerInfo,
+};
+use runtime::process::ProcessRuntime;
+use runtime::{RuntimeError, RuntimeKind, SandboxRuntime, SandboxSpec};
+
+/// Worker settings (YAML).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Name in the control plane's registry; defaults to `worker-<address>`.
+    pub name: Option<String>,
+    /// Where the worker's gRPC service listens.
+    pub listen: SocketAddr,
+    /// Host name or address the control plane uses when `listen` is `0.0.0.0`.
+    pub advertise_host: String,
+    /// The control plane's gRPC address.
+    pub control_plane: String,
+    /// How sandboxes run.
+    pub runtime: RuntimeKind,
+    /// The address sandboxes listen on (data planes must reach it).
+    pub sandbox_host: IpAddr,
+    /// How long a new sandbox may take to answer its health probe.
+    #[serde(with = "humantime_serde")]
+    pub ready_timeout: Duration,
+    /// How often the worker tells the control plane it is alive.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// CPU capacity offered to sandboxes, millicores (default: all cores).
+    pub cpu_millis: Option<u64>,
+    /// Memory capacity offered to sandboxes, MiB (default: all memory).
+    pub memory_mib: Option<u64>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            name: None,
+            listen: SocketAddr::from(([0, 0, 0, 0], 10010)),
+            advertise_host: "127.0.0.1".into(),
+            control_plane: "127.0.0.1:9090".into(),
+            runtime: RuntimeKind::Process,
+            sandbox_host: IpAddr::from([127, 0, 0, 1]),
+            ready_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(1),
+            cpu_millis: None,
+            memory_mib: None,
+        }
+    }
+}
+
+/// Starting the worker failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// the listening socket could not be bound
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// the control plane address is not a valid URI
+    #[error("invalid control plane address '{address}': {source}")]
+    ControlPlaneAddress {
+        /// The address.
+        address: String,
+        /// The cause.
+        source: tonic::transport::Error,
+    },
+    /// the gRPC server failed
+    #[error("worker gRPC server failed: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+}
+
+/// A worker whose socket is bound, ready to serve.
+pub struct Worker {
+    config: WorkerConfig,
+    info: WorkerInfo,
+    listener: TcpListener,
+    runtime: Arc<dyn SandboxRuntime>,
+    control_plane: ControlPlaneClient<Channel>,
+}
+
+impl Worker {
+    /// Binds the worker's socket and builds its runtime.
+    pub async fn bind(config: WorkerConfig) -> Result<Self, WorkerError> {
+        let listener = net::bind("worker gRPC", config.listen).await?;
+        let address = net::advertised(&listener, &config.advertise_host);
+        let name = config.name.clone().unwrap_or_else(|| format!("worker-{}", address.replace([':', '.'], "-")));
+        let runtime: Arc<dyn SandboxRuntime> = match config.runtime {
+            RuntimeKind::Process => Arc::new(ProcessRuntime::new(config.sandbox_host)),
+        };
+        let channel = net::channel(&config.control_plane)
+            .map_err(|source| WorkerError::ControlPlaneAddress { address: config.control_plane.clone(), source })?;
+        let info = WorkerInfo {
+            name,
+            address,
+            cpu_millis: config.cpu_millis.unwrap_or_else(host_cpu_millis),
+            memory_mib: config.memory_mib.unwrap_or_else(host_memory_mib),
+        };
+        Ok(Self { config, info, listener, runtime, control_plane: ControlPlaneClient::new(channel) })
+    }
+
+    /// The worker's name.
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// Serves until `shutdown` is cancelled, then destroys every sandbox.
+    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
+        let heartbeat = tokio::spawn(heartbeat(
+            self.control_plane.clone(),
+            self.info.clone(),
+            Arc::clone(&self.runtime),
+            self.config.heartbeat_interval,
+            shutdown.clone(),
+        ));
+        let exits = tokio::spawn(report_exits(
+            self.control_plane.clone(),
+            self.info.name.clone(),
+            Arc::clone(&self.runtime),
+            shutdown.clone(),
+        ));
+        let service = WorkerService { runtime: Arc::clone(&self.runtime), ready_timeout: self.config.ready_timeout };
+        tracing::info!(name = %self.info.name, address = %self.info.address, "worker up");
+        let served = tonic::transport::Server::builder()
+            .add_service(WorkerServer::new(service))
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(self.listener).with_nodelay(Some(true)),
+                shutdown.clone().cancelled_owned(),
+            )
+            .await;
+        shutdown.cancel();
+        let _ = tokio::join!(heartbeat, exits);
+        self.runtime.shutdown().await;
+        tracing::info!(name = %self.info.name, "worker stopped, sandboxes destroyed");
+        served.map_err(WorkerError::from)
+    }
+}
+
+/// Registers, then heartbeats; registers again when the control plane has forgotten this worker.
+async fn heartbeat(
+    mut client: ControlPlaneClient<Channel>,
+    info: WorkerInfo,
+    runtime: Arc<dyn SandboxRuntime>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    'register: loop {
+        let mut backoff = Backoff::new(Duration::from_secs(1));
+        while let Err(status) = client.register_worker(info.clone()).await {
+            tracing::debug!(%status, "registering with the control plane");
+            if !backoff.wait(&shutdown).await {
+                return;
+            }
+        }
+        let mut ticker = tokio::time::interval(interval);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            let sandboxes = u32::try_from(runtime.list().len()).unwrap_or(u32::MAX);
+            match client.worker_heartbeat(WorkerHeartbeatRequest { name: info.name.clone(), sandboxes }).await {
+                Ok(_) => {}
+                Err(status) if status.code() == tonic::Code::NotFound => continue 'register,
+                Err(status) => tracing::warn!(%status, "heartbeat failed"),
+            }
+        }
+    }
+}
+
+/// Tells the control plane about sandboxes that exited on their own.
+async fn report_exits(
+    mut client: ControlPlaneClient<Channel>,
+    worker: String,
+    runtime: Arc<dyn SandboxRuntime>,
+    shutdown: CancellationToken,
+) {
+    let mut exits = runtime.exits();
+    loop {
+        let exited = tokio::select! {
+            exited = exits.recv() => exited,
+            () = shutdown.cancelled() => return,
+        };
+        let exited = match exited {
+            Ok(exited) => exited,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "missed sandbox exit notifications; the control plane reconciles by heartbeat");
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        tracing::info!(sandbox = %exited.id, function = %exited.function, reason = %exited.reason, "sandbox exited");
+        let report = SandboxExit { worker: worker.clone(), sandbox_id: exited.id, function: exited.function, reason: exited.reason };
+        if let Err(status) = client.report_sandbox_exit(report).await {
+            tracing::warn!(%status, "cannot report a sandbox exit");
+        }
+    }
+}
+
+/// The gRPC service the control plane calls.
+struct WorkerService {
+    runtime: Arc<dyn SandboxRuntime>,
+    ready_timeout: Duration,
+}
+
+fn runtime_status(err: &RuntimeError) -> Status {
+    match err {
+        RuntimeError::Duplicate(_) => Status::already_exists(err.to_string()),
+        RuntimeError::Unknown(_) => Status::not_found(err.to_string()),
+        _ => Status::failed_precondition(err.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl WorkerRpc for WorkerService {
+    async fn create_sandbox(&self, request: Request<CreateSandboxRequest>) -> Result<Response<CreateSandboxReply>, Status> {
+        let started = Instant::now();
+        let r = request.into_inner();
+        let spec = SandboxSpec {
+            id: r.sandbox_id,
+            function: r.function,
+            image: r.image,
+            args: r.args,
+            env: r.env.into_iter().collect(),
+            cpu_millis: r.cpu_millis,
+            memory_mib: r.memory_mib,
+        };
+        let sandbox = self.runtime.create(spec).await.map_err(|e| runtime_status(&e))?;
+        if let Err(err) = self.runtime.wait_ready(&sandbox, self.ready_timeout).await {
+            let _ = self.runtime.destroy(&sandbox.id).await;
+            return Err(runtime_status(&err));
+        }
+        let creation_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        tracing::debug!(sandbox = %sandbox.id, function = %sandbox.function, creation_micros, "sandbox ready");
+        Ok(Response::new(CreateSandboxReply { sandbox_id: sandbox.id, address: sandbox.address.to_string(), creation_micros }))
+    }
+
+    async fn kill_sandbox(&self, request: Request<KillSandboxRequest>) -> Result<Response<Ack>, Status> {
+        match self.runtime.destroy(&request.into_inner().sandbox_id).await {
+            // Killing what is already gone is what the caller wanted.
+            Ok(()) | Err(RuntimeError::Unknown(_)) => Ok(Response::new(Ack {})),
+            Err(err) => Err(runtime_status(&err)),
+        }
+    }
+
+    async fn list_sandboxes(&self, _request: Request<Ack>) -> Result<Response<SandboxList>, Status> {
+        let sandboxes = self
+            .runtime
+            .list()
+            .into_iter()
+            .map(|s| SandboxInfoMsg { sandbox_id: s.id, function: s.function, address: s.address.to_string() })
+            .collect();
+        Ok(Response::new(SandboxList { sandboxes }))
+    }
+}
+
+fn host_cpu_millis() -> u64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u64) * 1000
+}
+
+fn host_memory_mib() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(1024, |kib| kib / 1024)
+}
