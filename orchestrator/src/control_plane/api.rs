@@ -72,7 +72,7 @@ async fn create_function(AxumState(core): Api, body: Bytes) -> Result<(StatusCod
     let spec = FunctionSpec::from_json(&body)?;
     let name = spec.name.clone();
     core.register_function(spec).await?;
-    let view = function_view(&core, &name).ok_or_else(|| RegistryError::Unknown(name))?;
+    let view = function_view(&core, &name).ok_or(RegistryError::Unknown(name))?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 

@@ -112,7 +112,7 @@ impl Core {
             }
             self.store.save_function(&spec)?;
             let record = FunctionRecord::new(spec.clone(), &self.config.autoscaler);
-            let generation = state.next();
+            let generation = state.next_sequence();
             let snapshot = record.snapshot(generation);
             state.functions.insert(spec.name.clone(), record);
             (snapshot, state.data_plane_clients())
@@ -199,7 +199,7 @@ impl Core {
             };
             state.data_planes.insert(info.name.clone(), record);
             self.publish_membership(&state);
-            let generation = state.next();
+            let generation = state.next_sequence();
             state.functions.values().map(|f| f.snapshot(generation)).collect::<Vec<_>>()
         };
         tracing::info!(data_plane = %info.name, proxy = %info.proxy_address, functions = states.len(), "data plane registered");
@@ -262,7 +262,7 @@ impl Core {
                 self.publish_membership(&state);
             }
             let mut pushes = Vec::new();
-            let generation = state.next();
+            let generation = state.next_sequence();
             for function in state.functions.values_mut() {
                 let before = function.sandboxes.len();
                 function.sandboxes.retain(|_, s| !dead.contains(&s.worker));
@@ -301,7 +301,7 @@ impl Core {
     pub async fn sandbox_exited(&self, function: &str, sandbox_id: &str, reason: &str) {
         let push = {
             let mut state = self.state();
-            let generation = state.next();
+            let generation = state.next_sequence();
             let Some(record) = state.functions.get_mut(function) else { return };
             let Some(sandbox) = record.sandboxes.remove(sandbox_id) else { return };
             let resources = record.resources();
@@ -377,7 +377,7 @@ impl Core {
     #[allow(clippy::type_complexity)]
     fn plan_creation(&self, function: &str) -> Result<Option<(String, WorkerClient<Channel>, CreateSandboxRequest)>, String> {
         let mut state = self.state();
-        let sequence = state.next();
+        let sequence = state.next_sequence();
         let Some(record) = state.functions.get(function) else { return Ok(None) };
         let resources = record.resources();
         let spec = record.spec.clone();
@@ -406,7 +406,7 @@ impl Core {
     async fn creation_succeeded(&self, function: &str, worker: &str, mut client: WorkerClient<Channel>, reply: CreateSandboxReply) {
         let push = {
             let mut state = self.state();
-            let generation = state.next();
+            let generation = state.next_sequence();
             let worker_alive = state.workers.contains_key(worker);
             match state.functions.get_mut(function) {
                 Some(record) if worker_alive => {
@@ -468,7 +468,7 @@ impl Core {
     pub async fn remove_sandboxes(&self, function: &str, count: u32) {
         let (removed, push, workers) = {
             let mut state = self.state();
-            let generation = state.next();
+            let generation = state.next_sequence();
             let Some(record) = state.functions.get_mut(function) else { return };
             // The newest sandboxes go first: the oldest have proven themselves and keep their warm caches.
             let victims: Vec<String> = record.sandboxes.keys().rev().take(count as usize).cloned().collect();

@@ -194,7 +194,7 @@ pub struct State {
 
 impl State {
     /// The next sequence number.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_sequence(&mut self) -> u64 {
         self.sequence += 1;
         self.sequence
     }

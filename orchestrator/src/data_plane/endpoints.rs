@@ -495,9 +495,9 @@ mod tests {
         let triggers = Arc::new(std::sync::atomic::AtomicU32::new(0));
         let mut handles = Vec::new();
         for _ in 0..3 {
-            let (entry, triggers) = (Arc::clone(&entry), Arc::clone(&triggers));
+            let (waiter, triggers) = (Arc::clone(&entry), Arc::clone(&triggers));
             handles.push(tokio::spawn(async move {
-                entry.acquire(LONG, || _ = triggers.fetch_add(1, Ordering::Relaxed)).await
+                waiter.acquire(LONG, || _ = triggers.fetch_add(1, Ordering::Relaxed)).await
             }));
             while entry.take_load().1 < u32::try_from(handles.len()).unwrap() {
                 tokio::task::yield_now().await;
