@@ -96,7 +96,7 @@ impl FunctionRecord {
 
     /// Concurrency summed over the data planes' latest reports.
     pub fn concurrency(&self) -> f64 {
-        self.loads.values().map(|l| l.average_concurrency).filter(|c| c.is_finite() && *c > 0.0).sum()
+        self.loads.values().map(|l| l.average_concurrency).filter(|c| c.is_finite() && *c > 0.0).fold(0.0, |a, b| a + b)
     }
 
     /// Requests queued over all data planes.

@@ -1,0 +1,187 @@
+//! Test support: real `dirigent` processes on loopback, found by the ready line they print.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The workload function binary.
+pub const TRACE_FUNCTION: &str = env!("CARGO_BIN_EXE_trace-function");
+const DIRIGENT: &str = env!("CARGO_BIN_EXE_dirigent");
+
+/// A `dirigent` child process; SIGTERMed (then SIGKILLed) on drop.
+pub struct Role {
+    child: Option<Child>,
+    /// The `addresses` object of its ready line.
+    pub addresses: Value,
+    _config: tempfile::NamedTempFile,
+}
+
+impl Role {
+    /// Starts `dirigent ROLE --config <yaml>` and waits for its ready line.
+    pub fn start(role: &str, yaml: &str) -> Role {
+        let mut config = tempfile::NamedTempFile::new().unwrap();
+        config.write_all(yaml.as_bytes()).unwrap();
+        let mut child = Command::new(DIRIGENT)
+            .args([role, "--config"])
+            .arg(config.path())
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start dirigent");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send(value);
+                }
+            }
+        });
+        let mut role_process = Role { child: Some(child), addresses: Value::Null, _config: config };
+        let ready = rx.recv_timeout(Duration::from_secs(30)).expect("dirigent printed no ready line");
+        role_process.addresses = ready["ready"]["addresses"].clone();
+        role_process
+    }
+
+    /// An address from the ready line.
+    pub fn address(&self, key: &str) -> String {
+        self.addresses[key].as_str().unwrap_or_else(|| panic!("no '{key}' in {}", self.addresses)).to_owned()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGTERM, and the exit status (SIGKILL after 20 s).
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        self.signal_and_wait(nix::sys::signal::Signal::SIGTERM)
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn crash(&mut self) -> std::process::ExitStatus {
+        self.signal_and_wait(nix::sys::signal::Signal::SIGKILL)
+    }
+
+    fn signal_and_wait(&mut self, signal: nix::sys::signal::Signal) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("already stopped");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, signal);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return child.wait().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+    }
+}
+
+/// Config for a standalone cluster on ephemeral loopback ports; `extra` is YAML merged under `control_plane:`.
+pub fn standalone_yaml(workers: u32, autoscaler: &str) -> String {
+    format!(
+        "workers: {workers}\n\
+         control_plane:\n  grpc_listen: 127.0.0.1:0\n  http_listen: 127.0.0.1:0\n  autoscaler: {{{autoscaler}}}\n\
+         data_plane:\n  proxy_listen: 127.0.0.1:0\n  grpc_listen: 127.0.0.1:0\n  queue_timeout: 20s\n  report_interval: 200ms\n\
+         worker:\n  listen: 127.0.0.1:0\n"
+    )
+}
+
+/// A plain HTTP/1.1 client.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+}
+
+/// Registers `trace-function` as `name` through the JSON API, with extra JSON fields.
+pub async fn register(api: &str, name: &str, extra: Value) -> reqwest::Response {
+    let mut body = serde_json::json!({ "name": name, "image": TRACE_FUNCTION });
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    client().post(format!("http://{api}/v1/functions")).json(&body).send().await.unwrap()
+}
+
+/// A function's JSON view.
+pub async fn function(api: &str, name: &str) -> Value {
+    client().get(format!("http://{api}/v1/functions/{name}")).send().await.unwrap().json().await.unwrap()
+}
+
+/// Polls `check` on the function's view until it holds, or panics after `within`.
+pub async fn wait_for_function(api: &str, name: &str, within: Duration, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let view = function(api, name).await;
+        if check(&view) {
+            return view;
+        }
+        assert!(Instant::now() < deadline, "{what}: not reached within {within:?}; last view {view}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Invokes `name` through the data plane by Host header.
+pub async fn invoke(proxy: &str, name: &str, cpu_ms: u64) -> reqwest::Response {
+    client()
+        .get(format!("http://{proxy}/"))
+        .header("Host", name)
+        .header("requested_cpu", cpu_ms.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The `coldstart` description in a response's Server-Timing header.
+pub fn cold_start_of(response: &reqwest::Response) -> String {
+    let timing = response.headers().get("server-timing").expect("Server-Timing header").to_str().unwrap();
+    let part = timing.split(',').map(str::trim).find(|p| p.starts_with("coldstart;")).expect("coldstart metric");
+    part.trim_start_matches("coldstart;desc=").trim_matches('"').to_owned()
+}
+
+/// Process ids of live sandboxes whose SANDBOX_ID is in `ids`.
+pub fn sandbox_pids(ids: &[String]) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
+        let is_zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "));
+        let matches = environ.split(|b| *b == 0).any(|var| ids.iter().any(|id| var == format!("SANDBOX_ID={id}").as_bytes()));
+        if matches && !is_zombie {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Sandbox ids in a function view.
+pub fn sandbox_ids(view: &Value) -> Vec<String> {
+    view["status"]["sandboxes"].as_array().into_iter().flatten().filter_map(|s| s["id"].as_str().map(str::to_owned)).collect()
+}
+
+/// Waits until none of the sandboxes is alive, or panics.
+pub fn assert_sandboxes_gone(ids: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let alive = sandbox_pids(ids);
+        if alive.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "sandbox processes survived: {alive:?} for {ids:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
