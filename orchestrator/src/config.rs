@@ -55,7 +55,7 @@ pub fn load<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T, Con
 }
 
 /// `dirigent standalone`: one control plane, one data plane and `workers` workers in one process.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StandaloneConfig {
     /// How many workers to run.
@@ -80,5 +80,39 @@ impl Default for StandaloneConfig {
         let mut worker = WorkerConfig::default();
         worker.listen = loopback(worker.listen.port());
         Self { workers: 2, control_plane, data_plane, worker }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The commented example files are the documentation of every default: they must not drift.
+    #[test]
+    fn example_files_hold_exactly_the_defaults() {
+        let standalone: StandaloneConfig = parse_yaml(include_str!("../config/standalone.yaml")).unwrap();
+        assert_eq!(standalone, StandaloneConfig::default());
+        let listen_all = |port: u16| std::net::SocketAddr::from(([0, 0, 0, 0], port));
+        let control_plane: ControlPlaneConfig = parse_yaml(include_str!("../config/control-plane.yaml")).unwrap();
+        assert_eq!(control_plane, ControlPlaneConfig::default());
+        assert_eq!(control_plane.grpc_listen, listen_all(9090));
+        let data_plane: DataPlaneConfig = parse_yaml(include_str!("../config/data-plane.yaml")).unwrap();
+        assert_eq!(data_plane, DataPlaneConfig::default());
+        let worker: WorkerConfig = parse_yaml(include_str!("../config/worker.yaml")).unwrap();
+        assert_eq!(worker, WorkerConfig::default());
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.yaml");
+        std::fs::write(&path, "grpc_listen: 127.0.0.1:1\nplacment: random\n").unwrap();
+        let err = load::<ControlPlaneConfig>(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("cp.yaml") && err.contains("placment"), "{err}");
+        std::fs::write(&path, "autoscaler:\n  tick: soon\n").unwrap();
+        let err = load::<ControlPlaneConfig>(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("line 2") || err.contains("2:"), "names the line: {err}");
+        let missing = load::<ControlPlaneConfig>(Some(&dir.path().join("absent.yaml"))).unwrap_err().to_string();
+        assert!(missing.contains("absent.yaml"), "{missing}");
     }
 }
