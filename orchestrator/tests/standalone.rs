@@ -77,7 +77,8 @@ async fn errors_are_clear_and_nothing_registered_is_lost() {
     assert_eq!(unknown.status(), 404);
     assert!(unknown.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("nobody"));
 
-    assert_eq!(register(&api, "keep", json!({})).await.status(), 201);
+    // A bare image name is found beside the dirigent binary.
+    assert_eq!(register(&api, "keep", json!({ "image": "trace-function" })).await.status(), 201);
     let duplicate = register(&api, "keep", json!({})).await;
     assert_eq!(duplicate.status(), 409);
     assert!(duplicate.text().await.unwrap().contains("already registered"));

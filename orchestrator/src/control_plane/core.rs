@@ -58,6 +58,13 @@ pub struct Membership {
     pub data_planes: usize,
 }
 
+/// A sandbox placed on a worker, its resources reserved, not yet created.
+struct PlannedSandbox {
+    worker: String,
+    client: WorkerClient<Channel>,
+    request: CreateSandboxRequest,
+}
+
 /// The control plane's shared core.
 pub struct Core {
     pub(super) config: ControlPlaneConfig,
@@ -156,7 +163,7 @@ impl Core {
     // ---- membership -----------------------------------------------------------------------------
 
     /// Registers (or re-registers) a worker.
-    pub fn register_worker(&self, info: WorkerInfo) -> Result<(), PeerError> {
+    pub fn register_worker(self: &Arc<Self>, info: WorkerInfo) -> Result<(), PeerError> {
         let client = WorkerClient::new(channel(&info.address)?);
         let mut state = self.state();
         let now = self.clock.now();
@@ -172,9 +179,51 @@ impl Core {
             sandboxes,
         };
         tracing::info!(worker = %info.name, address = %info.address, "worker registered");
-        state.workers.insert(info.name, WorkerRecord { address: info.address, client, load, last_seen: now });
+        state.workers.insert(info.name.clone(), WorkerRecord { address: info.address, client, load, last_seen: now });
         self.publish_membership(&state);
+        let core = Arc::clone(self);
+        tokio::spawn(async move { core.reconcile_worker(&info.name).await });
         Ok(())
+    }
+
+    /// Makes a (re-)registered worker and the registry agree: sandboxes the registry does not know are
+    /// killed (nothing leaks across a control-plane restart), and sandboxes the worker lost are dropped.
+    async fn reconcile_worker(&self, name: &str) {
+        let Some(mut client) = self.state().workers.get(name).map(|w| w.client.clone()) else { return };
+        let listed = match client.list_sandboxes(crate::proto::dirigent::Ack {}).await {
+            Ok(list) => list.into_inner().sandboxes,
+            Err(status) => return tracing::warn!(worker = %name, %status, "cannot list the worker's sandboxes"),
+        };
+        let live: std::collections::HashSet<&str> = listed.iter().map(|s| s.sandbox_id.as_str()).collect();
+        let (unknown, pushes, data_planes) = {
+            let mut state = self.state();
+            let generation = state.next_sequence();
+            let known =
+                |id: &str| state.pending.contains(id) || state.functions.values().any(|f| f.sandboxes.contains_key(id));
+            let unknown: Vec<String> =
+                listed.iter().filter(|s| !known(&s.sandbox_id)).map(|s| s.sandbox_id.clone()).collect();
+            let mut pushes = Vec::new();
+            let mut lost = Vec::new();
+            for function in state.functions.values_mut() {
+                let before = function.sandboxes.len();
+                function.sandboxes.retain(|id, s| s.worker != name || live.contains(id.as_str()));
+                lost.extend((function.sandboxes.len()..before).map(|_| function.resources()));
+                if function.sandboxes.len() != before {
+                    pushes.push(function.snapshot(generation));
+                }
+            }
+            for resources in lost {
+                state.release(name, resources);
+            }
+            (unknown, pushes, state.data_plane_clients())
+        };
+        for id in unknown {
+            tracing::info!(worker = %name, sandbox = %id, "killing a sandbox the registry does not know");
+            let _ = client.kill_sandbox(KillSandboxRequest { sandbox_id: id }).await;
+        }
+        for push in pushes {
+            push_state(push, data_planes.clone()).await;
+        }
     }
 
     /// Notes a worker's heartbeat.
@@ -282,7 +331,7 @@ impl Core {
     /// A data plane queued a request for a function at zero: create a sandbox now, not at the next tick.
     pub fn request_cold_start(self: &Arc<Self>, function: &str) {
         let now = self.clock.now();
-        {
+        let planned = {
             let mut state = self.state();
             let Some(record) = state.functions.get_mut(function) else { return };
             if record.ready() + record.creating > 0 || record.spec.max_scale == 0 {
@@ -291,10 +340,9 @@ impl Core {
             // The request is load the data planes have not reported yet; without this sample the next
             // tick would see an idle window and scale the new sandbox straight back to zero.
             record.autoscaler.record(now, 1.0);
-        }
-        let core = Arc::clone(self);
-        let function = function.to_owned();
-        tokio::spawn(async move { core.create_sandboxes(&function, 1).await });
+            self.plan_creations(&mut state, function, 1)
+        };
+        self.launch_creations(function, planned);
     }
 
     /// A worker reports a sandbox that exited on its own.
@@ -324,7 +372,7 @@ impl Core {
     /// Runs the autoscaler of one function and starts the creations or removals it asks for.
     pub async fn scale_function(self: &Arc<Self>, name: &str) {
         let now = self.clock.now();
-        let (create, remove) = {
+        let (planned, remove) = {
             let mut state = self.state();
             let Some(record) = state.functions.get_mut(name) else { return };
             let concurrency = record.concurrency();
@@ -332,13 +380,11 @@ impl Core {
             let decision = record.autoscaler.decide(now, record.ready());
             record.last_decision = Some(decision);
             let current = record.ready() + record.creating;
-            (decision.desired.saturating_sub(current), record.ready().saturating_sub(decision.desired))
+            let (create, remove) =
+                (decision.desired.saturating_sub(current), record.ready().saturating_sub(decision.desired));
+            (self.plan_creations(&mut state, name, create), remove)
         };
-        if create > 0 {
-            let core = Arc::clone(self);
-            let name = name.to_owned();
-            tokio::spawn(async move { core.create_sandboxes(&name, create).await });
-        }
+        self.launch_creations(name, planned);
         if remove > 0 {
             let core = Arc::clone(self);
             let name = name.to_owned();
@@ -346,37 +392,14 @@ impl Core {
         }
     }
 
-    /// Creates `count` sandboxes of `function` concurrently.
-    pub async fn create_sandboxes(self: &Arc<Self>, function: &str, count: u32) {
-        futures_util::future::join_all((0..count).map(|_| self.create_sandbox(function))).await;
+    /// Places `count` sandboxes and reserves their resources and `creating` slots, all under the caller's
+    /// lock, so that a concurrent decision already counts them.
+    fn plan_creations(&self, state: &mut State, function: &str, count: u32) -> Vec<Result<PlannedSandbox, String>> {
+        (0..count).map_while(|_| self.plan_creation(state, function).transpose()).collect()
     }
 
-    async fn create_sandbox(self: &Arc<Self>, function: &str) {
-        let planned = match self.plan_creation(function) {
-            Ok(Some(planned)) => planned,
-            Ok(None) => return,
-            Err(message) => return self.creation_failed(function, None, message).await,
-        };
-        let (worker, mut client, request) = planned;
-        let deadline = self.config.sandbox_create_timeout;
-        let reply = match tokio::time::timeout(deadline, client.create_sandbox(request.clone())).await {
-            Ok(Ok(reply)) => reply.into_inner(),
-            Ok(Err(status)) => {
-                let message = format!("worker {worker} could not create a sandbox: {}", status.message());
-                return self.creation_failed(function, Some(&worker), message).await;
-            }
-            Err(_) => {
-                let message = format!("worker {worker} did not create a sandbox within {deadline:?}");
-                return self.creation_failed(function, Some(&worker), message).await;
-            }
-        };
-        self.creation_succeeded(function, &worker, client, reply).await;
-    }
-
-    /// Places a sandbox and reserves its resources; `Ok(None)` when the function is gone.
-    #[allow(clippy::type_complexity)]
-    fn plan_creation(&self, function: &str) -> Result<Option<(String, WorkerClient<Channel>, CreateSandboxRequest)>, String> {
-        let mut state = self.state();
+    /// One placement; `Ok(None)` when the function is gone.
+    fn plan_creation(&self, state: &mut State, function: &str) -> Result<Option<PlannedSandbox>, String> {
         let sequence = state.next_sequence();
         let Some(record) = state.functions.get(function) else { return Ok(None) };
         let resources = record.resources();
@@ -385,8 +408,8 @@ impl Core {
         let index = self.placer.lock().unwrap_or_else(|e| e.into_inner()).place(&loads, resources);
         let index = index.map_err(|e: PlacementError| format!("cannot place a sandbox of '{function}': {e}"))?;
         let worker = loads[index].name.clone();
-        state.reserve(&worker, resources);
         let client = state.workers.get(&worker).map(|w| w.client.clone()).ok_or_else(|| format!("worker {worker} vanished"))?;
+        state.reserve(&worker, resources);
         if let Some(record) = state.functions.get_mut(function) {
             record.creating += 1;
         }
@@ -400,12 +423,50 @@ impl Core {
             memory_mib: spec.memory_mib,
             env: spec.env.into_iter().collect(),
         };
-        Ok(Some((worker, client, request)))
+        state.pending.insert(request.sandbox_id.clone());
+        Ok(Some(PlannedSandbox { worker, client, request }))
+    }
+
+    /// Runs planned creations in the background.
+    fn launch_creations(self: &Arc<Self>, function: &str, planned: Vec<Result<PlannedSandbox, String>>) {
+        for plan in planned {
+            let core = Arc::clone(self);
+            let function = function.to_owned();
+            tokio::spawn(async move {
+                match plan {
+                    Ok(plan) => core.create_sandbox(&function, plan).await,
+                    Err(message) => core.creation_failed(&function, None, message).await,
+                }
+            });
+        }
+    }
+
+    async fn create_sandbox(&self, function: &str, plan: PlannedSandbox) {
+        let PlannedSandbox { worker, mut client, request } = plan;
+        let deadline = self.config.sandbox_create_timeout;
+        let sandbox_id = request.sandbox_id.clone();
+        let outcome = tokio::time::timeout(deadline, client.create_sandbox(request)).await;
+        if !matches!(outcome, Ok(Ok(_))) {
+            self.state().pending.remove(&sandbox_id);
+        }
+        let reply = match outcome {
+            Ok(Ok(reply)) => reply.into_inner(),
+            Ok(Err(status)) => {
+                let message = format!("worker {worker} could not create a sandbox: {}", status.message());
+                return self.creation_failed(function, Some(&worker), message).await;
+            }
+            Err(_) => {
+                let message = format!("worker {worker} did not create a sandbox within {deadline:?}");
+                return self.creation_failed(function, Some(&worker), message).await;
+            }
+        };
+        self.creation_succeeded(function, &worker, client, reply).await;
     }
 
     async fn creation_succeeded(&self, function: &str, worker: &str, mut client: WorkerClient<Channel>, reply: CreateSandboxReply) {
         let push = {
             let mut state = self.state();
+            state.pending.remove(&reply.sandbox_id);
             let generation = state.next_sequence();
             let worker_alive = state.workers.contains_key(worker);
             match state.functions.get_mut(function) {

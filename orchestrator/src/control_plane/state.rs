@@ -190,6 +190,8 @@ pub struct State {
     pub sequence: u64,
     /// Scheduling latency over all functions.
     pub latency: LatencyHistogram,
+    /// Ids of sandboxes being created: known, though not ready yet.
+    pub pending: std::collections::BTreeSet<String>,
 }
 
 impl State {

@@ -46,7 +46,7 @@ impl ProcessRuntime {
     }
 
     fn command(&self, spec: &SandboxSpec, port: u16) -> Command {
-        let mut command = Command::new(&spec.image);
+        let mut command = Command::new(resolve_image(&spec.image));
         command
             .args(&spec.args)
             .env("HOST", self.host.to_string())
@@ -160,6 +160,18 @@ impl SandboxRuntime for ProcessRuntime {
         }
         .boxed()
     }
+}
+
+/// A bare image name (no `/`) is first looked for beside the running binary, so `trace-function` finds the
+/// workload function built with `dirigent`; otherwise `PATH` decides, as for any command.
+fn resolve_image(image: &str) -> std::path::PathBuf {
+    if !image.contains('/') {
+        let sibling = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join(image)));
+        if let Some(sibling) = sibling.filter(|path| path.is_file()) {
+            return sibling;
+        }
+    }
+    image.into()
 }
 
 /// A port the kernel considers free right now on `host`.

@@ -1,0 +1,154 @@
+//! The benchmark's HTTP client: one pooled keep-alive HTTP/1.1 connection per client task, the same for
+//! the data-plane path and the direct path, plus the `Server-Timing` parser.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http::header::{HOST, HeaderName, HeaderValue};
+use http::{Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+const WORKLOAD: HeaderName = HeaderName::from_static("workload");
+const EMPTY: HeaderValue = HeaderValue::from_static("empty");
+const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+
+/// Where an invocation goes: a sandbox directly, or the data plane with the function in `Host`.
+#[derive(Debug, Clone)]
+pub struct Target {
+    uri: Uri,
+    host: Option<HeaderValue>,
+}
+
+impl Target {
+    /// The sandbox at `address` (`ip:port`).
+    pub fn direct(address: &str) -> anyhow::Result<Self> {
+        Ok(Self { uri: root_uri(address)?, host: None })
+    }
+
+    /// Function `function` through the data plane proxy at `proxy`.
+    pub fn proxied(proxy: &str, function: &str) -> anyhow::Result<Self> {
+        let host = HeaderValue::try_from(function).with_context(|| format!("function name {function:?}"))?;
+        Ok(Self { uri: root_uri(proxy)?, host: Some(host) })
+    }
+}
+
+fn root_uri(address: &str) -> anyhow::Result<Uri> {
+    format!("http://{address}/").parse().with_context(|| format!("address {address:?} is not host:port"))
+}
+
+/// One invocation's outcome.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// Response status.
+    pub status: StatusCode,
+    /// From sending the request to the last byte of the response, µs.
+    pub latency_us: f64,
+    /// The data plane's breakdown, when it sent one.
+    pub timing: Option<ServerTiming>,
+    /// The response body (for error messages).
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// Fails unless the status is 2xx, quoting the body.
+    pub fn ensure_success(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.status.is_success(),
+            "invocation failed with {}: {}",
+            self.status,
+            String::from_utf8_lossy(&self.body)
+        );
+        Ok(())
+    }
+}
+
+/// A client with its own connection pool (so one closed-loop task keeps one connection).
+#[derive(Clone)]
+pub struct Invoker {
+    client: Client<HttpConnector, Empty<Bytes>>,
+}
+
+impl Invoker {
+    /// A keep-alive HTTP/1.1 client with `TCP_NODELAY`.
+    pub fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Self { client: Client::builder(TokioExecutor::new()).build(connector) }
+    }
+
+    /// Invokes `target` with `workload: empty` and reads the whole response.
+    pub async fn invoke(&self, target: &Target) -> anyhow::Result<Reply> {
+        let mut request = Request::get(target.uri.clone()).header(WORKLOAD, EMPTY);
+        if let Some(host) = &target.host {
+            request = request.header(HOST, host);
+        }
+        let request = request.body(Empty::new())?;
+        let sent = Instant::now();
+        let response = self.client.request(request).await.with_context(|| format!("calling {}", target.uri))?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.with_context(|| format!("reading the reply of {}", target.uri))?.to_bytes();
+        let latency_us = sent.elapsed().as_secs_f64() * 1e6;
+        let timing = parts.headers.get(SERVER_TIMING).and_then(|v| v.to_str().ok()).map(ServerTiming::parse);
+        Ok(Reply { status: parts.status, latency_us, timing, body })
+    }
+
+    /// Opens (or reuses) the pooled connection to `target` with its `GET /health`, unmeasured.
+    pub async fn connect(&self, target: &Target) -> anyhow::Result<()> {
+        let uri: Uri = format!("{}health", target.uri).parse()?;
+        let response = self.client.request(Request::get(uri.clone()).body(Empty::new())?).await?;
+        let status = response.status();
+        response.into_body().collect().await?;
+        anyhow::ensure!(status.is_success(), "GET {uri} answered {status}");
+        Ok(())
+    }
+}
+
+/// The data plane's `Server-Timing` header, durations in µs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerTiming {
+    /// `queue;dur`.
+    pub queue_us: Option<f64>,
+    /// `coldstart;desc`: `none`, `triggered` or `waited`.
+    pub cold_start: Option<String>,
+    /// `create;dur` (cold requests only).
+    pub create_us: Option<f64>,
+    /// `proxy;dur`: the data plane's own time.
+    pub proxy_us: Option<f64>,
+}
+
+impl ServerTiming {
+    /// Parses `queue;dur=0.012, coldstart;desc="none", proxy;dur=0.031`; unknown metrics are ignored.
+    pub fn parse(header: &str) -> Self {
+        let mut timing = Self::default();
+        for metric in header.split(',') {
+            let mut params = metric.split(';').map(str::trim);
+            let name = params.next().unwrap_or_default();
+            for param in params {
+                let Some((key, value)) = param.split_once('=') else { continue };
+                let micros = || value.parse::<f64>().ok().map(|ms| ms * 1e3);
+                match (name, key) {
+                    ("queue", "dur") => timing.queue_us = micros(),
+                    ("create", "dur") => timing.create_us = micros(),
+                    ("proxy", "dur") => timing.proxy_us = micros(),
+                    ("coldstart", "desc") => timing.cold_start = Some(value.trim_matches('"').to_owned()),
+                    _ => {}
+                }
+            }
+        }
+        timing
+    }
+
+    /// Whether the data plane says this request triggered a cold start.
+    pub fn triggered(&self) -> bool {
+        self.cold_start.as_deref() == Some("triggered")
+    }
+
+    /// Whether the data plane says a free sandbox served this request.
+    pub fn warm(&self) -> bool {
+        self.cold_start.as_deref() == Some("none")
+    }
+}
