@@ -26,18 +26,27 @@ pub struct Target {
 impl Target {
     /// The sandbox at `address` (`ip:port`).
     pub fn direct(address: &str) -> anyhow::Result<Self> {
-        Ok(Self { uri: root_uri(address)?, host: None })
+        Ok(Self {
+            uri: root_uri(address)?,
+            host: None,
+        })
     }
 
     /// Function `function` through the data plane proxy at `proxy`.
     pub fn proxied(proxy: &str, function: &str) -> anyhow::Result<Self> {
-        let host = HeaderValue::try_from(function).with_context(|| format!("function name {function:?}"))?;
-        Ok(Self { uri: root_uri(proxy)?, host: Some(host) })
+        let host = HeaderValue::try_from(function)
+            .with_context(|| format!("function name {function:?}"))?;
+        Ok(Self {
+            uri: root_uri(proxy)?,
+            host: Some(host),
+        })
     }
 }
 
 fn root_uri(address: &str) -> anyhow::Result<Uri> {
-    format!("http://{address}/").parse().with_context(|| format!("address {address:?} is not host:port"))
+    format!("http://{address}/")
+        .parse()
+        .with_context(|| format!("address {address:?} is not host:port"))
 }
 
 /// One invocation's outcome.
@@ -66,20 +75,24 @@ impl Reply {
     }
 }
 
-/// A client with its own connection pool (so one closed-loop task keeps one connection).
+/// A keep-alive HTTP/1.1 client with `TCP_NODELAY` and its own connection pool (so one closed-loop task
+/// keeps one connection).
 #[derive(Clone)]
 pub struct Invoker {
     client: Client<HttpConnector, Empty<Bytes>>,
 }
 
-impl Invoker {
-    /// A keep-alive HTTP/1.1 client with `TCP_NODELAY`.
-    pub fn new() -> Self {
+impl Default for Invoker {
+    fn default() -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        Self { client: Client::builder(TokioExecutor::new()).build(connector) }
+        Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
     }
+}
 
+impl Invoker {
     /// Invokes `target` with `workload: empty` and reads the whole response.
     pub async fn invoke(&self, target: &Target) -> anyhow::Result<Reply> {
         let mut request = Request::get(target.uri.clone()).header(WORKLOAD, EMPTY);
@@ -88,18 +101,38 @@ impl Invoker {
         }
         let request = request.body(Empty::new())?;
         let sent = Instant::now();
-        let response = self.client.request(request).await.with_context(|| format!("calling {}", target.uri))?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .with_context(|| format!("calling {}", target.uri))?;
         let (parts, body) = response.into_parts();
-        let body = body.collect().await.with_context(|| format!("reading the reply of {}", target.uri))?.to_bytes();
+        let body = body
+            .collect()
+            .await
+            .with_context(|| format!("reading the reply of {}", target.uri))?
+            .to_bytes();
         let latency_us = sent.elapsed().as_secs_f64() * 1e6;
-        let timing = parts.headers.get(SERVER_TIMING).and_then(|v| v.to_str().ok()).map(ServerTiming::parse);
-        Ok(Reply { status: parts.status, latency_us, timing, body })
+        let timing = parts
+            .headers
+            .get(SERVER_TIMING)
+            .and_then(|v| v.to_str().ok())
+            .map(ServerTiming::parse);
+        Ok(Reply {
+            status: parts.status,
+            latency_us,
+            timing,
+            body,
+        })
     }
 
     /// Opens (or reuses) the pooled connection to `target` with its `GET /health`, unmeasured.
     pub async fn connect(&self, target: &Target) -> anyhow::Result<()> {
         let uri: Uri = format!("{}health", target.uri).parse()?;
-        let response = self.client.request(Request::get(uri.clone()).body(Empty::new())?).await?;
+        let response = self
+            .client
+            .request(Request::get(uri.clone()).body(Empty::new())?)
+            .await?;
         let status = response.status();
         response.into_body().collect().await?;
         anyhow::ensure!(status.is_success(), "GET {uri} answered {status}");
@@ -128,13 +161,17 @@ impl ServerTiming {
             let mut params = metric.split(';').map(str::trim);
             let name = params.next().unwrap_or_default();
             for param in params {
-                let Some((key, value)) = param.split_once('=') else { continue };
+                let Some((key, value)) = param.split_once('=') else {
+                    continue;
+                };
                 let micros = || value.parse::<f64>().ok().map(|ms| ms * 1e3);
                 match (name, key) {
                     ("queue", "dur") => timing.queue_us = micros(),
                     ("create", "dur") => timing.create_us = micros(),
                     ("proxy", "dur") => timing.proxy_us = micros(),
-                    ("coldstart", "desc") => timing.cold_start = Some(value.trim_matches('"').to_owned()),
+                    ("coldstart", "desc") => {
+                        timing.cold_start = Some(value.trim_matches('"').to_owned())
+                    }
                     _ => {}
                 }
             }
