@@ -64,6 +64,8 @@ impl Standalone {
                 worker.listen.set_port(port);
             }
             worker.name = config.worker.name.as_ref().map(|n| format!("{n}-{index}"));
+            // Workers on one host must not hand out the same sandbox ports.
+            worker.sandbox_ports = config.worker.sandbox_ports.slice(config.workers, index);
             workers.push(Worker::bind(worker).await?);
         }
         Ok(Self { control_plane, data_plane, workers })

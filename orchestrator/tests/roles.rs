@@ -7,8 +7,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::*;
 
-fn worker_yaml(control_plane: &str) -> String {
-    format!("listen: 127.0.0.1:0\ncontrol_plane: {control_plane}\nheartbeat_interval: 200ms\n")
+/// Workers sharing a host get their own sandbox port ranges, as standalone gives its workers.
+fn worker_yaml(control_plane: &str, ports: &str) -> String {
+    format!("listen: 127.0.0.1:0\ncontrol_plane: {control_plane}\nheartbeat_interval: 200ms\nsandbox_ports: {ports}\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,7 +24,10 @@ async fn roles_in_separate_processes_serve_and_clean_up() {
         &format!("proxy_listen: 127.0.0.1:0\ngrpc_listen: 127.0.0.1:0\ncontrol_plane: {grpc}\nreport_interval: 200ms\n"),
     );
     let proxy = data_plane.address("proxy");
-    let mut workers = [Role::start("worker", &worker_yaml(&grpc)), Role::start("worker", &worker_yaml(&grpc))];
+    let mut workers = [
+        Role::start("worker", &worker_yaml(&grpc, "21000-21999")),
+        Role::start("worker", &worker_yaml(&grpc, "22000-22999")),
+    ];
 
     let http = client();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

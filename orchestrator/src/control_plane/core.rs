@@ -432,35 +432,57 @@ impl Core {
         for plan in planned {
             let core = Arc::clone(self);
             let function = function.to_owned();
-            tokio::spawn(async move {
-                match plan {
-                    Ok(plan) => core.create_sandbox(&function, plan).await,
-                    Err(message) => core.creation_failed(&function, None, message).await,
-                }
-            });
+            tokio::spawn(async move { core.create_with_retry(&function, plan).await });
         }
     }
 
-    async fn create_sandbox(&self, function: &str, plan: PlannedSandbox) {
-        let PlannedSandbox { worker, mut client, request } = plan;
+    /// One creation, tried again once on a fresh placement: a transient failure (a worker restarting, a
+    /// port taken by another process between check and bind) must not fail the requests waiting for it.
+    async fn create_with_retry(&self, function: &str, first: Result<PlannedSandbox, String>) {
+        const ATTEMPTS: u32 = 2;
+        let mut plan = first;
+        for attempt in 1..=ATTEMPTS {
+            let message = match plan {
+                Ok(planned) => match self.create_sandbox(function, planned).await {
+                    Ok(()) => return,
+                    Err(message) => message,
+                },
+                Err(message) => message,
+            };
+            if attempt == ATTEMPTS {
+                return self.creation_failed(function, message).await;
+            }
+            tracing::info!(%function, %message, "sandbox creation failed; trying once more");
+            plan = match self.plan_creation(&mut self.state(), function) {
+                Ok(Some(planned)) => Ok(planned),
+                Ok(None) => return,
+                Err(message) => Err(message),
+            };
+        }
+    }
+
+    /// Creates one planned sandbox; on failure its reservation is released and the reason returned.
+    async fn create_sandbox(&self, function: &str, plan: PlannedSandbox) -> Result<(), String> {
+        let PlannedSandbox { worker, client, request } = plan;
         let deadline = self.config.sandbox_create_timeout;
         let sandbox_id = request.sandbox_id.clone();
-        let outcome = tokio::time::timeout(deadline, client.create_sandbox(request)).await;
-        if !matches!(outcome, Ok(Ok(_))) {
-            self.state().pending.remove(&sandbox_id);
-        }
-        let reply = match outcome {
-            Ok(Ok(reply)) => reply.into_inner(),
-            Ok(Err(status)) => {
-                let message = format!("worker {worker} could not create a sandbox: {}", status.message());
-                return self.creation_failed(function, Some(&worker), message).await;
+        let outcome = tokio::time::timeout(deadline, client.clone().create_sandbox(request)).await;
+        let message = match outcome {
+            Ok(Ok(reply)) => {
+                self.creation_succeeded(function, &worker, client, reply.into_inner()).await;
+                return Ok(());
             }
-            Err(_) => {
-                let message = format!("worker {worker} did not create a sandbox within {deadline:?}");
-                return self.creation_failed(function, Some(&worker), message).await;
-            }
+            Ok(Err(status)) => format!("worker {worker} could not create a sandbox: {}", status.message()),
+            Err(_) => format!("worker {worker} did not create a sandbox within {deadline:?}"),
         };
-        self.creation_succeeded(function, &worker, client, reply).await;
+        let mut state = self.state();
+        state.pending.remove(&sandbox_id);
+        if let Some(record) = state.functions.get_mut(function) {
+            record.creating = record.creating.saturating_sub(1);
+            let resources = record.resources();
+            state.release(&worker, resources);
+        }
+        Err(message)
     }
 
     async fn creation_succeeded(&self, function: &str, worker: &str, mut client: WorkerClient<Channel>, reply: CreateSandboxReply) {
@@ -499,21 +521,14 @@ impl Core {
     }
 
     /// Records a failed creation; when the function has no sandbox at all, its queued requests fail now.
-    async fn creation_failed(&self, function: &str, worker: Option<&str>, message: String) {
+    async fn creation_failed(&self, function: &str, message: String) {
         tracing::warn!(%function, %message, "sandbox creation failed");
         let fail = {
             let mut state = self.state();
             let Some(record) = state.functions.get_mut(function) else { return };
-            if worker.is_some() {
-                record.creating = record.creating.saturating_sub(1);
-            }
             record.counters.creation_failures += 1;
             record.last_error = Some(message.clone());
-            let resources = record.resources();
             let none_left = record.ready() + record.creating == 0;
-            if let Some(worker) = worker {
-                state.release(worker, resources);
-            }
             none_left.then(|| state.data_plane_clients())
         };
         let Some(data_planes) = fail else { return };

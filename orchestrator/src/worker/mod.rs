@@ -19,6 +19,7 @@ use crate::proto::dirigent::{
     Ack, CreateSandboxReply, CreateSandboxRequest, KillSandboxRequest, SandboxExit, SandboxInfo as SandboxInfoMsg,
     SandboxList, WorkerHeartbeatRequest, WorkerInfo,
 };
+use runtime::ports::PortRange;
 use runtime::process::ProcessRuntime;
 use runtime::{RuntimeError, RuntimeKind, SandboxRuntime, SandboxSpec};
 
@@ -38,6 +39,8 @@ pub struct WorkerConfig {
     pub runtime: RuntimeKind,
     /// The address sandboxes listen on (data planes must reach it).
     pub sandbox_host: IpAddr,
+    /// Ports for sandboxes; keep it outside the kernel's ephemeral range (`ip_local_port_range`).
+    pub sandbox_ports: PortRange,
     /// How long a new sandbox may take to answer its health probe.
     #[serde(with = "humantime_serde")]
     pub ready_timeout: Duration,
@@ -59,6 +62,7 @@ impl Default for WorkerConfig {
             control_plane: "127.0.0.1:9090".into(),
             runtime: RuntimeKind::Process,
             sandbox_host: IpAddr::from([127, 0, 0, 1]),
+            sandbox_ports: PortRange { first: 20000, last: 29999 },
             ready_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(1),
             cpu_millis: None,
@@ -102,7 +106,7 @@ impl Worker {
         let address = net::advertised(&listener, &config.advertise_host);
         let name = config.name.clone().unwrap_or_else(|| format!("worker-{}", address.replace([':', '.'], "-")));
         let runtime: Arc<dyn SandboxRuntime> = match config.runtime {
-            RuntimeKind::Process => Arc::new(ProcessRuntime::new(config.sandbox_host)),
+            RuntimeKind::Process => Arc::new(ProcessRuntime::new(config.sandbox_host, config.sandbox_ports)),
         };
         let channel = net::channel(&config.control_plane)
             .map_err(|source| WorkerError::ControlPlaneAddress { address: config.control_plane.clone(), source })?;

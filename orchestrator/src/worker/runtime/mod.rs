@@ -1,5 +1,6 @@
 //! Sandbox runtimes behind one trait: create, readiness, destroy, list, exit notifications.
 
+pub mod ports;
 pub mod process;
 pub mod readiness;
 

@@ -1,8 +1,12 @@
 //! The `process` runtime: a sandbox is a child process in its own process group.
 //!
-//! The image is an executable path; the sandbox learns its address from `HOST` and `PORT`. Destroying a
-//! sandbox kills its whole group and reaps it; if the worker itself dies, the kernel kills the sandbox
-//! (`PR_SET_PDEATHSIG`), so no sandbox outlives its worker.
+//! The image is an executable path; the sandbox learns its address from `HOST` and `PORT` (a port of the
+//! worker's `sandbox_ports` range). Destroying a sandbox kills its whole group and reaps it; if the worker
+//! itself dies, the kernel kills the sandbox (`PR_SET_PDEATHSIG`), so no sandbox outlives its worker.
+//!
+//! Children are forked by one dedicated spawner thread: the death signal follows the thread that forked,
+//! so that thread must live as long as the runtime, and a fork (which cannot be a cheap vfork once
+//! `pre_exec` is set) then never stalls the async worker threads that carry the proxy.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -15,9 +19,10 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::process::Command;
-use tokio::sync::{broadcast, watch};
+use tokio::process::{Child, Command};
+use tokio::sync::{broadcast, oneshot, watch};
 
+use super::ports::{PortAllocator, PortRange};
 use super::{RuntimeError, SandboxExited, SandboxInfo, SandboxRuntime, SandboxSpec, readiness};
 
 struct Entry {
@@ -28,17 +33,28 @@ struct Entry {
     exited: watch::Receiver<Option<String>>,
 }
 
+type SpawnJob = (Command, oneshot::Sender<std::io::Result<Child>>);
+
 /// Runs sandboxes as child processes.
 pub struct ProcessRuntime {
     host: IpAddr,
     sandboxes: Arc<Mutex<HashMap<String, Entry>>>,
+    ports: Arc<Mutex<PortAllocator>>,
     exits: broadcast::Sender<SandboxExited>,
+    spawner: std::sync::mpsc::Sender<SpawnJob>,
 }
 
 impl ProcessRuntime {
-    /// A runtime whose sandboxes listen on `host`.
-    pub fn new(host: IpAddr) -> Self {
-        Self { host, sandboxes: Arc::default(), exits: broadcast::channel(1024).0 }
+    /// A runtime whose sandboxes listen on `host`, on ports from `ports`. Must be called inside a tokio
+    /// runtime, which reaps the children.
+    pub fn new(host: IpAddr, ports: PortRange) -> Self {
+        Self {
+            host,
+            sandboxes: Arc::default(),
+            ports: Arc::new(Mutex::new(PortAllocator::new(host, ports))),
+            exits: broadcast::channel(1024).0,
+            spawner: spawn_thread(tokio::runtime::Handle::current()),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
@@ -67,9 +83,16 @@ impl ProcessRuntime {
         if self.lock().contains_key(&spec.id) {
             return Err(RuntimeError::Duplicate(spec.id));
         }
-        let port = free_port(self.host).map_err(|source| RuntimeError::Port { id: spec.id.clone(), source })?;
+        let port = lock(&self.ports).allocate().map_err(|source| RuntimeError::Port { id: spec.id.clone(), source })?;
         let start_error = |source| RuntimeError::Start { id: spec.id.clone(), image: spec.image.clone(), source };
-        let mut child = self.command(&spec, port).spawn().map_err(start_error)?;
+        let spawned = self.spawn(self.command(&spec, port)).await;
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(err) => {
+                lock(&self.ports).release(port);
+                return Err(start_error(err));
+            }
+        };
         let pid = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
         let group = pid.ok_or_else(|| start_error(std::io::Error::other("the child exited at once")))?;
         let info = SandboxInfo { id: spec.id.clone(), function: spec.function.clone(), address: SocketAddr::new(self.host, port) };
@@ -80,6 +103,7 @@ impl ProcessRuntime {
             Entry { info: info.clone(), group, destroying: Arc::clone(&destroying), exited },
         );
         let (sandboxes, exits, exited_info) = (Arc::clone(&self.sandboxes), self.exits.clone(), info.clone());
+        let ports = Arc::clone(&self.ports);
         tokio::spawn(async move {
             let reason = match child.wait().await {
                 Ok(status) => status.to_string(),
@@ -87,6 +111,7 @@ impl ProcessRuntime {
             };
             // Whatever the sandbox started in its group goes with it.
             let _ = killpg(group, Signal::SIGKILL);
+            lock(&ports).release(port);
             let _ = exited_tx.send(Some(reason.clone()));
             if !destroying.load(Ordering::SeqCst) {
                 sandboxes.lock().unwrap_or_else(|e| e.into_inner()).remove(&exited_info.id);
@@ -96,15 +121,21 @@ impl ProcessRuntime {
         Ok(info)
     }
 
+    /// Forks on the spawner thread.
+    async fn spawn(&self, command: Command) -> std::io::Result<Child> {
+        let (reply, spawned) = oneshot::channel();
+        self.spawner.send((command, reply)).map_err(|_| std::io::Error::other("the spawner thread is gone"))?;
+        spawned.await.map_err(|_| std::io::Error::other("the spawner thread is gone"))?
+    }
+
     async fn ready(&self, sandbox: &SandboxInfo, timeout: Duration) -> Result<(), RuntimeError> {
         let mut exited = match self.lock().get(&sandbox.id) {
             Some(entry) => entry.exited.clone(),
             None => return Err(RuntimeError::Unknown(sandbox.id.clone())),
         };
-        let deadline = tokio::time::Instant::now() + timeout;
         let not_ready = || RuntimeError::NotReady { id: sandbox.id.clone(), address: sandbox.address, timeout };
         tokio::select! {
-            ready = readiness::wait_http_ready(sandbox.address, deadline) => if ready { Ok(()) } else { Err(not_ready()) },
+            ready = readiness::wait_http_ready(sandbox.address, timeout) => if ready { Ok(()) } else { Err(not_ready()) },
             reason = exited.wait_for(Option::is_some) => {
                 let reason = reason.map(|r| r.clone().unwrap_or_default()).unwrap_or_else(|_| "unknown".into());
                 Err(RuntimeError::ExitedEarly { id: sandbox.id.clone(), reason })
@@ -174,14 +205,28 @@ fn resolve_image(image: &str) -> std::path::PathBuf {
     image.into()
 }
 
-/// A port the kernel considers free right now on `host`.
-fn free_port(host: IpAddr) -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind(SocketAddr::new(host, 0))?.local_addr()?.port())
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Asks the kernel to SIGKILL the child when the thread that spawned it dies.
-///
-/// The spawning thread is a runtime worker thread, which lives as long as the worker does.
+/// The thread that forks every sandbox; it ends (and with it, by the death signal, any sandbox left)
+/// when the runtime is dropped.
+fn spawn_thread(runtime: tokio::runtime::Handle) -> std::sync::mpsc::Sender<SpawnJob> {
+    let (jobs, queue) = std::sync::mpsc::channel::<SpawnJob>();
+    let thread = std::thread::Builder::new().name("sandbox-spawner".into()).spawn(move || {
+        // tokio's child handles register with the runtime's reaper, which needs its context.
+        let _context = runtime.enter();
+        for (mut command, reply) in queue {
+            let _ = reply.send(command.spawn());
+        }
+    });
+    if let Err(err) = thread {
+        tracing::error!(%err, "cannot start the sandbox spawner thread; sandbox creation will fail");
+    }
+    jobs
+}
+
+/// Asks the kernel to SIGKILL the child when the thread that spawned it (the spawner thread) dies.
 #[allow(unsafe_code)]
 fn die_with_parent(command: &mut Command) {
     // SAFETY: the closure runs between fork and exec and only makes one async-signal-safe syscall.

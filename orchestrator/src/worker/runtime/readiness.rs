@@ -1,68 +1,90 @@
 //! The HTTP readiness probe: a sandbox is ready when `GET /health` answers 200.
+//!
+//! The probe loop runs on a blocking thread: tokio's timers tick in whole milliseconds, while a process
+//! sandbox is usually listening within one or two, so sub-millisecond retries shave most of a cold start's
+//! probe delay.
 
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::time::Instant;
+/// Probes `address` until it answers 200 or `timeout` passes; true when ready.
+pub async fn wait_http_ready(address: SocketAddr, timeout: Duration) -> bool {
+    let cancelled = Arc::new(AtomicBool::new(false));
+    // Stops the probe thread when the caller gives up early (for instance because the sandbox exited).
+    let _stop = StopOnDrop(Arc::clone(&cancelled));
+    let deadline = Instant::now() + timeout;
+    tokio::task::spawn_blocking(move || probe_until(address, deadline, &cancelled)).await.unwrap_or(false)
+}
 
-/// Probes `address` until it answers 200 or `deadline` passes; true when ready.
-pub async fn wait_http_ready(address: SocketAddr, deadline: Instant) -> bool {
-    // Start fast (a process sandbox binds within a millisecond or two), then back off to spare the CPU.
-    let mut delay = Duration::from_micros(250);
-    loop {
-        let attempt = tokio::time::timeout_at(deadline, probe(address)).await;
-        match attempt {
-            Ok(true) => return true,
-            Ok(false) => {}
-            Err(_) => return false,
-        }
-        if Instant::now() + delay >= deadline {
-            return false;
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(50));
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
-/// One probe: connect, `GET /health`, check the status line.
-pub async fn probe(address: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect(address).await else { return false };
+fn probe_until(address: SocketAddr, deadline: Instant, cancelled: &AtomicBool) -> bool {
+    let mut delay = Duration::from_micros(100);
+    while !cancelled.load(Ordering::Relaxed) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        if probe(address, left.min(Duration::from_secs(1))) {
+            return true;
+        }
+        std::thread::sleep(delay.min(deadline.saturating_duration_since(Instant::now())));
+        // Back off so a slow-starting image does not cost a core.
+        delay = (delay * 2).min(Duration::from_millis(10));
+    }
+    false
+}
+
+/// One probe within `timeout`: connect, `GET /health`, check the status line.
+pub fn probe(address: SocketAddr, timeout: Duration) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&address, timeout) else { return false };
     let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
     let request = format!("GET /health HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).await.is_err() {
+    if stream.write_all(request.as_bytes()).is_err() {
         return false;
     }
     let mut head = [0u8; 12];
-    stream.read_exact(&mut head).await.is_ok() && (head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200"))
+    stream.read_exact(&mut head).is_ok() && (head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::net::TcpListener;
+    use std::net::TcpListener;
 
-    async fn answer_once(listener: TcpListener, reply: &'static [u8]) {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        let mut buf = [0u8; 256];
-        let _ = stream.read(&mut buf).await;
-        stream.write_all(reply).await.unwrap();
+    fn answer_once(listener: TcpListener, reply: &'static [u8]) {
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 256];
+            let _ = stream.read(&mut buf);
+            stream.write_all(reply).unwrap();
+        });
     }
 
     #[tokio::test]
     async fn ready_on_200_not_on_500_or_closed_port() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
-        tokio::spawn(answer_once(listener, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"));
-        assert!(wait_http_ready(address, Instant::now() + Duration::from_secs(5)).await);
+        answer_once(listener, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+        assert!(wait_http_ready(address, Duration::from_secs(5)).await);
 
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
-        tokio::spawn(answer_once(listener, b"HTTP/1.1 500 Oops\r\ncontent-length: 0\r\n\r\n"));
-        assert!(!probe(address).await);
+        answer_once(listener, b"HTTP/1.1 500 Oops\r\ncontent-length: 0\r\n\r\n");
+        assert!(!probe(address, Duration::from_secs(5)));
 
-        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
-        assert!(!wait_http_ready(closed, Instant::now() + Duration::from_millis(30)).await);
+        let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        assert!(!wait_http_ready(closed, Duration::from_millis(30)).await);
     }
 }
