@@ -27,10 +27,7 @@ use support::{Settings, cold, warm};
 /// Warm-path concurrencies (client tasks = sandboxes).
 const CONCURRENCIES: [usize; 2] = [1, 4];
 
-const JSON_REPORT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../target/bench-orchestrator.json"
-);
+const JSON_REPORT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench-orchestrator.json");
 
 fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
@@ -48,12 +45,7 @@ fn main() -> anyhow::Result<()> {
     drop(runtime);
     drop(dirigent);
     let (warm, cold) = measured?;
-    let results = Results {
-        settings,
-        loadavg: [before, report::loadavg()],
-        warm,
-        cold,
-    };
+    let results = Results { settings, loadavg: [before, report::loadavg()], warm, cold };
     report::print(&results);
     let path = Path::new(JSON_REPORT);
     report::write_json(&results, path)?;
@@ -71,10 +63,7 @@ struct Interrupt {
 impl Interrupt {
     fn install(runtime: &tokio::runtime::Runtime) -> anyhow::Result<Self> {
         let _context = runtime.enter();
-        Ok(Self {
-            interrupt: signal(SignalKind::interrupt())?,
-            terminate: signal(SignalKind::terminate())?,
-        })
+        Ok(Self { interrupt: signal(SignalKind::interrupt())?, terminate: signal(SignalKind::terminate())? })
     }
 
     async fn recv(&mut self) -> &'static str {
@@ -85,10 +74,7 @@ impl Interrupt {
     }
 }
 
-async fn measure(
-    dirigent: &Dirigent,
-    settings: &Settings,
-) -> anyhow::Result<(Vec<warm::WarmCase>, cold::ColdResult)> {
+async fn measure(dirigent: &Dirigent, settings: &Settings) -> anyhow::Result<(Vec<warm::WarmCase>, cold::ColdResult)> {
     let cluster = dirigent.addresses();
     let api = Api::new(&cluster.api);
     let mut cases = Vec::new();

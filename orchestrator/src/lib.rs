@@ -19,10 +19,10 @@ pub mod proto {
 }
 
 pub mod clock;
-pub mod control_plane;
-pub mod function;
 pub mod config;
+pub mod control_plane;
 pub mod data_plane;
+pub mod function;
 pub mod net;
 pub mod standalone;
 pub mod worker;

@@ -14,14 +14,14 @@ fn worker_yaml(control_plane: &str, ports: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_in_separate_processes_serve_and_clean_up() {
-    let control_plane = Role::start(
-        "control-plane",
-        "grpc_listen: 127.0.0.1:0\nhttp_listen: 127.0.0.1:0\nworker_timeout: 2s\n",
-    );
+    let control_plane =
+        Role::start("control-plane", "grpc_listen: 127.0.0.1:0\nhttp_listen: 127.0.0.1:0\nworker_timeout: 2s\n");
     let (grpc, api) = (control_plane.address("grpc"), control_plane.address("api"));
     let data_plane = Role::start(
         "data-plane",
-        &format!("proxy_listen: 127.0.0.1:0\ngrpc_listen: 127.0.0.1:0\ncontrol_plane: {grpc}\nreport_interval: 200ms\n"),
+        &format!(
+            "proxy_listen: 127.0.0.1:0\ngrpc_listen: 127.0.0.1:0\ncontrol_plane: {grpc}\nreport_interval: 200ms\n"
+        ),
     );
     let proxy = data_plane.address("proxy");
     let mut workers = [
@@ -42,7 +42,9 @@ async fn roles_in_separate_processes_serve_and_clean_up() {
 
     // Two sandboxes from the start: least-loaded placement puts one on each worker.
     assert_eq!(register(&api, "split", json!({ "min_scale": 2, "max_scale": 2 })).await.status(), 201);
-    let view = wait_for_function(&api, "split", Duration::from_secs(20), "two ready sandboxes", |v| v["status"]["ready"] == 2).await;
+    let view =
+        wait_for_function(&api, "split", Duration::from_secs(20), "two ready sandboxes", |v| v["status"]["ready"] == 2)
+            .await;
     let placed: std::collections::BTreeSet<&str> =
         view["status"]["sandboxes"].as_array().unwrap().iter().filter_map(|s| s["worker"].as_str()).collect();
     assert_eq!(placed.len(), 2, "one sandbox per worker: {view}");

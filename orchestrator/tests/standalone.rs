@@ -38,18 +38,23 @@ async fn cold_then_warm_through_both_routes_and_protocols() {
     assert_eq!(cold.status(), 200);
     assert_eq!(cold_start_of(&cold), "triggered");
     let timing = cold.headers()["server-timing"].to_str().unwrap().to_owned();
-    assert!(timing.contains("create;dur=") && timing.contains("queue;dur=") && timing.contains("proxy;dur="), "{timing}");
+    assert!(
+        timing.contains("create;dur=") && timing.contains("queue;dur=") && timing.contains("proxy;dur="),
+        "{timing}"
+    );
     let body: Value = cold.json().await.unwrap();
     assert_eq!(body["Status"], "OK");
     assert!(body["ExecutionTime"].as_u64().unwrap() >= 20_000, "the function spins at least 20 ms: {body}");
     assert_eq!(body["ColdStart"], true);
+    assert_eq!(body["Function"], "hello", "the sandbox knows the name it was deployed under");
 
     let warm = invoke(&proxy, "hello", 0).await;
     assert_eq!(cold_start_of(&warm), "none");
     assert!(!warm.headers()["server-timing"].to_str().unwrap().contains("create;"));
     assert_eq!(warm.json::<Value>().await.unwrap()["ColdStart"], false);
 
-    let by_path = client().post(format!("http://{proxy}/function/hello")).header("workload", "empty").send().await.unwrap();
+    let by_path =
+        client().post(format!("http://{proxy}/function/hello")).header("workload", "empty").send().await.unwrap();
     assert_eq!(by_path.status(), 200);
     assert_eq!(cold_start_of(&by_path), "none");
 
@@ -120,10 +125,14 @@ async fn scales_up_under_concurrent_load_then_to_zero() {
     assert_eq!(register(&api, "busy", json!({ "max_scale": 4 })).await.status(), 201);
 
     // Four requests at once on a concurrency-1 function: the queue and the panic window must add sandboxes.
-    let load: Vec<_> = (0..4).map(|_| tokio::spawn({
-        let proxy = proxy.clone();
-        async move { invoke(&proxy, "busy", 1500).await.status() }
-    })).collect();
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            tokio::spawn({
+                let proxy = proxy.clone();
+                async move { invoke(&proxy, "busy", 1500).await.status() }
+            })
+        })
+        .collect();
     let scaled = wait_for_function(&api, "busy", Duration::from_secs(30), "scale-up to 2+", |v| {
         v["status"]["ready"].as_u64().unwrap_or(0) >= 2
     })
@@ -158,7 +167,10 @@ async fn deleting_drains_and_kills_and_crashed_sandboxes_are_replaced() {
     for pid in sandbox_pids(&first) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
     }
-    wait_for_function(&api, "victim", Duration::from_secs(10), "crashed sandbox removed", |v| v["status"]["ready"] == 0).await;
+    wait_for_function(&api, "victim", Duration::from_secs(10), "crashed sandbox removed", |v| {
+        v["status"]["ready"] == 0
+    })
+    .await;
     let again = invoke(&proxy, "victim", 0).await;
     assert_eq!(again.status(), 200);
     assert_eq!(cold_start_of(&again), "triggered");

@@ -63,15 +63,9 @@ impl FunctionProcess {
 
     /// CPU time (user + system, in clock ticks) the process has used, from `/proc/<pid>/stat`.
     fn cpu_ticks(&self) -> u64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).expect("read stat");
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).expect("read stat");
         // Fields after the parenthesised command name start at field 3; utime and stime are fields 14 and 15.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .expect("stat format")
-            .1
-            .split_whitespace()
-            .collect();
+        let fields: Vec<&str> = stat.rsplit_once(')').expect("stat format").1.split_whitespace().collect();
         fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
     }
 
@@ -111,27 +105,15 @@ fn free_port() -> u16 {
 }
 
 fn http1() -> Client {
-    Client::builder()
-        .http1_only()
-        .no_proxy()
-        .build()
-        .expect("HTTP/1.1 client")
+    Client::builder().http1_only().no_proxy().build().expect("HTTP/1.1 client")
 }
 
 fn h2c() -> Client {
-    Client::builder()
-        .http2_prior_knowledge()
-        .no_proxy()
-        .build()
-        .expect("h2c client")
+    Client::builder().http2_prior_knowledge().no_proxy().build().expect("h2c client")
 }
 
 /// Posts an invocation to `/` with the loader's headers.
-async fn invoke(
-    client: &Client,
-    function: &FunctionProcess,
-    headers: &[(&str, &str)],
-) -> reqwest::Response {
+async fn invoke(client: &Client, function: &FunctionProcess, headers: &[(&str, &str)]) -> reqwest::Response {
     let mut request = client.post(function.url("/"));
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -159,19 +141,12 @@ async fn http1_invocation_spins_holds_memory_and_reports_cold_start_once() {
     assert_eq!(first.function, "fn-http1");
     assert!(!first.machine_name.is_empty());
     assert!(first.execution_time >= 50_000, "{first:?}");
-    assert_eq!(
-        (first.requested_cpu_ms, first.requested_memory_mib),
-        (50, 8)
-    );
+    assert_eq!((first.requested_cpu_ms, first.requested_memory_mib), (50, 8));
     assert_eq!(first.memory_usage_kb, 8 * 1024);
     assert_eq!(first.multiplier, 155);
     assert!(first.cold_start);
 
-    let second: FunctionReply = invoke(&client, &function, &headers)
-        .await
-        .json()
-        .await
-        .expect("JSON reply");
+    let second: FunctionReply = invoke(&client, &function, &headers).await.json().await.expect("JSON reply");
     assert!(second.execution_time >= 50_000, "{second:?}");
     assert!(!second.cold_start);
 }
@@ -180,20 +155,12 @@ async fn http1_invocation_spins_holds_memory_and_reports_cold_start_once() {
 async fn h2c_invocation_with_query_parameters_where_headers_win() {
     let function = FunctionProcess::start().await;
     let url = function.url("/?function=fn-h2c&requested_cpu=1&requested_memory=2");
-    let response = h2c()
-        .get(url)
-        .header(wire::REQUESTED_CPU, "30")
-        .send()
-        .await
-        .expect("send");
+    let response = h2c().get(url).header(wire::REQUESTED_CPU, "30").send().await.expect("send");
     assert_eq!(response.version(), Version::HTTP_2);
     assert_eq!(response.status(), StatusCode::OK);
     let reply: FunctionReply = response.json().await.expect("JSON reply");
     assert_eq!(reply.function, "fn-h2c");
-    assert_eq!(
-        (reply.requested_cpu_ms, reply.requested_memory_mib),
-        (30, 2)
-    );
+    assert_eq!((reply.requested_cpu_ms, reply.requested_memory_mib), (30, 2));
     assert!(reply.execution_time >= 30_000, "{reply:?}");
     assert!(reply.cold_start);
 }
@@ -201,29 +168,17 @@ async fn h2c_invocation_with_query_parameters_where_headers_win() {
 #[tokio::test]
 async fn grpc_execute_spins_and_reports_memory() {
     let function = FunctionProcess::start().await;
-    let mut client = ExecutorClient::connect(function.url(""))
-        .await
-        .expect("gRPC connect");
-    let request = FaasRequest {
-        message: "fn-grpc".into(),
-        runtime_in_milli_sec: 20,
-        memory_in_mebi_bytes: 4,
-    };
+    let mut client = ExecutorClient::connect(function.url("")).await.expect("gRPC connect");
+    let request = FaasRequest { message: "fn-grpc".into(), runtime_in_milli_sec: 20, memory_in_mebi_bytes: 4 };
     let reply = client.execute(request).await.expect("Execute").into_inner();
     assert!(reply.message.starts_with("OK - fn-grpc"), "{reply:?}");
     assert!(reply.duration_in_micro_sec >= 20_000, "{reply:?}");
     assert_eq!(reply.memory_usage_in_kb, 4 * 1024);
 
-    let too_much = FaasRequest {
-        memory_in_mebi_bytes: u32::MAX,
-        ..FaasRequest::default()
-    };
+    let too_much = FaasRequest { memory_in_mebi_bytes: u32::MAX, ..FaasRequest::default() };
     let status = client.execute(too_much).await.expect_err("out of range");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert!(
-        status.message().contains(wire::REQUESTED_MEMORY),
-        "{status:?}"
-    );
+    assert!(status.message().contains(wire::REQUESTED_MEMORY), "{status:?}");
 }
 
 #[tokio::test]
@@ -238,45 +193,24 @@ async fn bad_parameters_get_400_with_json_naming_them() {
         (wire::REQUESTED_CPU, "100000000"),
     ] {
         let response = invoke(&client, &function, &[(name, value)]).await;
-        assert_eq!(
-            response.status(),
-            StatusCode::BAD_REQUEST,
-            "{name}: {value}"
-        );
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{name}: {value}");
         let error: ErrorReply = response.json().await.expect("JSON error");
-        assert!(
-            error.error.contains(name) && error.error.contains(value),
-            "{error:?}"
-        );
+        assert!(error.error.contains(name) && error.error.contains(value), "{error:?}");
     }
-    let reply: FunctionReply = invoke(&client, &function, &[])
-        .await
-        .json()
-        .await
-        .expect("JSON reply");
-    assert!(
-        reply.cold_start,
-        "rejected requests are not the first invocation"
-    );
+    let reply: FunctionReply = invoke(&client, &function, &[]).await.json().await.expect("JSON reply");
+    assert!(reply.cold_start, "rejected requests are not the first invocation");
 }
 
 #[tokio::test]
 async fn empty_workload_does_no_work() {
     let function = FunctionProcess::start().await;
-    let headers = [
-        (wire::WORKLOAD, "empty"),
-        (wire::FUNCTION, "fn-empty"),
-        (wire::REQUESTED_CPU, "60000"),
-    ];
+    let headers = [(wire::WORKLOAD, "empty"), (wire::FUNCTION, "fn-empty"), (wire::REQUESTED_CPU, "60000")];
     let response = invoke(&http1(), &function, &headers).await;
     assert_eq!(response.status(), StatusCode::OK);
     let reply: FunctionReply = response.json().await.expect("JSON reply");
     assert_eq!(reply.status, wire::STATUS_OK_EMPTY);
     assert!(reply.is_ok());
-    assert_eq!(
-        (reply.function.as_str(), reply.execution_time),
-        ("fn-empty", 0)
-    );
+    assert_eq!((reply.function.as_str(), reply.execution_time), ("fn-empty", 0));
     assert_eq!(reply.requested_cpu_ms, 60_000);
 }
 
@@ -285,37 +219,17 @@ async fn health_answers_while_an_invocation_spins_and_sigterm_exits_cleanly() {
     let mut function = FunctionProcess::start().await;
     let client = h2c();
     let spinning = tokio::spawn({
-        let request = client
-            .post(function.url("/"))
-            .header(wire::REQUESTED_CPU, "4000");
-        async move {
-            request
-                .send()
-                .await
-                .expect("send")
-                .json::<FunctionReply>()
-                .await
-                .expect("JSON reply")
-        }
+        let request = client.post(function.url("/")).header(wire::REQUESTED_CPU, "4000");
+        async move { request.send().await.expect("send").json::<FunctionReply>().await.expect("JSON reply") }
     });
     function.wait_cpu_ticks(20).await;
-    let health = client
-        .get(function.url(wire::HEALTH_PATH))
-        .send()
-        .await
-        .expect("health");
+    let health = client.get(function.url(wire::HEALTH_PATH)).send().await.expect("health");
     assert_eq!(health.status(), StatusCode::OK);
-    assert!(
-        !spinning.is_finished(),
-        "the health probe waited for the spin"
-    );
+    assert!(!spinning.is_finished(), "the health probe waited for the spin");
 
     kill(function.pid(), Signal::SIGTERM).expect("send SIGTERM");
     let reply = spinning.await.expect("invocation task");
-    assert!(
-        reply.execution_time >= 4_000_000,
-        "in-flight invocation was cut short: {reply:?}"
-    );
+    assert!(reply.execution_time >= 4_000_000, "in-flight invocation was cut short: {reply:?}");
     let status = function.wait_exit().await;
     assert!(status.success(), "{status}");
 }
@@ -324,16 +238,10 @@ async fn health_answers_while_an_invocation_spins_and_sigterm_exits_cleanly() {
 async fn any_path_and_method_is_an_invocation() {
     let function = FunctionProcess::start().await;
     let client = http1();
-    for request in [
-        client.get(function.url("/")),
-        client.put(function.url("/some/path")),
-        client.post(function.url("/health")),
-    ] {
-        let response = request
-            .header(wire::WORKLOAD, "empty")
-            .send()
-            .await
-            .expect("send");
+    for request in
+        [client.get(function.url("/")), client.put(function.url("/some/path")), client.post(function.url("/health"))]
+    {
+        let response = request.header(wire::WORKLOAD, "empty").send().await.expect("send");
         assert_eq!(response.status(), StatusCode::OK);
         let reply: FunctionReply = response.json().await.expect("JSON reply");
         assert_eq!(reply.status, wire::STATUS_OK_EMPTY);
@@ -345,31 +253,16 @@ async fn http1_connection_is_reused_after_a_request_body() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 
     let function = FunctionProcess::start().await;
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", function.port))
-        .await
-        .expect("connect");
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", function.port)).await.expect("connect");
     let mut stream = BufReader::new(stream);
     let payload = vec![b'x'; 256 * 1024];
     for round in 0..2 {
-        let head = format!(
-            "POST / HTTP/1.1\r\nHost: f\r\nworkload: empty\r\ncontent-length: {}\r\n\r\n",
-            payload.len()
-        );
-        stream
-            .get_mut()
-            .write_all(head.as_bytes())
-            .await
-            .expect("write head");
-        stream
-            .get_mut()
-            .write_all(&payload)
-            .await
-            .expect("write body");
+        let head =
+            format!("POST / HTTP/1.1\r\nHost: f\r\nworkload: empty\r\ncontent-length: {}\r\n\r\n", payload.len());
+        stream.get_mut().write_all(head.as_bytes()).await.expect("write head");
+        stream.get_mut().write_all(&payload).await.expect("write body");
         let (status, body) = read_response(&mut stream).await;
-        assert!(
-            status.starts_with("HTTP/1.1 200"),
-            "round {round}: {status}"
-        );
+        assert!(status.starts_with("HTTP/1.1 200"), "round {round}: {status}");
         let reply: FunctionReply = serde_json::from_slice(&body).expect("JSON reply");
         assert_eq!(reply.status, wire::STATUS_OK_EMPTY);
     }

@@ -50,32 +50,21 @@ impl Dirigent {
     pub fn start(workers: usize) -> anyhow::Result<Self> {
         let config_dir = tempfile::tempdir().context("creating a config directory")?;
         let config = config_dir.path().join("standalone.yaml");
-        std::fs::write(&config, standalone_config(workers))
-            .context("writing the dirigent config")?;
+        std::fs::write(&config, standalone_config(workers)).context("writing the dirigent config")?;
         let mut child = Command::new(env!("CARGO_BIN_EXE_dirigent"))
             .arg("standalone")
             .arg("--config")
             .arg(&config)
-            .env(
-                "RUST_LOG",
-                std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("RUST_LOG", std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .context("starting dirigent standalone")?;
         let stdout = child.stdout.take().context("dirigent's stdout")?;
-        let placeholder = Addresses {
-            api: String::new(),
-            proxy: String::new(),
-        };
+        let placeholder = Addresses { api: String::new(), proxy: String::new() };
         // From here on, every exit path stops the child.
-        let mut dirigent = Self {
-            child,
-            addresses: placeholder,
-            _config_dir: config_dir,
-        };
+        let mut dirigent = Self { child, addresses: placeholder, _config_dir: config_dir };
         dirigent.addresses = wait_ready_line(stdout)?;
         Ok(dirigent)
     }
@@ -160,53 +149,22 @@ impl Api {
     }
 
     /// Registers `name` with the given scale bounds.
-    pub async fn register(
-        &self,
-        name: &str,
-        min_scale: usize,
-        max_scale: usize,
-    ) -> anyhow::Result<()> {
+    pub async fn register(&self, name: &str, min_scale: usize, max_scale: usize) -> anyhow::Result<()> {
         let spec = json!({ "name": name, "image": self.image, "min_scale": min_scale, "max_scale": max_scale });
-        let response = self
-            .client
-            .post(&self.base)
-            .json(&spec)
-            .send()
-            .await
-            .context("POST /v1/functions")?;
-        ensure_status(
-            response,
-            reqwest::StatusCode::CREATED,
-            &format!("registering {name}"),
-        )
-        .await
+        let response = self.client.post(&self.base).json(&spec).send().await.context("POST /v1/functions")?;
+        ensure_status(response, reqwest::StatusCode::CREATED, &format!("registering {name}")).await
     }
 
     /// Deletes `name` (its sandboxes are killed).
     pub async fn delete(&self, name: &str) -> anyhow::Result<()> {
-        let response = self
-            .client
-            .delete(format!("{}/{name}", self.base))
-            .send()
-            .await?;
-        ensure_status(
-            response,
-            reqwest::StatusCode::OK,
-            &format!("deleting {name}"),
-        )
-        .await
+        let response = self.client.delete(format!("{}/{name}", self.base)).send().await?;
+        ensure_status(response, reqwest::StatusCode::OK, &format!("deleting {name}")).await
     }
 
     /// The function's JSON view.
     pub async fn function(&self, name: &str) -> anyhow::Result<Value> {
-        let response = self
-            .client
-            .get(format!("{}/{name}", self.base))
-            .send()
-            .await?;
-        let response = response
-            .error_for_status()
-            .with_context(|| format!("GET /v1/functions/{name}"))?;
+        let response = self.client.get(format!("{}/{name}", self.base)).send().await?;
+        let response = response.error_for_status().with_context(|| format!("GET /v1/functions/{name}"))?;
         Ok(response.json().await?)
     }
 
@@ -230,21 +188,11 @@ impl Api {
 }
 
 fn sandbox_addresses(function: &Value) -> Vec<String> {
-    let sandboxes = function["status"]["sandboxes"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    sandboxes
-        .iter()
-        .filter_map(|s| s["address"].as_str().map(str::to_owned))
-        .collect()
+    let sandboxes = function["status"]["sandboxes"].as_array().map(Vec::as_slice).unwrap_or_default();
+    sandboxes.iter().filter_map(|s| s["address"].as_str().map(str::to_owned)).collect()
 }
 
-async fn ensure_status(
-    response: reqwest::Response,
-    expected: reqwest::StatusCode,
-    what: &str,
-) -> anyhow::Result<()> {
+async fn ensure_status(response: reqwest::Response, expected: reqwest::StatusCode, what: &str) -> anyhow::Result<()> {
     let status = response.status();
     if status != expected {
         let body = response.text().await.unwrap_or_default();

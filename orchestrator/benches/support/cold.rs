@@ -46,12 +46,9 @@ pub struct ColdResult {
 
 /// Runs the sequential phase, then the burst phase, each on `count` freshly registered functions.
 pub async fn measure(api: &Api, cluster: &Addresses, count: usize) -> anyhow::Result<ColdResult> {
-    let sequential = phase(api, cluster, "cold-seq", count, sequential_invocations)
-        .await
-        .context("sequential cold starts")?;
-    let burst = phase(api, cluster, "cold-burst", count, burst_invocations)
-        .await
-        .context("burst of cold starts")?;
+    let sequential =
+        phase(api, cluster, "cold-seq", count, sequential_invocations).await.context("sequential cold starts")?;
+    let burst = phase(api, cluster, "cold-burst", count, burst_invocations).await.context("burst of cold starts")?;
     Ok(ColdResult { sequential, burst })
 }
 
@@ -73,10 +70,7 @@ where
     for name in &names {
         api.register(name, 0, 1).await?;
     }
-    let targets = names
-        .iter()
-        .map(|n| Target::proxied(&cluster.proxy, n))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let targets = names.iter().map(|n| Target::proxied(&cluster.proxy, n)).collect::<anyhow::Result<Vec<_>>>()?;
     let (outcomes, wall_s) = invoke(targets).await?;
     for name in &names {
         api.delete(name).await?;
@@ -88,10 +82,7 @@ where
 async fn sequential_invocations(targets: Vec<Target>) -> anyhow::Result<(Vec<Outcome>, f64)> {
     let invoker = Invoker::default();
     let first = targets.first().context("no functions to invoke")?;
-    invoker
-        .connect(first)
-        .await
-        .context("connecting to the data plane")?;
+    invoker.connect(first).await.context("connecting to the data plane")?;
     let began = Instant::now();
     let mut outcomes = Vec::with_capacity(targets.len());
     for target in &targets {

@@ -26,27 +26,18 @@ pub struct Target {
 impl Target {
     /// The sandbox at `address` (`ip:port`).
     pub fn direct(address: &str) -> anyhow::Result<Self> {
-        Ok(Self {
-            uri: root_uri(address)?,
-            host: None,
-        })
+        Ok(Self { uri: root_uri(address)?, host: None })
     }
 
     /// Function `function` through the data plane proxy at `proxy`.
     pub fn proxied(proxy: &str, function: &str) -> anyhow::Result<Self> {
-        let host = HeaderValue::try_from(function)
-            .with_context(|| format!("function name {function:?}"))?;
-        Ok(Self {
-            uri: root_uri(proxy)?,
-            host: Some(host),
-        })
+        let host = HeaderValue::try_from(function).with_context(|| format!("function name {function:?}"))?;
+        Ok(Self { uri: root_uri(proxy)?, host: Some(host) })
     }
 }
 
 fn root_uri(address: &str) -> anyhow::Result<Uri> {
-    format!("http://{address}/")
-        .parse()
-        .with_context(|| format!("address {address:?} is not host:port"))
+    format!("http://{address}/").parse().with_context(|| format!("address {address:?} is not host:port"))
 }
 
 /// One invocation's outcome.
@@ -86,9 +77,7 @@ impl Default for Invoker {
     fn default() -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        Self {
-            client: Client::builder(TokioExecutor::new()).build(connector),
-        }
+        Self { client: Client::builder(TokioExecutor::new()).build(connector) }
     }
 }
 
@@ -101,38 +90,18 @@ impl Invoker {
         }
         let request = request.body(Empty::new())?;
         let sent = Instant::now();
-        let response = self
-            .client
-            .request(request)
-            .await
-            .with_context(|| format!("calling {}", target.uri))?;
+        let response = self.client.request(request).await.with_context(|| format!("calling {}", target.uri))?;
         let (parts, body) = response.into_parts();
-        let body = body
-            .collect()
-            .await
-            .with_context(|| format!("reading the reply of {}", target.uri))?
-            .to_bytes();
+        let body = body.collect().await.with_context(|| format!("reading the reply of {}", target.uri))?.to_bytes();
         let latency_us = sent.elapsed().as_secs_f64() * 1e6;
-        let timing = parts
-            .headers
-            .get(SERVER_TIMING)
-            .and_then(|v| v.to_str().ok())
-            .map(ServerTiming::parse);
-        Ok(Reply {
-            status: parts.status,
-            latency_us,
-            timing,
-            body,
-        })
+        let timing = parts.headers.get(SERVER_TIMING).and_then(|v| v.to_str().ok()).map(ServerTiming::parse);
+        Ok(Reply { status: parts.status, latency_us, timing, body })
     }
 
     /// Opens (or reuses) the pooled connection to `target` with its `GET /health`, unmeasured.
     pub async fn connect(&self, target: &Target) -> anyhow::Result<()> {
         let uri: Uri = format!("{}health", target.uri).parse()?;
-        let response = self
-            .client
-            .request(Request::get(uri.clone()).body(Empty::new())?)
-            .await?;
+        let response = self.client.request(Request::get(uri.clone()).body(Empty::new())?).await?;
         let status = response.status();
         response.into_body().collect().await?;
         anyhow::ensure!(status.is_success(), "GET {uri} answered {status}");
@@ -169,9 +138,7 @@ impl ServerTiming {
                     ("queue", "dur") => timing.queue_us = micros(),
                     ("create", "dur") => timing.create_us = micros(),
                     ("proxy", "dur") => timing.proxy_us = micros(),
-                    ("coldstart", "desc") => {
-                        timing.cold_start = Some(value.trim_matches('"').to_owned())
-                    }
+                    ("coldstart", "desc") => timing.cold_start = Some(value.trim_matches('"').to_owned()),
                     _ => {}
                 }
             }

@@ -38,10 +38,8 @@ impl Settings {
 fn env_count(name: &str, default: usize) -> anyhow::Result<usize> {
     match std::env::var(name) {
         Ok(value) => {
-            let count: usize = value
-                .trim()
-                .parse()
-                .with_context(|| format!("{name}={value:?} is not a whole number"))?;
+            let count: usize =
+                value.trim().parse().with_context(|| format!("{name}={value:?} is not a whole number"))?;
             anyhow::ensure!(count > 0, "{name} must be at least 1");
             Ok(count)
         }

@@ -33,10 +33,7 @@ pub struct Results {
 /// The machine's load averages, as `/proc/loadavg` says them.
 pub fn loadavg() -> String {
     let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    text.split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
+    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
 /// Writes `results` as pretty JSON to `path`, creating its directory.
@@ -68,14 +65,7 @@ fn print_warm(cases: &[WarmCase], settings: &Settings) {
     );
     println!(
         "{:<12} {:>4} {:>12} {:>9} {:>9} {:>9} {:>16} {:>16}",
-        "path",
-        "conc",
-        "requests/s",
-        "p50 µs",
-        "p99 µs",
-        "mean µs",
-        "dp proxy p50/p99",
-        "dp queue p50/p99"
+        "path", "conc", "requests/s", "p50 µs", "p99 µs", "mean µs", "dp proxy p50/p99", "dp queue p50/p99"
     );
     for case in cases {
         print_path("direct", case.concurrency, &case.direct);
@@ -88,23 +78,14 @@ fn print_warm(cases: &[WarmCase], settings: &Settings) {
             "c={}: throughput {:.1}% of direct [{}], overhead p50 {:+.0} µs [{}], p99 {:+.0} µs; data plane's own proxy;dur p50 {:.0} µs",
             case.concurrency,
             case.throughput_pct,
-            verdict(
-                case.throughput_pct >= THROUGHPUT_TARGET_PCT,
-                &format!(">= {THROUGHPUT_TARGET_PCT}%")
-            ),
+            verdict(case.throughput_pct >= THROUGHPUT_TARGET_PCT, &format!(">= {THROUGHPUT_TARGET_PCT}%")),
             case.overhead_p50_us,
-            verdict(
-                case.overhead_p50_us < OVERHEAD_P50_TARGET_US,
-                &format!("< {OVERHEAD_P50_TARGET_US} µs")
-            ),
+            verdict(case.overhead_p50_us < OVERHEAD_P50_TARGET_US, &format!("< {OVERHEAD_P50_TARGET_US} µs")),
             case.overhead_p99_us,
             dp.p50_us,
         );
         if case.proxy.not_warm > 0 {
-            println!(
-                "  warning: {} measured requests were not served warm (coldstart != none)",
-                case.proxy.not_warm
-            );
+            println!("  warning: {} measured requests were not served warm (coldstart != none)", case.proxy.not_warm);
         }
     }
 }
@@ -129,14 +110,7 @@ fn print_cold(cold: &ColdResult, count: usize) {
     );
     println!(
         "{:<11} {:>9} {:>10} {:>15} {:>15} {:>15} {:>9} {:>7}",
-        "phase",
-        "wall ms",
-        "starts/s",
-        "e2e p50/p99",
-        "create p50/p99",
-        "queue p50/p99",
-        "!trigger",
-        "failed"
+        "phase", "wall ms", "starts/s", "e2e p50/p99", "create p50/p99", "queue p50/p99", "!trigger", "failed"
     );
     print_phase("sequential", &cold.sequential);
     print_phase("burst", &cold.burst);
@@ -152,10 +126,7 @@ fn print_cold(cold: &ColdResult, count: usize) {
     );
     for (label, phase) in [("sequential", seq), ("burst", &cold.burst)] {
         if let Some(failure) = &phase.first_failure {
-            println!(
-                "  {label}: {} invocations failed; first: {failure}",
-                phase.failures
-            );
+            println!("  {label}: {} invocations failed; first: {failure}", phase.failures);
         }
     }
 }

@@ -59,17 +59,10 @@ pub async fn measure(
     let name = format!("warm-c{concurrency}");
     api.register(&name, concurrency, concurrency).await?;
     let sandboxes = api.wait_ready(&name, concurrency).await?;
-    let direct_targets = sandboxes
-        .iter()
-        .map(|a| Target::direct(a))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let direct_targets = sandboxes.iter().map(|a| Target::direct(a)).collect::<anyhow::Result<Vec<_>>>()?;
     let proxy_targets = vec![Target::proxied(&cluster.proxy, &name)?; concurrency];
-    let direct = closed_loop(direct_targets, settings)
-        .await
-        .context("direct path")?;
-    let proxy = closed_loop(proxy_targets, settings)
-        .await
-        .context("data-plane path")?;
+    let direct = closed_loop(direct_targets, settings).await.context("direct path")?;
+    let proxy = closed_loop(proxy_targets, settings).await.context("data-plane path")?;
     api.delete(&name).await?;
     Ok(WarmCase {
         concurrency,
@@ -114,21 +107,13 @@ async fn closed_loop(targets: Vec<Target>, settings: &Settings) -> anyhow::Resul
     Ok(path_result(all, began.elapsed().as_secs_f64()))
 }
 
-async fn client_task(
-    target: Target,
-    warmup: usize,
-    requests: usize,
-    start: Arc<Barrier>,
-) -> anyhow::Result<Samples> {
+async fn client_task(target: Target, warmup: usize, requests: usize, start: Arc<Barrier>) -> anyhow::Result<Samples> {
     let invoker = Invoker::default();
     let warmed = warm_up(&invoker, &target, warmup.max(1)).await;
     // Every task reaches the barrier, also after a failed warm-up, so the others are not left waiting.
     start.wait().await;
     warmed.context("warm-up")?;
-    let mut samples = Samples {
-        latency_us: Vec::with_capacity(requests),
-        ..Samples::default()
-    };
+    let mut samples = Samples { latency_us: Vec::with_capacity(requests), ..Samples::default() };
     for _ in 0..requests {
         let reply = invoker.invoke(&target).await?;
         reply.ensure_success()?;

@@ -126,7 +126,10 @@ async fn run() -> anyhow::Result<()> {
         Role::DataPlane { config } => {
             let config: DataPlaneConfig = config::load(config.as_deref())?;
             let data_plane = DataPlane::bind(config).await.context("starting the data plane")?;
-            announce_ready("data-plane", json!({ "proxy": data_plane.proxy_address(), "grpc": data_plane.grpc_address() }));
+            announce_ready(
+                "data-plane",
+                json!({ "proxy": data_plane.proxy_address(), "grpc": data_plane.grpc_address() }),
+            );
             data_plane.serve(shutdown).await?;
         }
         Role::Worker { config } => {

@@ -26,16 +26,12 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
     // One thread starts fastest; the spins run on the blocking pool, not here.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the tokio runtime")?;
     let result = runtime.block_on(run(args));
     // Spins of abandoned requests may still be winding down; they must not delay the exit.
     runtime.shutdown_background();
@@ -46,12 +42,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = shutdown_signal().context("cannot install the SIGTERM/SIGINT handlers")?;
     let listener = TcpListener::bind((args.host.as_str(), args.port))
         .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}:{} (set HOST and PORT)",
-                args.host, args.port
-            )
-        })?;
+        .with_context(|| format!("cannot listen on {}:{} (set HOST and PORT)", args.host, args.port))?;
     orchestrator::function::serve(listener, shutdown).await?;
     tracing::info!("trace-function stopped");
     Ok(())
@@ -63,16 +54,10 @@ fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'stati
     let mut interrupt = signal(SignalKind::interrupt())?;
     Ok(async move {
         let name = next_signal(&mut terminate, &mut interrupt).await;
-        tracing::info!(
-            signal = name,
-            "shutting down after in-flight invocations (signal again to exit now)"
-        );
+        tracing::info!(signal = name, "shutting down after in-flight invocations (signal again to exit now)");
         tokio::spawn(async move {
             let name = next_signal(&mut terminate, &mut interrupt).await;
-            tracing::warn!(
-                signal = name,
-                "exiting without waiting for in-flight invocations"
-            );
+            tracing::warn!(signal = name, "exiting without waiting for in-flight invocations");
             std::process::exit(1);
         });
     })

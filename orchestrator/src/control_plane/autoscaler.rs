@@ -100,11 +100,9 @@ pub enum AutoscalerConfigError {
 impl AutoscalerConfig {
     /// Checks every field, reporting the first bad key.
     pub fn validate(&self) -> Result<(), AutoscalerConfigError> {
-        for (key, value) in [
-            ("stable_window", self.stable_window),
-            ("panic_window", self.panic_window),
-            ("tick", self.tick),
-        ] {
+        for (key, value) in
+            [("stable_window", self.stable_window), ("panic_window", self.panic_window), ("tick", self.tick)]
+        {
             if value.is_zero() {
                 return Err(AutoscalerConfigError::ZeroDuration { key });
             }
@@ -171,11 +169,7 @@ struct Bucket {
 
 impl Bucket {
     fn mean(&self) -> f64 {
-        if self.count == 0 {
-            0.0
-        } else {
-            self.sum / f64::from(self.count)
-        }
+        if self.count == 0 { 0.0 } else { self.sum / f64::from(self.count) }
     }
 }
 
@@ -239,11 +233,7 @@ impl FunctionAutoscaler {
     /// Records the observed concurrency (in-flight + queued requests summed over all data planes,
     /// time-averaged by them) at time `now`; NaN, infinite and negative readings count as 0.
     pub fn record(&mut self, now: Duration, concurrency: f64) {
-        let value = if concurrency.is_finite() && concurrency > 0.0 {
-            concurrency
-        } else {
-            0.0
-        };
+        let value = if concurrency.is_finite() && concurrency > 0.0 { concurrency } else { 0.0 };
         let index = self.bucket_of(now);
         self.see(index);
         let keep = self.retained_buckets();
@@ -268,22 +258,11 @@ impl FunctionAutoscaler {
                     bucket.count = bucket.count.saturating_add(1);
                 }
             }
-            Err(i) => self.buckets.insert(
-                i,
-                Bucket {
-                    index,
-                    sum: value,
-                    count: 1,
-                },
-            ),
+            Err(i) => self.buckets.insert(i, Bucket { index, sum: value, count: 1 }),
         }
 
         let newest = self.buckets.back().map_or(index, |b| b.index);
-        while self
-            .buckets
-            .front()
-            .is_some_and(|b| b.index.saturating_add(keep) <= newest)
-        {
+        while self.buckets.front().is_some_and(|b| b.index.saturating_add(keep) <= newest) {
             self.buckets.pop_front();
         }
     }
@@ -319,21 +298,11 @@ impl FunctionAutoscaler {
         let over_threshold = dppc / ready_pods >= self.config.panic_threshold;
         if over_threshold {
             if self.panic_time.is_none() {
-                tracing::debug!(
-                    panic_concurrency = panic.average,
-                    ready,
-                    "autoscaler entering panic mode"
-                );
+                tracing::debug!(panic_concurrency = panic.average, ready, "autoscaler entering panic mode");
             }
             self.panic_time = Some(now);
-        } else if self
-            .panic_time
-            .is_some_and(|since| now.saturating_sub(since) > self.config.stable_window)
-        {
-            tracing::debug!(
-                stable_concurrency = stable.average,
-                "autoscaler leaving panic mode"
-            );
+        } else if self.panic_time.is_some_and(|since| now.saturating_sub(since) > self.config.stable_window) {
+            tracing::debug!(stable_concurrency = stable.average, "autoscaler leaving panic mode");
             self.panic_time = None;
             self.max_panic_pods = 0;
         }
@@ -377,9 +346,7 @@ impl FunctionAutoscaler {
     /// How many tick buckets a window spans (rounded up, at least 1).
     fn window_buckets(&self, window: Duration) -> u64 {
         let tick = self.config.tick.as_nanos().max(1);
-        u64::try_from(window.as_nanos().div_ceil(tick))
-            .unwrap_or(u64::MAX)
-            .max(1)
+        u64::try_from(window.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX).max(1)
     }
 
     /// Buckets kept in memory: the stable window's (a misconfigured longer panic window sees less).
@@ -389,10 +356,7 @@ impl FunctionAutoscaler {
 
     /// Average over the `len` buckets ending at bucket `now`, Knative-style (see the module doc).
     fn window_stat(&self, now: u64, len: u64) -> WindowStat {
-        let empty = WindowStat {
-            average: 0.0,
-            saw_traffic: false,
-        };
+        let empty = WindowStat { average: 0.0, saw_traffic: false };
         let Some(newest) = self.buckets.back() else {
             return empty;
         };
@@ -403,21 +367,14 @@ impl FunctionAutoscaler {
         }
         let mut sum = 0.0;
         let mut saw_traffic = false;
-        for bucket in self
-            .buckets
-            .iter()
-            .filter(|b| (start..=end).contains(&b.index))
-        {
+        for bucket in self.buckets.iter().filter(|b| (start..=end).contains(&b.index)) {
             sum += bucket.mean();
             saw_traffic |= bucket.sum > 0.0;
         }
         // Buckets from `start` to `end` without a sample are the zeros in this division.
         // `+ 1` in f64: `end - start + 1` overflows when a misconfigured window spans every bucket.
         let average = sum / ((end - start) as f64 + 1.0);
-        WindowStat {
-            average,
-            saw_traffic,
-        }
+        WindowStat { average, saw_traffic }
     }
 }
 
@@ -428,10 +385,7 @@ mod tests {
     // All scenarios use the defaults unless stated: tick 2 s, stable window 60 s = 30 buckets,
     // panic window 6 s = 3 buckets, target 1, threshold 2, up rate 1000, down rate 2.
 
-    const UNBOUNDED: ScaleBounds = ScaleBounds {
-        min: 0,
-        max: u32::MAX,
-    };
+    const UNBOUNDED: ScaleBounds = ScaleBounds { min: 0, max: u32::MAX };
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
@@ -652,8 +606,7 @@ mod tests {
 
     #[test]
     fn min_bound_keeps_sandboxes_without_traffic() {
-        let mut a =
-            FunctionAutoscaler::new(AutoscalerConfig::default(), ScaleBounds { min: 1, max: 10 });
+        let mut a = FunctionAutoscaler::new(AutoscalerConfig::default(), ScaleBounds { min: 1, max: 10 });
         for d in run(&mut a, 0, 300, 0.0, 1) {
             assert_eq!(d.desired, 1);
         }
@@ -661,8 +614,7 @@ mod tests {
 
     #[test]
     fn max_bound_caps_demand() {
-        let mut a =
-            FunctionAutoscaler::new(AutoscalerConfig::default(), ScaleBounds { min: 0, max: 3 });
+        let mut a = FunctionAutoscaler::new(AutoscalerConfig::default(), ScaleBounds { min: 0, max: 3 });
         // ready 3, load 10: dppc 10, 10/3 >= 2 -> panic, desired 10, capped to 3.
         let d = run(&mut a, 0, 0, 10.0, 3)[0];
         assert!(d.panicking);
@@ -683,10 +635,7 @@ mod tests {
 
     #[test]
     fn max_scale_up_rate_limits_each_step() {
-        let config = AutoscalerConfig {
-            max_scale_up_rate: 2.0,
-            ..AutoscalerConfig::default()
-        };
+        let config = AutoscalerConfig { max_scale_up_rate: 2.0, ..AutoscalerConfig::default() };
         let mut a = FunctionAutoscaler::new(config, UNBOUNDED);
         // Load 10 throughout (panic from the start, dppc 10): maxScaleUp = ceil(2 * ready).
         // ready 1 -> 2, ready 2 -> 4, ready 4 -> 8, ready 8 -> min(10, 16) = 10.
@@ -709,10 +658,7 @@ mod tests {
 
     #[test]
     fn target_concurrency_divides_demand() {
-        let config = AutoscalerConfig {
-            target_concurrency: 4.0,
-            ..AutoscalerConfig::default()
-        };
+        let config = AutoscalerConfig { target_concurrency: 4.0, ..AutoscalerConfig::default() };
         let mut a = FunctionAutoscaler::new(config, UNBOUNDED);
         // ceil(10 / 4) = 3; panic ratio 3/3 = 1.
         assert_eq!(run(&mut a, 0, 0, 10.0, 3)[0].desired, 3);
@@ -757,10 +703,7 @@ mod tests {
     #[test]
     fn bad_readings_count_as_zero() {
         let mut a = autoscaler();
-        for (t, bad) in [f64::NAN, -3.0, f64::INFINITY, f64::NEG_INFINITY]
-            .into_iter()
-            .enumerate()
-        {
+        for (t, bad) in [f64::NAN, -3.0, f64::INFINITY, f64::NEG_INFINITY].into_iter().enumerate() {
             a.record(secs(2 * t as u64), bad);
         }
         let d = a.decide(secs(6), 0);
@@ -838,117 +781,36 @@ mod tests {
     fn validation_names_the_bad_key() {
         let base = AutoscalerConfig::default;
         let cases: [(AutoscalerConfig, &str); 11] = [
-            (
-                AutoscalerConfig {
-                    stable_window: Duration::ZERO,
-                    ..base()
-                },
-                "stable_window",
-            ),
-            (
-                AutoscalerConfig {
-                    panic_window: Duration::ZERO,
-                    ..base()
-                },
-                "panic_window",
-            ),
-            (
-                AutoscalerConfig {
-                    panic_window: secs(61),
-                    ..base()
-                },
-                "panic_window",
-            ),
-            (
-                AutoscalerConfig {
-                    tick: Duration::ZERO,
-                    ..base()
-                },
-                "tick",
-            ),
-            (
-                AutoscalerConfig {
-                    panic_threshold: 1.0,
-                    ..base()
-                },
-                "panic_threshold",
-            ),
-            (
-                AutoscalerConfig {
-                    target_concurrency: 0.0,
-                    ..base()
-                },
-                "target_concurrency",
-            ),
-            (
-                AutoscalerConfig {
-                    target_concurrency: f64::NAN,
-                    ..base()
-                },
-                "target_concurrency",
-            ),
-            (
-                AutoscalerConfig {
-                    max_scale_up_rate: 1.0,
-                    ..base()
-                },
-                "max_scale_up_rate",
-            ),
-            (
-                AutoscalerConfig {
-                    max_scale_up_rate: f64::INFINITY,
-                    ..base()
-                },
-                "max_scale_up_rate",
-            ),
-            (
-                AutoscalerConfig {
-                    max_scale_down_rate: 1.0,
-                    ..base()
-                },
-                "max_scale_down_rate",
-            ),
-            (
-                AutoscalerConfig {
-                    max_scale_down_rate: -2.0,
-                    ..base()
-                },
-                "max_scale_down_rate",
-            ),
+            (AutoscalerConfig { stable_window: Duration::ZERO, ..base() }, "stable_window"),
+            (AutoscalerConfig { panic_window: Duration::ZERO, ..base() }, "panic_window"),
+            (AutoscalerConfig { panic_window: secs(61), ..base() }, "panic_window"),
+            (AutoscalerConfig { tick: Duration::ZERO, ..base() }, "tick"),
+            (AutoscalerConfig { panic_threshold: 1.0, ..base() }, "panic_threshold"),
+            (AutoscalerConfig { target_concurrency: 0.0, ..base() }, "target_concurrency"),
+            (AutoscalerConfig { target_concurrency: f64::NAN, ..base() }, "target_concurrency"),
+            (AutoscalerConfig { max_scale_up_rate: 1.0, ..base() }, "max_scale_up_rate"),
+            (AutoscalerConfig { max_scale_up_rate: f64::INFINITY, ..base() }, "max_scale_up_rate"),
+            (AutoscalerConfig { max_scale_down_rate: 1.0, ..base() }, "max_scale_down_rate"),
+            (AutoscalerConfig { max_scale_down_rate: -2.0, ..base() }, "max_scale_down_rate"),
         ];
         for (config, key) in cases {
             let err = config.validate().expect_err(key);
             assert!(err.to_string().contains(key), "{err} should name {key}");
         }
         // A panic window equal to the stable window is allowed.
-        let equal = AutoscalerConfig {
-            panic_window: secs(60),
-            ..base()
-        };
+        let equal = AutoscalerConfig { panic_window: secs(60), ..base() };
         assert_eq!(equal.validate(), Ok(()));
     }
 
     #[test]
     fn error_messages() {
+        assert_eq!(AutoscalerConfigError::ZeroDuration { key: "tick" }.to_string(), "`tick` must be greater than zero");
         assert_eq!(
-            AutoscalerConfigError::ZeroDuration { key: "tick" }.to_string(),
-            "`tick` must be greater than zero"
-        );
-        assert_eq!(
-            AutoscalerConfigError::PanicWindowTooLong {
-                panic: secs(10),
-                stable: secs(6)
-            }
-            .to_string(),
+            AutoscalerConfigError::PanicWindowTooLong { panic: secs(10), stable: secs(6) }.to_string(),
             "`panic_window` (10s) must not be longer than `stable_window` (6s)"
         );
         assert_eq!(
-            AutoscalerConfigError::NotAbove {
-                key: "max_scale_down_rate",
-                value: 0.5,
-                bound: 1.0
-            }
-            .to_string(),
+            AutoscalerConfigError::NotAbove { key: "max_scale_down_rate", value: 0.5, bound: 1.0 }.to_string(),
             "`max_scale_down_rate` = 0.5 must be a finite number greater than 1"
         );
     }
@@ -956,15 +818,10 @@ mod tests {
     #[test]
     fn config_serde_uses_defaults_and_humantime() {
         let c: AutoscalerConfig =
-            serde_json::from_str(r#"{"stable_window": "30s", "panic_threshold": 3.0}"#)
-                .expect("valid json");
+            serde_json::from_str(r#"{"stable_window": "30s", "panic_threshold": 3.0}"#).expect("valid json");
         assert_eq!(
             c,
-            AutoscalerConfig {
-                stable_window: secs(30),
-                panic_threshold: 3.0,
-                ..AutoscalerConfig::default()
-            }
+            AutoscalerConfig { stable_window: secs(30), panic_threshold: 3.0, ..AutoscalerConfig::default() }
         );
         let json = serde_json::to_string(&AutoscalerConfig::default()).expect("serializes");
         assert!(json.contains(r#""stable_window":"1m""#), "{json}");
@@ -976,8 +833,7 @@ mod tests {
     #[test]
     fn config_from_yaml() {
         let c: AutoscalerConfig =
-            serde_saphyr::from_str("panic_window: 4s\ntick: 500ms\nmax_scale_up_rate: 10\n")
-                .expect("valid yaml");
+            serde_saphyr::from_str("panic_window: 4s\ntick: 500ms\nmax_scale_up_rate: 10\n").expect("valid yaml");
         assert_eq!(
             c,
             AutoscalerConfig {

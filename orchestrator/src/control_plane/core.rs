@@ -77,7 +77,11 @@ pub struct Core {
 
 impl Core {
     /// A core with no registrations but those in `store`.
-    pub fn new(config: ControlPlaneConfig, clock: Arc<dyn Clock>, store: Arc<dyn RegistryStore>) -> Result<Self, StoreError> {
+    pub fn new(
+        config: ControlPlaneConfig,
+        clock: Arc<dyn Clock>,
+        store: Arc<dyn RegistryStore>,
+    ) -> Result<Self, StoreError> {
         let mut state = State::default();
         for spec in store.load_functions()? {
             state.functions.insert(spec.name.clone(), FunctionRecord::new(spec, &config.autoscaler));
@@ -143,7 +147,11 @@ impl Core {
             for sandbox in record.sandboxes.values() {
                 state.release(&sandbox.worker, resources);
             }
-            (record.sandboxes.into_values().collect::<Vec<_>>(), state.data_plane_clients(), self.worker_clients(&state))
+            (
+                record.sandboxes.into_values().collect::<Vec<_>>(),
+                state.data_plane_clients(),
+                self.worker_clients(&state),
+            )
         };
         tracing::info!(function = %name, sandboxes = sandboxes.len(), "function deleted");
         let removal = FunctionRef { name: name.to_owned() };
@@ -287,8 +295,12 @@ impl Core {
         let (pushes, data_planes) = {
             let mut state = self.state();
             let worker_deadline = self.config.worker_timeout;
-            let dead: Vec<String> =
-                state.workers.iter().filter(|(_, w)| now.saturating_sub(w.last_seen) > worker_deadline).map(|(n, _)| n.clone()).collect();
+            let dead: Vec<String> = state
+                .workers
+                .iter()
+                .filter(|(_, w)| now.saturating_sub(w.last_seen) > worker_deadline)
+                .map(|(n, _)| n.clone())
+                .collect();
             let dp_deadline = self.config.data_plane_timeout;
             let dead_dps: Vec<String> = state
                 .data_planes
@@ -408,7 +420,8 @@ impl Core {
         let index = self.placer.lock().unwrap_or_else(|e| e.into_inner()).place(&loads, resources);
         let index = index.map_err(|e: PlacementError| format!("cannot place a sandbox of '{function}': {e}"))?;
         let worker = loads[index].name.clone();
-        let client = state.workers.get(&worker).map(|w| w.client.clone()).ok_or_else(|| format!("worker {worker} vanished"))?;
+        let client =
+            state.workers.get(&worker).map(|w| w.client.clone()).ok_or_else(|| format!("worker {worker} vanished"))?;
         state.reserve(&worker, resources);
         if let Some(record) = state.functions.get_mut(function) {
             record.creating += 1;
@@ -485,7 +498,13 @@ impl Core {
         Err(message)
     }
 
-    async fn creation_succeeded(&self, function: &str, worker: &str, mut client: WorkerClient<Channel>, reply: CreateSandboxReply) {
+    async fn creation_succeeded(
+        &self,
+        function: &str,
+        worker: &str,
+        mut client: WorkerClient<Channel>,
+        reply: CreateSandboxReply,
+    ) {
         let push = {
             let mut state = self.state();
             state.pending.remove(&reply.sandbox_id);

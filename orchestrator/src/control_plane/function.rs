@@ -136,7 +136,8 @@ impl FunctionSpec {
             cold_start_sweep: flag(get("cold_start_sweep"))?,
         };
         // port_forwarding comes twice: the port, then the protocol.
-        let forwarding: Vec<&str> = fields.iter().filter(|(k, _)| k == "port_forwarding").map(|(_, v)| v.as_str()).collect();
+        let forwarding: Vec<&str> =
+            fields.iter().filter(|(k, _)| k == "port_forwarding").map(|(_, v)| v.as_str()).collect();
         if let Some(port) = forwarding.iter().find_map(|v| v.trim().parse::<u16>().ok()) {
             spec.port = port;
         } else if let Some(bad) = forwarding.iter().find(|v| v.chars().all(|c| c.is_ascii_digit() || c == '-')) {

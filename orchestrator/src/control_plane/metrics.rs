@@ -12,30 +12,60 @@ pub fn render(state: &State) -> String {
     gauge(&mut out, "dirigent_workers", "Registered workers.", state.workers.len() as f64);
     gauge(&mut out, "dirigent_data_planes", "Registered data planes.", state.data_planes.len() as f64);
     per_function(&mut out, state, "dirigent_sandboxes", "gauge", "Ready sandboxes per function.", |f| f.ready() as f64);
-    per_function(&mut out, state, "dirigent_sandboxes_creating", "gauge", "Sandboxes being created per function.", |f| {
-        f64::from(f.creating)
-    });
-    per_function(&mut out, state, "dirigent_queue_depth", "gauge", "Requests queued for a sandbox, over all data planes.", |f| {
-        f.queued() as f64
-    });
+    per_function(
+        &mut out,
+        state,
+        "dirigent_sandboxes_creating",
+        "gauge",
+        "Sandboxes being created per function.",
+        |f| f64::from(f.creating),
+    );
+    per_function(
+        &mut out,
+        state,
+        "dirigent_queue_depth",
+        "gauge",
+        "Requests queued for a sandbox, over all data planes.",
+        |f| f.queued() as f64,
+    );
     per_function(&mut out, state, "dirigent_desired_scale", "gauge", "The autoscaler's last desired scale.", |f| {
         f.last_decision.map_or(0.0, |d| f64::from(d.desired))
     });
-    per_function(&mut out, state, "dirigent_invocations_total", "counter", "Invocations that reached a sandbox.", |f| {
-        f.counters.invocations as f64
-    });
-    per_function(&mut out, state, "dirigent_cold_starts_total", "counter", "Invocations that waited for a sandbox creation.", |f| {
-        f.counters.cold_starts as f64
-    });
-    per_function(&mut out, state, "dirigent_invocation_failures_total", "counter", "Invocations that failed in a data plane.", |f| {
-        f.counters.failures as f64
-    });
+    per_function(
+        &mut out,
+        state,
+        "dirigent_invocations_total",
+        "counter",
+        "Invocations that reached a sandbox.",
+        |f| f.counters.invocations as f64,
+    );
+    per_function(
+        &mut out,
+        state,
+        "dirigent_cold_starts_total",
+        "counter",
+        "Invocations that waited for a sandbox creation.",
+        |f| f.counters.cold_starts as f64,
+    );
+    per_function(
+        &mut out,
+        state,
+        "dirigent_invocation_failures_total",
+        "counter",
+        "Invocations that failed in a data plane.",
+        |f| f.counters.failures as f64,
+    );
     per_function(&mut out, state, "dirigent_sandbox_creations_total", "counter", "Sandboxes created.", |f| {
         f.counters.sandboxes_created as f64
     });
-    per_function(&mut out, state, "dirigent_sandbox_creation_failures_total", "counter", "Sandbox creations that failed.", |f| {
-        f.counters.creation_failures as f64
-    });
+    per_function(
+        &mut out,
+        state,
+        "dirigent_sandbox_creation_failures_total",
+        "counter",
+        "Sandbox creations that failed.",
+        |f| f.counters.creation_failures as f64,
+    );
     histogram(&mut out, state);
     out
 }

@@ -46,14 +46,12 @@ pub struct WorkerLoad {
 impl WorkerLoad {
     /// Unrequested CPU; 0 if the worker is already over-committed.
     fn free_cpu_millis(&self) -> u64 {
-        self.cpu_capacity_millis
-            .saturating_sub(self.cpu_used_millis)
+        self.cpu_capacity_millis.saturating_sub(self.cpu_used_millis)
     }
 
     /// Unrequested memory; 0 if the worker is already over-committed.
     fn free_memory_mib(&self) -> u64 {
-        self.memory_capacity_mib
-            .saturating_sub(self.memory_used_mib)
+        self.memory_capacity_mib.saturating_sub(self.memory_used_mib)
     }
 }
 
@@ -99,14 +97,7 @@ struct Fraction {
 impl Fraction {
     /// `num / den`, with an empty capacity (`den == 0`) counting as nothing free.
     fn new(num: u64, den: u64) -> Self {
-        if den == 0 {
-            Self { num: 0, den: 1 }
-        } else {
-            Self {
-                num: u128::from(num),
-                den: u128::from(den),
-            }
-        }
+        if den == 0 { Self { num: 0, den: 1 } } else { Self { num: u128::from(num), den: u128::from(den) } }
     }
 
     /// Cross-multiplication; both sides are products of two `u64`, so they fit in `u128`.
@@ -115,11 +106,7 @@ impl Fraction {
     }
 
     fn min(self, other: Self) -> Self {
-        if self.cmp(other) == Ordering::Greater {
-            other
-        } else {
-            self
-        }
+        if self.cmp(other) == Ordering::Greater { other } else { self }
     }
 }
 
@@ -136,11 +123,7 @@ pub struct Placer {
 impl Placer {
     /// A placer for `policy`; `seed` drives [`PlacementPolicy::Random`].
     pub fn new(policy: PlacementPolicy, seed: u64) -> Self {
-        Self {
-            policy,
-            rng: Xoshiro256PlusPlus::seed_from_u64(seed),
-            cursor: 0,
-        }
+        Self { policy, rng: Xoshiro256PlusPlus::seed_from_u64(seed), cursor: 0 }
     }
 
     /// The policy this placer applies.
@@ -149,11 +132,7 @@ impl Placer {
     }
 
     /// Index into `workers` of the chosen worker.
-    pub fn place(
-        &mut self,
-        workers: &[WorkerLoad],
-        request: Resources,
-    ) -> Result<usize, PlacementError> {
+    pub fn place(&mut self, workers: &[WorkerLoad], request: Resources) -> Result<usize, PlacementError> {
         if workers.is_empty() {
             return Err(PlacementError::NoWorkers);
         }
@@ -178,9 +157,7 @@ fn least_loaded(workers: &[WorkerLoad]) -> usize {
         .iter()
         .enumerate()
         .min_by(|(_, a), (_, b)| {
-            a.sandboxes
-                .cmp(&b.sandboxes)
-                .then_with(|| b.free_memory_mib().cmp(&a.free_memory_mib()))
+            a.sandboxes.cmp(&b.sandboxes).then_with(|| b.free_memory_mib().cmp(&a.free_memory_mib()))
         })
         .map_or(0, |(i, _)| i)
 }
@@ -194,28 +171,18 @@ fn resource_aware(workers: &[WorkerLoad], request: Resources) -> Result<usize, P
         if free_cpu < request.cpu_millis || free_mem < request.memory_mib {
             continue;
         }
-        let score = Fraction::new(free_cpu - request.cpu_millis, w.cpu_capacity_millis).min(
-            Fraction::new(free_mem - request.memory_mib, w.memory_capacity_mib),
-        );
+        let score = Fraction::new(free_cpu - request.cpu_millis, w.cpu_capacity_millis)
+            .min(Fraction::new(free_mem - request.memory_mib, w.memory_capacity_mib));
         if best.is_none_or(|(_, s)| score.cmp(s) == Ordering::Greater) {
             best = Some((i, score));
         }
     }
-    best.map(|(i, _)| i)
-        .ok_or_else(|| PlacementError::NoCapacity {
-            cpu_millis: request.cpu_millis,
-            memory_mib: request.memory_mib,
-            max_free_cpu_millis: workers
-                .iter()
-                .map(WorkerLoad::free_cpu_millis)
-                .max()
-                .unwrap_or(0),
-            max_free_memory_mib: workers
-                .iter()
-                .map(WorkerLoad::free_memory_mib)
-                .max()
-                .unwrap_or(0),
-        })
+    best.map(|(i, _)| i).ok_or_else(|| PlacementError::NoCapacity {
+        cpu_millis: request.cpu_millis,
+        memory_mib: request.memory_mib,
+        max_free_cpu_millis: workers.iter().map(WorkerLoad::free_cpu_millis).max().unwrap_or(0),
+        max_free_memory_mib: workers.iter().map(WorkerLoad::free_memory_mib).max().unwrap_or(0),
+    })
 }
 
 #[cfg(test)]
@@ -229,10 +196,7 @@ mod tests {
         PlacementPolicy::ResourceAware,
     ];
 
-    const SMALL: Resources = Resources {
-        cpu_millis: 500,
-        memory_mib: 256,
-    };
+    const SMALL: Resources = Resources { cpu_millis: 500, memory_mib: 256 };
 
     /// A worker with the given capacity, usage and sandbox count.
     fn worker(name: &str, cap: (u64, u64), used: (u64, u64), sandboxes: u32) -> WorkerLoad {
@@ -248,29 +212,20 @@ mod tests {
 
     /// `n` identical idle workers of 4 cores and 8 GiB.
     fn idle(n: usize) -> Vec<WorkerLoad> {
-        (0..n)
-            .map(|i| worker(&format!("w{i}"), (4000, 8192), (0, 0), 0))
-            .collect()
+        (0..n).map(|i| worker(&format!("w{i}"), (4000, 8192), (0, 0), 0)).collect()
     }
 
     #[test]
     fn default_policy_is_least_loaded() {
         assert_eq!(PlacementPolicy::default(), PlacementPolicy::LeastLoaded);
-        assert_eq!(
-            Placer::new(PlacementPolicy::default(), 0).policy(),
-            PlacementPolicy::LeastLoaded
-        );
+        assert_eq!(Placer::new(PlacementPolicy::default(), 0).policy(), PlacementPolicy::LeastLoaded);
     }
 
     #[test]
     fn every_policy_rejects_an_empty_worker_list() {
         for policy in ALL {
             let mut placer = Placer::new(policy, 7);
-            assert_eq!(
-                placer.place(&[], SMALL),
-                Err(PlacementError::NoWorkers),
-                "{policy:?}"
-            );
+            assert_eq!(placer.place(&[], SMALL), Err(PlacementError::NoWorkers), "{policy:?}");
         }
     }
 
@@ -288,9 +243,7 @@ mod tests {
     fn round_robin_rotates() {
         let mut placer = Placer::new(PlacementPolicy::RoundRobin, 0);
         let workers = idle(3);
-        let picks: Vec<_> = (0..7)
-            .map(|_| placer.place(&workers, SMALL).expect("workers exist"))
-            .collect();
+        let picks: Vec<_> = (0..7).map(|_| placer.place(&workers, SMALL).expect("workers exist")).collect();
         assert_eq!(picks, [0, 1, 2, 0, 1, 2, 0]);
     }
 
@@ -305,10 +258,7 @@ mod tests {
         // Shrunk to 1: always 0.
         assert_eq!([place(1), place(1)], [0, 0]);
         // Grown to 5: continues from cursor 1.
-        assert_eq!(
-            [place(5), place(5), place(5), place(5), place(5)],
-            [1, 2, 3, 4, 0]
-        );
+        assert_eq!([place(5), place(5), place(5), place(5), place(5)], [1, 2, 3, 4, 0]);
     }
 
     #[test]
@@ -327,9 +277,7 @@ mod tests {
         let workers = idle(10);
         let sequence = |seed| {
             let mut placer = Placer::new(PlacementPolicy::Random, seed);
-            (0..50)
-                .map(|_| placer.place(&workers, SMALL).expect("workers exist"))
-                .collect::<Vec<_>>()
+            (0..50).map(|_| placer.place(&workers, SMALL).expect("workers exist")).collect::<Vec<_>>()
         };
         assert_eq!(sequence(42), sequence(42));
         assert_ne!(sequence(42), sequence(43));
@@ -345,10 +293,7 @@ mod tests {
             counts[i] += 1;
         }
         // Expected 1000 each, standard deviation ~27; 800..1200 is a > 7-sigma margin.
-        assert!(
-            counts.iter().all(|&c| (800..1200).contains(&c)),
-            "{counts:?}"
-        );
+        assert!(counts.iter().all(|&c| (800..1200).contains(&c)), "{counts:?}");
     }
 
     #[test]
@@ -403,16 +348,8 @@ mod tests {
     #[test]
     fn only_resource_aware_checks_capacity() {
         let full = vec![worker("full", (1000, 1024), (1000, 1024), 4)];
-        for policy in [
-            PlacementPolicy::Random,
-            PlacementPolicy::RoundRobin,
-            PlacementPolicy::LeastLoaded,
-        ] {
-            assert_eq!(
-                Placer::new(policy, 0).place(&full, SMALL),
-                Ok(0),
-                "{policy:?}"
-            );
+        for policy in [PlacementPolicy::Random, PlacementPolicy::RoundRobin, PlacementPolicy::LeastLoaded] {
+            assert_eq!(Placer::new(policy, 0).place(&full, SMALL), Ok(0), "{policy:?}");
         }
         assert!(matches!(
             Placer::new(PlacementPolicy::ResourceAware, 0).place(&full, SMALL),
@@ -442,14 +379,8 @@ mod tests {
         let mut placer = Placer::new(PlacementPolicy::ResourceAware, 0);
         // a is idle but too small for 2000m; b has exactly 2000m and 512 MiB free: an exact fit is
         // allowed.
-        let request = Resources {
-            cpu_millis: 2000,
-            memory_mib: 512,
-        };
-        let workers = vec![
-            worker("a", (1000, 65536), (0, 0), 0),
-            worker("b", (4000, 1024), (2000, 512), 5),
-        ];
+        let request = Resources { cpu_millis: 2000, memory_mib: 512 };
+        let workers = vec![worker("a", (1000, 65536), (0, 0), 0), worker("b", (4000, 1024), (2000, 512), 5)];
         assert_eq!(placer.place(&workers, request), Ok(1));
     }
 
@@ -457,14 +388,8 @@ mod tests {
     fn resource_aware_refuses_to_over_commit() {
         let mut placer = Placer::new(PlacementPolicy::ResourceAware, 0);
         // Neither worker has both 1000m and 2048 MiB free: a has CPU, b has memory.
-        let workers = vec![
-            worker("a", (4000, 4096), (1000, 3072), 2),
-            worker("b", (2000, 8192), (1500, 1024), 2),
-        ];
-        let request = Resources {
-            cpu_millis: 1000,
-            memory_mib: 2048,
-        };
+        let workers = vec![worker("a", (4000, 4096), (1000, 3072), 2), worker("b", (2000, 8192), (1500, 1024), 2)];
+        let request = Resources { cpu_millis: 1000, memory_mib: 2048 };
         let err = placer.place(&workers, request).expect_err("no room");
         assert_eq!(
             err,
@@ -486,10 +411,7 @@ mod tests {
     fn resource_aware_tolerates_odd_reports() {
         let mut placer = Placer::new(PlacementPolicy::ResourceAware, 0);
         // Usage above capacity and zero capacity must neither panic nor count as free room.
-        let workers = vec![
-            worker("over", (1000, 1024), (5000, 9000), 0),
-            worker("empty", (0, 0), (0, 0), 0),
-        ];
+        let workers = vec![worker("over", (1000, 1024), (5000, 9000), 0), worker("empty", (0, 0), (0, 0), 0)];
         assert_eq!(
             placer.place(&workers, SMALL),
             Err(PlacementError::NoCapacity {
@@ -502,10 +424,7 @@ mod tests {
         // A zero request fits anywhere, even on a zero-capacity worker; scores tie at 0 -> index 0.
         assert_eq!(placer.place(&workers, Resources::default()), Ok(0));
         // Extreme values do not overflow the exact comparison.
-        let huge = vec![
-            worker("x", (u64::MAX, u64::MAX), (0, 0), 0),
-            worker("y", (u64::MAX, u64::MAX), (1, 1), 0),
-        ];
+        let huge = vec![worker("x", (u64::MAX, u64::MAX), (0, 0), 0), worker("y", (u64::MAX, u64::MAX), (1, 1), 0)];
         assert_eq!(placer.place(&huge, SMALL), Ok(0));
     }
 
@@ -517,26 +436,17 @@ mod tests {
 
     #[test]
     fn policy_serde_is_kebab_case() {
-        for (policy, name) in ALL.into_iter().zip([
-            "\"random\"",
-            "\"round-robin\"",
-            "\"least-loaded\"",
-            "\"resource-aware\"",
-        ]) {
+        for (policy, name) in
+            ALL.into_iter().zip(["\"random\"", "\"round-robin\"", "\"least-loaded\"", "\"resource-aware\""])
+        {
             assert_eq!(serde_json::to_string(&policy).expect("serializes"), name);
-            assert_eq!(
-                serde_json::from_str::<PlacementPolicy>(name).expect("parses"),
-                policy
-            );
+            assert_eq!(serde_json::from_str::<PlacementPolicy>(name).expect("parses"), policy);
         }
         assert!(serde_json::from_str::<PlacementPolicy>("\"LeastLoaded\"").is_err());
     }
 
     #[test]
     fn no_workers_message() {
-        assert_eq!(
-            PlacementError::NoWorkers.to_string(),
-            "no worker is registered"
-        );
+        assert_eq!(PlacementError::NoWorkers.to_string(), "no worker is registered");
     }
 }

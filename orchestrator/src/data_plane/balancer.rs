@@ -48,9 +48,7 @@ mod tests {
     #[test]
     fn round_robin_rotates_and_skips_busy() {
         let mut cursor = 0;
-        let picks: Vec<_> = (0..4)
-            .map(|_| pick(LoadBalancing::RoundRobin, &[0, 0, 0], 1, &mut cursor))
-            .collect();
+        let picks: Vec<_> = (0..4).map(|_| pick(LoadBalancing::RoundRobin, &[0, 0, 0], 1, &mut cursor)).collect();
         assert_eq!(picks, [Some(0), Some(1), Some(2), Some(0)]);
         let mut cursor = 0;
         assert_eq!(pick(LoadBalancing::RoundRobin, &[1, 0, 1], 1, &mut cursor), Some(1));

@@ -22,6 +22,8 @@ pub struct EndpointSlot {
     pub sandbox_id: String,
     /// Where the sandbox serves.
     pub address: SocketAddr,
+    /// The address as a URI authority, built once rather than per request.
+    pub authority: http::uri::Authority,
     /// How long the sandbox took to become ready.
     pub creation: Duration,
     in_flight: std::sync::atomic::AtomicU32,
@@ -33,9 +35,12 @@ pub struct EndpointSlot {
 
 impl EndpointSlot {
     fn new(sandbox_id: String, address: SocketAddr, creation: Duration) -> Self {
+        let authority = http::uri::Authority::try_from(address.to_string())
+            .unwrap_or_else(|_| http::uri::Authority::from_static("invalid.invalid"));
         Self {
             sandbox_id,
             address,
+            authority,
             creation,
             in_flight: 0.into(),
             removed: AtomicBool::new(false),
@@ -215,7 +220,11 @@ impl FunctionEntry {
     ///
     /// `on_cold_start` runs (outside the lock) when this request is the one that found the function at
     /// zero sandboxes; it should ask the control plane for a sandbox.
-    pub async fn acquire(self: &Arc<Self>, timeout: Duration, on_cold_start: impl FnOnce()) -> Result<Grant, AcquireError> {
+    pub async fn acquire(
+        self: &Arc<Self>,
+        timeout: Duration,
+        on_cold_start: impl FnOnce(),
+    ) -> Result<Grant, AcquireError> {
         let arrived = Instant::now();
         let (reply, triggered) = match self.try_acquire(arrived)? {
             Acquired::Now(lease) => return Ok(Grant { lease, queued: Duration::ZERO, cold_start: ColdStart::None }),
@@ -325,7 +334,12 @@ impl FunctionEntry {
     ///
     /// Updates carrying an older `generation` than one already applied are ignored, since pushes for one
     /// function may overtake each other on the way from the control plane.
-    fn replace(self: &Arc<Self>, generation: u64, concurrency: u32, wanted: Vec<EndpointSpec>) -> Vec<Arc<EndpointSlot>> {
+    fn replace(
+        self: &Arc<Self>,
+        generation: u64,
+        concurrency: u32,
+        wanted: Vec<EndpointSpec>,
+    ) -> Vec<Arc<EndpointSlot>> {
         let mut inner = self.lock();
         if generation < inner.generation {
             return Vec::new();
@@ -396,7 +410,14 @@ impl FunctionTable {
 
     /// Creates or updates a function with its full endpoint set, then waits until removed endpoints
     /// have drained or `drain_timeout` passed.
-    pub async fn sync(&self, name: &str, generation: u64, concurrency: u32, endpoints: Vec<EndpointSpec>, drain_timeout: Duration) {
+    pub async fn sync(
+        &self,
+        name: &str,
+        generation: u64,
+        concurrency: u32,
+        endpoints: Vec<EndpointSpec>,
+        drain_timeout: Duration,
+    ) {
         let entry = {
             let mut functions = self.functions.write().unwrap_or_else(|e| e.into_inner());
             let entry = functions
@@ -429,7 +450,8 @@ impl FunctionTable {
     /// Fails the queued requests of `name` because its sandboxes cannot be created.
     pub fn fail_queued(&self, name: &str, message: &str) {
         if let Some(entry) = self.get(name) {
-            entry.fail_waiters(&AcquireError::CreationFailed { function: name.to_owned(), message: message.to_owned() });
+            entry
+                .fail_waiters(&AcquireError::CreationFailed { function: name.to_owned(), message: message.to_owned() });
         }
     }
 }
@@ -449,7 +471,11 @@ mod tests {
     use super::*;
 
     fn spec(id: &str, port: u16) -> EndpointSpec {
-        EndpointSpec { sandbox_id: id.into(), address: SocketAddr::from(([127, 0, 0, 1], port)), creation: Duration::from_millis(3) }
+        EndpointSpec {
+            sandbox_id: id.into(),
+            address: SocketAddr::from(([127, 0, 0, 1], port)),
+            creation: Duration::from_millis(3),
+        }
     }
 
     const LONG: Duration = Duration::from_secs(5);

@@ -108,7 +108,8 @@ impl DataPlane {
         let grpc_listener = net::bind("data-plane gRPC", config.grpc_listen).await?;
         let proxy_address = net::advertised(&proxy_listener, &config.advertise_host);
         let grpc_address = net::advertised(&grpc_listener, &config.advertise_host);
-        let name = config.name.clone().unwrap_or_else(|| format!("data-plane-{}", proxy_address.replace([':', '.'], "-")));
+        let name =
+            config.name.clone().unwrap_or_else(|| format!("data-plane-{}", proxy_address.replace([':', '.'], "-")));
         let channel = net::channel(&config.control_plane)
             .map_err(|source| DataPlaneError::ControlPlaneAddress { address: config.control_plane.clone(), source })?;
         Ok(Self {
@@ -280,9 +281,16 @@ impl DataPlaneRpc for DataPlaneService {
             .into_iter()
             .map(|e| {
                 let address = e.address.parse().map_err(|err| {
-                    Status::invalid_argument(format!("sandbox {} has a bad address '{}': {err}", e.sandbox_id, e.address))
+                    Status::invalid_argument(format!(
+                        "sandbox {} has a bad address '{}': {err}",
+                        e.sandbox_id, e.address
+                    ))
                 })?;
-                Ok(EndpointSpec { sandbox_id: e.sandbox_id, address, creation: Duration::from_micros(e.creation_micros) })
+                Ok(EndpointSpec {
+                    sandbox_id: e.sandbox_id,
+                    address,
+                    creation: Duration::from_micros(e.creation_micros),
+                })
             })
             .collect::<Result<Vec<_>, Status>>()?;
         self.table

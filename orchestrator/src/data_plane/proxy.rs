@@ -36,7 +36,10 @@ impl<B: Body + Unpin> Body for LeasedBody<B> {
     type Data = B::Data;
     type Error = B::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
             self.lease = None;
@@ -122,9 +125,18 @@ impl Proxy {
         let Grant { lease, queued, cold_start } = grant;
         let address = lease.endpoint().address;
         let (mut parts, body) = request.into_parts();
-        let path_and_query = path.unwrap_or_else(|| parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_owned());
-        parts.uri = Uri::try_from(format!("http://{address}{path_and_query}"))
-            .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("cannot forward path {path_and_query}: {e}")))?;
+        let path_and_query = match path {
+            Some(path) => http::uri::PathAndQuery::try_from(path).map_err(http::Error::from),
+            None => {
+                Ok(parts.uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")))
+            }
+        };
+        parts.uri = path_and_query
+            .and_then(|pq| {
+                let authority = lease.endpoint().authority.clone();
+                Uri::builder().scheme("http").authority(authority).path_and_query(pq).build()
+            })
+            .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("cannot forward the request path: {e}")))?;
         for name in HOP_BY_HOP {
             parts.headers.remove(name);
         }
@@ -141,7 +153,8 @@ impl Proxy {
         let upstream = upstream_start.elapsed();
         let creation = (cold_start != ColdStart::None).then(|| lease.endpoint().creation);
         let (mut parts, body) = response.into_parts();
-        let breakdown = Breakdown { queued, cold_start, creation, proxy: arrived.elapsed().saturating_sub(queued + upstream) };
+        let breakdown =
+            Breakdown { queued, cold_start, creation, proxy: arrived.elapsed().saturating_sub(queued + upstream) };
         if let Ok(value) = HeaderValue::try_from(breakdown.header_value()) {
             parts.headers.append(SERVER_TIMING, value);
         }
@@ -163,11 +176,7 @@ fn route<B>(request: &Request<B>) -> Option<Target> {
             return Some(Target { function: name.to_owned(), path: Some(format!("/{tail}{query}")) });
         }
     }
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| request.uri().host())?;
+    let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| request.uri().host())?;
     let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
     let is_address = name.parse::<std::net::IpAddr>().is_ok() || name == "localhost" || name.starts_with('[');
     (!is_address && !name.is_empty()).then(|| Target { function: name.to_owned(), path: None })

@@ -6,9 +6,8 @@ use std::time::{Duration, Instant};
 /// Upper bounds (seconds) of the scheduling-latency histogram buckets; the last bucket is +Inf.
 ///
 /// The control plane sums these buckets across data planes, so both sides use this one list.
-pub const LATENCY_BUCKETS: [f64; 16] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
-];
+pub const LATENCY_BUCKETS: [f64; 16] =
+    [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
 /// Time-weighted mean of a concurrency level between two reports (guarded by the function's lock).
 #[derive(Debug)]

@@ -45,19 +45,26 @@ impl ColdStart {
     }
 }
 
-fn millis(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
+/// Milliseconds with three decimals, from integer microseconds (no float formatting on the hot path).
+struct Millis(Duration);
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let micros = self.0.as_micros();
+        write!(f, "{}.{:03}", micros / 1000, micros % 1000)
+    }
 }
 
 impl Breakdown {
     /// Renders the header value.
     pub fn header_value(&self) -> String {
         let mut out = String::with_capacity(96);
-        let _ = write!(out, "{QUEUE};dur={:.3}, {COLD_START};desc=\"{}\"", millis(self.queued), self.cold_start.as_str());
+        let _ =
+            write!(out, "{QUEUE};dur={:.3}, {COLD_START};desc=\"{}\"", Millis(self.queued), self.cold_start.as_str());
         if let Some(creation) = self.creation {
-            let _ = write!(out, ", {CREATE};dur={:.3}", millis(creation));
+            let _ = write!(out, ", {CREATE};dur={:.3}", Millis(creation));
         }
-        let _ = write!(out, ", {PROXY};dur={:.3}", millis(self.proxy));
+        let _ = write!(out, ", {PROXY};dur={:.3}", Millis(self.proxy));
         out
     }
 }

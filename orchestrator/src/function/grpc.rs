@@ -27,11 +27,7 @@ impl Executor for FaasExecutor {
     async fn execute(&self, request: Request<FaasRequest>) -> Result<Response<FaasReply>, Status> {
         let invocation = Invocation::from_grpc(request.metadata().as_ref(), request.get_ref())
             .map_err(|error| Status::invalid_argument(error.to_string()))?;
-        let completed = self
-            .instance
-            .invoke(invocation.clone())
-            .await
-            .map_err(status)?;
+        let completed = self.instance.invoke(invocation.clone()).await.map_err(status)?;
         let outcome = completed.outcome;
         Ok(Response::new(FaasReply {
             message: message(&invocation, self.instance.hostname()),

@@ -17,32 +17,20 @@ use super::wire::{self, ErrorReply, FunctionReply};
 
 /// The HTTP routes; every request that is not a health probe is an invocation.
 pub(super) fn routes(instance: Arc<Instance>) -> Router {
-    Router::new()
-        .route(wire::HEALTH_PATH, get(health).fallback(invoke))
-        .fallback(invoke)
-        .with_state(instance)
+    Router::new().route(wire::HEALTH_PATH, get(health).fallback(invoke)).fallback(invoke).with_state(instance)
 }
 
 async fn health() -> StatusCode {
     StatusCode::OK
 }
 
-async fn invoke(
-    State(instance): State<Arc<Instance>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn invoke(State(instance): State<Arc<Instance>>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     if is_grpc(&headers) {
         // A gRPC client calling another service must get a gRPC status, not a JSON body it cannot decode.
-        return tonic::Status::unimplemented(format!("no gRPC method {}", uri.path()))
-            .into_http::<Body>();
+        return tonic::Status::unimplemented(format!("no gRPC method {}", uri.path())).into_http::<Body>();
     }
     if let Err(error) = drain(body).await {
-        return error_reply(
-            StatusCode::BAD_REQUEST,
-            format!("cannot read the request body: {error}"),
-        );
+        return error_reply(StatusCode::BAD_REQUEST, format!("cannot read the request body: {error}"));
     }
     let invocation = match Invocation::from_http(&headers, &uri) {
         Ok(invocation) => invocation,
@@ -70,9 +58,7 @@ async fn drain(mut body: Body) -> Result<(), axum::Error> {
 }
 
 fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"))
+    headers.get(header::CONTENT_TYPE).is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"))
 }
 
 fn reply(instance: &Instance, invocation: Invocation, completed: Completed) -> FunctionReply {
@@ -82,7 +68,7 @@ fn reply(instance: &Instance, invocation: Invocation, completed: Completed) -> F
     };
     FunctionReply {
         status: status.to_owned(),
-        function: invocation.function,
+        function: instance.function_name(invocation.function),
         machine_name: instance.hostname().to_owned(),
         execution_time: u64::try_from(completed.outcome.elapsed.as_micros()).unwrap_or(u64::MAX),
         requested_cpu_ms: invocation.requested_cpu_ms,

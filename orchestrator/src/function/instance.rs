@@ -33,9 +33,21 @@ pub struct Completed {
 pub struct Instance {
     served: AtomicBool,
     hostname: OnceLock<String>,
+    deployed_as: OnceLock<String>,
 }
 
 impl Instance {
+    /// The name this process was deployed under (`FUNCTION_NAME`, set by the orchestrator's runtimes),
+    /// for replies to requests that do not name their function.
+    pub fn deployed_as(&self) -> &str {
+        self.deployed_as.get_or_init(|| std::env::var("FUNCTION_NAME").unwrap_or_default())
+    }
+
+    /// The request's function name, else the deployed name.
+    pub fn function_name(&self, requested: String) -> String {
+        if requested.is_empty() { self.deployed_as().to_owned() } else { requested }
+    }
+
     /// The machine name for replies, looked up on first use to keep it off the start-up path.
     pub fn hostname(&self) -> &str {
         self.hostname.get_or_init(read_hostname)
@@ -47,10 +59,7 @@ impl Instance {
         let cold_start = !self.served.swap(true, Ordering::AcqRel);
         if invocation.workload == Workload::Empty {
             let (outcome, _) = work::execute(&invocation, &AtomicBool::new(false))?;
-            return Ok(Completed {
-                outcome,
-                cold_start,
-            });
+            return Ok(Completed { outcome, cold_start });
         }
         let cancel = CancelOnDrop(Arc::default());
         let flag = Arc::clone(&cancel.0);
@@ -66,10 +75,7 @@ impl Instance {
             }
         });
         let outcome = outcome.await.map_err(|_| InvokeError::Aborted)??;
-        Ok(Completed {
-            outcome,
-            cold_start,
-        })
+        Ok(Completed { outcome, cold_start })
     }
 }
 
@@ -99,18 +105,9 @@ mod tests {
     #[tokio::test]
     async fn first_invocation_is_the_cold_start() {
         let instance = Instance::default();
-        let empty = Invocation {
-            workload: Workload::Empty,
-            ..Invocation::default()
-        };
+        let empty = Invocation { workload: Workload::Empty, ..Invocation::default() };
         assert!(instance.invoke(empty.clone()).await.unwrap().cold_start);
-        assert!(
-            !instance
-                .invoke(Invocation::default())
-                .await
-                .unwrap()
-                .cold_start
-        );
+        assert!(!instance.invoke(Invocation::default()).await.unwrap().cold_start);
         assert!(!instance.invoke(empty).await.unwrap().cold_start);
     }
 

@@ -45,9 +45,7 @@ pub fn router() -> axum::Router {
     let instance = Arc::new(Instance::default());
     let grpc = ExecutorServer::new(grpc::FaasExecutor::new(Arc::clone(&instance)));
     // tonic's router answers its own paths and falls back to the HTTP routes for everything else.
-    Routes::new(grpc)
-        .into_axum_router()
-        .fallback_service(http::routes(instance))
+    Routes::new(grpc).into_axum_router().fallback_service(http::routes(instance))
 }
 
 /// Serves the function on `listener` until `shutdown` completes, then waits for in-flight invocations.

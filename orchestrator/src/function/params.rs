@@ -77,11 +77,7 @@ impl Invocation {
         Ok(Self {
             workload: parse_workload(get(wire::WORKLOAD))?,
             function: get(wire::FUNCTION).unwrap_or_default().into_owned(),
-            requested_cpu_ms: parse_bounded(
-                wire::REQUESTED_CPU,
-                get(wire::REQUESTED_CPU),
-                wire::MAX_CPU_MS,
-            )?,
+            requested_cpu_ms: parse_bounded(wire::REQUESTED_CPU, get(wire::REQUESTED_CPU), wire::MAX_CPU_MS)?,
             requested_memory_mib: parse_bounded(
                 wire::REQUESTED_MEMORY,
                 get(wire::REQUESTED_MEMORY),
@@ -94,52 +90,36 @@ impl Invocation {
     /// Parses a gRPC `Execute` request: runtime and memory from the message, `workload`, `function` and `multiplier`
     /// from the metadata; the function name falls back to the request's `message`.
     pub fn from_grpc(metadata: &HeaderMap, request: &FaasRequest) -> Result<Self, ParamError> {
-        let function =
-            lookup(metadata, wire::FUNCTION).unwrap_or(Cow::Borrowed(request.message.as_str()));
+        let function = lookup(metadata, wire::FUNCTION).unwrap_or(Cow::Borrowed(request.message.as_str()));
         Ok(Self {
             workload: parse_workload(lookup(metadata, wire::WORKLOAD))?,
             function: function.into_owned(),
-            requested_cpu_ms: bounded(
-                wire::REQUESTED_CPU,
-                request.runtime_in_milli_sec.into(),
-                wire::MAX_CPU_MS,
-            )?,
+            requested_cpu_ms: bounded(wire::REQUESTED_CPU, request.runtime_in_milli_sec.into(), wire::MAX_CPU_MS)?,
             requested_memory_mib: bounded(
                 wire::REQUESTED_MEMORY,
                 request.memory_in_mebi_bytes.into(),
                 wire::MAX_MEMORY_MIB,
             )?,
-            multiplier: parse_bounded(
-                wire::MULTIPLIER,
-                lookup(metadata, wire::MULTIPLIER),
-                u64::MAX,
-            )?,
+            multiplier: parse_bounded(wire::MULTIPLIER, lookup(metadata, wire::MULTIPLIER), u64::MAX)?,
         })
     }
 }
 
 fn parse_query(uri: &Uri) -> Result<Vec<(String, String)>, ParamError> {
-    Query::<Vec<(String, String)>>::try_from_uri(uri)
-        .map(|Query(pairs)| pairs)
-        .map_err(|rejection| ParamError::Query {
-            query: quoted(uri.query().unwrap_or_default()),
-            reason: rejection.body_text(),
-        })
+    Query::<Vec<(String, String)>>::try_from_uri(uri).map(|Query(pairs)| pairs).map_err(|rejection| ParamError::Query {
+        query: quoted(uri.query().unwrap_or_default()),
+        reason: rejection.body_text(),
+    })
 }
 
 /// The first value of a header; bytes outside visible ASCII are replaced rather than rejected, since a value that
 /// is not text is reported by the parser that needs a number.
 fn lookup<'a>(headers: &'a HeaderMap, name: &str) -> Option<Cow<'a, str>> {
-    headers
-        .get(name)
-        .map(|value| String::from_utf8_lossy(value.as_bytes()))
+    headers.get(name).map(|value| String::from_utf8_lossy(value.as_bytes()))
 }
 
 fn lookup_query<'a>(query: &'a [(String, String)], name: &str) -> Option<Cow<'a, str>> {
-    query
-        .iter()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| Cow::Borrowed(value.as_str()))
+    query.iter().find(|(key, _)| key == name).map(|(_, value)| Cow::Borrowed(value.as_str()))
 }
 
 fn parse_workload(value: Option<Cow<'_, str>>) -> Result<Workload, ParamError> {
@@ -149,31 +129,22 @@ fn parse_workload(value: Option<Cow<'_, str>>) -> Result<Workload, ParamError> {
     match value.trim() {
         name if name.eq_ignore_ascii_case(wire::WORKLOAD_TRACE) => Ok(Workload::Trace),
         name if name.eq_ignore_ascii_case(wire::WORKLOAD_EMPTY) => Ok(Workload::Empty),
-        _ => Err(ParamError::Invalid {
-            name: wire::WORKLOAD,
-            value: quoted(&value),
-            expected: "\"trace\" or \"empty\"",
-        }),
+        _ => {
+            Err(ParamError::Invalid { name: wire::WORKLOAD, value: quoted(&value), expected: "\"trace\" or \"empty\"" })
+        }
     }
 }
 
 /// Parses a non-negative integer; an absent or empty value means 0, as the loaders leave unset numbers empty.
-fn parse_bounded(
-    name: &'static str,
-    value: Option<Cow<'_, str>>,
-    max: u64,
-) -> Result<u64, ParamError> {
+fn parse_bounded(name: &'static str, value: Option<Cow<'_, str>>, max: u64) -> Result<u64, ParamError> {
     let Some(value) = value.filter(|value| !value.trim().is_empty()) else {
         return Ok(0);
     };
-    let number = value
-        .trim()
-        .parse::<u64>()
-        .map_err(|_| ParamError::Invalid {
-            name,
-            value: quoted(&value),
-            expected: "a non-negative integer",
-        })?;
+    let number = value.trim().parse::<u64>().map_err(|_| ParamError::Invalid {
+        name,
+        value: quoted(&value),
+        expected: "a non-negative integer",
+    })?;
     bounded(name, number, max)
 }
 
@@ -199,12 +170,7 @@ mod tests {
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         pairs
             .iter()
-            .map(|(name, value)| {
-                (
-                    http::HeaderName::from_static(name),
-                    HeaderValue::from_str(value).unwrap(),
-                )
-            })
+            .map(|(name, value)| (http::HeaderName::from_static(name), HeaderValue::from_str(value).unwrap()))
             .collect()
     }
 
@@ -243,11 +209,9 @@ mod tests {
 
     #[test]
     fn reads_query_and_headers_win() {
-        let invocation = parse(
-            &[("requested_cpu", "30")],
-            "/?requested_cpu=abc&requested_memory=4&workload=EMPTY&function=q%20f",
-        )
-        .unwrap();
+        let invocation =
+            parse(&[("requested_cpu", "30")], "/?requested_cpu=abc&requested_memory=4&workload=EMPTY&function=q%20f")
+                .unwrap();
         assert_eq!(invocation.requested_cpu_ms, 30);
         assert_eq!(invocation.requested_memory_mib, 4);
         assert_eq!(invocation.workload, Workload::Empty);
@@ -256,96 +220,38 @@ mod tests {
 
     #[test]
     fn empty_values_mean_defaults() {
-        let invocation = parse(
-            &[("workload", ""), ("requested_cpu", " "), ("multiplier", "")],
-            "/",
-        )
-        .unwrap();
+        let invocation = parse(&[("workload", ""), ("requested_cpu", " "), ("multiplier", "")], "/").unwrap();
         assert_eq!(invocation, Invocation::default());
     }
 
     #[test]
     fn rejects_non_numeric_and_negative() {
         let error = parse(&[("requested_cpu", "abc")], "/").unwrap_err();
-        assert!(
-            matches!(
-                error,
-                ParamError::Invalid {
-                    name: "requested_cpu",
-                    ..
-                }
-            ),
-            "{error}"
-        );
+        assert!(matches!(error, ParamError::Invalid { name: "requested_cpu", .. }), "{error}");
         assert!(error.to_string().contains("\"abc\""), "{error}");
 
         let error = parse(&[], "/?requested_memory=-1").unwrap_err();
-        assert!(
-            matches!(
-                error,
-                ParamError::Invalid {
-                    name: "requested_memory",
-                    ..
-                }
-            ),
-            "{error}"
-        );
+        assert!(matches!(error, ParamError::Invalid { name: "requested_memory", .. }), "{error}");
         assert!(error.to_string().contains("\"-1\""), "{error}");
 
         let error = parse(&[("multiplier", "1.5")], "/").unwrap_err();
-        assert!(
-            matches!(
-                error,
-                ParamError::Invalid {
-                    name: "multiplier",
-                    ..
-                }
-            ),
-            "{error}"
-        );
+        assert!(matches!(error, ParamError::Invalid { name: "multiplier", .. }), "{error}");
     }
 
     #[test]
     fn rejects_unknown_workload() {
         let error = parse(&[("workload", "docker.io/some/image")], "/").unwrap_err();
-        assert!(
-            matches!(
-                error,
-                ParamError::Invalid {
-                    name: "workload",
-                    ..
-                }
-            ),
-            "{error}"
-        );
+        assert!(matches!(error, ParamError::Invalid { name: "workload", .. }), "{error}");
     }
 
     #[test]
     fn rejects_values_above_limits() {
         let cpu = (wire::MAX_CPU_MS + 1).to_string();
         let error = parse(&[("requested_cpu", &cpu)], "/").unwrap_err();
-        assert!(
-            matches!(
-                error,
-                ParamError::TooLarge {
-                    name: "requested_cpu",
-                    ..
-                }
-            ),
-            "{error}"
-        );
+        assert!(matches!(error, ParamError::TooLarge { name: "requested_cpu", .. }), "{error}");
         let memory = (wire::MAX_MEMORY_MIB + 1).to_string();
         let error = parse(&[("requested_memory", &memory)], "/").unwrap_err();
-        assert!(
-            matches!(
-                error,
-                ParamError::TooLarge {
-                    name: "requested_memory",
-                    ..
-                }
-            ),
-            "{error}"
-        );
+        assert!(matches!(error, ParamError::TooLarge { name: "requested_memory", .. }), "{error}");
         let error = parse(&[("requested_cpu", "99999999999999999999999")], "/").unwrap_err();
         assert!(matches!(error, ParamError::Invalid { .. }), "{error}");
     }
@@ -353,57 +259,30 @@ mod tests {
     #[test]
     fn long_values_are_shortened_in_errors() {
         let long = "x".repeat(10_000);
-        let message = parse(&[("requested_cpu", &long)], "/")
-            .unwrap_err()
-            .to_string();
+        let message = parse(&[("requested_cpu", &long)], "/").unwrap_err().to_string();
         assert!(message.len() < 300, "{message}");
     }
 
     #[test]
     fn non_text_header_is_an_error_not_a_panic() {
         let mut map = HeaderMap::new();
-        map.insert(
-            "requested_cpu",
-            HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
-        );
+        map.insert("requested_cpu", HeaderValue::from_bytes(b"\xff\xfe").unwrap());
         let error = Invocation::from_http(&map, &"/".parse().unwrap()).unwrap_err();
-        assert!(
-            matches!(
-                error,
-                ParamError::Invalid {
-                    name: "requested_cpu",
-                    ..
-                }
-            ),
-            "{error}"
-        );
+        assert!(matches!(error, ParamError::Invalid { name: "requested_cpu", .. }), "{error}");
     }
 
     #[test]
     fn grpc_reads_message_and_metadata() {
-        let request = FaasRequest {
-            message: "fn-g".into(),
-            runtime_in_milli_sec: 20,
-            memory_in_mebi_bytes: 4,
-        };
+        let request = FaasRequest { message: "fn-g".into(), runtime_in_milli_sec: 20, memory_in_mebi_bytes: 4 };
         let invocation = Invocation::from_grpc(&HeaderMap::new(), &request).unwrap();
         assert_eq!(invocation.function, "fn-g");
-        assert_eq!(
-            (invocation.requested_cpu_ms, invocation.requested_memory_mib),
-            (20, 4)
-        );
+        assert_eq!((invocation.requested_cpu_ms, invocation.requested_memory_mib), (20, 4));
 
         let metadata = headers(&[("workload", "empty"), ("function", "meta")]);
         let invocation = Invocation::from_grpc(&metadata, &request).unwrap();
-        assert_eq!(
-            (invocation.workload, invocation.function.as_str()),
-            (Workload::Empty, "meta")
-        );
+        assert_eq!((invocation.workload, invocation.function.as_str()), (Workload::Empty, "meta"));
 
-        let request = FaasRequest {
-            memory_in_mebi_bytes: u32::MAX,
-            ..request
-        };
+        let request = FaasRequest { memory_in_mebi_bytes: u32::MAX, ..request };
         assert!(Invocation::from_grpc(&HeaderMap::new(), &request).is_err());
     }
 }

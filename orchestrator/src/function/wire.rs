@@ -111,10 +111,7 @@ mod tests {
         ] {
             assert!(json.get(key).is_some(), "missing {key} in {json}");
         }
-        assert_eq!(
-            serde_json::from_value::<FunctionReply>(json).unwrap(),
-            reply
-        );
+        assert_eq!(serde_json::from_value::<FunctionReply>(json).unwrap(), reply);
     }
 
     #[test]

@@ -46,42 +46,26 @@ pub enum WorkError {
 
 /// Runs the invocation's work on the calling thread; returns the memory too, so the caller can free it after
 /// replying. `cancel` ends the spin early (the client went away).
-pub fn execute(
-    invocation: &Invocation,
-    cancel: &AtomicBool,
-) -> Result<(WorkOutcome, Vec<u8>), WorkError> {
+pub fn execute(invocation: &Invocation, cancel: &AtomicBool) -> Result<(WorkOutcome, Vec<u8>), WorkError> {
     if invocation.workload == Workload::Empty {
-        let outcome = WorkOutcome {
-            elapsed: Duration::ZERO,
-            memory_bytes: 0,
-        };
+        let outcome = WorkOutcome { elapsed: Duration::ZERO, memory_bytes: 0 };
         return Ok((outcome, Vec::new()));
     }
     let start = Instant::now();
     let memory = allocate_touched(invocation.requested_memory_mib)?;
     // Allocation counts towards the requested time, as in vHive's trace function.
-    spin_until(
-        start + Duration::from_millis(invocation.requested_cpu_ms),
-        cancel,
-    );
+    spin_until(start + Duration::from_millis(invocation.requested_cpu_ms), cancel);
     black_box(&memory);
-    let outcome = WorkOutcome {
-        elapsed: start.elapsed(),
-        memory_bytes: memory.len(),
-    };
+    let outcome = WorkOutcome { elapsed: start.elapsed(), memory_bytes: memory.len() };
     Ok((outcome, memory))
 }
 
 /// Allocates `mib` MiB and writes every page, so the memory is resident rather than only reserved.
 pub fn allocate_touched(mib: u64) -> Result<Vec<u8>, WorkError> {
-    let bytes = usize::try_from(mib)
-        .ok()
-        .and_then(|mib| mib.checked_mul(1 << 20))
-        .ok_or(WorkError::TooLarge { mib })?;
+    let bytes =
+        usize::try_from(mib).ok().and_then(|mib| mib.checked_mul(1 << 20)).ok_or(WorkError::TooLarge { mib })?;
     let mut memory = Vec::new();
-    memory
-        .try_reserve_exact(bytes)
-        .map_err(|source| WorkError::Allocation { mib, source })?;
+    memory.try_reserve_exact(bytes).map_err(|source| WorkError::Allocation { mib, source })?;
     memory.resize(bytes, 0);
     // The zero fill may become a lazily zeroed mapping; a non-zero write per page makes each page resident.
     for page in memory.chunks_mut(PAGE_SIZE) {
@@ -95,11 +79,7 @@ pub fn spin_until(deadline: Instant, cancel: &AtomicBool) {
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
     while Instant::now() < deadline && !cancel.load(Ordering::Relaxed) {
         for _ in 0..SPIN_CHUNK {
-            state = black_box(
-                state
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407),
-            );
+            state = black_box(state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407));
         }
     }
     black_box(state);
@@ -110,11 +90,7 @@ mod tests {
     use super::*;
 
     fn trace(cpu_ms: u64, memory_mib: u64) -> Invocation {
-        Invocation {
-            requested_cpu_ms: cpu_ms,
-            requested_memory_mib: memory_mib,
-            ..Invocation::default()
-        }
+        Invocation { requested_cpu_ms: cpu_ms, requested_memory_mib: memory_mib, ..Invocation::default() }
     }
 
     #[test]
@@ -133,18 +109,9 @@ mod tests {
 
     #[test]
     fn empty_does_nothing() {
-        let invocation = Invocation {
-            workload: Workload::Empty,
-            ..trace(60_000, 1024)
-        };
+        let invocation = Invocation { workload: Workload::Empty, ..trace(60_000, 1024) };
         let (outcome, memory) = execute(&invocation, &AtomicBool::new(false)).unwrap();
-        assert_eq!(
-            outcome,
-            WorkOutcome {
-                elapsed: Duration::ZERO,
-                memory_bytes: 0
-            }
-        );
+        assert_eq!(outcome, WorkOutcome { elapsed: Duration::ZERO, memory_bytes: 0 });
         assert!(memory.is_empty());
     }
 
@@ -158,13 +125,7 @@ mod tests {
     #[test]
     fn impossible_allocation_is_an_error() {
         let error = allocate_touched(u64::MAX).unwrap_err();
-        assert!(
-            matches!(
-                error,
-                WorkError::TooLarge { .. } | WorkError::Allocation { .. }
-            ),
-            "{error}"
-        );
+        assert!(matches!(error, WorkError::TooLarge { .. } | WorkError::Allocation { .. }), "{error}");
         // Fits usize on 64-bit but exceeds what the allocator accepts (isize::MAX bytes).
         let error = allocate_touched(1 << 43).unwrap_err();
         assert!(error.to_string().contains("requested_memory"), "{error}");

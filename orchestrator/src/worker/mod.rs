@@ -210,7 +210,12 @@ async fn report_exits(
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         };
         tracing::info!(sandbox = %exited.id, function = %exited.function, reason = %exited.reason, "sandbox exited");
-        let report = SandboxExit { worker: worker.clone(), sandbox_id: exited.id, function: exited.function, reason: exited.reason };
+        let report = SandboxExit {
+            worker: worker.clone(),
+            sandbox_id: exited.id,
+            function: exited.function,
+            reason: exited.reason,
+        };
         if let Err(status) = client.report_sandbox_exit(report).await {
             tracing::warn!(%status, "cannot report a sandbox exit");
         }
@@ -233,7 +238,10 @@ fn runtime_status(err: &RuntimeError) -> Status {
 
 #[tonic::async_trait]
 impl WorkerRpc for WorkerService {
-    async fn create_sandbox(&self, request: Request<CreateSandboxRequest>) -> Result<Response<CreateSandboxReply>, Status> {
+    async fn create_sandbox(
+        &self,
+        request: Request<CreateSandboxRequest>,
+    ) -> Result<Response<CreateSandboxReply>, Status> {
         let started = Instant::now();
         let r = request.into_inner();
         let spec = SandboxSpec {
@@ -252,7 +260,11 @@ impl WorkerRpc for WorkerService {
         }
         let creation_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         tracing::debug!(sandbox = %sandbox.id, function = %sandbox.function, creation_micros, "sandbox ready");
-        Ok(Response::new(CreateSandboxReply { sandbox_id: sandbox.id, address: sandbox.address.to_string(), creation_micros }))
+        Ok(Response::new(CreateSandboxReply {
+            sandbox_id: sandbox.id,
+            address: sandbox.address.to_string(),
+            creation_micros,
+        }))
     }
 
     async fn kill_sandbox(&self, request: Request<KillSandboxRequest>) -> Result<Response<Ack>, Status> {

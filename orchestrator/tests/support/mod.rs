@@ -123,7 +123,13 @@ pub async fn function(api: &str, name: &str) -> Value {
 }
 
 /// Polls `check` on the function's view until it holds, or panics after `within`.
-pub async fn wait_for_function(api: &str, name: &str, within: Duration, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+pub async fn wait_for_function(
+    api: &str,
+    name: &str,
+    within: Duration,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + within;
     loop {
         let view = function(api, name).await;
@@ -160,7 +166,8 @@ pub fn sandbox_pids(ids: &[String]) -> Vec<u32> {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
         let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
         let is_zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "));
-        let matches = environ.split(|b| *b == 0).any(|var| ids.iter().any(|id| var == format!("SANDBOX_ID={id}").as_bytes()));
+        let matches =
+            environ.split(|b| *b == 0).any(|var| ids.iter().any(|id| var == format!("SANDBOX_ID={id}").as_bytes()));
         if matches && !is_zombie {
             found.push(pid);
         }
@@ -170,7 +177,12 @@ pub fn sandbox_pids(ids: &[String]) -> Vec<u32> {
 
 /// Sandbox ids in a function view.
 pub fn sandbox_ids(view: &Value) -> Vec<String> {
-    view["status"]["sandboxes"].as_array().into_iter().flatten().filter_map(|s| s["id"].as_str().map(str::to_owned)).collect()
+    view["status"]["sandboxes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["id"].as_str().map(str::to_owned))
+        .collect()
 }
 
 /// Waits until none of the sandboxes is alive, or panics.

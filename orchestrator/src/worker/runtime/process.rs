@@ -95,13 +95,15 @@ impl ProcessRuntime {
         };
         let pid = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
         let group = pid.ok_or_else(|| start_error(std::io::Error::other("the child exited at once")))?;
-        let info = SandboxInfo { id: spec.id.clone(), function: spec.function.clone(), address: SocketAddr::new(self.host, port) };
+        let info = SandboxInfo {
+            id: spec.id.clone(),
+            function: spec.function.clone(),
+            address: SocketAddr::new(self.host, port),
+        };
         let destroying = Arc::new(AtomicBool::new(false));
         let (exited_tx, exited) = watch::channel(None);
-        self.lock().insert(
-            spec.id.clone(),
-            Entry { info: info.clone(), group, destroying: Arc::clone(&destroying), exited },
-        );
+        self.lock()
+            .insert(spec.id.clone(), Entry { info: info.clone(), group, destroying: Arc::clone(&destroying), exited });
         let (sandboxes, exits, exited_info) = (Arc::clone(&self.sandboxes), self.exits.clone(), info.clone());
         let ports = Arc::clone(&self.ports);
         tokio::spawn(async move {
