@@ -2,7 +2,9 @@
 //!
 //! Decisions happen under the state lock; every RPC happens after it is released.
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
@@ -197,32 +199,31 @@ impl Core {
     /// Makes a (re-)registered worker and the registry agree: sandboxes the registry does not know are
     /// killed (nothing leaks across a control-plane restart), and sandboxes the worker lost are dropped.
     async fn reconcile_worker(&self, name: &str) {
-        let Some(mut client) = self.state().workers.get(name).map(|w| w.client.clone()) else { return };
+        let (mut client, recorded) = {
+            let state = self.state();
+            let Some(worker) = state.workers.get(name) else { return };
+            // Only what was recorded before asking can be judged lost: a creation may finish meanwhile.
+            let recorded: HashSet<String> = state
+                .functions
+                .values()
+                .flat_map(|f| f.sandboxes.values())
+                .filter(|s| s.worker == name)
+                .map(|s| s.id.clone())
+                .collect();
+            (worker.client.clone(), recorded)
+        };
         let listed = match client.list_sandboxes(crate::proto::dirigent::Ack {}).await {
             Ok(list) => list.into_inner().sandboxes,
             Err(status) => return tracing::warn!(worker = %name, %status, "cannot list the worker's sandboxes"),
         };
-        let live: std::collections::HashSet<&str> = listed.iter().map(|s| s.sandbox_id.as_str()).collect();
+        let live: HashSet<&str> = listed.iter().map(|s| s.sandbox_id.as_str()).collect();
         let (unknown, pushes, data_planes) = {
             let mut state = self.state();
-            let generation = state.next_sequence();
             let known =
                 |id: &str| state.pending.contains(id) || state.functions.values().any(|f| f.sandboxes.contains_key(id));
             let unknown: Vec<String> =
                 listed.iter().filter(|s| !known(&s.sandbox_id)).map(|s| s.sandbox_id.clone()).collect();
-            let mut pushes = Vec::new();
-            let mut lost = Vec::new();
-            for function in state.functions.values_mut() {
-                let before = function.sandboxes.len();
-                function.sandboxes.retain(|id, s| s.worker != name || live.contains(id.as_str()));
-                lost.extend((function.sandboxes.len()..before).map(|_| function.resources()));
-                if function.sandboxes.len() != before {
-                    pushes.push(function.snapshot(generation));
-                }
-            }
-            for resources in lost {
-                state.release(name, resources);
-            }
+            let pushes = state.drop_sandboxes(|s| recorded.contains(&s.id) && !live.contains(s.id.as_str()));
             (unknown, pushes, state.data_plane_clients())
         };
         for id in unknown {
@@ -294,20 +295,8 @@ impl Core {
         let now = self.clock.now();
         let (pushes, data_planes) = {
             let mut state = self.state();
-            let worker_deadline = self.config.worker_timeout;
-            let dead: Vec<String> = state
-                .workers
-                .iter()
-                .filter(|(_, w)| now.saturating_sub(w.last_seen) > worker_deadline)
-                .map(|(n, _)| n.clone())
-                .collect();
-            let dp_deadline = self.config.data_plane_timeout;
-            let dead_dps: Vec<String> = state
-                .data_planes
-                .iter()
-                .filter(|(_, d)| now.saturating_sub(d.last_seen) > dp_deadline)
-                .map(|(n, _)| n.clone())
-                .collect();
+            let dead = silent(&state.workers, |w| w.last_seen, now, self.config.worker_timeout);
+            let dead_dps = silent(&state.data_planes, |d| d.last_seen, now, self.config.data_plane_timeout);
             for name in &dead_dps {
                 tracing::warn!(data_plane = %name, "data plane stopped reporting; dropped");
                 state.data_planes.remove(name);
@@ -322,15 +311,7 @@ impl Core {
             if !dead.is_empty() || !dead_dps.is_empty() {
                 self.publish_membership(&state);
             }
-            let mut pushes = Vec::new();
-            let generation = state.next_sequence();
-            for function in state.functions.values_mut() {
-                let before = function.sandboxes.len();
-                function.sandboxes.retain(|_, s| !dead.contains(&s.worker));
-                if function.sandboxes.len() != before {
-                    pushes.push(function.snapshot(generation));
-                }
-            }
+            let pushes = state.drop_sandboxes(|s| dead.contains(&s.worker));
             (pushes, state.data_plane_clients())
         };
         for push in pushes {
@@ -599,6 +580,16 @@ impl Core {
         };
         kill_all(sandboxes, &workers).await;
     }
+}
+
+/// Names of the peers not heard from within `deadline`.
+fn silent<T>(
+    peers: &BTreeMap<String, T>,
+    last_seen: impl Fn(&T) -> Duration,
+    now: Duration,
+    deadline: Duration,
+) -> Vec<String> {
+    peers.iter().filter(|(_, p)| now.saturating_sub(last_seen(p)) > deadline).map(|(name, _)| name.clone()).collect()
 }
 
 fn channel(address: &str) -> Result<Channel, PeerError> {

@@ -206,6 +206,32 @@ impl State {
         self.data_planes.iter().map(|(name, dp)| (name.clone(), dp.client.clone())).collect()
     }
 
+    /// Forgets the sandboxes matching `gone` (their worker died or lost them), releasing their resources;
+    /// returns the new state of every function that changed, to push to the data planes.
+    pub fn drop_sandboxes(&mut self, gone: impl Fn(&SandboxRecord) -> bool) -> Vec<FunctionState> {
+        let generation = self.next_sequence();
+        let mut pushes = Vec::new();
+        let mut released = Vec::new();
+        for function in self.functions.values_mut() {
+            let before = function.sandboxes.len();
+            let resources = function.resources();
+            function.sandboxes.retain(|_, s| {
+                let keep = !gone(s);
+                if !keep {
+                    released.push((s.worker.clone(), resources));
+                }
+                keep
+            });
+            if function.sandboxes.len() != before {
+                pushes.push(function.snapshot(generation));
+            }
+        }
+        for (worker, resources) in released {
+            self.release(&worker, resources);
+        }
+        pushes
+    }
+
     /// Releases a sandbox's resources on its worker.
     pub fn release(&mut self, worker: &str, resources: Resources) {
         if let Some(w) = self.workers.get_mut(worker) {
