@@ -171,7 +171,16 @@ async fn deleting_drains_and_kills_and_crashed_sandboxes_are_replaced() {
         v["status"]["ready"] == 0
     })
     .await;
-    let again = invoke(&proxy, "victim", 0).await;
+    // The registry drops the sandbox just before the data plane hears of it: a request in that window
+    // reaches the dead address and gets 502, so wait until the data plane has caught up.
+    let mut again = invoke(&proxy, "victim", 0).await;
+    for _ in 0..100 {
+        if again.status() != 502 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        again = invoke(&proxy, "victim", 0).await;
+    }
     assert_eq!(again.status(), 200);
     assert_eq!(cold_start_of(&again), "triggered");
     let second = sandbox_ids(&function(&api, "victim").await);

@@ -61,17 +61,33 @@ pub fn router(core: Arc<Core>) -> Router {
 
 type Api = AxumState<Arc<Core>>;
 
+/// Runs a registry change to its end even if the HTTP client disconnects (dropping the handler would
+/// otherwise stop a deletion between forgetting the function and killing its sandboxes).
+async fn detached<T: Send + 'static>(
+    change: impl std::future::Future<Output = Result<T, RegistryError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::spawn(change).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(err) => Err(ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("registry change failed: {err}"),
+        }),
+    }
+}
+
 /// Dirigent-compatible registration; the reply lists the data planes' proxy addresses, `;`-separated.
 async fn register_service(AxumState(core): Api, body: Bytes) -> Result<String, ApiError> {
     let spec = FunctionSpec::from_form(&body)?;
-    core.register_function(spec).await?;
+    let registering = Arc::clone(&core);
+    detached(async move { registering.register_function(spec).await }).await?;
     Ok(core.proxy_addresses().join(";"))
 }
 
 async fn create_function(AxumState(core): Api, body: Bytes) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let spec = FunctionSpec::from_json(&body)?;
     let name = spec.name.clone();
-    core.register_function(spec).await?;
+    let registering = Arc::clone(&core);
+    detached(async move { registering.register_function(spec).await }).await?;
     let view = function_view(&core, &name).ok_or(RegistryError::Unknown(name))?;
     Ok((StatusCode::CREATED, Json(view)))
 }
@@ -86,7 +102,8 @@ async fn get_function(AxumState(core): Api, Path(name): Path<String>) -> Result<
 }
 
 async fn delete_function(AxumState(core): Api, Path(name): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
-    core.delete_function(&name).await?;
+    let deleting = (Arc::clone(&core), name.clone());
+    detached(async move { deleting.0.delete_function(&deleting.1).await }).await?;
     Ok(Json(json!({ "deleted": name })))
 }
 

@@ -10,7 +10,7 @@ use tonic::transport::Channel;
 
 use super::ControlPlaneConfig;
 use super::function::FunctionSpec;
-use super::placement::{PlacementError, Placer, WorkerLoad};
+use super::placement::{PlacementError, Placer, Resources, WorkerLoad};
 use super::state::{DataPlaneRecord, FunctionRecord, SandboxRecord, State, WorkerRecord};
 use super::store::{RegistryStore, StoreError};
 use crate::clock::Clock;
@@ -65,11 +65,17 @@ struct PlannedSandbox {
     worker: String,
     client: WorkerClient<Channel>,
     request: CreateSandboxRequest,
+    /// The registration it is for: a function deleted and registered again under the same name is another.
+    function_uid: u64,
+    /// What was reserved on the worker.
+    resources: Resources,
 }
 
 /// The control plane's shared core.
 pub struct Core {
     pub(super) config: ControlPlaneConfig,
+    /// This process's start time (ns since the Unix epoch): data planes order updates by it first.
+    incarnation: u64,
     pub(super) clock: Arc<dyn Clock>,
     state: Mutex<State>,
     placer: Mutex<Placer>,
@@ -86,11 +92,16 @@ impl Core {
     ) -> Result<Self, StoreError> {
         let mut state = State::default();
         for spec in store.load_functions()? {
-            state.functions.insert(spec.name.clone(), FunctionRecord::new(spec, &config.autoscaler));
+            let uid = state.next_sequence();
+            state.functions.insert(spec.name.clone(), FunctionRecord::new(spec, uid, &config.autoscaler));
         }
         let placer = Placer::new(config.placement, config.placement_seed);
+        let incarnation = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
         Ok(Self {
             config,
+            incarnation,
             clock,
             state: Mutex::new(state),
             placer: Mutex::new(placer),
@@ -124,14 +135,14 @@ impl Core {
                 return Err(RegistryError::Duplicate(spec.name));
             }
             self.store.save_function(&spec)?;
-            let record = FunctionRecord::new(spec.clone(), &self.config.autoscaler);
             let generation = state.next_sequence();
+            let record = FunctionRecord::new(spec.clone(), generation, &self.config.autoscaler);
             let snapshot = record.snapshot(generation);
             state.functions.insert(spec.name.clone(), record);
             (snapshot, state.data_plane_clients())
         };
         tracing::info!(function = %spec.name, image = %spec.image, "function registered");
-        push_state(push.0, push.1).await;
+        self.push(push.0, push.1).await;
         if spec.min_scale > 0 {
             self.scale_function(&spec.name).await;
         }
@@ -141,10 +152,15 @@ impl Core {
     /// Deletes a function: data planes drop it (queued requests fail, in-flight ones finish), then its
     /// sandboxes are killed.
     pub async fn delete_function(self: &Arc<Self>, name: &str) -> Result<(), RegistryError> {
-        let (sandboxes, data_planes, workers) = {
+        let (sandboxes, data_planes, workers, generation) = {
             let mut state = self.state();
-            let record = state.functions.remove(name).ok_or_else(|| RegistryError::Unknown(name.to_owned()))?;
+            if !state.functions.contains_key(name) {
+                return Err(RegistryError::Unknown(name.to_owned()));
+            }
+            // The store first: if it refuses, nothing has changed.
             self.store.delete_function(name)?;
+            let record = state.functions.remove(name).ok_or_else(|| RegistryError::Unknown(name.to_owned()))?;
+            let generation = state.next_sequence();
             let resources = record.resources();
             for sandbox in record.sandboxes.values() {
                 state.release(&sandbox.worker, resources);
@@ -153,10 +169,11 @@ impl Core {
                 record.sandboxes.into_values().collect::<Vec<_>>(),
                 state.data_plane_clients(),
                 self.worker_clients(&state),
+                generation,
             )
         };
         tracing::info!(function = %name, sandboxes = sandboxes.len(), "function deleted");
-        let removal = FunctionRef { name: name.to_owned() };
+        let removal = FunctionRef { name: name.to_owned(), generation, incarnation: self.incarnation };
         futures_util::future::join_all(data_planes.into_iter().map(|(dp, mut client)| {
             let removal = removal.clone();
             async move {
@@ -189,7 +206,10 @@ impl Core {
             sandboxes,
         };
         tracing::info!(worker = %info.name, address = %info.address, "worker registered");
-        state.workers.insert(info.name.clone(), WorkerRecord { address: info.address, client, load, last_seen: now });
+        state.workers.insert(
+            info.name.clone(),
+            WorkerRecord { address: info.address, client, load, last_seen: now, count_mismatches: 0 },
+        );
         self.publish_membership(&state);
         let core = Arc::clone(self);
         tokio::spawn(async move { core.reconcile_worker(&info.name).await });
@@ -231,42 +251,53 @@ impl Core {
             let _ = client.kill_sandbox(KillSandboxRequest { sandbox_id: id }).await;
         }
         for push in pushes {
-            push_state(push, data_planes.clone()).await;
+            self.push(push, data_planes.clone()).await;
         }
     }
 
-    /// Notes a worker's heartbeat.
-    pub fn worker_heartbeat(&self, name: &str) -> Result<(), PeerError> {
+    /// Notes a worker's heartbeat. When the worker's sandbox count disagrees with the registry's for
+    /// several heartbeats in a row (creations and kills in flight disagree briefly), the two reconcile:
+    /// this catches a lost exit report.
+    pub fn worker_heartbeat(self: &Arc<Self>, name: &str, sandboxes: u32) -> Result<(), PeerError> {
+        const MISMATCHES_BEFORE_RECONCILE: u32 = 3;
         let now = self.clock.now();
-        let mut state = self.state();
-        let worker = state.workers.get_mut(name).ok_or_else(|| PeerError::Unknown(format!("worker {name}")))?;
-        worker.last_seen = now;
+        let reconcile = {
+            let mut state = self.state();
+            let worker = state.workers.get_mut(name).ok_or_else(|| PeerError::Unknown(format!("worker {name}")))?;
+            worker.last_seen = now;
+            if worker.load.sandboxes == sandboxes {
+                worker.count_mismatches = 0;
+            } else {
+                worker.count_mismatches += 1;
+            }
+            worker.count_mismatches == MISMATCHES_BEFORE_RECONCILE
+        };
+        if reconcile {
+            let core = Arc::clone(self);
+            let name = name.to_owned();
+            tokio::spawn(async move { core.reconcile_worker(&name).await });
+        }
         Ok(())
     }
 
     /// Registers a data plane and pushes every function to it.
-    pub async fn register_data_plane(&self, info: DataPlaneInfo) -> Result<(), PeerError> {
+    pub fn register_data_plane(self: &Arc<Self>, info: DataPlaneInfo) -> Result<(), PeerError> {
         let client = DataPlaneClient::new(channel(&info.grpc_address)?);
-        let states = {
+        {
             let mut state = self.state();
             let record = DataPlaneRecord {
                 proxy_address: info.proxy_address.clone(),
                 grpc_address: info.grpc_address.clone(),
                 client: client.clone(),
                 last_seen: self.clock.now(),
+                needs_resync: false,
             };
             state.data_planes.insert(info.name.clone(), record);
             self.publish_membership(&state);
-            let generation = state.next_sequence();
-            state.functions.values().map(|f| f.snapshot(generation)).collect::<Vec<_>>()
-        };
-        tracing::info!(data_plane = %info.name, proxy = %info.proxy_address, functions = states.len(), "data plane registered");
-        let target = vec![(info.name, client)];
-        tokio::spawn(async move {
-            for state in states {
-                push_state(state, target.clone()).await;
-            }
-        });
+        }
+        tracing::info!(data_plane = %info.name, proxy = %info.proxy_address, "data plane registered");
+        let core = Arc::clone(self);
+        tokio::spawn(async move { core.resync(info.name, client).await });
         Ok(())
     }
 
@@ -314,9 +345,12 @@ impl Core {
             let pushes = state.drop_sandboxes(|s| dead.contains(&s.worker));
             (pushes, state.data_plane_clients())
         };
+        // In the background: a push waits for drains, and this runs on the autoscaler's loop.
         for push in pushes {
-            push_state(push, data_planes.clone()).await;
+            let (core, data_planes) = (Arc::clone(self), data_planes.clone());
+            tokio::spawn(async move { core.push(push, data_planes).await });
         }
+        self.resync_failed().await;
     }
 
     // ---- sandboxes ------------------------------------------------------------------------------
@@ -342,6 +376,11 @@ impl Core {
     pub async fn sandbox_exited(&self, function: &str, sandbox_id: &str, reason: &str) {
         let push = {
             let mut state = self.state();
+            if state.pending.contains(sandbox_id) {
+                // It died between its worker's reply and our recording it: do not record a dead sandbox.
+                state.exited_early.insert(sandbox_id.to_owned());
+                return;
+            }
             let generation = state.next_sequence();
             let Some(record) = state.functions.get_mut(function) else { return };
             let Some(sandbox) = record.sandboxes.remove(sandbox_id) else { return };
@@ -351,7 +390,7 @@ impl Core {
             (snapshot, state.data_plane_clients())
         };
         tracing::warn!(%function, sandbox = %sandbox_id, %reason, "sandbox exited; removed from the data planes");
-        push_state(push.0, push.1).await;
+        self.push(push.0, push.1).await;
     }
 
     /// One autoscaler tick over every function.
@@ -396,6 +435,7 @@ impl Core {
         let sequence = state.next_sequence();
         let Some(record) = state.functions.get(function) else { return Ok(None) };
         let resources = record.resources();
+        let function_uid = record.uid;
         let spec = record.spec.clone();
         let loads: Vec<WorkerLoad> = state.workers.values().map(|w| w.load.clone()).collect();
         let index = self.placer.lock().unwrap_or_else(|e| e.into_inner()).place(&loads, resources);
@@ -418,7 +458,7 @@ impl Core {
             env: spec.env.into_iter().collect(),
         };
         state.pending.insert(request.sandbox_id.clone());
-        Ok(Some(PlannedSandbox { worker, client, request }))
+        Ok(Some(PlannedSandbox { worker, client, request, function_uid, resources }))
     }
 
     /// Runs planned creations in the background.
@@ -457,65 +497,51 @@ impl Core {
 
     /// Creates one planned sandbox; on failure its reservation is released and the reason returned.
     async fn create_sandbox(&self, function: &str, plan: PlannedSandbox) -> Result<(), String> {
-        let PlannedSandbox { worker, client, request } = plan;
         let deadline = self.config.sandbox_create_timeout;
-        let sandbox_id = request.sandbox_id.clone();
-        let outcome = tokio::time::timeout(deadline, client.clone().create_sandbox(request)).await;
+        let outcome = tokio::time::timeout(deadline, plan.client.clone().create_sandbox(plan.request.clone())).await;
+        let worker = &plan.worker;
         let message = match outcome {
             Ok(Ok(reply)) => {
-                self.creation_succeeded(function, &worker, client, reply.into_inner()).await;
+                self.creation_succeeded(function, plan, reply.into_inner()).await;
                 return Ok(());
             }
             Ok(Err(status)) => format!("worker {worker} could not create a sandbox: {}", status.message()),
             Err(_) => format!("worker {worker} did not create a sandbox within {deadline:?}"),
         };
-        let mut state = self.state();
-        state.pending.remove(&sandbox_id);
-        if let Some(record) = state.functions.get_mut(function) {
-            record.creating = record.creating.saturating_sub(1);
-            let resources = record.resources();
-            state.release(&worker, resources);
-        }
+        self.state().settle(function, &plan.request.sandbox_id, plan.function_uid, worker, plan.resources, false);
         Err(message)
     }
 
-    async fn creation_succeeded(
-        &self,
-        function: &str,
-        worker: &str,
-        mut client: WorkerClient<Channel>,
-        reply: CreateSandboxReply,
-    ) {
+    /// Records a ready sandbox and pushes it to the data planes, unless its function was deleted (or
+    /// registered anew), its worker was dropped, or it already exited: then it is killed.
+    async fn creation_succeeded(&self, function: &str, plan: PlannedSandbox, reply: CreateSandboxReply) {
         let push = {
             let mut state = self.state();
-            state.pending.remove(&reply.sandbox_id);
+            let kept = state.settle(function, &reply.sandbox_id, plan.function_uid, &plan.worker, plan.resources, true);
             let generation = state.next_sequence();
-            let worker_alive = state.workers.contains_key(worker);
-            match state.functions.get_mut(function) {
-                Some(record) if worker_alive => {
-                    record.creating = record.creating.saturating_sub(1);
+            match state.functions.get_mut(function).filter(|_| kept) {
+                Some(record) => {
                     record.counters.sandboxes_created += 1;
                     record.last_error = None;
                     let sandbox = SandboxRecord {
                         id: reply.sandbox_id.clone(),
-                        worker: worker.to_owned(),
+                        worker: plan.worker.clone(),
                         address: reply.address.clone(),
                         creation_micros: reply.creation_micros,
                     };
                     record.sandboxes.insert(sandbox.id.clone(), sandbox);
                     Some((record.snapshot(generation), state.data_plane_clients()))
                 }
-                _ => None,
+                None => None,
             }
         };
         match push {
             Some((snapshot, data_planes)) => {
-                tracing::debug!(%function, sandbox = %reply.sandbox_id, %worker, micros = reply.creation_micros, "sandbox ready");
-                push_state(snapshot, data_planes).await;
+                tracing::debug!(%function, sandbox = %reply.sandbox_id, worker = %plan.worker, micros = reply.creation_micros, "sandbox ready");
+                self.push(snapshot, data_planes).await;
             }
             None => {
-                // The function was deleted (or the worker dropped) while the sandbox started.
-                let _ = client.kill_sandbox(KillSandboxRequest { sandbox_id: reply.sandbox_id }).await;
+                let _ = plan.client.clone().kill_sandbox(KillSandboxRequest { sandbox_id: reply.sandbox_id }).await;
             }
         }
     }
@@ -557,8 +583,53 @@ impl Core {
             (removed, (snapshot, state.data_plane_clients()), self.worker_clients(&state))
         };
         tracing::debug!(%function, count = removed.len(), "scaling down");
-        push_state(push.0, push.1).await;
+        self.push(push.0, push.1).await;
         kill_all(removed, &workers).await;
+    }
+
+    /// Pushes one function's full state to data planes and returns when all have applied it (for removed
+    /// endpoints, that includes their drain). A data plane that missed it gets every function again later.
+    async fn push(&self, mut state: FunctionState, data_planes: Vec<(String, DataPlaneClient<Channel>)>) {
+        state.incarnation = self.incarnation;
+        let failed = send_state(state, data_planes).await;
+        let mut registry = self.state();
+        for name in failed {
+            if let Some(data_plane) = registry.data_planes.get_mut(&name) {
+                data_plane.needs_resync = true;
+            }
+        }
+    }
+
+    /// Sends every function to one data plane (after it registered, or after a push to it failed).
+    async fn resync(&self, name: String, client: DataPlaneClient<Channel>) {
+        let states = {
+            let mut state = self.state();
+            let generation = state.next_sequence();
+            state.functions.values().map(|f| f.snapshot(generation)).collect::<Vec<_>>()
+        };
+        for state in states {
+            self.push(state, vec![(name.clone(), client.clone())]).await;
+        }
+    }
+
+    /// Resyncs the data planes whose last push failed.
+    async fn resync_failed(self: &Arc<Self>) {
+        let targets: Vec<(String, DataPlaneClient<Channel>)> = {
+            let mut state = self.state();
+            state
+                .data_planes
+                .iter_mut()
+                .filter(|(_, d)| d.needs_resync)
+                .map(|(name, d)| {
+                    d.needs_resync = false;
+                    (name.clone(), d.client.clone())
+                })
+                .collect()
+        };
+        for (name, client) in targets {
+            let core = Arc::clone(self);
+            tokio::spawn(async move { core.resync(name, client).await });
+        }
     }
 
     fn worker_clients(&self, state: &State) -> Vec<(String, WorkerClient<Channel>)> {
@@ -596,18 +667,20 @@ fn channel(address: &str) -> Result<Channel, PeerError> {
     crate::net::channel(address).map_err(|source| PeerError::Address { address: address.to_owned(), source })
 }
 
-/// Pushes one function's full state to data planes, concurrently; returns when all have applied it
-/// (which, for removed endpoints, includes their drain).
-async fn push_state(state: FunctionState, data_planes: Vec<(String, DataPlaneClient<Channel>)>) {
-    futures_util::future::join_all(data_planes.into_iter().map(|(name, mut client)| {
+/// Sends one function's full state to data planes, concurrently; returns the names of those that failed.
+async fn send_state(state: FunctionState, data_planes: Vec<(String, DataPlaneClient<Channel>)>) -> Vec<String> {
+    let results = futures_util::future::join_all(data_planes.into_iter().map(|(name, mut client)| {
         let state = state.clone();
         async move {
-            if let Err(status) = client.sync_function(state).await {
-                tracing::warn!(data_plane = %name, %status, "endpoint push failed");
-            }
+            let result = client.sync_function(state).await;
+            result.err().map(|status| {
+                tracing::warn!(data_plane = %name, %status, "endpoint push failed; a full resync follows");
+                name
+            })
         }
     }))
     .await;
+    results.into_iter().flatten().collect()
 }
 
 async fn kill_all(sandboxes: Vec<SandboxRecord>, workers: &[(String, WorkerClient<Channel>)]) {

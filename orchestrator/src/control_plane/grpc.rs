@@ -32,7 +32,8 @@ impl ControlPlaneRpc for ControlPlaneService {
     }
 
     async fn worker_heartbeat(&self, request: Request<WorkerHeartbeatRequest>) -> Result<Response<Ack>, Status> {
-        self.core.worker_heartbeat(&request.into_inner().name).map_err(status)?;
+        let heartbeat = request.into_inner();
+        self.core.worker_heartbeat(&heartbeat.name, heartbeat.sandboxes).map_err(status)?;
         Ok(Response::new(Ack {}))
     }
 
@@ -43,7 +44,7 @@ impl ControlPlaneRpc for ControlPlaneService {
     }
 
     async fn register_data_plane(&self, request: Request<DataPlaneInfo>) -> Result<Response<Ack>, Status> {
-        self.core.register_data_plane(request.into_inner()).await.map_err(status)?;
+        self.core.register_data_plane(request.into_inner()).map_err(status)?;
         Ok(Response::new(Ack {}))
     }
 

@@ -46,6 +46,8 @@ pub struct FunctionCounters {
 pub struct FunctionRecord {
     /// What was registered.
     pub spec: FunctionSpec,
+    /// Which registration this is: a name deleted and registered again gets a new uid.
+    pub uid: u64,
     /// Its autoscaler.
     pub autoscaler: FunctionAutoscaler,
     /// Its ready sandboxes, by id.
@@ -64,7 +66,7 @@ pub struct FunctionRecord {
 
 impl FunctionRecord {
     /// A new record with its own autoscaler.
-    pub fn new(spec: FunctionSpec, autoscaling: &AutoscalerConfig) -> Self {
+    pub fn new(spec: FunctionSpec, uid: u64, autoscaling: &AutoscalerConfig) -> Self {
         let mut config = autoscaling.clone();
         if spec.cold_start_sweep {
             // Each invocation of a sweep function must meet a cold start: forget traffic after one tick.
@@ -75,6 +77,7 @@ impl FunctionRecord {
         Self {
             autoscaler: FunctionAutoscaler::new(config, bounds),
             spec,
+            uid,
             sandboxes: BTreeMap::new(),
             creating: 0,
             loads: BTreeMap::new(),
@@ -119,6 +122,7 @@ impl FunctionRecord {
                 })
                 .collect(),
             generation,
+            incarnation: 0,
         }
     }
 }
@@ -133,6 +137,8 @@ pub struct WorkerRecord {
     pub load: WorkerLoad,
     /// When it last said it was alive (clock time).
     pub last_seen: Duration,
+    /// Heartbeats in a row whose sandbox count differed from the registry's.
+    pub count_mismatches: u32,
 }
 
 /// A registered data plane.
@@ -145,6 +151,8 @@ pub struct DataPlaneRecord {
     pub client: DataPlaneClient<Channel>,
     /// When it last reported (clock time).
     pub last_seen: Duration,
+    /// A push to it failed: it gets every function again.
+    pub needs_resync: bool,
 }
 
 /// Scheduling-latency histogram summed over data planes.
@@ -192,6 +200,8 @@ pub struct State {
     pub latency: LatencyHistogram,
     /// Ids of sandboxes being created: known, though not ready yet.
     pub pending: std::collections::BTreeSet<String>,
+    /// Pending sandboxes whose exit was reported before their creation finished.
+    pub exited_early: std::collections::BTreeSet<String>,
 }
 
 impl State {
@@ -204,6 +214,36 @@ impl State {
     /// The data planes' clients, for a push outside the lock.
     pub fn data_plane_clients(&self) -> Vec<(String, DataPlaneClient<Channel>)> {
         self.data_planes.iter().map(|(name, dp)| (name.clone(), dp.client.clone())).collect()
+    }
+
+    /// Closes the books on one creation attempt: the sandbox is no longer pending, and its function, if
+    /// still the same registration, has one creation fewer in flight. Returns whether a created sandbox
+    /// is to be kept (registration and worker still there, no exit meanwhile); otherwise the worker's
+    /// reservation is released.
+    pub fn settle(
+        &mut self,
+        function: &str,
+        sandbox_id: &str,
+        uid: u64,
+        worker: &str,
+        resources: Resources,
+        created: bool,
+    ) -> bool {
+        self.pending.remove(sandbox_id);
+        let exited = self.exited_early.remove(sandbox_id);
+        let worker_alive = self.workers.contains_key(worker);
+        let same_registration = match self.functions.get_mut(function) {
+            Some(record) if record.uid == uid => {
+                record.creating = record.creating.saturating_sub(1);
+                true
+            }
+            _ => false,
+        };
+        let kept = created && same_registration && worker_alive && !exited;
+        if !kept {
+            self.release(worker, resources);
+        }
+        kept
     }
 
     /// Forgets the sandboxes matching `gone` (their worker died or lost them), releasing their resources;

@@ -28,8 +28,8 @@ pub struct EndpointSlot {
     pub creation: Duration,
     in_flight: std::sync::atomic::AtomicU32,
     removed: AtomicBool,
-    /// Set until the first request is served: a request served by a fresh sandbox waited for a cold start.
-    fresh: AtomicBool,
+    /// When this data plane learned of the sandbox: a request queued before then waited for its creation.
+    added: Instant,
     drained: Notify,
 }
 
@@ -44,7 +44,7 @@ impl EndpointSlot {
             creation,
             in_flight: 0.into(),
             removed: AtomicBool::new(false),
-            fresh: AtomicBool::new(true),
+            added: Instant::now(),
             drained: Notify::new(),
         }
     }
@@ -62,6 +62,22 @@ impl EndpointSlot {
             }
             notified.await;
         }
+    }
+}
+
+/// Where an update stands in the control plane's history, ordered by incarnation, then generation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version {
+    /// The control plane process that sent it (its start time, so a restarted one is newer).
+    pub incarnation: u64,
+    /// Its place in that process's sequence.
+    pub generation: u64,
+}
+
+impl Version {
+    /// Whether this update was sent before `other`.
+    pub fn is_older_than(self, other: Version) -> bool {
+        self < other
     }
 }
 
@@ -163,7 +179,7 @@ pub struct Grant {
 /// Settings the control plane pushes with the endpoint set.
 struct FunctionInner {
     concurrency: u32,
-    generation: u64,
+    version: Version,
     endpoints: Vec<Arc<EndpointSlot>>,
     waiters: VecDeque<Waiter>,
     cursor: usize,
@@ -196,7 +212,7 @@ impl FunctionEntry {
     fn new(name: String, policy: LoadBalancing, concurrency: u32) -> Self {
         let inner = FunctionInner {
             concurrency: concurrency.max(1),
-            generation: 0,
+            version: Version::default(),
             endpoints: Vec::new(),
             waiters: VecDeque::new(),
             cursor: 0,
@@ -226,37 +242,31 @@ impl FunctionEntry {
         on_cold_start: impl FnOnce(),
     ) -> Result<Grant, AcquireError> {
         let arrived = Instant::now();
-        let (reply, triggered) = match self.try_acquire(arrived)? {
+        let (mut queued, triggered) = match self.try_acquire(arrived)? {
             Acquired::Now(lease) => return Ok(Grant { lease, queued: Duration::ZERO, cold_start: ColdStart::None }),
-            Acquired::Queued { reply, triggered } => (reply, triggered),
+            Acquired::Queued { reply, triggered } => {
+                (QueuedRequest { entry: Arc::clone(self), reply, served: false }, triggered)
+            }
         };
         if triggered {
             on_cold_start();
         }
-        let mut reply = reply;
-        let received = match tokio::time::timeout(timeout, &mut reply).await {
-            Ok(Ok(result)) => Some(result),
+        let received = match tokio::time::timeout(timeout, &mut queued.reply).await {
+            Ok(Ok(result)) => result,
             // The sender only disappears unsent when the function itself is gone.
-            Ok(Err(_)) => return Err(AcquireError::Deleted(self.name.clone())),
-            Err(_) => {
-                // A lease may have been handed over just as the timer fired: take it rather than lose it.
-                reply.close();
-                reply.try_recv().ok()
-            }
+            Ok(Err(_)) => Err(AcquireError::Deleted(self.name.clone())),
+            Err(_) => Err(AcquireError::Timeout { function: self.name.clone(), waited: arrived.elapsed() }),
         };
-        let queued = arrived.elapsed();
-        let Some(result) = received else {
-            self.lock().meter.change(Instant::now(), -1);
-            return Err(AcquireError::Timeout { function: self.name.clone(), waited: queued });
+        let lease = received?;
+        queued.served = true;
+        let cold_start = if triggered {
+            ColdStart::Triggered
+        } else if lease.slot.added > arrived {
+            ColdStart::Waited
+        } else {
+            ColdStart::None
         };
-        let lease = result?;
-        let fresh = lease.slot.fresh.swap(false, Ordering::Relaxed);
-        let cold_start = match (triggered, fresh) {
-            (true, _) => ColdStart::Triggered,
-            (false, true) => ColdStart::Waited,
-            (false, false) => ColdStart::None,
-        };
-        Ok(Grant { lease, queued, cold_start })
+        Ok(Grant { lease, queued: arrived.elapsed(), cold_start })
     }
 
     fn try_acquire(self: &Arc<Self>, now: Instant) -> Result<Acquired, AcquireError> {
@@ -264,15 +274,16 @@ impl FunctionEntry {
         if inner.deleted {
             return Err(AcquireError::UnknownFunction(self.name.clone()));
         }
+        // The request counts towards the function's concurrency until it leaves: its lease's release,
+        // or, when it leaves the queue without one, `QueuedRequest`'s drop.
         inner.meter.change(now, 1);
         if let Some(slot) = self.pick_free(&mut inner) {
-            slot.fresh.store(false, Ordering::Relaxed);
             return Ok(Acquired::Now(self.lease(slot)));
         }
-        // Waiters that timed out stay queued until now; dropping them here keeps the queue bounded.
+        // Waiters that timed out or whose client left stay queued until now; dropping them keeps the queue bounded.
         inner.waiters.retain(|w| !w.reply.is_closed());
         // The first live waiter of a function at zero asks for the cold start; a request that arrives
-        // after an earlier one timed out asks again, in case that request was lost.
+        // after an earlier one left asks again, in case that request was lost.
         let triggered = inner.endpoints.is_empty() && inner.waiters.is_empty();
         let (tx, rx) = oneshot::channel();
         inner.waiters.push_back(Waiter { reply: tx });
@@ -332,19 +343,19 @@ impl FunctionEntry {
 
     /// Replaces the endpoint set; returns the removed endpoints that still have requests in flight.
     ///
-    /// Updates carrying an older `generation` than one already applied are ignored, since pushes for one
-    /// function may overtake each other on the way from the control plane.
+    /// Updates older than one already applied are ignored, since pushes for one function may overtake
+    /// each other on the way from the control plane.
     fn replace(
         self: &Arc<Self>,
-        generation: u64,
+        version: Version,
         concurrency: u32,
         wanted: Vec<EndpointSpec>,
     ) -> Vec<Arc<EndpointSlot>> {
         let mut inner = self.lock();
-        if generation < inner.generation {
+        if version.is_older_than(inner.version) {
             return Vec::new();
         }
-        inner.generation = generation;
+        inner.version = version;
         inner.concurrency = concurrency.max(1);
         let wanted_ids: HashSet<&str> = wanted.iter().map(|e| e.sandbox_id.as_str()).collect();
         let (kept, removed): (Vec<_>, Vec<_>) =
@@ -363,13 +374,10 @@ impl FunctionEntry {
 
     /// Fails every queued request with `error`.
     fn fail_waiters(&self, error: &AcquireError) {
-        let mut inner = self.lock();
-        let now = Instant::now();
-        let waiters: Vec<Waiter> = inner.waiters.drain(..).collect();
+        let waiters: Vec<Waiter> = self.lock().waiters.drain(..).collect();
         for waiter in waiters {
-            if waiter.reply.send(Err(error.clone())).is_ok() {
-                inner.meter.change(now, -1);
-            }
+            // The waiter's `QueuedRequest` takes it off the meter when it sees the error.
+            let _ = waiter.reply.send(Err(error.clone()));
         }
     }
 
@@ -377,6 +385,7 @@ impl FunctionEntry {
     pub fn take_load(&self) -> (f64, u32) {
         let mut inner = self.lock();
         let average = inner.meter.take_average(Instant::now());
+        inner.waiters.retain(|w| !w.reply.is_closed());
         (average, u32::try_from(inner.waiters.len()).unwrap_or(u32::MAX))
     }
 
@@ -386,16 +395,42 @@ impl FunctionEntry {
     }
 }
 
+/// A request waiting in the queue. However it leaves without a lease (timeout, error, its client gone
+/// and the future dropped), dropping this takes it off the concurrency meter exactly once.
+struct QueuedRequest {
+    entry: Arc<FunctionEntry>,
+    reply: oneshot::Receiver<WaiterReply>,
+    /// Set once the request holds a lease, whose release then does the accounting.
+    served: bool,
+}
+
+impl Drop for QueuedRequest {
+    fn drop(&mut self) {
+        if self.served {
+            return;
+        }
+        self.reply.close();
+        match self.reply.try_recv() {
+            // A lease handed over but not taken: its release does the accounting.
+            Ok(Ok(lease)) => drop(lease),
+            _ => self.entry.lock().meter.change(Instant::now(), -1),
+        }
+    }
+}
+
 /// All functions this data plane knows, by name.
 pub struct FunctionTable {
     policy: LoadBalancing,
     functions: RwLock<HashMap<String, Arc<FunctionEntry>>>,
+    /// When each deleted name was deleted, so that a sync sent before the deletion but arriving after it
+    /// does not bring the function back. A newer sync (re-registration) clears it.
+    tombstones: Mutex<HashMap<String, Version>>,
 }
 
 impl FunctionTable {
     /// An empty table whose functions balance with `policy`.
     pub fn new(policy: LoadBalancing) -> Self {
-        Self { policy, functions: RwLock::new(HashMap::new()) }
+        Self { policy, functions: RwLock::new(HashMap::new()), tombstones: Mutex::default() }
     }
 
     /// The function named `name`, if registered.
@@ -413,25 +448,36 @@ impl FunctionTable {
     pub async fn sync(
         &self,
         name: &str,
-        generation: u64,
+        version: Version,
         concurrency: u32,
         endpoints: Vec<EndpointSpec>,
         drain_timeout: Duration,
     ) {
         let entry = {
+            let mut tombstones = self.tombstones.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(deleted) = tombstones.get(name) {
+                if version <= *deleted {
+                    return;
+                }
+                tombstones.remove(name);
+            }
             let mut functions = self.functions.write().unwrap_or_else(|e| e.into_inner());
             let entry = functions
                 .entry(name.to_owned())
                 .or_insert_with(|| Arc::new(FunctionEntry::new(name.to_owned(), self.policy, concurrency)));
             Arc::clone(entry)
         };
-        let draining = entry.replace(generation, concurrency, endpoints);
+        let draining = entry.replace(version, concurrency, endpoints);
         drain(draining, drain_timeout).await;
     }
 
     /// Removes a function: queued requests fail, in-flight ones finish (up to `drain_timeout`).
-    pub async fn remove(&self, name: &str, drain_timeout: Duration) -> bool {
-        let removed = self.functions.write().unwrap_or_else(|e| e.into_inner()).remove(name);
+    pub async fn remove(&self, name: &str, version: Version, drain_timeout: Duration) -> bool {
+        let removed = {
+            let mut tombstones = self.tombstones.lock().unwrap_or_else(|e| e.into_inner());
+            tombstones.insert(name.to_owned(), version);
+            self.functions.write().unwrap_or_else(|e| e.into_inner()).remove(name)
+        };
         let Some(entry) = removed else { return false };
         let draining = {
             let mut inner = entry.lock();
@@ -480,10 +526,14 @@ mod tests {
 
     const LONG: Duration = Duration::from_secs(5);
 
+    fn v(generation: u64) -> Version {
+        Version { incarnation: 7, generation }
+    }
+
     #[tokio::test]
     async fn warm_request_gets_free_sandbox_and_releases_it() {
         let table = FunctionTable::new(LoadBalancing::LeastInFlight);
-        table.sync("f", 1, 1, vec![spec("a", 1)], LONG).await;
+        table.sync("f", v(1), 1, vec![spec("a", 1)], LONG).await;
         let entry = table.get("f").unwrap();
         let grant = entry.acquire(LONG, || panic!("no cold start expected")).await.unwrap();
         assert_eq!(grant.cold_start, ColdStart::None);
@@ -496,7 +546,7 @@ mod tests {
     #[tokio::test]
     async fn concurrency_one_queues_second_request_until_release() {
         let table = FunctionTable::new(LoadBalancing::RoundRobin);
-        table.sync("f", 1, 1, vec![spec("a", 1)], LONG).await;
+        table.sync("f", v(1), 1, vec![spec("a", 1)], LONG).await;
         let entry = table.get("f").unwrap();
         let first = entry.acquire(LONG, || {}).await.unwrap();
         let waiting = tokio::spawn({
@@ -516,7 +566,7 @@ mod tests {
     #[tokio::test]
     async fn cold_start_is_triggered_once_and_waiters_are_served_in_order() {
         let table = FunctionTable::new(LoadBalancing::LeastInFlight);
-        table.sync("f", 1, 1, vec![], LONG).await;
+        table.sync("f", v(1), 1, vec![], LONG).await;
         let entry = table.get("f").unwrap();
         let triggers = Arc::new(std::sync::atomic::AtomicU32::new(0));
         let mut handles = Vec::new();
@@ -530,7 +580,7 @@ mod tests {
             }
         }
         assert_eq!(triggers.load(Ordering::Relaxed), 1);
-        table.sync("f", 2, 1, vec![spec("a", 1), spec("b", 2)], LONG).await;
+        table.sync("f", v(2), 1, vec![spec("a", 1), spec("b", 2)], LONG).await;
         let first = handles.remove(0).await.unwrap().unwrap();
         let second = handles.remove(0).await.unwrap().unwrap();
         assert_eq!(first.cold_start, ColdStart::Triggered);
@@ -538,29 +588,64 @@ mod tests {
         assert_ne!(first.lease.endpoint().sandbox_id, second.lease.endpoint().sandbox_id);
         drop(first);
         let third = handles.remove(0).await.unwrap().unwrap();
-        assert_eq!(third.cold_start, ColdStart::None, "the sandbox had served before");
+        assert_eq!(third.cold_start, ColdStart::Waited, "it queued before any sandbox existed");
+        drop((second, third));
+        let later = entry.acquire(LONG, || {}).await.unwrap();
+        assert_eq!(later.cold_start, ColdStart::None);
+    }
+
+    #[tokio::test]
+    async fn abandoned_and_failed_waiters_leave_the_concurrency_meter() {
+        let table = FunctionTable::new(LoadBalancing::LeastInFlight);
+        table.sync("f", v(1), 1, vec![], LONG).await;
+        let entry = table.get("f").unwrap();
+        // A client that disconnects drops the request future while it waits.
+        let abandoned = tokio::spawn({
+            let entry = Arc::clone(&entry);
+            async move { entry.acquire(LONG, || {}).await }
+        });
+        while entry.lock().meter.level() == 0 {
+            tokio::task::yield_now().await;
+        }
+        abandoned.abort();
+        let _ = abandoned.await;
+        assert_eq!(entry.lock().meter.level(), 0);
+        let failing = tokio::spawn({
+            let entry = Arc::clone(&entry);
+            async move { entry.acquire(LONG, || {}).await }
+        });
+        while entry.take_load().1 == 0 {
+            tokio::task::yield_now().await;
+        }
+        table.fail_queued("f", "no capacity");
+        assert!(failing.await.unwrap().is_err());
+        assert_eq!(entry.lock().meter.level(), 0);
+        assert_eq!(entry.take_load().1, 0, "no dead waiter is reported as queued");
     }
 
     #[tokio::test]
     async fn sets_replace_never_append_and_stale_generations_are_ignored() {
         let table = FunctionTable::new(LoadBalancing::LeastInFlight);
-        table.sync("f", 1, 1, vec![spec("a", 1), spec("b", 2)], LONG).await;
-        table.sync("f", 3, 1, vec![spec("b", 2), spec("c", 3)], LONG).await;
-        table.sync("f", 3, 1, vec![spec("b", 2), spec("c", 3)], LONG).await;
-        table.sync("f", 2, 1, vec![spec("a", 1)], LONG).await;
+        table.sync("f", v(1), 1, vec![spec("a", 1), spec("b", 2)], LONG).await;
+        table.sync("f", v(3), 1, vec![spec("b", 2), spec("c", 3)], LONG).await;
+        table.sync("f", v(3), 1, vec![spec("b", 2), spec("c", 3)], LONG).await;
+        table.sync("f", v(2), 1, vec![spec("a", 1)], LONG).await;
+        let restarted = Version { incarnation: 8, generation: 1 };
+        table.sync("f", restarted, 1, vec![spec("b", 2), spec("c", 3)], LONG).await;
+        table.sync("f", v(9), 1, vec![spec("a", 1)], LONG).await;
         let mut ports: Vec<u16> = table.get("f").unwrap().endpoint_addresses().iter().map(|a| a.port()).collect();
         ports.sort();
-        assert_eq!(ports, [2, 3]);
+        assert_eq!(ports, [2, 3], "a restarted control plane's first update wins; the old one's are over");
     }
 
     #[tokio::test]
     async fn removal_drains_in_flight_requests() {
         let table = Arc::new(FunctionTable::new(LoadBalancing::LeastInFlight));
-        table.sync("f", 1, 1, vec![spec("a", 1)], LONG).await;
+        table.sync("f", v(1), 1, vec![spec("a", 1)], LONG).await;
         let grant = table.get("f").unwrap().acquire(LONG, || {}).await.unwrap();
         let sync = tokio::spawn({
             let table = Arc::clone(&table);
-            async move { table.sync("f", 2, 1, vec![], LONG).await }
+            async move { table.sync("f", v(2), 1, vec![], LONG).await }
         });
         tokio::task::yield_now().await;
         assert!(!sync.is_finished(), "the sync waits for the drain");
@@ -572,7 +657,7 @@ mod tests {
     #[tokio::test]
     async fn failures_and_deletion_reach_waiters() {
         let table = FunctionTable::new(LoadBalancing::LeastInFlight);
-        table.sync("f", 1, 1, vec![], LONG).await;
+        table.sync("f", v(1), 1, vec![], LONG).await;
         let entry = table.get("f").unwrap();
         let waiting = tokio::spawn({
             let entry = Arc::clone(&entry);
@@ -586,14 +671,18 @@ mod tests {
         assert!(matches!(err, AcquireError::CreationFailed { .. }), "{err}");
         let timeout = entry.acquire(Duration::from_millis(10), || {}).await.unwrap_err();
         assert!(matches!(timeout, AcquireError::Timeout { .. }));
-        assert!(table.remove("f", LONG).await);
+        assert!(table.remove("f", v(2), LONG).await);
+        table.sync("f", v(1), 1, vec![spec("a", 1)], LONG).await;
+        assert!(table.get("f").is_none(), "a sync sent before the deletion does not bring it back");
+        table.sync("f", v(3), 1, vec![], LONG).await;
+        assert!(table.get("f").is_some(), "re-registration does");
         assert!(matches!(entry.acquire(LONG, || {}).await, Err(AcquireError::UnknownFunction(_))));
     }
 
     #[tokio::test]
     async fn timed_out_waiter_does_not_leak_capacity() {
         let table = FunctionTable::new(LoadBalancing::LeastInFlight);
-        table.sync("f", 1, 1, vec![spec("a", 1)], LONG).await;
+        table.sync("f", v(1), 1, vec![spec("a", 1)], LONG).await;
         let entry = table.get("f").unwrap();
         let first = entry.acquire(LONG, || {}).await.unwrap();
         assert!(entry.acquire(Duration::from_millis(5), || {}).await.is_err());

@@ -24,8 +24,9 @@ use crate::proto::dirigent::{
     Ack, ColdStartRequest, DataPlaneInfo, FunctionFailure, FunctionLoad, FunctionRef, FunctionState, LoadReport,
 };
 use balancer::LoadBalancing;
-use endpoints::{EndpointSpec, FunctionTable};
+use endpoints::{EndpointSpec, FunctionTable, Version};
 use proxy::{ColdStartRequester, Proxy};
+use stats::CounterSnapshot;
 
 /// Data-plane settings (YAML).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +47,9 @@ pub struct DataPlaneConfig {
     /// How long a request may wait for a sandbox before it fails with 503.
     #[serde(with = "humantime_serde")]
     pub queue_timeout: Duration,
+    /// How long a sandbox may take to answer a request (to its response head) before the proxy answers 504.
+    #[serde(with = "humantime_serde")]
+    pub upstream_timeout: Duration,
     /// How often load figures go to the control plane.
     #[serde(with = "humantime_serde")]
     pub report_interval: Duration,
@@ -64,6 +68,7 @@ impl Default for DataPlaneConfig {
             control_plane: "127.0.0.1:9090".into(),
             load_balancing: LoadBalancing::default(),
             queue_timeout: Duration::from_secs(30),
+            upstream_timeout: Duration::from_secs(15 * 60),
             report_interval: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(30),
         }
@@ -137,7 +142,12 @@ impl DataPlane {
     /// Serves until `shutdown` is cancelled.
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), DataPlaneError> {
         let cold_starts = spawn_cold_start_requester(self.control_plane.clone(), self.name.clone(), shutdown.clone());
-        let proxy = Arc::new(Proxy::new(Arc::clone(&self.table), cold_starts, self.config.queue_timeout));
+        let proxy = Arc::new(Proxy::new(
+            Arc::clone(&self.table),
+            cold_starts,
+            self.config.queue_timeout,
+            self.config.upstream_timeout,
+        ));
         let http = tokio::spawn(net::serve_http(self.proxy_listener, shutdown.clone(), move |request| {
             Arc::clone(&proxy).handle(request)
         }));
@@ -220,12 +230,13 @@ impl Reporter {
                     () = shutdown.cancelled() => return,
                 }
                 let report = LoadReport { data_plane: self.info.name.clone(), functions: self.loads() };
-                match self.client.report_load(report).await {
-                    Ok(_) => {}
-                    // The control plane restarted and forgot us: register again.
-                    Err(status) if status.code() == tonic::Code::NotFound => break,
-                    Err(status) => tracing::warn!(%status, "load report failed"),
+                let Err(status) = self.client.report_load(report.clone()).await else { continue };
+                self.restore(&report);
+                // NotFound: the control plane restarted and forgot us, so register again.
+                if status.code() == tonic::Code::NotFound {
+                    break;
                 }
+                tracing::warn!(%status, "load report failed; its counts go into the next one");
             }
         }
     }
@@ -241,6 +252,19 @@ impl Reporter {
             if !backoff.wait(shutdown).await {
                 return false;
             }
+        }
+    }
+
+    fn restore(&self, report: &LoadReport) {
+        for load in &report.functions {
+            let Some(entry) = self.table.get(&load.function) else { continue };
+            entry.counters.restore(&CounterSnapshot {
+                invocations: load.invocations,
+                cold_starts: load.cold_starts,
+                failures: load.failures,
+                latency_buckets: load.latency_buckets.clone(),
+                latency_sum_seconds: load.latency_sum_seconds,
+            });
         }
     }
 
@@ -293,14 +317,15 @@ impl DataPlaneRpc for DataPlaneService {
                 })
             })
             .collect::<Result<Vec<_>, Status>>()?;
-        self.table
-            .sync(&state.name, state.generation, state.container_concurrency, endpoints, self.drain_timeout)
-            .await;
+        let version = Version { incarnation: state.incarnation, generation: state.generation };
+        self.table.sync(&state.name, version, state.container_concurrency, endpoints, self.drain_timeout).await;
         Ok(Response::new(Ack {}))
     }
 
     async fn remove_function(&self, request: Request<FunctionRef>) -> Result<Response<Ack>, Status> {
-        self.table.remove(&request.into_inner().name, self.drain_timeout).await;
+        let removal = request.into_inner();
+        let version = Version { incarnation: removal.incarnation, generation: removal.generation };
+        self.table.remove(&removal.name, version, self.drain_timeout).await;
         Ok(Response::new(Ack {}))
     }
 

@@ -67,18 +67,25 @@ pub struct Proxy {
     table: Arc<FunctionTable>,
     cold_starts: Arc<dyn ColdStartRequester>,
     queue_timeout: Duration,
+    upstream_timeout: Duration,
     http1: Client<HttpConnector, Incoming>,
     http2: Client<HttpConnector, Incoming>,
 }
 
 impl Proxy {
-    /// A proxy over `table`.
-    pub fn new(table: Arc<FunctionTable>, cold_starts: Arc<dyn ColdStartRequester>, queue_timeout: Duration) -> Self {
+    /// A proxy over `table`: requests wait up to `queue_timeout` for a sandbox, then up to `upstream_timeout`
+    /// for its response head.
+    pub fn new(
+        table: Arc<FunctionTable>,
+        cold_starts: Arc<dyn ColdStartRequester>,
+        queue_timeout: Duration,
+        upstream_timeout: Duration,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let http1 = Client::builder(TokioExecutor::new()).build(connector.clone());
         let http2 = Client::builder(TokioExecutor::new()).http2_only(true).build(connector);
-        Self { table, cold_starts, queue_timeout, http1, http2 }
+        Self { table, cold_starts, queue_timeout, upstream_timeout, http1, http2 }
     }
 
     /// Serves one request; never fails (errors become JSON responses).
@@ -102,12 +109,19 @@ impl Proxy {
                 return Ok(error(acquire_status(&err), &err.to_string()));
             }
         };
-        let sent = Instant::now();
-        function.counters.record_invocation(sent - arrived, grant.cold_start != ColdStart::None);
-        Ok(self.forward(request, target.path, grant, arrived).await.unwrap_or_else(|err| {
-            function.counters.record_failure();
-            err
-        }))
+        let scheduling = arrived.elapsed();
+        let cold = grant.cold_start != ColdStart::None;
+        // Counted once the sandbox answered: a request that never reached one is a failure, not an invocation.
+        Ok(match self.forward(request, target.path, grant, arrived).await {
+            Ok(response) => {
+                function.counters.record_invocation(scheduling, cold);
+                response
+            }
+            Err(response) => {
+                function.counters.record_failure();
+                response
+            }
+        })
     }
 
     /// Knative-style hosts (`name.namespace.domain`) name the function by their first label.
@@ -146,10 +160,19 @@ impl Proxy {
             parts.version = Version::HTTP_11;
         }
         let upstream_start = Instant::now();
-        let response = client.request(Request::from_parts(parts, body)).await.map_err(|e| {
-            let sandbox = &lease.endpoint().sandbox_id;
-            error(StatusCode::BAD_GATEWAY, &format!("sandbox {sandbox} at {address} failed: {e}"))
-        })?;
+        let sandbox = &lease.endpoint().sandbox_id;
+        let response =
+            match tokio::time::timeout(self.upstream_timeout, client.request(Request::from_parts(parts, body))).await {
+                Ok(Ok(response)) => response,
+                Ok(Err(e)) => {
+                    return Err(error(StatusCode::BAD_GATEWAY, &format!("sandbox {sandbox} at {address} failed: {e}")));
+                }
+                Err(_) => {
+                    let message =
+                        format!("sandbox {sandbox} at {address} did not answer within {:?}", self.upstream_timeout);
+                    return Err(error(StatusCode::GATEWAY_TIMEOUT, &message));
+                }
+            };
         let upstream = upstream_start.elapsed();
         let creation = (cold_start != ColdStart::None).then(|| lease.endpoint().creation);
         let (mut parts, body) = response.into_parts();

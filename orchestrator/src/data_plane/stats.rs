@@ -91,6 +91,18 @@ impl InvocationCounters {
         self.failures.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Puts back counts that could not be reported, so that a failed report loses nothing.
+    pub fn restore(&self, snapshot: &CounterSnapshot) {
+        self.invocations.fetch_add(snapshot.invocations, Ordering::Relaxed);
+        self.cold_starts.fetch_add(snapshot.cold_starts, Ordering::Relaxed);
+        self.failures.fetch_add(snapshot.failures, Ordering::Relaxed);
+        for (bucket, count) in self.latency_buckets.iter().zip(&snapshot.latency_buckets) {
+            bucket.fetch_add(*count, Ordering::Relaxed);
+        }
+        let nanos = (snapshot.latency_sum_seconds * 1e9) as u64;
+        self.latency_sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
     /// Drains the counters.
     pub fn take(&self) -> CounterSnapshot {
         CounterSnapshot {
@@ -132,5 +144,7 @@ mod tests {
         assert_eq!(snap.latency_buckets[6], 1, "3 ms falls in the (2.5 ms, 5 ms] bucket");
         assert_eq!(snap.latency_buckets[LATENCY_BUCKETS.len()], 1);
         assert_eq!(counters.take().invocations, 0);
+        counters.restore(&snap);
+        assert_eq!(counters.take(), snap, "a failed report puts everything back");
     }
 }

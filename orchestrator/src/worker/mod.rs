@@ -204,7 +204,10 @@ async fn report_exits(
         let exited = match exited {
             Ok(exited) => exited,
             Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::warn!(missed, "missed sandbox exit notifications; the control plane reconciles by heartbeat");
+                tracing::warn!(
+                    missed,
+                    "missed sandbox exit notifications; the heartbeat's count tells the control plane"
+                );
                 continue;
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -216,8 +219,18 @@ async fn report_exits(
             function: exited.function,
             reason: exited.reason,
         };
-        if let Err(status) = client.report_sandbox_exit(report).await {
-            tracing::warn!(%status, "cannot report a sandbox exit");
+        // A lost report would leave a dead endpoint in the data planes until the heartbeat check catches it.
+        let mut backoff = Backoff::new(Duration::from_millis(500));
+        for attempt in 1..=3 {
+            match client.report_sandbox_exit(report.clone()).await {
+                Ok(_) => break,
+                Err(status) if attempt == 3 => tracing::warn!(%status, "cannot report a sandbox exit"),
+                Err(_) => {
+                    if !backoff.wait(&shutdown).await {
+                        return;
+                    }
+                }
+            }
         }
     }
 }
@@ -242,7 +255,6 @@ impl WorkerRpc for WorkerService {
         &self,
         request: Request<CreateSandboxRequest>,
     ) -> Result<Response<CreateSandboxReply>, Status> {
-        let started = Instant::now();
         let r = request.into_inner();
         let spec = SandboxSpec {
             id: r.sandbox_id,
@@ -253,18 +265,20 @@ impl WorkerRpc for WorkerService {
             cpu_millis: r.cpu_millis,
             memory_mib: r.memory_mib,
         };
-        let sandbox = self.runtime.create(spec).await.map_err(|e| runtime_status(&e))?;
-        if let Err(err) = self.runtime.wait_ready(&sandbox, self.ready_timeout).await {
-            let _ = self.runtime.destroy(&sandbox.id).await;
-            return Err(runtime_status(&err));
-        }
-        let creation_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        tracing::debug!(sandbox = %sandbox.id, function = %sandbox.function, creation_micros, "sandbox ready");
-        Ok(Response::new(CreateSandboxReply {
-            sandbox_id: sandbox.id,
-            address: sandbox.address.to_string(),
-            creation_micros,
-        }))
+        let (runtime, ready_timeout) = (Arc::clone(&self.runtime), self.ready_timeout);
+        let (reply, created) = tokio::sync::oneshot::channel();
+        // Detached, so that a control plane giving up on the call (timeout, lost connection) cannot stop
+        // the creation half-way; a sandbox nobody waits for any more is destroyed.
+        tokio::spawn(async move {
+            let outcome = create_ready(runtime.as_ref(), spec, ready_timeout).await;
+            if let Err(Ok(abandoned)) = reply.send(outcome) {
+                tracing::info!(sandbox = %abandoned.sandbox_id, "the control plane gave up on this sandbox; destroying it");
+                let _ = runtime.destroy(&abandoned.sandbox_id).await;
+            }
+        });
+        let reply =
+            created.await.map_err(|_| Status::internal("the sandbox creation task ended without an answer"))??;
+        Ok(Response::new(reply))
     }
 
     async fn kill_sandbox(&self, request: Request<KillSandboxRequest>) -> Result<Response<Ack>, Status> {
@@ -284,6 +298,23 @@ impl WorkerRpc for WorkerService {
             .collect();
         Ok(Response::new(SandboxList { sandboxes }))
     }
+}
+
+/// Starts a sandbox and waits until it answers its readiness probe; destroys it if it never does.
+async fn create_ready(
+    runtime: &dyn SandboxRuntime,
+    spec: SandboxSpec,
+    ready_timeout: Duration,
+) -> Result<CreateSandboxReply, Status> {
+    let started = Instant::now();
+    let sandbox = runtime.create(spec).await.map_err(|e| runtime_status(&e))?;
+    if let Err(err) = runtime.wait_ready(&sandbox, ready_timeout).await {
+        let _ = runtime.destroy(&sandbox.id).await;
+        return Err(runtime_status(&err));
+    }
+    let creation_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    tracing::debug!(sandbox = %sandbox.id, function = %sandbox.function, creation_micros, "sandbox ready");
+    Ok(CreateSandboxReply { sandbox_id: sandbox.id, address: sandbox.address.to_string(), creation_micros })
 }
 
 fn host_cpu_millis() -> u64 {

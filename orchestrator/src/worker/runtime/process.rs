@@ -219,7 +219,10 @@ fn spawn_thread(runtime: tokio::runtime::Handle) -> std::sync::mpsc::Sender<Spaw
         // tokio's child handles register with the runtime's reaper, which needs its context.
         let _context = runtime.enter();
         for (mut command, reply) in queue {
-            let _ = reply.send(command.spawn());
+            // Nobody waits for this child any more: kill it rather than leave it untracked.
+            if let Err(Ok(mut child)) = reply.send(command.spawn()) {
+                let _ = child.start_kill();
+            }
         }
     });
     if let Err(err) = thread {
