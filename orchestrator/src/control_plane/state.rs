@@ -290,3 +290,78 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state_with(function_uid: u64) -> State {
+        let mut state = State::default();
+        let spec = FunctionSpec::from_json(br#"{"name":"f","image":"x","cpu_millis":100,"memory_mib":64}"#).unwrap();
+        let mut record = FunctionRecord::new(spec, function_uid, &AutoscalerConfig::default());
+        record.creating = 1;
+        state.functions.insert("f".into(), record);
+        state.pending.insert("f-1".into());
+        state
+    }
+
+    fn reserved(state: &mut State, worker: &str) {
+        let load = WorkerLoad {
+            name: worker.into(),
+            cpu_capacity_millis: 1000,
+            memory_capacity_mib: 1024,
+            cpu_used_millis: 0,
+            memory_used_mib: 0,
+            sandboxes: 0,
+        };
+        let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
+        let record = WorkerRecord {
+            address: String::new(),
+            client: WorkerClient::new(channel),
+            load,
+            last_seen: Duration::ZERO,
+            count_mismatches: 0,
+        };
+        state.workers.insert(worker.into(), record);
+        state.reserve(worker, Resources { cpu_millis: 100, memory_mib: 64 });
+    }
+
+    const ASKED: Resources = Resources { cpu_millis: 100, memory_mib: 64 };
+
+    #[tokio::test]
+    async fn a_created_sandbox_is_kept_only_for_the_same_live_registration() {
+        let mut state = state_with(1);
+        reserved(&mut state, "w");
+        assert!(state.settle("f", "f-1", 1, "w", ASKED, true));
+        assert_eq!(state.functions["f"].creating, 0);
+        assert_eq!(state.workers["w"].load.sandboxes, 1, "a kept sandbox keeps its reservation");
+        assert!(state.pending.is_empty());
+
+        // Deleted and registered again under the same name while the sandbox started.
+        let mut state = state_with(2);
+        reserved(&mut state, "w");
+        assert!(!state.settle("f", "f-1", 1, "w", ASKED, true));
+        assert_eq!(state.functions["f"].creating, 1, "the new registration's own creation is untouched");
+        assert_eq!(state.workers["w"].load.sandboxes, 0);
+        assert_eq!(state.workers["w"].load.cpu_used_millis, 0);
+    }
+
+    #[tokio::test]
+    async fn failures_early_exits_and_dropped_workers_release_everything() {
+        let mut state = state_with(1);
+        reserved(&mut state, "w");
+        assert!(!state.settle("f", "f-1", 1, "w", ASKED, false));
+        assert_eq!((state.functions["f"].creating, state.workers["w"].load.sandboxes), (0, 0));
+
+        let mut state = state_with(1);
+        reserved(&mut state, "w");
+        state.exited_early.insert("f-1".into());
+        assert!(!state.settle("f", "f-1", 1, "w", ASKED, true), "it died before it was recorded");
+        assert!(state.exited_early.is_empty());
+        assert_eq!(state.functions["f"].creating, 0);
+
+        let mut state = state_with(1);
+        assert!(!state.settle("f", "f-1", 1, "gone", ASKED, true), "its worker was dropped meanwhile");
+        assert_eq!(state.functions["f"].creating, 0, "no creation stays counted forever");
+    }
+}
