@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::proto::dirigent::data_plane_client::DataPlaneClient;
 use crate::proto::dirigent::worker_client::WorkerClient;
 use crate::proto::dirigent::{
-    CreateSandboxReply, CreateSandboxRequest, DataPlaneInfo, FunctionFailure, FunctionRef, FunctionState,
+    CreateSandboxReply, CreateSandboxRequest, DataPlaneInfo, FunctionFailure, FunctionRef, FunctionSet, FunctionState,
     KillSandboxRequest, LoadReport, WorkerInfo,
 };
 
@@ -164,6 +164,7 @@ impl Core {
             let resources = record.resources();
             for sandbox in record.sandboxes.values() {
                 state.release(&sandbox.worker, resources);
+                state.retiring.insert(sandbox.id.clone());
             }
             (
                 record.sandboxes.into_values().collect::<Vec<_>>(),
@@ -174,16 +175,17 @@ impl Core {
         };
         tracing::info!(function = %name, sandboxes = sandboxes.len(), "function deleted");
         let removal = FunctionRef { name: name.to_owned(), generation, incarnation: self.incarnation };
-        futures_util::future::join_all(data_planes.into_iter().map(|(dp, mut client)| {
+        let failed = futures_util::future::join_all(data_planes.into_iter().map(|(dp, mut client)| {
             let removal = removal.clone();
             async move {
-                if let Err(status) = client.remove_function(removal).await {
-                    tracing::warn!(data_plane = %dp, %status, "cannot remove a function from a data plane");
-                }
+                let status = client.remove_function(removal).await.err()?;
+                tracing::warn!(data_plane = %dp, %status, "cannot remove a function from a data plane; a resync follows");
+                Some(dp)
             }
         }))
         .await;
-        kill_all(sandboxes, &workers).await;
+        self.mark_for_resync(failed.into_iter().flatten());
+        self.retire(sandboxes, &workers).await;
         Ok(())
     }
 
@@ -239,8 +241,11 @@ impl Core {
         let live: HashSet<&str> = listed.iter().map(|s| s.sandbox_id.as_str()).collect();
         let (unknown, pushes, data_planes) = {
             let mut state = self.state();
-            let known =
-                |id: &str| state.pending.contains(id) || state.functions.values().any(|f| f.sandboxes.contains_key(id));
+            let known = |id: &str| {
+                state.pending.contains(id)
+                    || state.retiring.contains(id)
+                    || state.functions.values().any(|f| f.sandboxes.contains_key(id))
+            };
             let unknown: Vec<String> =
                 listed.iter().filter(|s| !known(&s.sandbox_id)).map(|s| s.sandbox_id.clone()).collect();
             let pushes = state.drop_sandboxes(|s| recorded.contains(&s.id) && !live.contains(s.id.as_str()));
@@ -270,7 +275,8 @@ impl Core {
             } else {
                 worker.count_mismatches += 1;
             }
-            worker.count_mismatches == MISMATCHES_BEFORE_RECONCILE
+            // Every few mismatching heartbeats, not once: a reconcile may fail or leave a real difference.
+            worker.count_mismatches > 0 && worker.count_mismatches % MISMATCHES_BEFORE_RECONCILE == 0
         };
         if reconcile {
             let core = Arc::clone(self);
@@ -291,6 +297,7 @@ impl Core {
                 client: client.clone(),
                 last_seen: self.clock.now(),
                 needs_resync: false,
+                resyncing: true,
             };
             state.data_planes.insert(info.name.clone(), record);
             self.publish_membership(&state);
@@ -373,7 +380,7 @@ impl Core {
     }
 
     /// A worker reports a sandbox that exited on its own.
-    pub async fn sandbox_exited(&self, function: &str, sandbox_id: &str, reason: &str) {
+    pub async fn sandbox_exited(self: &Arc<Self>, function: &str, sandbox_id: &str, reason: &str) {
         let push = {
             let mut state = self.state();
             if state.pending.contains(sandbox_id) {
@@ -390,7 +397,9 @@ impl Core {
             (snapshot, state.data_plane_clients())
         };
         tracing::warn!(%function, sandbox = %sandbox_id, %reason, "sandbox exited; removed from the data planes");
-        self.push(push.0, push.1).await;
+        // Detached: the registry already changed, so the push must happen even if the worker's call is cancelled.
+        let core = Arc::clone(self);
+        let _ = tokio::spawn(async move { core.push(push.0, push.1).await }).await;
     }
 
     /// One autoscaler tick over every function.
@@ -517,7 +526,8 @@ impl Core {
     async fn creation_succeeded(&self, function: &str, plan: PlannedSandbox, reply: CreateSandboxReply) {
         let push = {
             let mut state = self.state();
-            let kept = state.settle(function, &reply.sandbox_id, plan.function_uid, &plan.worker, plan.resources, true);
+            let kept =
+                state.settle(function, &plan.request.sandbox_id, plan.function_uid, &plan.worker, plan.resources, true);
             let generation = state.next_sequence();
             match state.functions.get_mut(function).filter(|_| kept) {
                 Some(record) => {
@@ -579,12 +589,13 @@ impl Core {
             let snapshot = record.snapshot(generation);
             for sandbox in &removed {
                 state.release(&sandbox.worker, resources);
+                state.retiring.insert(sandbox.id.clone());
             }
             (removed, (snapshot, state.data_plane_clients()), self.worker_clients(&state))
         };
         tracing::debug!(%function, count = removed.len(), "scaling down");
         self.push(push.0, push.1).await;
-        kill_all(removed, &workers).await;
+        self.retire(removed, &workers).await;
     }
 
     /// Pushes one function's full state to data planes and returns when all have applied it (for removed
@@ -592,23 +603,41 @@ impl Core {
     async fn push(&self, mut state: FunctionState, data_planes: Vec<(String, DataPlaneClient<Channel>)>) {
         state.incarnation = self.incarnation;
         let failed = send_state(state, data_planes).await;
-        let mut registry = self.state();
-        for name in failed {
-            if let Some(data_plane) = registry.data_planes.get_mut(&name) {
+        self.mark_for_resync(failed);
+    }
+
+    fn mark_for_resync(&self, data_planes: impl IntoIterator<Item = String>) {
+        let mut state = self.state();
+        for name in data_planes {
+            if let Some(data_plane) = state.data_planes.get_mut(&name) {
                 data_plane.needs_resync = true;
             }
         }
     }
 
-    /// Sends every function to one data plane (after it registered, or after a push to it failed).
-    async fn resync(&self, name: String, client: DataPlaneClient<Channel>) {
-        let states = {
+    /// Brings one data plane in line with the registry (after it registered, or after a push to it failed):
+    /// first it drops every function the registry no longer has, then it gets every function's state.
+    async fn resync(&self, name: String, mut client: DataPlaneClient<Channel>) {
+        let (set, states) = {
             let mut state = self.state();
             let generation = state.next_sequence();
-            state.functions.values().map(|f| f.snapshot(generation)).collect::<Vec<_>>()
+            let names = state.functions.keys().cloned().collect();
+            let set = FunctionSet { names, generation, incarnation: self.incarnation };
+            (set, state.functions.values().map(|f| f.snapshot(generation)).collect::<Vec<_>>())
         };
-        for state in states {
-            self.push(state, vec![(name.clone(), client.clone())]).await;
+        match client.retain_functions(set).await {
+            Ok(_) => {
+                for state in states {
+                    self.push(state, vec![(name.clone(), client.clone())]).await;
+                }
+            }
+            Err(status) => {
+                tracing::warn!(data_plane = %name, %status, "resync failed; trying again later");
+                self.mark_for_resync([name.clone()]);
+            }
+        }
+        if let Some(data_plane) = self.state().data_planes.get_mut(&name) {
+            data_plane.resyncing = false;
         }
     }
 
@@ -619,9 +648,11 @@ impl Core {
             state
                 .data_planes
                 .iter_mut()
-                .filter(|(_, d)| d.needs_resync)
+                // One resync per data plane at a time: an unreachable one is retried, not stormed.
+                .filter(|(_, d)| d.needs_resync && !d.resyncing)
                 .map(|(name, d)| {
                     d.needs_resync = false;
+                    d.resyncing = true;
                     (name.clone(), d.client.clone())
                 })
                 .collect()
@@ -632,6 +663,26 @@ impl Core {
         }
     }
 
+    /// Kills sandboxes already taken out of the registry (and out of the data planes, drained); until then
+    /// they are `retiring`, which reconciliation leaves alone.
+    async fn retire(&self, sandboxes: Vec<SandboxRecord>, workers: &[(String, WorkerClient<Channel>)]) {
+        futures_util::future::join_all(sandboxes.iter().map(|sandbox| {
+            let client = workers.iter().find(|(name, _)| *name == sandbox.worker).map(|(_, c)| c.clone());
+            async move {
+                let Some(mut client) = client else { return };
+                let request = KillSandboxRequest { sandbox_id: sandbox.id.clone() };
+                if let Err(status) = client.kill_sandbox(request).await {
+                    tracing::warn!(sandbox = %sandbox.id, worker = %sandbox.worker, %status, "cannot kill a sandbox");
+                }
+            }
+        }))
+        .await;
+        let mut state = self.state();
+        for sandbox in &sandboxes {
+            state.retiring.remove(&sandbox.id);
+        }
+    }
+
     fn worker_clients(&self, state: &State) -> Vec<(String, WorkerClient<Channel>)> {
         state.workers.iter().map(|(name, w)| (name.clone(), w.client.clone())).collect()
     }
@@ -639,17 +690,6 @@ impl Core {
     /// The data planes' proxy addresses, for `/registerService`'s reply.
     pub fn proxy_addresses(&self) -> Vec<String> {
         self.state().data_planes.values().map(|d| d.proxy_address.clone()).collect()
-    }
-
-    /// Kills every sandbox (control-plane shutdown in standalone mode).
-    pub async fn kill_every_sandbox(&self) {
-        let (sandboxes, workers) = {
-            let mut state = self.state();
-            let sandboxes: Vec<SandboxRecord> =
-                state.functions.values_mut().flat_map(|f| std::mem::take(&mut f.sandboxes).into_values()).collect();
-            (sandboxes, self.worker_clients(&state))
-        };
-        kill_all(sandboxes, &workers).await;
     }
 }
 
@@ -681,18 +721,4 @@ async fn send_state(state: FunctionState, data_planes: Vec<(String, DataPlaneCli
     }))
     .await;
     results.into_iter().flatten().collect()
-}
-
-async fn kill_all(sandboxes: Vec<SandboxRecord>, workers: &[(String, WorkerClient<Channel>)]) {
-    futures_util::future::join_all(sandboxes.into_iter().map(|sandbox| {
-        let client = workers.iter().find(|(name, _)| *name == sandbox.worker).map(|(_, c)| c.clone());
-        async move {
-            let Some(mut client) = client else { return };
-            let request = KillSandboxRequest { sandbox_id: sandbox.id.clone() };
-            if let Err(status) = client.kill_sandbox(request).await {
-                tracing::warn!(sandbox = %sandbox.id, worker = %sandbox.worker, %status, "cannot kill a sandbox");
-            }
-        }
-    }))
-    .await;
 }

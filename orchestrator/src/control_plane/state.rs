@@ -153,6 +153,8 @@ pub struct DataPlaneRecord {
     pub last_seen: Duration,
     /// A push to it failed: it gets every function again.
     pub needs_resync: bool,
+    /// A resync to it is running.
+    pub resyncing: bool,
 }
 
 /// Scheduling-latency histogram summed over data planes.
@@ -200,6 +202,8 @@ pub struct State {
     pub latency: LatencyHistogram,
     /// Ids of sandboxes being created: known, though not ready yet.
     pub pending: std::collections::BTreeSet<String>,
+    /// Sandboxes out of the registry and being drained or killed.
+    pub retiring: std::collections::BTreeSet<String>,
     /// Pending sandboxes whose exit was reported before their creation finished.
     pub exited_early: std::collections::BTreeSet<String>,
 }

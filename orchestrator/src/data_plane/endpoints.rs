@@ -475,8 +475,14 @@ impl FunctionTable {
     pub async fn remove(&self, name: &str, version: Version, drain_timeout: Duration) -> bool {
         let removed = {
             let mut tombstones = self.tombstones.lock().unwrap_or_else(|e| e.into_inner());
-            tombstones.insert(name.to_owned(), version);
-            self.functions.write().unwrap_or_else(|e| e.into_inner()).remove(name)
+            let mut functions = self.functions.write().unwrap_or_else(|e| e.into_inner());
+            if functions.get(name).is_some_and(|entry| version < entry.lock().version) {
+                // A late removal of an earlier registration of this name: the current one stays.
+                return false;
+            }
+            let tombstone = tombstones.entry(name.to_owned()).or_default();
+            *tombstone = (*tombstone).max(version);
+            functions.remove(name)
         };
         let Some(entry) = removed else { return false };
         let draining = {
@@ -491,6 +497,16 @@ impl FunctionTable {
         entry.fail_waiters(&AcquireError::Deleted(name.to_owned()));
         drain(draining, drain_timeout).await;
         true
+    }
+
+    /// Removes every function not in `keep`, as deletions at `version` (a data plane that missed a deletion
+    /// learns of it this way).
+    pub async fn retain(&self, keep: &HashSet<String>, version: Version, drain_timeout: Duration) {
+        let names: Vec<String> = {
+            let functions = self.functions.read().unwrap_or_else(|e| e.into_inner());
+            functions.keys().filter(|name| !keep.contains(*name)).cloned().collect()
+        };
+        futures_util::future::join_all(names.iter().map(|name| self.remove(name, version, drain_timeout))).await;
     }
 
     /// Fails the queued requests of `name` because its sandboxes cannot be created.
@@ -676,6 +692,10 @@ mod tests {
         assert!(table.get("f").is_none(), "a sync sent before the deletion does not bring it back");
         table.sync("f", v(3), 1, vec![], LONG).await;
         assert!(table.get("f").is_some(), "re-registration does");
+        assert!(!table.remove("f", v(2), LONG).await, "a late removal of the old registration is ignored");
+        assert!(table.get("f").is_some());
+        table.retain(&HashSet::from(["g".to_owned()]), v(4), LONG).await;
+        assert!(table.get("f").is_none(), "a resync's retain removes what the control plane no longer has");
         assert!(matches!(entry.acquire(LONG, || {}).await, Err(AcquireError::UnknownFunction(_))));
     }
 

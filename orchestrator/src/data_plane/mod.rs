@@ -21,7 +21,8 @@ use crate::net::{self, Backoff, BindError};
 use crate::proto::dirigent::control_plane_client::ControlPlaneClient;
 use crate::proto::dirigent::data_plane_server::{DataPlane as DataPlaneRpc, DataPlaneServer};
 use crate::proto::dirigent::{
-    Ack, ColdStartRequest, DataPlaneInfo, FunctionFailure, FunctionLoad, FunctionRef, FunctionState, LoadReport,
+    Ack, ColdStartRequest, DataPlaneInfo, FunctionFailure, FunctionLoad, FunctionRef, FunctionSet, FunctionState,
+    LoadReport,
 };
 use balancer::LoadBalancing;
 use endpoints::{EndpointSpec, FunctionTable, Version};
@@ -326,6 +327,14 @@ impl DataPlaneRpc for DataPlaneService {
         let removal = request.into_inner();
         let version = Version { incarnation: removal.incarnation, generation: removal.generation };
         self.table.remove(&removal.name, version, self.drain_timeout).await;
+        Ok(Response::new(Ack {}))
+    }
+
+    async fn retain_functions(&self, request: Request<FunctionSet>) -> Result<Response<Ack>, Status> {
+        let set = request.into_inner();
+        let version = Version { incarnation: set.incarnation, generation: set.generation };
+        let keep: std::collections::HashSet<String> = set.names.into_iter().collect();
+        self.table.retain(&keep, version, self.drain_timeout).await;
         Ok(Response::new(Ack {}))
     }
 
