@@ -418,13 +418,45 @@ impl Drop for QueuedRequest {
     }
 }
 
+/// How long a deletion is remembered: far longer than any push stays in flight, short enough that a
+/// run registering and deleting thousands of functions does not grow the table without bound.
+const TOMBSTONE_LIFETIME: Duration = Duration::from_secs(300);
+
+/// Deleted names, each with the newest deletion's version and when it was recorded.
+#[derive(Default)]
+struct Tombstones {
+    by_name: HashMap<String, (Version, Instant)>,
+    pruned: Option<Instant>,
+}
+
+impl Tombstones {
+    fn get(&self, name: &str) -> Option<Version> {
+        self.by_name.get(name).map(|(version, _)| *version)
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.by_name.remove(name);
+    }
+
+    fn insert(&mut self, name: &str, version: Version) {
+        let now = Instant::now();
+        // Pruning scans every entry, so it runs at most every few seconds, not on every deletion.
+        if self.pruned.is_none_or(|at| now.duration_since(at) > TOMBSTONE_LIFETIME / 30) {
+            self.by_name.retain(|_, (_, at)| now.duration_since(*at) < TOMBSTONE_LIFETIME);
+            self.pruned = Some(now);
+        }
+        let entry = self.by_name.entry(name.to_owned()).or_insert((version, now));
+        *entry = (entry.0.max(version), now);
+    }
+}
+
 /// All functions this data plane knows, by name.
 pub struct FunctionTable {
     policy: LoadBalancing,
     functions: RwLock<HashMap<String, Arc<FunctionEntry>>>,
     /// When each deleted name was deleted, so that a sync sent before the deletion but arriving after it
     /// does not bring the function back. A newer sync (re-registration) clears it.
-    tombstones: Mutex<HashMap<String, Version>>,
+    tombstones: Mutex<Tombstones>,
 }
 
 impl FunctionTable {
@@ -456,7 +488,7 @@ impl FunctionTable {
         let entry = {
             let mut tombstones = self.tombstones.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(deleted) = tombstones.get(name) {
-                if version <= *deleted {
+                if version <= deleted {
                     return;
                 }
                 tombstones.remove(name);
@@ -480,8 +512,7 @@ impl FunctionTable {
                 // A late removal of an earlier registration of this name: the current one stays.
                 return false;
             }
-            let tombstone = tombstones.entry(name.to_owned()).or_default();
-            *tombstone = (*tombstone).max(version);
+            tombstones.insert(name, version);
             functions.remove(name)
         };
         let Some(entry) = removed else { return false };
