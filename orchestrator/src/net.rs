@@ -34,9 +34,88 @@ pub fn advertised(listener: &TcpListener, host: &str) -> String {
     if bound.ip().is_unspecified() { format!("{host}:{}", bound.port()) } else { bound.to_string() }
 }
 
-/// Serves HTTP/1.1 and h2c on `listener` with `handler` until `shutdown`, then lets open connections finish.
-pub async fn serve_http<F, Fut, B>(listener: TcpListener, shutdown: CancellationToken, handler: F)
-where
+/// Serves HTTP/1.1 and h2c on `listener` until `shutdown`, then lets open connections finish.
+///
+/// One task accepts; `threads` single-threaded runtimes, each on its own OS thread, serve the connections
+/// (handed out in turn). A connection's request handling and the handler's own upstream connections then
+/// stay on one thread, with no wake-ups across cores on the per-request path. `make_handler` builds one
+/// handler per thread, so per-thread state such as connection pools is not shared.
+pub async fn serve_http<H, F, Fut, B>(
+    listener: TcpListener,
+    threads: usize,
+    shutdown: CancellationToken,
+    make_handler: H,
+) where
+    H: Fn() -> F,
+    F: Fn(http::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<http::Response<B>, std::convert::Infallible>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut lanes = Vec::new();
+    let mut finished = Vec::new();
+    for index in 0..threads.max(1) {
+        let (lane, connections) = tokio::sync::mpsc::unbounded_channel::<std::net::TcpStream>();
+        let (done, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let (handler, shutdown) = (make_handler(), shutdown.clone());
+        let spawned = std::thread::Builder::new().name(format!("http-{index}")).spawn(move || {
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime.block_on(serve_lane(connections, shutdown, handler)),
+                Err(err) => tracing::error!(%err, "cannot start an HTTP serving thread"),
+            }
+            let _ = done.send(());
+        });
+        match spawned {
+            Ok(_) => {
+                lanes.push(lane);
+                finished.push(done_rx);
+            }
+            Err(err) => tracing::error!(%err, "cannot start an HTTP serving thread"),
+        }
+    }
+    accept_into(&listener, &lanes, &shutdown).await;
+    drop(lanes);
+    for done in finished {
+        let _ = done.await;
+    }
+}
+
+/// Accepts connections and hands them to the lanes in turn until `shutdown`.
+async fn accept_into(
+    listener: &TcpListener,
+    lanes: &[tokio::sync::mpsc::UnboundedSender<std::net::TcpStream>],
+    shutdown: &CancellationToken,
+) {
+    let mut next = 0;
+    while !lanes.is_empty() {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.cancelled() => return,
+        };
+        let stream = match accepted.and_then(|(stream, _)| {
+            stream.set_nodelay(true)?;
+            stream.into_std()
+        }) {
+            Ok(stream) => stream,
+            Err(err) => {
+                // Running out of file descriptors is transient; back off instead of spinning.
+                tracing::warn!(%err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = lanes[next % lanes.len()].send(stream);
+        next += 1;
+    }
+}
+
+/// One serving thread's loop: serve the connections it is handed, then drain them at shutdown.
+async fn serve_lane<F, Fut, B>(
+    mut connections: tokio::sync::mpsc::UnboundedReceiver<std::net::TcpStream>,
+    shutdown: CancellationToken,
+    handler: F,
+) where
     F: Fn(http::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<http::Response<B>, std::convert::Infallible>> + Send + 'static,
     B: hyper::body::Body + Send + 'static,
@@ -46,22 +125,12 @@ where
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+        let stream = tokio::select! {
+            stream = connections.recv() => match stream { Some(stream) => stream, None => break },
             () = shutdown.cancelled() => break,
         };
-        let (stream, _) = match accepted {
-            Ok(conn) => conn,
-            Err(err) => {
-                // Running out of file descriptors is transient; back off instead of spinning.
-                tracing::warn!(%err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let connection = builder.serve_connection(TokioIo::new(stream), service_fn(handler)).into_owned();
+        let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { continue };
+        let connection = builder.serve_connection(TokioIo::new(stream), service_fn(handler.clone())).into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(err) = connection.await {

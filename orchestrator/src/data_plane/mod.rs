@@ -45,6 +45,8 @@ pub struct DataPlaneConfig {
     pub control_plane: String,
     /// How a free sandbox is chosen.
     pub load_balancing: LoadBalancing,
+    /// Threads serving proxy connections, each with its own connection pool (default: one per core).
+    pub proxy_threads: Option<usize>,
     /// How long a request may wait for a sandbox before it fails with 503.
     #[serde(with = "humantime_serde")]
     pub queue_timeout: Duration,
@@ -68,6 +70,7 @@ impl Default for DataPlaneConfig {
             advertise_host: "127.0.0.1".into(),
             control_plane: "127.0.0.1:9090".into(),
             load_balancing: LoadBalancing::default(),
+            proxy_threads: None,
             queue_timeout: Duration::from_secs(30),
             upstream_timeout: Duration::from_secs(15 * 60),
             report_interval: Duration::from_secs(1),
@@ -143,15 +146,19 @@ impl DataPlane {
     /// Serves until `shutdown` is cancelled.
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), DataPlaneError> {
         let cold_starts = spawn_cold_start_requester(self.control_plane.clone(), self.name.clone(), shutdown.clone());
-        let proxy = Arc::new(Proxy::new(
-            Arc::clone(&self.table),
-            cold_starts,
-            self.config.queue_timeout,
-            self.config.upstream_timeout,
-        ));
-        let http = tokio::spawn(net::serve_http(self.proxy_listener, shutdown.clone(), move |request| {
-            Arc::clone(&proxy).handle(request)
-        }));
+        let (table, config) = (Arc::clone(&self.table), self.config.clone());
+        let make_handler = move || {
+            let proxy = Arc::new(Proxy::new(
+                Arc::clone(&table),
+                Arc::clone(&cold_starts),
+                config.queue_timeout,
+                config.upstream_timeout,
+            ));
+            move |request| Arc::clone(&proxy).handle(request)
+        };
+        let threads =
+            self.config.proxy_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let http = tokio::spawn(net::serve_http(self.proxy_listener, threads, shutdown.clone(), make_handler));
         let reporter = Reporter {
             client: self.control_plane.clone(),
             table: Arc::clone(&self.table),
