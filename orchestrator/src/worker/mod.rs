@@ -308,12 +308,13 @@ async fn create_ready(
 ) -> Result<CreateSandboxReply, Status> {
     let started = Instant::now();
     let sandbox = runtime.create(spec).await.map_err(|e| runtime_status(&e))?;
+    let start_micros = started.elapsed().as_micros();
     if let Err(err) = runtime.wait_ready(&sandbox, ready_timeout).await {
         let _ = runtime.destroy(&sandbox.id).await;
         return Err(runtime_status(&err));
     }
     let creation_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    tracing::debug!(sandbox = %sandbox.id, function = %sandbox.function, creation_micros, "sandbox ready");
+    tracing::debug!(sandbox = %sandbox.id, function = %sandbox.function, start_micros, creation_micros, "sandbox ready");
     Ok(CreateSandboxReply { sandbox_id: sandbox.id, address: sandbox.address.to_string(), creation_micros })
 }
 
