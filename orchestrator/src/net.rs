@@ -37,7 +37,7 @@ pub fn advertised(listener: &TcpListener, host: &str) -> String {
 /// Serves HTTP/1.1 and h2c on `listener` until `shutdown`, then lets open connections finish.
 ///
 /// One task accepts; `threads` single-threaded runtimes, each on its own OS thread, serve the connections
-/// (handed out in turn). A connection's request handling and the handler's own upstream connections then
+/// (handed out in turn); with `threads` 0 the caller's runtime serves them. A connection's request handling and the handler's own upstream connections then
 /// stay on one thread, with no wake-ups across cores on the per-request path. `make_handler` builds one
 /// handler per thread, so per-thread state such as connection pools is not shared.
 pub async fn serve_http<H, F, Fut, B>(
@@ -55,7 +55,19 @@ pub async fn serve_http<H, F, Fut, B>(
 {
     let mut lanes = Vec::new();
     let mut finished = Vec::new();
-    for index in 0..threads.max(1) {
+    if threads == 0 {
+        // No threads of its own: connections are served by the caller's runtime.
+        let (lane, connections) = tokio::sync::mpsc::unbounded_channel::<std::net::TcpStream>();
+        let (done, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let (handler, shutdown) = (make_handler(), shutdown.clone());
+        tokio::spawn(async move {
+            serve_lane(connections, shutdown, handler).await;
+            let _ = done.send(());
+        });
+        lanes.push(lane);
+        finished.push(done_rx);
+    }
+    for index in 0..threads {
         let (lane, connections) = tokio::sync::mpsc::unbounded_channel::<std::net::TcpStream>();
         let (done, done_rx) = tokio::sync::oneshot::channel::<()>();
         let (handler, shutdown) = (make_handler(), shutdown.clone());

@@ -100,11 +100,13 @@ impl Drop for Dirigent {
     }
 }
 
+/// The standalone config; `BENCH_PROXY_THREADS` sets the data plane's `proxy_threads` (0: the shared runtime).
 fn standalone_config(workers: usize) -> String {
+    let proxy_threads = std::env::var("BENCH_PROXY_THREADS").unwrap_or_else(|_| "null".to_owned());
     format!(
         "workers: {workers}\n\
          control_plane: {{ grpc_listen: \"127.0.0.1:0\", http_listen: \"127.0.0.1:0\" }}\n\
-         data_plane: {{ proxy_listen: \"127.0.0.1:0\", grpc_listen: \"127.0.0.1:0\" }}\n\
+         data_plane: {{ proxy_listen: \"127.0.0.1:0\", grpc_listen: \"127.0.0.1:0\", proxy_threads: {proxy_threads} }}\n\
          worker: {{ listen: \"127.0.0.1:0\" }}\n"
     )
 }

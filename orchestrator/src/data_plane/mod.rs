@@ -45,7 +45,8 @@ pub struct DataPlaneConfig {
     pub control_plane: String,
     /// How a free sandbox is chosen.
     pub load_balancing: LoadBalancing,
-    /// Threads serving proxy connections, each with its own connection pool (default: one per core).
+    /// Threads serving proxy connections, each with its own connection pool (default: one per core; 0: the
+    /// process's shared runtime serves them).
     pub proxy_threads: Option<usize>,
     /// How long a request may wait for a sandbox before it fails with 503.
     #[serde(with = "humantime_serde")]
