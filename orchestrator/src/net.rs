@@ -155,10 +155,22 @@ async fn serve_lane<F, Fut, B>(
     }
 }
 
+/// A peer's address is not a valid URI.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid address '{address}': {source}")]
+pub struct AddressError {
+    /// The address.
+    pub address: String,
+    /// The cause.
+    pub source: tonic::transport::Error,
+}
+
 /// A gRPC channel to `address` (`host:port` or a URI) that connects on first use and reconnects.
-pub fn channel(address: &str) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+pub fn channel(address: &str) -> Result<tonic::transport::Channel, AddressError> {
     let uri = if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
-    Ok(tonic::transport::Endpoint::from_shared(uri)?
+    let endpoint = tonic::transport::Endpoint::from_shared(uri)
+        .map_err(|source| AddressError { address: address.to_owned(), source })?;
+    Ok(endpoint
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))

@@ -42,13 +42,8 @@ pub enum PeerError {
     #[error("{0} is not registered")]
     Unknown(String),
     /// an address is not a valid URI
-    #[error("invalid address '{address}': {source}")]
-    Address {
-        /// The address.
-        address: String,
-        /// The cause.
-        source: tonic::transport::Error,
-    },
+    #[error(transparent)]
+    Address(#[from] crate::net::AddressError),
 }
 
 /// What a membership watcher sees: registered workers and data planes.
@@ -704,7 +699,7 @@ fn silent<T>(
 }
 
 fn channel(address: &str) -> Result<Channel, PeerError> {
-    crate::net::channel(address).map_err(|source| PeerError::Address { address: address.to_owned(), source })
+    Ok(crate::net::channel(address)?)
 }
 
 /// Sends one function's full state to data planes, concurrently; returns the names of those that failed.

@@ -20,7 +20,7 @@ fn status(err: PeerError) -> Status {
     match err {
         // NotFound tells the peer to register again.
         PeerError::Unknown(_) => Status::not_found(err.to_string()),
-        PeerError::Address { .. } => Status::invalid_argument(err.to_string()),
+        PeerError::Address(_) => Status::invalid_argument(err.to_string()),
     }
 }
 

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::net::{self, Backoff, BindError};
+use crate::net::{self, AddressError, Backoff, BindError};
 use crate::proto::dirigent::control_plane_client::ControlPlaneClient;
 use crate::proto::dirigent::data_plane_server::{DataPlane as DataPlaneRpc, DataPlaneServer};
 use crate::proto::dirigent::{
@@ -87,13 +87,8 @@ pub enum DataPlaneError {
     #[error(transparent)]
     Bind(#[from] BindError),
     /// the control plane address is not a valid URI
-    #[error("invalid control plane address '{address}': {source}")]
-    ControlPlaneAddress {
-        /// The address.
-        address: String,
-        /// The cause.
-        source: tonic::transport::Error,
-    },
+    #[error("control plane: {0}")]
+    ControlPlaneAddress(#[from] AddressError),
     /// the gRPC server failed
     #[error("data plane gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),
@@ -120,8 +115,7 @@ impl DataPlane {
         let grpc_address = net::advertised(&grpc_listener, &config.advertise_host);
         let name =
             config.name.clone().unwrap_or_else(|| format!("data-plane-{}", proxy_address.replace([':', '.'], "-")));
-        let channel = net::channel(&config.control_plane)
-            .map_err(|source| DataPlaneError::ControlPlaneAddress { address: config.control_plane.clone(), source })?;
+        let channel = net::channel(&config.control_plane)?;
         Ok(Self {
             table: Arc::new(FunctionTable::new(config.load_balancing)),
             config,

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::net::{self, Backoff, BindError};
+use crate::net::{self, AddressError, Backoff, BindError};
 use crate::proto::dirigent::control_plane_client::ControlPlaneClient;
 use crate::proto::dirigent::worker_server::{Worker as WorkerRpc, WorkerServer};
 use crate::proto::dirigent::{
@@ -78,13 +78,8 @@ pub enum WorkerError {
     #[error(transparent)]
     Bind(#[from] BindError),
     /// the control plane address is not a valid URI
-    #[error("invalid control plane address '{address}': {source}")]
-    ControlPlaneAddress {
-        /// The address.
-        address: String,
-        /// The cause.
-        source: tonic::transport::Error,
-    },
+    #[error("control plane: {0}")]
+    ControlPlaneAddress(#[from] AddressError),
     /// the gRPC server failed
     #[error("worker gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),
@@ -108,8 +103,7 @@ impl Worker {
         let runtime: Arc<dyn SandboxRuntime> = match config.runtime {
             RuntimeKind::Process => Arc::new(ProcessRuntime::new(config.sandbox_host, config.sandbox_ports)),
         };
-        let channel = net::channel(&config.control_plane)
-            .map_err(|source| WorkerError::ControlPlaneAddress { address: config.control_plane.clone(), source })?;
+        let channel = net::channel(&config.control_plane)?;
         let info = WorkerInfo {
             name,
             address,
