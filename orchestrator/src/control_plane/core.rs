@@ -717,3 +717,83 @@ async fn send_state(state: FunctionState, data_planes: Vec<(String, DataPlaneCli
     .await;
     results.into_iter().flatten().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::control_plane::store::MemoryStore;
+
+    fn core(clock: &Arc<ManualClock>) -> Arc<Core> {
+        let config = ControlPlaneConfig::default();
+        Arc::new(Core::new(config, Arc::clone(clock) as Arc<dyn Clock>, Arc::new(MemoryStore::default())).unwrap())
+    }
+
+    fn worker(name: &str) -> WorkerInfo {
+        // Nothing listens there: the registration's reconcile call fails and changes nothing.
+        WorkerInfo { name: name.into(), address: "127.0.0.1:1".into(), cpu_millis: 2000, memory_mib: 4096 }
+    }
+
+    fn sandbox(id: &str, worker: &str) -> SandboxRecord {
+        SandboxRecord { id: id.into(), worker: worker.into(), address: "127.0.0.1:2".into(), creation_micros: 1 }
+    }
+
+    #[tokio::test]
+    async fn silent_workers_are_dropped_with_their_sandboxes_and_heartbeats_keep_them() {
+        let clock = Arc::new(ManualClock::default());
+        let core = core(&clock);
+        core.register_worker(worker("quiet")).unwrap();
+        core.register_worker(worker("chatty")).unwrap();
+        let spec = FunctionSpec::from_json(br#"{"name":"f","image":"x"}"#).unwrap();
+        core.register_function(spec).await.unwrap();
+        {
+            let mut state = core.state();
+            let record = state.functions.get_mut("f").unwrap();
+            record.sandboxes.insert("a".into(), sandbox("a", "quiet"));
+            record.sandboxes.insert("b".into(), sandbox("b", "chatty"));
+        }
+        let timeout = core.config.worker_timeout;
+        clock.advance(timeout / 2);
+        core.worker_heartbeat("chatty", 1).unwrap();
+        clock.advance(timeout / 2 + Duration::from_millis(1));
+        core.expire_peers().await;
+
+        let state = core.state();
+        assert!(!state.workers.contains_key("quiet"), "a worker silent for longer than worker_timeout is dropped");
+        assert!(state.workers.contains_key("chatty"), "a heartbeat within the timeout keeps it");
+        let left: Vec<&String> = state.functions["f"].sandboxes.keys().collect();
+        assert_eq!(left, ["b"], "the dropped worker's sandboxes go with it");
+        drop(state);
+        assert!(matches!(core.worker_heartbeat("quiet", 0), Err(PeerError::Unknown(_))), "it must register again");
+    }
+
+    #[tokio::test]
+    async fn registry_errors_keep_what_is_registered() {
+        let clock = Arc::new(ManualClock::default());
+        let core = core(&clock);
+        let spec = FunctionSpec::from_json(br#"{"name":"f","image":"x"}"#).unwrap();
+        core.register_function(spec.clone()).await.unwrap();
+        assert!(matches!(core.register_function(spec).await, Err(RegistryError::Duplicate(_))));
+        assert!(matches!(core.delete_function("g").await, Err(RegistryError::Unknown(_))));
+        assert!(core.state().functions.contains_key("f"));
+        core.delete_function("f").await.unwrap();
+        assert!(core.state().functions.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_cold_start_request_plans_one_sandbox_and_no_more() {
+        let clock = Arc::new(ManualClock::default());
+        let core = core(&clock);
+        core.register_worker(worker("w")).unwrap();
+        let spec = FunctionSpec::from_json(br#"{"name":"f","image":"x"}"#).unwrap();
+        core.register_function(spec).await.unwrap();
+        core.request_cold_start("f");
+        core.request_cold_start("f");
+        // The test runtime is single-threaded and nothing was awaited, so no creation has run yet: the
+        // second request must have seen the first one's planned creation.
+        let state = core.state();
+        assert_eq!(state.functions["f"].creating, 1);
+        assert_eq!(state.pending.len(), 1);
+        assert_eq!(state.workers["w"].load.sandboxes, 1, "the placement reserved one slot");
+    }
+}

@@ -24,14 +24,15 @@ impl Role {
     pub fn start(role: &str, yaml: &str) -> Role {
         let mut config = tempfile::NamedTempFile::new().unwrap();
         config.write_all(yaml.as_bytes()).unwrap();
-        let mut child = Command::new(DIRIGENT)
+        let mut command = Command::new(DIRIGENT);
+        command
             .args([role, "--config"])
             .arg(config.path())
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start dirigent");
+            .stderr(Stdio::inherit());
+        die_with_test(&mut command);
+        let mut child = command.spawn().expect("start dirigent");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -90,6 +91,18 @@ impl Drop for Role {
         if self.child.is_some() {
             self.stop();
         }
+    }
+}
+
+/// Even a test runner killed outright takes its `dirigent` children (and so their sandboxes) with it.
+#[allow(unsafe_code)]
+fn die_with_test(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: runs between fork and exec and makes one async-signal-safe syscall.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)
+        });
     }
 }
 
