@@ -540,6 +540,15 @@ impl FunctionTable {
         futures_util::future::join_all(names.iter().map(|name| self.remove(name, version, drain_timeout))).await;
     }
 
+    /// Forgets every applied version and tombstone: after (re-)registering, the control plane's resync is the
+    /// truth, even if that process's clock (its incarnation) is behind the one before it.
+    pub fn reset_versions(&self) {
+        self.tombstones.lock().unwrap_or_else(|e| e.into_inner()).by_name.clear();
+        for entry in self.all() {
+            entry.lock().version = Version::default();
+        }
+    }
+
     /// Fails the queued requests of `name` because its sandboxes cannot be created.
     pub fn fail_queued(&self, name: &str, message: &str) {
         if let Some(entry) = self.get(name) {
@@ -683,6 +692,11 @@ mod tests {
         let mut ports: Vec<u16> = table.get("f").unwrap().endpoint_addresses().iter().map(|a| a.port()).collect();
         ports.sort();
         assert_eq!(ports, [2, 3], "a restarted control plane's first update wins; the old one's are over");
+        table.reset_versions();
+        let behind = Version { incarnation: 1, generation: 1 };
+        table.sync("f", behind, 1, vec![spec("a", 1)], LONG).await;
+        let ports: Vec<u16> = table.get("f").unwrap().endpoint_addresses().iter().map(|a| a.port()).collect();
+        assert_eq!(ports, [1], "after re-registering, a control plane whose clock is behind is still heard");
     }
 
     #[tokio::test]

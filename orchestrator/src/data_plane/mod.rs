@@ -246,6 +246,9 @@ impl Reporter {
 
     /// Registers, retrying with backoff; false when shut down first.
     async fn register(&mut self, shutdown: &CancellationToken) -> bool {
+        // The control plane we register with answers with a full resync, which is the truth even if its
+        // clock (its incarnation) is behind its predecessor's; the predecessor sends nothing any more.
+        self.table.reset_versions();
         let mut backoff = Backoff::new(Duration::from_secs(1));
         loop {
             match self.client.register_data_plane(self.info.clone()).await {
