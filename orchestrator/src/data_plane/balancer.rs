@@ -16,12 +16,18 @@ pub enum LoadBalancing {
     LeastInFlight,
 }
 
-/// Picks one index among endpoints, given each one's in-flight count and whether it has room.
+/// Picks one index among `n` endpoints whose in-flight counts `in_flight` reads, among those below `capacity`.
 ///
-/// `cursor` is the function's round-robin position; it advances only under `RoundRobin`.
-pub fn pick(policy: LoadBalancing, in_flight: &[u32], capacity: u32, cursor: &mut usize) -> Option<usize> {
-    let free = |i: &usize| in_flight[*i] < capacity;
-    let n = in_flight.len();
+/// `cursor` is the function's round-robin position; it advances only under `RoundRobin`. The counts are read
+/// through a closure so the per-request path allocates nothing.
+pub fn pick(
+    policy: LoadBalancing,
+    n: usize,
+    in_flight: impl Fn(usize) -> u32,
+    capacity: u32,
+    cursor: &mut usize,
+) -> Option<usize> {
+    let free = |i: &usize| in_flight(*i) < capacity;
     match policy {
         LoadBalancing::RoundRobin => {
             let start = *cursor;
@@ -37,7 +43,7 @@ pub fn pick(policy: LoadBalancing, in_flight: &[u32], capacity: u32, cursor: &mu
             let nth = rand::rng().random_range(0..free_count);
             (0..n).filter(free).nth(nth)
         }
-        LoadBalancing::LeastInFlight => (0..n).filter(free).min_by_key(|&i| in_flight[i]),
+        LoadBalancing::LeastInFlight => (0..n).filter(free).min_by_key(|&i| in_flight(i)),
     }
 }
 
@@ -45,34 +51,38 @@ pub fn pick(policy: LoadBalancing, in_flight: &[u32], capacity: u32, cursor: &mu
 mod tests {
     use super::*;
 
+    fn pick_in(policy: LoadBalancing, in_flight: &[u32], capacity: u32, cursor: &mut usize) -> Option<usize> {
+        pick(policy, in_flight.len(), |i| in_flight[i], capacity, cursor)
+    }
+
     #[test]
     fn round_robin_rotates_and_skips_busy() {
         let mut cursor = 0;
-        let picks: Vec<_> = (0..4).map(|_| pick(LoadBalancing::RoundRobin, &[0, 0, 0], 1, &mut cursor)).collect();
+        let picks: Vec<_> = (0..4).map(|_| pick_in(LoadBalancing::RoundRobin, &[0, 0, 0], 1, &mut cursor)).collect();
         assert_eq!(picks, [Some(0), Some(1), Some(2), Some(0)]);
         let mut cursor = 0;
-        assert_eq!(pick(LoadBalancing::RoundRobin, &[1, 0, 1], 1, &mut cursor), Some(1));
+        assert_eq!(pick_in(LoadBalancing::RoundRobin, &[1, 0, 1], 1, &mut cursor), Some(1));
         assert_eq!(cursor, 2);
     }
 
     #[test]
     fn no_free_endpoint_means_none() {
         for policy in [LoadBalancing::RoundRobin, LoadBalancing::Random, LoadBalancing::LeastInFlight] {
-            assert_eq!(pick(policy, &[1, 1], 1, &mut 0), None, "{policy:?}");
-            assert_eq!(pick(policy, &[], 1, &mut 0), None, "{policy:?}");
+            assert_eq!(pick_in(policy, &[1, 1], 1, &mut 0), None, "{policy:?}");
+            assert_eq!(pick_in(policy, &[], 1, &mut 0), None, "{policy:?}");
         }
     }
 
     #[test]
     fn least_in_flight_prefers_idle() {
-        assert_eq!(pick(LoadBalancing::LeastInFlight, &[3, 1, 2], 4, &mut 0), Some(1));
+        assert_eq!(pick_in(LoadBalancing::LeastInFlight, &[3, 1, 2], 4, &mut 0), Some(1));
     }
 
     #[test]
     fn random_only_picks_free_and_reaches_all() {
         let mut seen = [0u32; 3];
         for _ in 0..300 {
-            let i = pick(LoadBalancing::Random, &[0, 1, 0], 1, &mut 0).unwrap();
+            let i = pick_in(LoadBalancing::Random, &[0, 1, 0], 1, &mut 0).unwrap();
             seen[i] += 1;
         }
         assert_eq!(seen[1], 0);

@@ -292,8 +292,14 @@ impl FunctionEntry {
 
     /// Picks a free endpoint and counts the request on it (caller holds the lock).
     fn pick_free(&self, inner: &mut FunctionInner) -> Option<Arc<EndpointSlot>> {
-        let in_flight: Vec<u32> = inner.endpoints.iter().map(|s| s.in_flight()).collect();
-        let index = balancer::pick(self.policy, &in_flight, inner.concurrency, &mut inner.cursor)?;
+        let endpoints = &inner.endpoints;
+        let index = balancer::pick(
+            self.policy,
+            endpoints.len(),
+            |i| endpoints[i].in_flight(),
+            inner.concurrency,
+            &mut inner.cursor,
+        )?;
         let slot = Arc::clone(&inner.endpoints[index]);
         slot.in_flight.fetch_add(1, Ordering::Relaxed);
         Some(slot)

@@ -100,9 +100,7 @@ impl Proxy {
         let Some(function) = self.table.get(&target.function).or_else(|| self.first_label(&target.function)) else {
             return Ok(error(StatusCode::NOT_FOUND, &format!("no function named '{}' is registered", target.function)));
         };
-        let requester = Arc::clone(&self.cold_starts);
-        let name = function.name().to_owned();
-        let grant = match function.acquire(self.queue_timeout, || requester.request(&name)).await {
+        let grant = match function.acquire(self.queue_timeout, || self.cold_starts.request(function.name())).await {
             Ok(grant) => grant,
             Err(err) => {
                 function.counters.record_failure();
