@@ -1,0 +1,3 @@
+//! `loader`: trace-driven, open-loop FaaS load generator.
+
+fn main() {}

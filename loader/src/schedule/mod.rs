@@ -1,0 +1,1 @@
+//! Turning a trace into a deterministic schedule of invocations.
