@@ -1,10 +1,12 @@
 //! `loader`: trace-driven, open-loop FaaS load generator.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use loader::schedule::{IatDistribution, MinuteWindow, ScheduleConfig, schedule_window, write_schedule};
 use loader::trace::model::MINUTES_PER_DAY;
 use loader::trace::{FunctionSelection, Slice, TraceSummary, read_trace};
 
@@ -25,6 +27,55 @@ enum Command {
         #[command(flatten)]
         slice: SliceArgs,
     },
+    /// Write the schedule a run would send (one CSV row per invocation, in time order); sends nothing.
+    Schedule {
+        /// Directory with the trace files (In-Vitro layout).
+        trace_dir: PathBuf,
+        #[command(flatten)]
+        slice: SliceArgs,
+        #[command(flatten)]
+        schedule: ScheduleArgs,
+        /// Where to write the schedule CSV.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// How the trace becomes send times.
+#[derive(Debug, Args)]
+struct ScheduleArgs {
+    /// Seed of every random choice; the same seed, trace and settings give a byte-identical schedule.
+    #[arg(long, default_value_t = ScheduleConfig::default().seed)]
+    seed: u64,
+    /// Inter-arrival distribution within a minute: exponential, uniform or equidistant.
+    #[arg(long, default_value = "exponential", value_parser = parse_iat)]
+    iat: IatDistribution,
+    /// Do not shift each function's arrivals by a random offset within the minute.
+    #[arg(long)]
+    no_shift: bool,
+    /// Trace minutes per real minute (60 replays one trace minute per second).
+    #[arg(long, default_value_t = ScheduleConfig::default().compression)]
+    compression: f64,
+    /// Leading minutes of the slice whose invocations are marked warm-up (phase 1).
+    #[arg(long, default_value_t = 0)]
+    warmup_minutes: u32,
+}
+
+impl ScheduleArgs {
+    fn to_config(&self) -> ScheduleConfig {
+        ScheduleConfig {
+            seed: self.seed,
+            iat: self.iat,
+            shift_within_minute: !self.no_shift,
+            compression: self.compression,
+            ..ScheduleConfig::default()
+        }
+    }
+}
+
+fn parse_iat(text: &str) -> Result<IatDistribution, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+        .map_err(|_| format!("'{text}' is not one of exponential, uniform, equidistant"))
 }
 
 /// Which part of the trace to use.
@@ -73,10 +124,29 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Validate { trace_dir, slice } => validate(&trace_dir, &slice.to_slice()),
+        Command::Schedule { trace_dir, slice, schedule, out } => {
+            write_schedule_file(&trace_dir, &slice.to_slice(), &schedule, &out)
+        }
     }
 }
 
-fn validate(trace_dir: &std::path::Path, slice: &Slice) -> anyhow::Result<()> {
+fn write_schedule_file(trace_dir: &Path, slice: &Slice, args: &ScheduleArgs, out: &Path) -> anyhow::Result<()> {
+    let trace = read_trace(trace_dir).context("invalid trace")?;
+    let sliced = trace.slice(slice).context("invalid slice")?;
+    // The slice renumbers its minutes from 0; the window's origin keeps each minute's random stream that of
+    // its minute of the day, so a slice schedules exactly what the whole day would for those minutes.
+    let origin = u32::try_from(slice.start_minute).context("--start-minute is out of range")?;
+    let window = MinuteWindow { origin, start: 0, len: None };
+    let invocations = schedule_window(&sliced, &args.to_config(), args.warmup_minutes, window)?;
+    let file = std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut writer = std::io::BufWriter::new(file);
+    let rows = write_schedule(invocations, &mut writer).with_context(|| format!("cannot write {}", out.display()))?;
+    writer.flush().with_context(|| format!("cannot write {}", out.display()))?;
+    println!("wrote {rows} invocations of {} functions to {}", sliced.functions.len(), out.display());
+    Ok(())
+}
+
+fn validate(trace_dir: &Path, slice: &Slice) -> anyhow::Result<()> {
     let trace = read_trace(trace_dir).context("invalid trace")?;
     let sliced = trace.slice(slice).context("invalid slice")?;
     println!("trace {} is valid", trace_dir.display());
