@@ -1,0 +1,166 @@
+//! `manifest.json`: the resolved config, seed, trace checksum, loader version, host facts and wall-clock times —
+//! enough to rerun the same experiment.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::trace::parse::{DURATIONS_FILE, INVOCATIONS_FILE, MEMORY_FILE};
+
+use super::OutputError;
+use super::summary::write_json;
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+    for &byte in bytes {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(FNV_PRIME);
+    }
+    hash
+}
+
+/// FNV-1a-64 over the trace directory's `invocations.csv`, `durations.csv` and `memory.csv`, in that order, each
+/// preceded by its file name and byte length (so content cannot shift between files unnoticed); 16 hex digits.
+pub fn trace_checksum(dir: &Path) -> io::Result<String> {
+    let mut hash = FNV_OFFSET;
+    let mut buffer = vec![0u8; 64 * 1024];
+    for name in [INVOCATIONS_FILE, DURATIONS_FILE, MEMORY_FILE] {
+        let path = dir.join(name);
+        let mut file =
+            File::open(&path).map_err(|error| io::Error::new(error.kind(), format!("{}: {error}", path.display())))?;
+        let length = file.metadata()?.len();
+        hash = fnv1a(hash, name.as_bytes());
+        hash = fnv1a(hash, &length.to_le_bytes());
+        loop {
+            let read = file.read(&mut buffer)?;
+            if read == 0 {
+                break;
+            }
+            hash = fnv1a(hash, &buffer[..read]);
+        }
+    }
+    Ok(format!("{hash:016x}"))
+}
+
+/// Formats a wall-clock time as RFC 3339 in UTC with microseconds, e.g. `2026-11-27T15:34:24.000123Z`
+/// (times before 1970 are clamped to the epoch).
+pub fn format_rfc3339(time: SystemTime) -> String {
+    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let seconds = since_epoch.as_secs();
+    let (days, second_of_day) = (seconds / 86_400, seconds % 86_400);
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01 (non-negative here).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        second_of_day / 3600,
+        second_of_day / 60 % 60,
+        second_of_day % 60,
+        since_epoch.subsec_micros()
+    )
+}
+
+/// What the caller knows about the run; the rest (version, host) is gathered when writing.
+#[derive(Debug, Clone)]
+pub struct ManifestInputs {
+    /// The fully resolved configuration.
+    pub config: serde_json::Value,
+    /// The schedule's random seed.
+    pub seed: u64,
+    /// [`trace_checksum`] of the trace directory.
+    pub trace_checksum: String,
+    /// When the run started.
+    pub started: SystemTime,
+    /// When the run ended.
+    pub ended: SystemTime,
+    /// Notable events (e.g. injected failures), in order; free-form JSON.
+    pub events: Vec<serde_json::Value>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LoaderVersion {
+    version: &'static str,
+    git_commit: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HostFacts {
+    hostname: String,
+    nproc: usize,
+    kernel: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Manifest<'a> {
+    loader: LoaderVersion,
+    host: HostFacts,
+    started_at: String,
+    ended_at: String,
+    started_unix_us: u128,
+    ended_unix_us: u128,
+    seed: u64,
+    trace_checksum: &'a str,
+    config: &'a serde_json::Value,
+    events: &'a [serde_json::Value],
+}
+
+fn read_trimmed(path: &str) -> String {
+    std::fs::read_to_string(path).map(|text| text.trim().to_owned()).unwrap_or_else(|_| "unknown".into())
+}
+
+/// The git commit of the source tree this loader was built from (`git rev-parse HEAD` run in the crate's
+/// directory at run time), or `unknown` when git or the tree is not available.
+fn git_commit() -> String {
+    Command::new("git")
+        .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .and_then(|output| String::from_utf8(output.stdout).ok())
+        .map(|commit| commit.trim().to_owned())
+        .filter(|commit| !commit.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn unix_us(time: SystemTime) -> u128 {
+    time.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros()
+}
+
+/// Writes `manifest.json` at `path`: `loader` {version, gitCommit}, `host` {hostname, nproc, kernel},
+/// `startedAt`/`endedAt` (RFC 3339 UTC) and `startedUnixUs`/`endedUnixUs`, `seed`, `traceChecksum`, `config`,
+/// `events`.
+pub fn write_manifest(path: &Path, inputs: &ManifestInputs) -> Result<(), OutputError> {
+    let manifest = Manifest {
+        loader: LoaderVersion { version: env!("CARGO_PKG_VERSION"), git_commit: git_commit() },
+        host: HostFacts {
+            hostname: read_trimmed("/proc/sys/kernel/hostname"),
+            nproc: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+            kernel: read_trimmed("/proc/sys/kernel/osrelease"),
+        },
+        started_at: format_rfc3339(inputs.started),
+        ended_at: format_rfc3339(inputs.ended),
+        started_unix_us: unix_us(inputs.started),
+        ended_unix_us: unix_us(inputs.ended),
+        seed: inputs.seed,
+        trace_checksum: &inputs.trace_checksum,
+        config: &inputs.config,
+        events: &inputs.events,
+    };
+    write_json(path, &manifest)
+}

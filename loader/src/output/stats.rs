@@ -1,0 +1,202 @@
+//! Run statistics folded from invocation records: counts and HdrHistograms per function and overall. Memory
+//! grows with the number of functions and the magnitude of the largest value (capped), never with the number of
+//! invocations.
+
+use hdrhistogram::Histogram;
+
+use crate::record::{InvocationRecord, Outcome};
+use crate::schedule::Phase;
+
+/// Values above this (1 hour, in µs) are recorded as this, which bounds each histogram's size (~190 KB at most).
+pub const MAX_RECORDED_US: u64 = 3_600_000_000;
+
+/// Significant decimal digits kept by every histogram.
+const SIGNIFICANT_DIGITS: u8 = 3;
+
+/// Invocation counts. Everything except `warmup*` counts measured invocations only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counts {
+    /// Measured invocations sent.
+    pub measured: u64,
+    /// Measured invocations that succeeded.
+    pub ok: u64,
+    /// Measured invocations that could not connect (vHive's `connectionTimeout`).
+    pub connection_failed: u64,
+    /// Measured invocations that timed out (vHive's `functionTimeout`).
+    pub timeout: u64,
+    /// Measured invocations answered with a non-success status.
+    pub status_error: u64,
+    /// Measured invocations that met a cold start (as far as the platform tells).
+    pub cold_starts: u64,
+    /// Warm-up invocations sent (excluded from every histogram and from the counts above).
+    pub warmup: u64,
+    /// Warm-up invocations that failed.
+    pub warmup_failures: u64,
+}
+
+impl Counts {
+    /// Measured invocations that failed, of any kind.
+    pub fn failures(&self) -> u64 {
+        self.connection_failed + self.timeout + self.status_error
+    }
+}
+
+/// Counts and histograms (µs) for one function, or for the whole run.
+#[derive(Debug, Clone)]
+pub struct FunctionStats {
+    /// The counts.
+    pub counts: Counts,
+    /// Response time of measured invocations (failed ones included when they have a response time > 0).
+    pub response_time: Histogram<u64>,
+    /// Scheduling latency of measured invocations that reported an execution time.
+    pub scheduling_latency: Histogram<u64>,
+    /// Send lag of measured invocations.
+    pub send_lag: Histogram<u64>,
+    /// Largest send lag seen among measured invocations, µs (uncapped).
+    pub max_send_lag_us: u64,
+    /// Sum of scheduling latencies, µs, for the mean.
+    pub scheduling_latency_sum_us: u128,
+    /// Sum of ln(response time / requested duration) over successful measured invocations with both > 0.
+    pub log_slowdown_sum: f64,
+    /// How many invocations `log_slowdown_sum` covers.
+    pub slowdown_count: u64,
+}
+
+fn new_histogram() -> Histogram<u64> {
+    let mut histogram = Histogram::new(SIGNIFICANT_DIGITS).expect("3 significant digits is valid");
+    histogram.auto(true);
+    histogram
+}
+
+/// Records `value` capped at [`MAX_RECORDED_US`]; the histogram auto-resizes up to that bound.
+fn add(histogram: &mut Histogram<u64>, value: u64) {
+    // With auto-resize on, recording only fails when a bucket's u64 count would overflow: not reachable.
+    let _ = histogram.record(value.min(MAX_RECORDED_US));
+}
+
+impl Default for FunctionStats {
+    fn default() -> Self {
+        Self {
+            counts: Counts::default(),
+            response_time: new_histogram(),
+            scheduling_latency: new_histogram(),
+            send_lag: new_histogram(),
+            max_send_lag_us: 0,
+            scheduling_latency_sum_us: 0,
+            log_slowdown_sum: 0.0,
+            slowdown_count: 0,
+        }
+    }
+}
+
+impl FunctionStats {
+    /// Folds one record in.
+    pub fn record(&mut self, record: &InvocationRecord) {
+        if record.phase == Phase::Warmup {
+            self.counts.warmup += 1;
+            if !record.outcome.is_ok() {
+                self.counts.warmup_failures += 1;
+            }
+            return;
+        }
+        let counts = &mut self.counts;
+        counts.measured += 1;
+        match record.outcome {
+            Outcome::Ok => counts.ok += 1,
+            Outcome::ConnectionFailed(_) => counts.connection_failed += 1,
+            Outcome::Timeout => counts.timeout += 1,
+            Outcome::Status(..) => counts.status_error += 1,
+        }
+        if record.cold_start == Some(true) {
+            counts.cold_starts += 1;
+        }
+        if record.outcome.is_ok() || record.response_time_us > 0 {
+            add(&mut self.response_time, record.response_time_us);
+        }
+        if let Some(latency) = record.scheduling_latency_us() {
+            add(&mut self.scheduling_latency, latency);
+            self.scheduling_latency_sum_us += u128::from(latency);
+        }
+        let lag = record.send_lag_us();
+        add(&mut self.send_lag, lag);
+        self.max_send_lag_us = self.max_send_lag_us.max(lag);
+        if record.outcome.is_ok() && record.response_time_us > 0 && record.requested_duration_us > 0 {
+            self.log_slowdown_sum += (record.response_time_us as f64 / record.requested_duration_us as f64).ln();
+            self.slowdown_count += 1;
+        }
+    }
+
+    /// Mean scheduling latency, µs (the per-function scheduling latency of the definitions), if any was measured.
+    pub fn mean_scheduling_latency_us(&self) -> Option<f64> {
+        let count = self.scheduling_latency.len();
+        (count > 0).then(|| self.scheduling_latency_sum_us as f64 / count as f64)
+    }
+
+    /// Geometric mean of slowdown (response time / requested duration) over successful measured invocations.
+    pub fn geomean_slowdown(&self) -> Option<f64> {
+        (self.slowdown_count > 0).then(|| (self.log_slowdown_sum / self.slowdown_count as f64).exp())
+    }
+
+    /// Total number of counter slots held by the three histograms (a proxy for their memory).
+    pub fn histogram_slots(&self) -> usize {
+        self.response_time.distinct_values()
+            + self.scheduling_latency.distinct_values()
+            + self.send_lag.distinct_values()
+    }
+}
+
+/// Statistics for a whole run: one [`FunctionStats`] per function plus the overall one.
+#[derive(Debug, Clone)]
+pub struct RunStats {
+    names: Vec<String>,
+    functions: Vec<FunctionStats>,
+    overall: FunctionStats,
+}
+
+impl RunStats {
+    /// Empty statistics for the functions named `names` (indexed by [`InvocationRecord::function`]).
+    pub fn new(names: &[String]) -> Self {
+        Self {
+            names: names.to_vec(),
+            functions: names.iter().map(|_| FunctionStats::default()).collect(),
+            overall: FunctionStats::default(),
+        }
+    }
+
+    /// Folds one record in; an index beyond the known names adds functions named `function-<index>`.
+    pub fn record(&mut self, record: &InvocationRecord) {
+        let index = record.function as usize;
+        while self.functions.len() <= index {
+            self.names.push(format!("function-{}", self.functions.len()));
+            self.functions.push(FunctionStats::default());
+        }
+        self.functions[index].record(record);
+        self.overall.record(record);
+    }
+
+    /// The function names, in index order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Per-function statistics, in index order.
+    pub fn functions(&self) -> &[FunctionStats] {
+        &self.functions
+    }
+
+    /// Statistics over all functions.
+    pub fn overall(&self) -> &FunctionStats {
+        &self.overall
+    }
+
+    /// How many histograms are held: 3 × (functions + 1).
+    pub fn histogram_count(&self) -> usize {
+        3 * (self.functions.len() + 1)
+    }
+
+    /// Total counter slots over all histograms (a proxy for memory, independent of the invocation count).
+    pub fn histogram_slots(&self) -> usize {
+        self.functions.iter().map(FunctionStats::histogram_slots).sum::<usize>() + self.overall.histogram_slots()
+    }
+}

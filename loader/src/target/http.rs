@@ -1,0 +1,316 @@
+//! A plain HTTP target: any endpoint addressed by a URL template (and optionally a `Host` header template) with the
+//! function name, speaking the vHive/In-Vitro workload-function headers.
+//!
+//! For the bundled orchestrator's data plane use URL `http://127.0.0.1:8080/` and Host `{function}`; for an
+//! OpenFaaS-like gateway use URL `http://127.0.0.1:8080/function/{function}` and no Host template.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use super::server_timing::{cold_start_from_desc, parse_server_timing};
+use super::{BoxFuture, FunctionDeployment, Target, TargetError, TargetResponse};
+use crate::record::Outcome;
+use crate::schedule::Invocation;
+
+/// Placeholder replaced by the function name in URL and Host templates.
+pub const FUNCTION_PLACEHOLDER: &str = "{function}";
+/// Longest excerpt of a failed response's body kept in [`Outcome::Status`], in characters.
+pub const BODY_EXCERPT_CHARS: usize = 200;
+
+/// Settings of an [`HttpTarget`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpTargetConfig {
+    /// URL with optional `{function}`, e.g. `http://127.0.0.1:8080/function/{function}`.
+    pub url_template: String,
+    /// `Host` header with optional `{function}`; `None` keeps the URL's host.
+    pub host_template: Option<String>,
+    /// Per-request timeout (to the end of the body); `None` waits forever.
+    pub request_timeout: Option<Duration>,
+    /// Speak HTTP/2 without TLS from the first byte (h2c prior knowledge) instead of HTTP/1.1.
+    pub http2_prior_knowledge: bool,
+    /// Most idle pooled connections kept per host.
+    pub pool_max_idle_per_host: usize,
+}
+
+impl HttpTargetConfig {
+    /// A configuration for `url_template` with no Host template, no timeout, HTTP/1.1 and a large pool.
+    pub fn new(url_template: impl Into<String>) -> Self {
+        HttpTargetConfig {
+            url_template: url_template.into(),
+            host_template: None,
+            request_timeout: None,
+            http2_prior_knowledge: false,
+            pool_max_idle_per_host: 4096,
+        }
+    }
+}
+
+/// The fields of the workload function's JSON reply the loader records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplyFields {
+    /// `Status`, if present.
+    pub status: Option<String>,
+    /// `ExecutionTime`, µs.
+    pub execution_time_us: Option<u64>,
+    /// `MemoryUsageKb` converted to MiB (rounded up).
+    pub memory_mib: Option<u32>,
+    /// `ColdStart`.
+    pub cold_start: Option<bool>,
+}
+
+impl ReplyFields {
+    /// Whether `Status` (if any) reports success: `OK` or `OK - ...`.
+    pub fn status_ok(&self) -> bool {
+        self.status.as_deref().is_none_or(|s| s == "OK" || s.starts_with("OK - "))
+    }
+}
+
+/// Parses the workload function's JSON reply; a body that is not a JSON object yields empty fields.
+pub fn parse_reply(body: &[u8]) -> ReplyFields {
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return ReplyFields::default();
+    };
+    ReplyFields {
+        status: map.get("Status").and_then(|v| v.as_str()).map(str::to_string),
+        execution_time_us: map.get("ExecutionTime").and_then(|v| v.as_u64()),
+        memory_mib: map
+            .get("MemoryUsageKb")
+            .and_then(|v| v.as_u64())
+            .map(|kb| u32::try_from(kb.div_ceil(1024)).unwrap_or(u32::MAX)),
+        cold_start: map.get("ColdStart").and_then(|v| v.as_bool()),
+    }
+}
+
+/// Cuts a response body to at most [`BODY_EXCERPT_CHARS`] characters of (lossy) UTF-8.
+pub fn body_excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    match text.char_indices().nth(BODY_EXCERPT_CHARS) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// A plain HTTP target over a pooled hyper client (keep-alive, `TCP_NODELAY`, optional h2c).
+pub struct HttpTarget {
+    config: HttpTargetConfig,
+    client: Client<HttpConnector, Empty<Bytes>>,
+}
+
+impl std::fmt::Debug for HttpTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpTarget").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl HttpTarget {
+    /// Builds the target; the URL template must give a valid URI once `{function}` is filled in.
+    pub fn new(config: HttpTargetConfig) -> Result<Self, TargetError> {
+        let probe = config.url_template.replace(FUNCTION_PLACEHOLDER, "f");
+        let uri: http::Uri = probe
+            .parse()
+            .map_err(|e| TargetError::Config(format!("url template '{}' is not a URI: {e}", config.url_template)))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(TargetError::Config(format!(
+                "url template '{}' must start with http:// (TLS is not supported)",
+                config.url_template
+            )));
+        }
+        if let Some(host) = &config.host_template {
+            HeaderValue::from_str(&host.replace(FUNCTION_PLACEHOLDER, "f"))
+                .map_err(|e| TargetError::Config(format!("host template '{host}' is not a header value: {e}")))?;
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        connector.set_connect_timeout(config.request_timeout);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(config.pool_max_idle_per_host)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .http2_only(config.http2_prior_knowledge)
+            .build(connector);
+        Ok(HttpTarget { config, client })
+    }
+
+    /// The configuration this target was built with.
+    pub fn config(&self) -> &HttpTargetConfig {
+        &self.config
+    }
+
+    fn build_request(&self, function_name: &str, invocation: &Invocation) -> Result<Request<Empty<Bytes>>, String> {
+        let url = self.config.url_template.replace(FUNCTION_PLACEHOLDER, function_name);
+        let mut builder = Request::builder()
+            .method(Method::GET)
+            .uri(url)
+            .header("workload", "trace")
+            .header("function", function_name)
+            .header("requested_cpu", invocation.runtime_ms.to_string())
+            .header("requested_memory", invocation.memory_mib.to_string());
+        if let Some(host) = &self.config.host_template {
+            builder = builder.header(http::header::HOST, host.replace(FUNCTION_PLACEHOLDER, function_name));
+        }
+        builder.body(Empty::new()).map_err(|e| format!("cannot build request for '{function_name}': {e}"))
+    }
+
+    async fn invoke_inner(&self, function_name: &str, invocation: &Invocation) -> TargetResponse {
+        let request = match self.build_request(function_name, invocation) {
+            Ok(request) => request,
+            Err(message) => return TargetResponse::from_outcome(Outcome::ConnectionFailed(message)),
+        };
+        let response = match self.client.request(request).await {
+            Ok(response) => response,
+            Err(e) => return TargetResponse::from_outcome(Outcome::ConnectionFailed(error_chain(&e))),
+        };
+        let status = response.status();
+        let breakdown = response
+            .headers()
+            .get_all("server-timing")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let breakdown = parse_server_timing(&breakdown);
+        let body = match response.into_body().collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => {
+                return TargetResponse::from_outcome(Outcome::ConnectionFailed(format!(
+                    "response body broke: {}",
+                    error_chain(&e)
+                )));
+            }
+        };
+        reply_to_response(status, &body, breakdown)
+    }
+}
+
+fn reply_to_response(status: StatusCode, body: &[u8], breakdown: crate::record::PlatformBreakdown) -> TargetResponse {
+    let fields = parse_reply(body);
+    let outcome = if !status.is_success() || !fields.status_ok() {
+        Outcome::Status(status.as_u16(), body_excerpt(body))
+    } else {
+        Outcome::Ok
+    };
+    let cold_start = fields.cold_start.or_else(|| breakdown.cold_start.as_deref().and_then(cold_start_from_desc));
+    TargetResponse {
+        outcome,
+        actual_duration_us: fields.execution_time_us,
+        actual_memory_mib: fields.memory_mib,
+        cold_start,
+        breakdown,
+    }
+}
+
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl Target for HttpTarget {
+    fn deploy<'a>(&'a self, _functions: &'a [FunctionDeployment]) -> BoxFuture<'a, Result<(), TargetError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn invoke<'a>(&'a self, function_name: &'a str, invocation: &'a Invocation) -> BoxFuture<'a, TargetResponse> {
+        Box::pin(async move {
+            match self.config.request_timeout {
+                Some(limit) => tokio::time::timeout(limit, self.invoke_inner(function_name, invocation))
+                    .await
+                    .unwrap_or_else(|_| TargetResponse::from_outcome(Outcome::Timeout)),
+                None => self.invoke_inner(function_name, invocation).await,
+            }
+        })
+    }
+
+    fn teardown(&self) -> BoxFuture<'_, Result<(), TargetError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::PlatformBreakdown;
+
+    #[test]
+    fn parses_trace_function_reply() {
+        let body = br#"{"Status":"OK","Function":"f","ExecutionTime":25000,"MemoryUsageKb":2049,"ColdStart":true}"#;
+        let fields = parse_reply(body);
+        assert_eq!(fields.execution_time_us, Some(25_000));
+        assert_eq!(fields.memory_mib, Some(3));
+        assert_eq!(fields.cold_start, Some(true));
+        assert!(fields.status_ok());
+        assert_eq!(parse_reply(br#"{"MemoryUsageKb":0}"#).memory_mib, Some(0));
+    }
+
+    #[test]
+    fn non_json_or_partial_reply_gives_empty_fields() {
+        assert_eq!(parse_reply(b"hello"), ReplyFields::default());
+        assert_eq!(parse_reply(b"[1,2]"), ReplyFields::default());
+        assert_eq!(parse_reply(br#"{"ExecutionTime":"x"}"#), ReplyFields::default());
+        assert!(parse_reply(b"").status_ok());
+    }
+
+    #[test]
+    fn maps_status_and_cold_start() {
+        let ok = reply_to_response(StatusCode::OK, br#"{"Status":"OK - EMPTY","ExecutionTime":0}"#, Default::default());
+        assert_eq!(ok.outcome, Outcome::Ok);
+        assert_eq!(ok.actual_duration_us, Some(0));
+
+        let bad = reply_to_response(StatusCode::OK, br#"{"Status":"FAILED"}"#, Default::default());
+        assert!(matches!(bad.outcome, Outcome::Status(200, _)));
+
+        let long = "x".repeat(1000);
+        let err = reply_to_response(StatusCode::SERVICE_UNAVAILABLE, long.as_bytes(), Default::default());
+        match err.outcome {
+            Outcome::Status(503, excerpt) => assert_eq!(excerpt.chars().count(), BODY_EXCERPT_CHARS + 3),
+            other => panic!("unexpected {other:?}"),
+        }
+
+        let breakdown = PlatformBreakdown { cold_start: Some("waited".into()), ..Default::default() };
+        assert_eq!(reply_to_response(StatusCode::OK, b"{}", breakdown).cold_start, Some(true));
+    }
+
+    #[test]
+    fn rejects_bad_templates() {
+        assert!(HttpTarget::new(HttpTargetConfig::new("not a uri {function}")).is_err());
+        assert!(HttpTarget::new(HttpTargetConfig::new("https://x/{function}")).is_err());
+        let mut config = HttpTargetConfig::new("http://127.0.0.1:1/");
+        config.host_template = Some("bad\nhost".into());
+        assert!(HttpTarget::new(config).is_err());
+    }
+
+    #[tokio::test]
+    async fn request_carries_vhive_headers() {
+        let mut config = HttpTargetConfig::new("http://127.0.0.1:8080/");
+        config.host_template = Some("{function}.example".into());
+        let target = HttpTarget::new(config).unwrap();
+        let invocation = Invocation {
+            function: 0,
+            minute: 0,
+            index_in_minute: 0,
+            intended_offset_us: 0,
+            runtime_ms: 25,
+            memory_mib: 128,
+            phase: crate::schedule::Phase::Measured,
+        };
+        let request = target.build_request("fn-a", &invocation).unwrap();
+        let h = request.headers();
+        assert_eq!(h["workload"], "trace");
+        assert_eq!(h["function"], "fn-a");
+        assert_eq!(h["requested_cpu"], "25");
+        assert_eq!(h["requested_memory"], "128");
+        assert_eq!(h["host"], "fn-a.example");
+    }
+}
