@@ -88,14 +88,15 @@ impl Standalone {
         let data_plane = tokio::spawn(self.data_plane.serve(shutdown.clone()));
         let workers: Vec<_> = self.workers.into_iter().map(|w| tokio::spawn(w.serve(shutdown.clone()))).collect();
         let timeout = Duration::from_secs(10);
-        let ready = tokio::time::timeout(timeout, membership.wait_for(|m| *m == expected)).await;
-        let result = match ready {
-            Ok(Ok(_)) => {
-                on_ready();
-                shutdown.cancelled().await;
-                Ok(())
-            }
-            _ => Err(StandaloneError::NotReady { workers: u32::try_from(expected.workers).unwrap_or(0), timeout }),
+        // `wait_for` hands back a read guard on the membership value: it must go at once, or every later
+        // membership change (a worker expiring or registering again) blocks forever on the write lock.
+        let ready = matches!(tokio::time::timeout(timeout, membership.wait_for(|m| *m == expected)).await, Ok(Ok(_)));
+        let result = if ready {
+            on_ready();
+            shutdown.cancelled().await;
+            Ok(())
+        } else {
+            Err(StandaloneError::NotReady { workers: u32::try_from(expected.workers).unwrap_or(0), timeout })
         };
         shutdown.cancel();
         // Workers first in the error report: their shutdown is what kills the sandboxes.

@@ -27,6 +27,15 @@ enum Command {
         #[command(flatten)]
         slice: SliceArgs,
     },
+    /// Replay a trace against a target and write the run folder (invocations.csv, summary.json, manifest.json).
+    Run {
+        /// The run's YAML config (every key and default: loader/config/example.yaml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Write the run folder here instead of the config's `output`.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
     /// Write the schedule a run would send (one CSV row per invocation, in time order); sends nothing.
     Schedule {
         /// Directory with the trace files (In-Vitro layout).
@@ -124,6 +133,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Validate { trace_dir, slice } => validate(&trace_dir, &slice.to_slice()),
+        Command::Run { config, output } => run_command(&config, output),
         Command::Schedule { trace_dir, slice, schedule, out } => {
             write_schedule_file(&trace_dir, &slice.to_slice(), &schedule, &out)
         }
@@ -143,6 +153,37 @@ fn write_schedule_file(trace_dir: &Path, slice: &Slice, args: &ScheduleArgs, out
     let rows = write_schedule(invocations, &mut writer).with_context(|| format!("cannot write {}", out.display()))?;
     writer.flush().with_context(|| format!("cannot write {}", out.display()))?;
     println!("wrote {rows} invocations of {} functions to {}", sliced.functions.len(), out.display());
+    Ok(())
+}
+
+fn run_command(config: &Path, output: Option<PathBuf>) -> anyhow::Result<()> {
+    let mut config = loader::config::RunConfig::load(config)?;
+    if let Some(output) = output {
+        config.output = output;
+    }
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let report = runtime.block_on(async {
+        let stop = loader::driver::StopSignal::new();
+        let on_interrupt = stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("interrupted: stopping the sends, waiting for what is in flight, writing the files");
+                on_interrupt.stop();
+            }
+        });
+        loader::run::run(&config, stop).await
+    })?;
+    let r = &report.replay;
+    println!(
+        "sent {} invocations: {} ok, {} failed, {} abandoned; max send lag {} µs; {}; results in {}",
+        r.sent,
+        r.ok,
+        r.failed,
+        r.abandoned,
+        r.max_send_lag_us,
+        if report.trustworthy { "trustworthy" } else { "NOT trustworthy (send lag above the threshold)" },
+        config.output.display()
+    );
     Ok(())
 }
 

@@ -141,7 +141,7 @@ pub fn schedule_window<'a>(
         .map(|m| trace.functions.iter().map(|f| count_at(f, m) as u64).sum::<u64>())
         .sum();
     Ok(ScheduleIter {
-        trace,
+        trace: TraceRef::Borrowed(trace),
         config: config.clone(),
         keys,
         origin: window.origin,
@@ -159,10 +159,65 @@ fn count_at(f: &crate::trace::TraceFunction, index: u32) -> u32 {
     f.invocations_per_minute.get(index as usize).copied().unwrap_or(0)
 }
 
+/// [`schedule_window`] over a shared trace: the iterator owns its handle, so it can move to another thread.
+pub fn schedule_window_shared(
+    trace: std::sync::Arc<Trace>,
+    config: &ScheduleConfig,
+    warmup_minutes: u32,
+    window: MinuteWindow,
+) -> Result<ScheduleIter<'static>, ScheduleError> {
+    let borrowed = schedule_window(&trace, config, warmup_minutes, window)?;
+    let ScheduleIter {
+        trace: _,
+        config,
+        keys,
+        origin,
+        start,
+        end,
+        next_minute,
+        warmup_minutes,
+        buffer,
+        pos,
+        remaining_total,
+    } = borrowed;
+    let trace = TraceRef::Shared(trace);
+    Ok(ScheduleIter {
+        trace,
+        config,
+        keys,
+        origin,
+        start,
+        end,
+        next_minute,
+        warmup_minutes,
+        buffer,
+        pos,
+        remaining_total,
+    })
+}
+
+/// The trace a schedule reads: borrowed, or shared with the caller.
+#[derive(Debug)]
+enum TraceRef<'a> {
+    Borrowed(&'a Trace),
+    Shared(std::sync::Arc<Trace>),
+}
+
+impl std::ops::Deref for TraceRef<'_> {
+    type Target = Trace;
+
+    fn deref(&self) -> &Trace {
+        match self {
+            TraceRef::Borrowed(trace) => trace,
+            TraceRef::Shared(trace) => trace,
+        }
+    }
+}
+
 /// Iterator over a schedule's invocations in intended-send-time order; holds at most one trace minute.
 #[derive(Debug)]
 pub struct ScheduleIter<'a> {
-    trace: &'a Trace,
+    trace: TraceRef<'a>,
     config: ScheduleConfig,
     keys: Vec<FunctionKey>,
     origin: u32,

@@ -17,4 +17,6 @@ pub mod seed;
 
 pub use config::{ConfigError, IatDistribution, ScheduleConfig};
 pub use csv::{SCHEDULE_CSV_HEADER, write_schedule};
-pub use generate::{Invocation, MinuteWindow, Phase, ScheduleError, ScheduleIter, schedule, schedule_window};
+pub use generate::{
+    Invocation, MinuteWindow, Phase, ScheduleError, ScheduleIter, schedule, schedule_window, schedule_window_shared,
+};
