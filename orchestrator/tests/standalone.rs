@@ -191,3 +191,23 @@ async fn deleting_drains_and_kills_and_crashed_sandboxes_are_replaced() {
     assert_sandboxes_gone(&second);
     assert_eq!(invoke(&proxy, "victim", 0).await.status(), 404);
 }
+
+/// Regression: the standalone ready wait once held the membership watch's read guard for the whole run, so the
+/// first membership change after start (here a worker registering) froze the control plane.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_after_start_do_not_freeze_the_control_plane() {
+    use orchestrator::proto::dirigent::WorkerInfo;
+    use orchestrator::proto::dirigent::control_plane_client::ControlPlaneClient;
+
+    let cluster = Role::start("standalone", &standalone_yaml(1, ""));
+    let (api, grpc) = (cluster.address("api"), cluster.address("grpc"));
+    let mut control_plane = ControlPlaneClient::connect(format!("http://{grpc}")).await.unwrap();
+    // Nothing listens at its address; the registration itself is what matters.
+    let extra = WorkerInfo { name: "extra".into(), address: "127.0.0.1:1".into(), cpu_millis: 1000, memory_mib: 512 };
+    let registered = tokio::time::timeout(Duration::from_secs(10), control_plane.register_worker(extra)).await;
+    assert!(matches!(registered, Ok(Ok(_))), "the registration must answer: {registered:?}");
+    let health =
+        tokio::time::timeout(Duration::from_secs(10), client().get(format!("http://{api}/health")).send()).await;
+    let health: Value = health.expect("the API must still answer").unwrap().json().await.unwrap();
+    assert_eq!(health["workers"], 2, "{health}");
+}
