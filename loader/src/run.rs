@@ -16,6 +16,46 @@ use crate::target::http::{HttpTarget, HttpTargetConfig};
 use crate::target::{FunctionDeployment, Target};
 use crate::trace::{FunctionSelection, Slice, Trace, read_trace};
 
+/// A run failed; what was measured before the failure is still in the run folder where possible.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// the trace is invalid
+    #[error("invalid trace: {0}")]
+    Trace(#[from] crate::trace::TraceError),
+    /// the slice does not fit the trace
+    #[error("invalid slice: {0}")]
+    Slice(#[from] crate::trace::SliceError),
+    /// the schedule cannot be generated
+    #[error(transparent)]
+    Schedule(#[from] crate::schedule::ScheduleError),
+    /// the run folder cannot be created
+    #[error("cannot create the run folder {path}: {source}")]
+    OutputFolder {
+        /// The folder.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// the run folder already holds a run
+    #[error("{0} already exists: choose a new output folder")]
+    OutputExists(std::path::PathBuf),
+    /// writing a run file failed
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
+    /// the target refused to deploy or tear down
+    #[error("target: {0}")]
+    Target(#[from] crate::target::TargetError),
+    /// the driver failed
+    #[error("replay: {0}")]
+    Driver(#[from] crate::driver::DriverError),
+    /// the trace could not be checksummed for the manifest
+    #[error("cannot checksum the trace: {0}")]
+    Checksum(#[source] std::io::Error),
+    /// the config cannot be recorded in the manifest
+    #[error("cannot record the config: {0}")]
+    Config(#[from] serde_json::Error),
+}
+
 /// What a finished run reports.
 #[derive(Debug, Clone)]
 pub struct RunReport {
@@ -26,18 +66,18 @@ pub struct RunReport {
 }
 
 /// Runs `config`; `stop` ends sending early (Ctrl-C) and the files are still written.
-pub async fn run(config: &RunConfig, stop: StopSignal) -> anyhow::Result<RunReport> {
-    use anyhow::Context;
+pub async fn run(config: &RunConfig, stop: StopSignal) -> Result<RunReport, RunError> {
     let slice = slice_of(config);
-    let trace = Arc::new(read_trace(&config.trace).context("invalid trace")?.slice(&slice).context("invalid slice")?);
+    let trace = Arc::new(read_trace(&config.trace)?.slice(&slice)?);
     let names: Arc<Vec<String>> = Arc::new(trace.functions.iter().map(|f| f.name.clone()).collect());
-    let origin = u32::try_from(slice.start_minute).context("slice.start_minute is out of range")?;
+    // The slice already checked start_minute against the trace's 1440 minutes.
+    let origin = u32::try_from(slice.start_minute).unwrap_or(u32::MAX);
     let window = MinuteWindow { origin, start: 0, len: None };
     // Checked before anything is deployed or any file is written.
     let schedule = schedule_window_shared(Arc::clone(&trace), &config.schedule, config.warmup_minutes, window)?;
     prepare_output(&config.output)?;
     let target = build_target(config)?;
-    target.deploy(&deployments(&trace, config)).await.context("deploying the functions")?;
+    target.deploy(&deployments(&trace, config)).await?;
     let started = SystemTime::now();
     let mut csv = InvocationsCsv::create(&config.output.join("invocations.csv"), &names)?;
     let mut stats = RunStats::new(&names);
@@ -60,7 +100,7 @@ pub async fn run(config: &RunConfig, stop: StopSignal) -> anyhow::Result<RunRepo
     write_summary(&config.output.join("summary.json"), &stats, &summary)?;
     let trustworthy = crate::output::summarize(&stats, &summary).trustworthy;
     write_manifest(&config.output.join("manifest.json"), &manifest(config, started, ended)?)?;
-    teardown.context("tearing down the functions")?;
+    teardown?;
     Ok(RunReport { replay, trustworthy })
 }
 
@@ -74,17 +114,18 @@ fn slice_of(config: &RunConfig) -> Slice {
 }
 
 /// Creates the run folder; refuses one that already holds a run, so nothing measured is overwritten.
-fn prepare_output(dir: &Path) -> anyhow::Result<()> {
-    use anyhow::Context;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the run folder {}", dir.display()))?;
+fn prepare_output(dir: &Path) -> Result<(), RunError> {
+    std::fs::create_dir_all(dir).map_err(|source| RunError::OutputFolder { path: dir.into(), source })?;
     for file in ["invocations.csv", "summary.json", "manifest.json"] {
         let path = dir.join(file);
-        anyhow::ensure!(!path.exists(), "{} already exists: choose a new output folder", path.display());
+        if path.exists() {
+            return Err(RunError::OutputExists(path));
+        }
     }
     Ok(())
 }
 
-fn build_target(config: &RunConfig) -> anyhow::Result<Arc<dyn Target>> {
+fn build_target(config: &RunConfig) -> Result<Arc<dyn Target>, RunError> {
     let timeout = Some(config.driver.request_timeout);
     Ok(match &config.target {
         TargetConfig::Dirigent { api, proxy, image, .. } => Arc::new(DirigentTarget::new(DirigentConfig {
@@ -145,12 +186,11 @@ fn summary_inputs(trace: &Trace, config: &RunConfig) -> SummaryInputs {
     }
 }
 
-fn manifest(config: &RunConfig, started: SystemTime, ended: SystemTime) -> anyhow::Result<ManifestInputs> {
-    use anyhow::Context;
+fn manifest(config: &RunConfig, started: SystemTime, ended: SystemTime) -> Result<ManifestInputs, RunError> {
     Ok(ManifestInputs {
         config: serde_json::to_value(config)?,
         seed: config.schedule.seed,
-        trace_checksum: trace_checksum(&config.trace).context("checksumming the trace")?,
+        trace_checksum: trace_checksum(&config.trace).map_err(RunError::Checksum)?,
         started,
         ended,
         events: Vec::new(),
