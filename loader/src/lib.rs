@@ -4,6 +4,7 @@
 pub mod config;
 pub mod driver;
 pub mod output;
+pub mod progress;
 pub mod record;
 pub mod run;
 pub mod schedule;

@@ -10,6 +10,7 @@ use crate::driver::{DriverOptions, ReplayStats, StopSignal, replay};
 use crate::output::{
     InvocationsCsv, ManifestInputs, RunStats, SummaryInputs, trace_checksum, write_manifest, write_summary,
 };
+use crate::progress::Progress;
 use crate::schedule::{MinuteWindow, schedule_window_shared};
 use crate::target::dirigent::{DirigentConfig, DirigentTarget};
 use crate::target::http::{HttpTarget, HttpTargetConfig};
@@ -81,14 +82,17 @@ pub async fn run(config: &RunConfig, stop: StopSignal) -> Result<RunReport, RunE
     let started = SystemTime::now();
     let mut csv = InvocationsCsv::create(&config.output.join("invocations.csv"), &names)?;
     let mut stats = RunStats::new(&names);
+    let mut progress = Progress::new(schedule.remaining());
     let mut write_error = None;
     let replayed = replay(Arc::clone(&target), Arc::clone(&names), schedule, driver_options(config), stop, |record| {
+        progress.record(&record);
         stats.record(&record);
         if let Err(err) = csv.write(&record) {
             write_error.get_or_insert(err);
         }
     })
     .await;
+    progress.finish();
     let ended = SystemTime::now();
     let teardown = target.teardown().await;
     csv.flush()?;
