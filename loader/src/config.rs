@@ -87,6 +87,11 @@ pub enum TargetConfig {
         #[serde(default)]
         max_scale: u32,
     },
+    /// vHive's gRPC workload interface (`faas.Executor/Execute`).
+    Grpc {
+        /// Address with optional `{function}`, e.g. `http://127.0.0.1:50051`.
+        address: String,
+    },
     /// Any HTTP endpoint.
     Http {
         /// URL with optional `{function}`.

@@ -13,6 +13,7 @@ use crate::output::{
 use crate::progress::Progress;
 use crate::schedule::{MinuteWindow, schedule_window_shared};
 use crate::target::dirigent::{DirigentConfig, DirigentTarget};
+use crate::target::grpc::{GrpcTarget, GrpcTargetConfig};
 use crate::target::http::{HttpTarget, HttpTargetConfig};
 use crate::target::{FunctionDeployment, Target};
 use crate::trace::{FunctionSelection, Slice, Trace, read_trace};
@@ -138,6 +139,9 @@ fn build_target(config: &RunConfig) -> Result<Arc<dyn Target>, RunError> {
             image: image.clone(),
             request_timeout: timeout,
         })?),
+        TargetConfig::Grpc { address } => {
+            Arc::new(GrpcTarget::new(GrpcTargetConfig { address_template: address.clone(), request_timeout: timeout })?)
+        }
         TargetConfig::Http { url, host, http2 } => {
             let mut http = HttpTargetConfig::new(url.clone());
             http.host_template = host.clone();
@@ -151,7 +155,7 @@ fn build_target(config: &RunConfig) -> Result<Arc<dyn Target>, RunError> {
 fn deployments(trace: &Trace, config: &RunConfig) -> Vec<FunctionDeployment> {
     let (min_scale, max_scale) = match config.target {
         TargetConfig::Dirigent { min_scale, max_scale, .. } => (min_scale, max_scale),
-        TargetConfig::Http { .. } => (0, 0),
+        TargetConfig::Http { .. } | TargetConfig::Grpc { .. } => (0, 0),
     };
     trace
         .functions

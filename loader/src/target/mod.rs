@@ -2,6 +2,7 @@
 //! implementations.
 
 pub mod dirigent;
+pub mod grpc;
 pub mod http;
 pub mod server_timing;
 
