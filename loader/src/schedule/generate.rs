@@ -119,6 +119,16 @@ pub fn schedule_window<'a>(
     warmup_minutes: u32,
     window: MinuteWindow,
 ) -> Result<ScheduleIter<'a>, ScheduleError> {
+    schedule_over(TraceRef::Borrowed(trace), config, warmup_minutes, window)
+}
+
+fn schedule_over<'a>(
+    handle: TraceRef<'a>,
+    config: &ScheduleConfig,
+    warmup_minutes: u32,
+    window: MinuteWindow,
+) -> Result<ScheduleIter<'a>, ScheduleError> {
+    let trace: &Trace = &handle;
     config.validate()?;
     if u32::try_from(trace.functions.len()).is_err() {
         return Err(ScheduleError::TooManyFunctions(trace.functions.len()));
@@ -141,7 +151,7 @@ pub fn schedule_window<'a>(
         .map(|m| trace.functions.iter().map(|f| count_at(f, m) as u64).sum::<u64>())
         .sum();
     Ok(ScheduleIter {
-        trace: TraceRef::Borrowed(trace),
+        trace: handle,
         config: config.clone(),
         keys,
         origin: window.origin,
@@ -166,34 +176,7 @@ pub fn schedule_window_shared(
     warmup_minutes: u32,
     window: MinuteWindow,
 ) -> Result<ScheduleIter<'static>, ScheduleError> {
-    let borrowed = schedule_window(&trace, config, warmup_minutes, window)?;
-    let ScheduleIter {
-        trace: _,
-        config,
-        keys,
-        origin,
-        start,
-        end,
-        next_minute,
-        warmup_minutes,
-        buffer,
-        pos,
-        remaining_total,
-    } = borrowed;
-    let trace = TraceRef::Shared(trace);
-    Ok(ScheduleIter {
-        trace,
-        config,
-        keys,
-        origin,
-        start,
-        end,
-        next_minute,
-        warmup_minutes,
-        buffer,
-        pos,
-        remaining_total,
-    })
+    schedule_over(TraceRef::Shared(trace), config, warmup_minutes, window)
 }
 
 /// The trace a schedule reads: borrowed, or shared with the caller.
