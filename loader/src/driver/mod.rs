@@ -275,10 +275,11 @@ async fn send_pool(
                 None => break,
             },
         };
-        let Some(name) = names.get(released.invocation.function as usize).cloned() else {
+        let index = released.invocation.function as usize;
+        if index >= names.len() {
             error = Some(DriverError::UnknownFunction { index: released.invocation.function, known: names.len() });
             break;
-        };
+        }
         let permit = tokio::select! {
             biased;
             _ = stop_rx.wait_for(|stopped| *stopped) => break,
@@ -286,12 +287,13 @@ async fn send_pool(
         };
         while tasks.try_join_next().is_some() {}
         counts.sent += 1;
-        let target = Arc::clone(&target);
+        // The task shares the name list rather than cloning a name per invocation.
+        let (target, names) = (Arc::clone(&target), Arc::clone(&names));
         let record_tx = record_tx.clone();
         let timeout = options.request_timeout;
         tasks.spawn(async move {
             let _permit = permit;
-            let record = send_one(target.as_ref(), &name, released, clock, timeout).await;
+            let record = send_one(target.as_ref(), &names[index], released, clock, timeout).await;
             // The consumer only goes away when the replay itself is dropped.
             let _ = record_tx.send(record).await;
         });
