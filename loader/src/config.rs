@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::schedule::ScheduleConfig;
+use crate::schedule::{Arrivals, ScheduleConfig};
 
 /// A whole run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunConfig {
+    /// What to send: the trace (with `trace`, `slice`, `schedule`, `warmup_minutes`) or a synthetic load.
+    pub workload: Workload,
     /// Directory with the trace (In-Vitro layout).
     pub trace: PathBuf,
     /// Which part of the trace to replay.
@@ -33,6 +35,7 @@ pub struct RunConfig {
 impl Default for RunConfig {
     fn default() -> Self {
         Self {
+            workload: Workload::Trace,
             trace: PathBuf::from("loader/traces/azure-100"),
             slice: SliceConfig::default(),
             schedule: ScheduleConfig::default(),
@@ -43,6 +46,89 @@ impl Default for RunConfig {
             send_lag_threshold: Duration::from_millis(1),
         }
     }
+}
+
+/// What a run sends.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Workload {
+    /// Replay the trace (`trace`, `slice`, `schedule`, `warmup_minutes`).
+    #[default]
+    Trace,
+    /// A constant rate of invocations, round-robin over `functions` warm functions.
+    Rps(RpsWorkload),
+    /// The Dirigent paper's cold-start sweep: `rate` cold starts per second.
+    ColdStarts(ColdStartWorkload),
+}
+
+/// Constant RPS: `rate` invocations per second over `functions` functions, for `warmup` then `duration`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RpsWorkload {
+    /// Invocations per second, all functions together.
+    pub rate: f64,
+    /// Length of the measured phase.
+    #[serde(with = "humantime_serde", default = "default_synthetic_duration")]
+    pub duration: Duration,
+    /// Length of the leading warm-up phase (its invocations are phase 1).
+    #[serde(with = "humantime_serde", default)]
+    pub warmup: Duration,
+    /// Functions the rate is spread over, round-robin.
+    #[serde(default = "one")]
+    pub functions: u32,
+    /// `equidistant` or `exponential` (Poisson, seeded with `schedule.seed`).
+    #[serde(default)]
+    pub arrivals: Arrivals,
+    /// Requested execution time of every invocation, ms.
+    #[serde(default = "default_synthetic_runtime")]
+    pub runtime_ms: u32,
+    /// Requested memory of every invocation, MiB.
+    #[serde(default = "default_synthetic_memory")]
+    pub memory_mib: u32,
+}
+
+/// The cold-start sweep: each of `ceil(rate × cooldown)` functions, with scale bounds [0, 1], is called once per
+/// `cooldown`, so every call is a cold start when the platform's keep-alive is shorter than the cooldown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColdStartWorkload {
+    /// Cold starts per second.
+    pub rate: f64,
+    /// Time between two calls of the same function; must exceed the platform's keep-alive.
+    #[serde(with = "humantime_serde", default = "default_cooldown")]
+    pub cooldown: Duration,
+    /// Length of the measured phase.
+    #[serde(with = "humantime_serde", default = "default_synthetic_duration")]
+    pub duration: Duration,
+    /// Length of the leading warm-up phase (its invocations are phase 1).
+    #[serde(with = "humantime_serde", default)]
+    pub warmup: Duration,
+    /// Requested execution time of every invocation, ms.
+    #[serde(default = "default_synthetic_runtime")]
+    pub runtime_ms: u32,
+    /// Requested memory of every invocation, MiB.
+    #[serde(default = "default_synthetic_memory")]
+    pub memory_mib: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn default_synthetic_duration() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_cooldown() -> Duration {
+    Duration::from_secs(120)
+}
+
+fn default_synthetic_runtime() -> u32 {
+    10
+}
+
+fn default_synthetic_memory() -> u32 {
+    16
 }
 
 /// Which part of the trace to replay.
@@ -192,6 +278,35 @@ impl RunConfig {
     /// Checks values the types cannot: names the key at fault.
     pub fn validate(&self) -> Result<(), String> {
         self.schedule.validate().map_err(|e| format!("schedule: {e}"))?;
+        if self.driver.max_in_flight == 0 {
+            return Err("driver.max_in_flight must be at least 1".into());
+        }
+        match &self.workload {
+            Workload::Trace => self.validate_trace_keys(),
+            Workload::Rps(rps) => {
+                check_rate("workload.rate", rps.rate)?;
+                check_phase(rps.duration, rps.memory_mib)?;
+                if rps.functions == 0 {
+                    return Err("workload.functions must be at least 1".into());
+                }
+                Ok(())
+            }
+            Workload::ColdStarts(cold) => {
+                check_rate("workload.rate", cold.rate)?;
+                check_phase(cold.duration, cold.memory_mib)?;
+                let functions = cold.rate * cold.cooldown.as_secs_f64();
+                if !(1.0..=f64::from(MAX_COLD_START_FUNCTIONS)).contains(&functions.ceil()) {
+                    return Err(format!(
+                        "workload.rate x workload.cooldown asks for {functions:.0} functions; \
+                         between 1 and {MAX_COLD_START_FUNCTIONS} are supported"
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn validate_trace_keys(&self) -> Result<(), String> {
         if self.slice.minutes == 0 {
             return Err("slice.minutes must be at least 1".into());
         }
@@ -201,11 +316,29 @@ impl RunConfig {
                 self.warmup_minutes, self.slice.minutes
             ));
         }
-        if self.driver.max_in_flight == 0 {
-            return Err("driver.max_in_flight must be at least 1".into());
-        }
         Ok(())
     }
+}
+
+/// Most functions a cold-start sweep may spread over (each is deployed before the run).
+pub const MAX_COLD_START_FUNCTIONS: u32 = 100_000;
+
+fn check_rate(key: &str, rate: f64) -> Result<(), String> {
+    if rate.is_finite() && rate > 0.0 {
+        Ok(())
+    } else {
+        Err(format!("{key} must be a number of invocations per second above 0, got {rate}"))
+    }
+}
+
+fn check_phase(duration: Duration, memory_mib: u32) -> Result<(), String> {
+    if duration.is_zero() {
+        return Err("workload.duration must be above 0".into());
+    }
+    if memory_mib == 0 {
+        return Err("workload.memory_mib must be at least 1".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -230,5 +363,31 @@ mod tests {
         assert!(err.contains("warmup_minutes"), "{err}");
         std::fs::write(&path, "target: { kind: lambda }\n").unwrap();
         assert!(RunConfig::load(&path).unwrap_err().to_string().contains("lambda"));
+    }
+
+    #[test]
+    fn synthetic_workloads_parse_with_defaults_and_check_their_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.yaml");
+        std::fs::write(&path, "workload: { kind: rps, rate: 250, arrivals: exponential }\n").unwrap();
+        let Workload::Rps(rps) = RunConfig::load(&path).unwrap().workload else { panic!("not rps") };
+        assert_eq!((rps.rate, rps.functions, rps.arrivals), (250.0, 1, Arrivals::Exponential));
+        assert_eq!((rps.duration, rps.runtime_ms, rps.memory_mib), (Duration::from_secs(60), 10, 16));
+        std::fs::write(&path, "workload: { kind: cold-starts, rate: 5, cooldown: 90s }\n").unwrap();
+        let Workload::ColdStarts(cold) = RunConfig::load(&path).unwrap().workload else { panic!("not cold") };
+        assert_eq!((cold.rate, cold.cooldown), (5.0, Duration::from_secs(90)));
+        for (yaml, key) in [
+            ("workload: { kind: rps, rate: 5, functionz: 2 }", "functionz"),
+            ("workload: { kind: rps }", "rate"),
+            ("workload: { kind: rps, rate: 0 }", "workload.rate"),
+            ("workload: { kind: rps, rate: 5, functions: 0 }", "workload.functions"),
+            ("workload: { kind: rps, rate: 5, duration: 0s }", "workload.duration"),
+            ("workload: { kind: cold-starts, rate: 1000, cooldown: 1h }", "workload.cooldown"),
+            ("workload: { kind: poisson }", "poisson"),
+        ] {
+            std::fs::write(&path, format!("{yaml}\n")).unwrap();
+            let err = RunConfig::load(&path).unwrap_err().to_string();
+            assert!(err.contains(key), "{yaml}: {err}");
+        }
     }
 }

@@ -10,3 +10,4 @@ pub mod run;
 pub mod schedule;
 pub mod target;
 pub mod trace;
+pub mod workload;

@@ -1,4 +1,4 @@
-//! One run end to end: read and slice the trace, deploy on the target, replay the schedule, stream every
+//! One run end to end: prepare the workload (trace replay or a synthetic load), deploy on the target, replay the schedule, stream every
 //! record to `invocations.csv`, then write `summary.json` and `manifest.json`, and tear down.
 
 use std::path::Path;
@@ -7,29 +7,20 @@ use std::time::SystemTime;
 
 use crate::config::{RunConfig, TargetConfig};
 use crate::driver::{DriverOptions, ReplayStats, StopSignal, replay};
-use crate::output::{
-    InvocationsCsv, ManifestInputs, RunStats, SummaryInputs, trace_checksum, write_manifest, write_summary,
-};
+use crate::output::{InvocationsCsv, ManifestInputs, RunStats, SummaryInputs, write_manifest, write_summary};
 use crate::progress::Progress;
-use crate::schedule::{MinuteWindow, schedule_window_shared};
+use crate::target::Target;
 use crate::target::dirigent::{DirigentConfig, DirigentTarget};
 use crate::target::grpc::{GrpcTarget, GrpcTargetConfig};
 use crate::target::http::{HttpTarget, HttpTargetConfig};
-use crate::target::{FunctionDeployment, Target};
-use crate::trace::{FunctionSelection, Slice, Trace, read_trace};
+use crate::workload::prepare;
 
 /// A run failed; what was measured before the failure is still in the run folder where possible.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// the trace is invalid
-    #[error("invalid trace: {0}")]
-    Trace(#[from] crate::trace::TraceError),
-    /// the slice does not fit the trace
-    #[error("invalid slice: {0}")]
-    Slice(#[from] crate::trace::SliceError),
-    /// the schedule cannot be generated
+    /// the workload (trace, slice, schedule) is invalid
     #[error(transparent)]
-    Schedule(#[from] crate::schedule::ScheduleError),
+    Workload(#[from] crate::workload::WorkloadError),
     /// the run folder cannot be created
     #[error("cannot create the run folder {path}: {source}")]
     OutputFolder {
@@ -50,9 +41,6 @@ pub enum RunError {
     /// the driver failed
     #[error("replay: {0}")]
     Driver(#[from] crate::driver::DriverError),
-    /// the trace could not be checksummed for the manifest
-    #[error("cannot checksum the trace: {0}")]
-    Checksum(#[source] std::io::Error),
     /// the config cannot be recorded in the manifest
     #[error("cannot record the config: {0}")]
     Config(#[from] serde_json::Error),
@@ -69,23 +57,19 @@ pub struct RunReport {
 
 /// Runs `config`; `stop` ends sending early (Ctrl-C) and the files are still written.
 pub async fn run(config: &RunConfig, stop: StopSignal) -> Result<RunReport, RunError> {
-    let slice = slice_of(config);
-    let trace = Arc::new(read_trace(&config.trace)?.slice(&slice)?);
-    let names: Arc<Vec<String>> = Arc::new(trace.functions.iter().map(|f| f.name.clone()).collect());
-    // The slice already checked start_minute against the trace's 1440 minutes.
-    let origin = u32::try_from(slice.start_minute).unwrap_or(u32::MAX);
-    let window = MinuteWindow { origin, start: 0, len: None };
     // Checked before anything is deployed or any file is written.
-    let schedule = schedule_window_shared(Arc::clone(&trace), &config.schedule, config.warmup_minutes, window)?;
+    let workload = prepare(config)?;
     prepare_output(&config.output)?;
     let target = build_target(config)?;
-    target.deploy(&deployments(&trace, config)).await?;
+    target.deploy(&workload.deployments).await?;
     let started = SystemTime::now();
+    let names = Arc::clone(&workload.names);
     let mut csv = InvocationsCsv::create(&config.output.join("invocations.csv"), &names)?;
     let mut stats = RunStats::new(&names);
-    let mut progress = Progress::new(schedule.remaining());
+    let mut progress = Progress::new(workload.total);
     let mut write_error = None;
-    let replayed = replay(Arc::clone(&target), Arc::clone(&names), schedule, driver_options(config), stop, |record| {
+    let options = driver_options(config);
+    let replayed = replay(Arc::clone(&target), names, workload.schedule, options, stop, |record| {
         progress.record(&record);
         stats.record(&record);
         if let Err(err) = csv.write(&record) {
@@ -101,21 +85,24 @@ pub async fn run(config: &RunConfig, stop: StopSignal) -> Result<RunReport, RunE
         return Err(err.into());
     }
     let replay = replayed?;
-    let summary = summary_inputs(&trace, config);
+    let summary = SummaryInputs {
+        measured_duration_s: workload.measured_duration_s,
+        scheduled_per_function: workload.scheduled_per_function,
+        send_lag_threshold_us: u64::try_from(config.send_lag_threshold.as_micros()).unwrap_or(u64::MAX),
+    };
     write_summary(&config.output.join("summary.json"), &stats, &summary)?;
     let trustworthy = crate::output::summarize(&stats, &summary).trustworthy;
-    write_manifest(&config.output.join("manifest.json"), &manifest(config, started, ended)?)?;
+    let manifest = ManifestInputs {
+        config: serde_json::to_value(config)?,
+        seed: config.schedule.seed,
+        trace_checksum: workload.trace_checksum,
+        started,
+        ended,
+        events: Vec::new(),
+    };
+    write_manifest(&config.output.join("manifest.json"), &manifest)?;
     teardown?;
     Ok(RunReport { replay, trustworthy })
-}
-
-fn slice_of(config: &RunConfig) -> Slice {
-    let functions = match (config.slice.functions, config.slice.sample_seed) {
-        (None, _) => FunctionSelection::All,
-        (Some(count), None) => FunctionSelection::First(count),
-        (Some(count), Some(seed)) => FunctionSelection::Sample { count, seed },
-    };
-    Slice { start_minute: config.slice.start_minute, minutes: config.slice.minutes, functions }
 }
 
 /// Creates the run folder; refuses one that already holds a run, so nothing measured is overwritten.
@@ -152,25 +139,6 @@ fn build_target(config: &RunConfig) -> Result<Arc<dyn Target>, RunError> {
     })
 }
 
-fn deployments(trace: &Trace, config: &RunConfig) -> Vec<FunctionDeployment> {
-    let (min_scale, max_scale) = match config.target {
-        TargetConfig::Dirigent { min_scale, max_scale, .. } => (min_scale, max_scale),
-        TargetConfig::Http { .. } | TargetConfig::Grpc { .. } => (0, 0),
-    };
-    trace
-        .functions
-        .iter()
-        .map(|f| FunctionDeployment {
-            name: f.name.clone(),
-            requested_cpu_ms: f.duration.percentiles[3].round() as u32,
-            requested_memory_mib: f.memory.percentiles[3].round() as u32,
-            min_scale,
-            max_scale,
-            ..FunctionDeployment::default()
-        })
-        .collect()
-}
-
 fn driver_options(config: &RunConfig) -> DriverOptions {
     DriverOptions {
         max_in_flight: config.driver.max_in_flight,
@@ -178,29 +146,4 @@ fn driver_options(config: &RunConfig) -> DriverOptions {
         drain_timeout: config.driver.drain_timeout,
         ..DriverOptions::default()
     }
-}
-
-fn summary_inputs(trace: &Trace, config: &RunConfig) -> SummaryInputs {
-    let warmup = config.warmup_minutes as usize;
-    let measured_minutes = config.slice.minutes.saturating_sub(warmup);
-    SummaryInputs {
-        measured_duration_s: measured_minutes as f64 * 60.0 / config.schedule.compression,
-        scheduled_per_function: trace
-            .functions
-            .iter()
-            .map(|f| f.invocations_per_minute.iter().skip(warmup).map(|&n| u64::from(n)).sum())
-            .collect(),
-        send_lag_threshold_us: u64::try_from(config.send_lag_threshold.as_micros()).unwrap_or(u64::MAX),
-    }
-}
-
-fn manifest(config: &RunConfig, started: SystemTime, ended: SystemTime) -> Result<ManifestInputs, RunError> {
-    Ok(ManifestInputs {
-        config: serde_json::to_value(config)?,
-        seed: config.schedule.seed,
-        trace_checksum: trace_checksum(&config.trace).map_err(RunError::Checksum)?,
-        started,
-        ended,
-        events: Vec::new(),
-    })
 }

@@ -38,7 +38,12 @@ async fn start_server() -> std::net::SocketAddr {
 }
 
 fn run_loader(config: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_loader")).args(["run", "--config"]).arg(config).output().expect("run loader")
+    run_loader_with(config, &[])
+}
+
+fn run_loader_with(config: &Path, flags: &[&str]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_loader"));
+    command.args(["run", "--config"]).arg(config).args(flags).output().expect("run loader")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,4 +92,62 @@ async fn a_run_writes_the_three_files_and_never_overwrites_one() {
     assert!(!again.status.success(), "a second run into the same folder is refused");
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
     assert_eq!(std::fs::read_to_string(output.join("invocations.csv")).unwrap(), csv, "nothing measured is lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rps_run_with_command_line_overrides() {
+    let address = start_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rps.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "workload: {{ kind: rps, rate: 1000, duration: 1h, warmup: 200ms, functions: 3, runtime_ms: 2 }}\n\
+             target: {{ kind: http, url: \"http://{address}/function/{{function}}\" }}\noutput: unused\n"
+        ),
+    )
+    .unwrap();
+    let output = dir.path().join("run");
+    let run = tokio::task::spawn_blocking({
+        let (config, output) = (config.clone(), output.to_str().unwrap().to_owned());
+        move || run_loader_with(&config, &["--rate", "200", "--duration", "1s", "--seed", "9", "--output", &output])
+    })
+    .await
+    .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+
+    // 1.2 s at 200/s: 40 warm-up and 200 measured invocations over rps-0..rps-2, each with its own CSV row.
+    let csv = std::fs::read_to_string(output.join("invocations.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 240);
+    for name in ["rps-0", "rps-1", "rps-2"] {
+        assert_eq!(rows.iter().filter(|r| r.contains(&format!(",{name},"))).count(), 80, "{name}");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(output.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["overall"]["counts"]["measured"], 200);
+    assert_eq!(summary["overall"]["counts"]["warmup"], 40);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(output.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["seed"], 9);
+    assert_eq!(manifest["config"]["workload"]["rate"], 200.0);
+    assert!(manifest["traceChecksum"].is_null());
+
+    let wrong = run_loader_with(&config, &["--rate", "0"]);
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("workload.rate"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+}
+
+#[test]
+fn rate_flags_on_a_trace_replay_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("trace.yaml");
+    std::fs::write(&config, "target: { kind: http, url: \"http://127.0.0.1:9/\" }\n").unwrap();
+    let run = run_loader_with(&config, &["--rate", "10"]);
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("--rate"), "{}", String::from_utf8_lossy(&run.stderr));
 }

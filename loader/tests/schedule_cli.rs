@@ -54,3 +54,27 @@ fn bad_settings_fail_before_writing() {
     assert!(!run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).contains("warmup"), "{}", String::from_utf8_lossy(&run.stderr));
 }
+
+#[test]
+fn a_cold_start_sweep_schedule_from_a_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cold.yaml");
+    std::fs::write(&config, "workload: { kind: cold-starts, rate: 4, cooldown: 3s, duration: 6s }\n").unwrap();
+    let out = dir.path().join("cold.csv");
+    let run = Command::new(env!("CARGO_BIN_EXE_loader"))
+        .args(["schedule", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run loader");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(String::from_utf8_lossy(&run.stdout).contains("24 invocations of 12 functions"));
+    let text = std::fs::read_to_string(out).unwrap();
+    // Function k mod 12 at k x 250 ms: each function is called once per 3 s.
+    let rows: Vec<Vec<u64>> =
+        text.lines().skip(1).map(|l| l.split(',').map(|c| c.parse().unwrap()).collect()).collect();
+    for (k, row) in rows.iter().enumerate() {
+        assert_eq!((row[1], row[4]), (k as u64 % 12, k as u64 * 250_000));
+    }
+}

@@ -3,12 +3,14 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use loader::schedule::{IatDistribution, MinuteWindow, ScheduleConfig, schedule_window, write_schedule};
+use loader::config::{RunConfig, SliceConfig, Workload};
+use loader::schedule::{IatDistribution, write_schedule};
 use loader::trace::model::MINUTES_PER_DAY;
-use loader::trace::{FunctionSelection, Slice, TraceSummary, read_trace};
+use loader::trace::{TraceSummary, read_trace};
 
 /// Trace-driven, open-loop FaaS load generator.
 #[derive(Debug, Parser)]
@@ -27,7 +29,7 @@ enum Command {
         #[command(flatten)]
         slice: SliceArgs,
     },
-    /// Replay a trace against a target and write the run folder (invocations.csv, summary.json, manifest.json).
+    /// Replay a workload against a target and write the run folder (invocations.csv, summary.json, manifest.json).
     Run {
         /// The run's YAML config (every key and default: loader/config/example.yaml).
         #[arg(long)]
@@ -35,50 +37,83 @@ enum Command {
         /// Write the run folder here instead of the config's `output`.
         #[arg(long)]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        overrides: Overrides,
     },
     /// Write the schedule a run would send (one CSV row per invocation, in time order); sends nothing.
     Schedule {
-        /// Directory with the trace files (In-Vitro layout).
-        trace_dir: PathBuf,
+        /// Directory with the trace files (In-Vitro layout); the whole rest of the day unless --minutes.
+        #[arg(required_unless_present = "config", conflicts_with = "config")]
+        trace_dir: Option<PathBuf>,
+        /// Take the workload from a run config instead (the schedule `loader run --config` would send).
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[command(flatten)]
-        slice: SliceArgs,
-        #[command(flatten)]
-        schedule: ScheduleArgs,
+        overrides: Overrides,
         /// Where to write the schedule CSV.
         #[arg(long)]
         out: PathBuf,
     },
 }
 
-/// How the trace becomes send times.
+/// Command-line overrides of the run config's common keys.
 #[derive(Debug, Args)]
-struct ScheduleArgs {
-    /// Seed of every random choice; the same seed, trace and settings give a byte-identical schedule.
-    #[arg(long, default_value_t = ScheduleConfig::default().seed)]
-    seed: u64,
-    /// Inter-arrival distribution within a minute: exponential, uniform or equidistant.
-    #[arg(long, default_value = "exponential", value_parser = parse_iat)]
-    iat: IatDistribution,
-    /// Do not shift each function's arrivals by a random offset within the minute.
+struct Overrides {
+    #[command(flatten)]
+    slice: SliceArgs,
+    /// Seed of every random choice (`schedule.seed`); the same seed and settings give a byte-identical schedule.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Inter-arrival distribution within a trace minute (`schedule.iat`): exponential, uniform or equidistant.
+    #[arg(long, value_parser = parse_iat)]
+    iat: Option<IatDistribution>,
+    /// Do not shift each function's arrivals by a random offset within the minute (`schedule.shift_within_minute`).
     #[arg(long)]
     no_shift: bool,
-    /// Trace minutes per real minute (60 replays one trace minute per second).
-    #[arg(long, default_value_t = ScheduleConfig::default().compression)]
-    compression: f64,
-    /// Leading minutes of the slice whose invocations are marked warm-up (phase 1).
-    #[arg(long, default_value_t = 0)]
-    warmup_minutes: u32,
+    /// Trace minutes per real minute (`schedule.compression`; 60 replays one trace minute per second).
+    #[arg(long)]
+    compression: Option<f64>,
+    /// Leading trace minutes marked warm-up (`warmup_minutes`).
+    #[arg(long)]
+    warmup_minutes: Option<u32>,
+    /// Invocations (rps) or cold starts (cold-starts) per second (`workload.rate`).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Length of the measured phase of an rps or cold-starts workload (`workload.duration`), e.g. 30s.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Most requests in flight at once (`driver.max_in_flight`).
+    #[arg(long)]
+    max_in_flight: Option<usize>,
 }
 
-impl ScheduleArgs {
-    fn to_config(&self) -> ScheduleConfig {
-        ScheduleConfig {
-            seed: self.seed,
-            iat: self.iat,
-            shift_within_minute: !self.no_shift,
-            compression: self.compression,
-            ..ScheduleConfig::default()
-        }
+impl Overrides {
+    /// Applies the given flags to `config` and checks the result; the error names the flag or the key.
+    fn apply(&self, config: &mut RunConfig) -> anyhow::Result<()> {
+        self.slice.apply(&mut config.slice);
+        let schedule = &mut config.schedule;
+        schedule.seed = self.seed.unwrap_or(schedule.seed);
+        schedule.iat = self.iat.unwrap_or(schedule.iat);
+        schedule.shift_within_minute &= !self.no_shift;
+        schedule.compression = self.compression.unwrap_or(schedule.compression);
+        config.warmup_minutes = self.warmup_minutes.unwrap_or(config.warmup_minutes);
+        config.driver.max_in_flight = self.max_in_flight.unwrap_or(config.driver.max_in_flight);
+        self.apply_to_workload(&mut config.workload)?;
+        config.validate().map_err(|message| anyhow::anyhow!("invalid settings: {message}"))
+    }
+
+    fn apply_to_workload(&self, workload: &mut Workload) -> anyhow::Result<()> {
+        let (rate, duration) = match workload {
+            Workload::Rps(rps) => (&mut rps.rate, &mut rps.duration),
+            Workload::ColdStarts(cold) => (&mut cold.rate, &mut cold.duration),
+            Workload::Trace if self.rate.is_some() || self.duration.is_some() => {
+                anyhow::bail!("--rate and --duration apply to rps and cold-starts workloads; this one replays a trace")
+            }
+            Workload::Trace => return Ok(()),
+        };
+        *rate = self.rate.unwrap_or(*rate);
+        *duration = self.duration.unwrap_or(*duration);
+        Ok(())
     }
 }
 
@@ -90,29 +125,39 @@ fn parse_iat(text: &str) -> Result<IatDistribution, String> {
 /// Which part of the trace to use.
 #[derive(Debug, Args)]
 struct SliceArgs {
-    /// First minute of the day to use (0-based).
-    #[arg(long, default_value_t = 0)]
-    start_minute: usize,
-    /// Minutes to use [default: the rest of the day].
+    /// First minute of the day to use, 0-based (`slice.start_minute`).
+    #[arg(long)]
+    start_minute: Option<usize>,
+    /// Minutes to use (`slice.minutes`).
     #[arg(long)]
     minutes: Option<usize>,
-    /// Use only this many functions: the first N, or a seeded sample with --sample-seed.
+    /// Use only this many functions: the first N, or a seeded sample with --sample-seed (`slice.functions`).
     #[arg(long)]
     functions: Option<usize>,
-    /// Pick the --functions by a seeded sample instead of taking the first N.
+    /// Pick the --functions by a seeded sample instead of taking the first N (`slice.sample_seed`).
     #[arg(long, requires = "functions")]
     sample_seed: Option<u64>,
 }
 
 impl SliceArgs {
-    fn to_slice(&self) -> Slice {
-        let functions = match (self.functions, self.sample_seed) {
-            (None, _) => FunctionSelection::All,
-            (Some(count), None) => FunctionSelection::First(count),
-            (Some(count), Some(seed)) => FunctionSelection::Sample { count, seed },
+    fn apply(&self, slice: &mut SliceConfig) {
+        slice.start_minute = self.start_minute.unwrap_or(slice.start_minute);
+        slice.minutes = self.minutes.unwrap_or(slice.minutes);
+        if self.functions.is_some() {
+            (slice.functions, slice.sample_seed) = (self.functions, self.sample_seed);
+        }
+    }
+
+    /// The whole rest of the day from the start minute unless `--minutes` says otherwise.
+    fn whole_day(&self) -> SliceConfig {
+        let start_minute = self.start_minute.unwrap_or(0);
+        let mut slice = SliceConfig {
+            start_minute,
+            minutes: MINUTES_PER_DAY.saturating_sub(start_minute),
+            ..SliceConfig::default()
         };
-        let minutes = self.minutes.unwrap_or_else(|| MINUTES_PER_DAY.saturating_sub(self.start_minute));
-        Slice { start_minute: self.start_minute, minutes, functions }
+        self.apply(&mut slice);
+        slice
     }
 }
 
@@ -132,35 +177,40 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Validate { trace_dir, slice } => validate(&trace_dir, &slice.to_slice()),
-        Command::Run { config, output } => run_command(&config, output),
-        Command::Schedule { trace_dir, slice, schedule, out } => {
-            write_schedule_file(&trace_dir, &slice.to_slice(), &schedule, &out)
+        Command::Validate { trace_dir, slice } => validate(&trace_dir, &slice.whole_day()),
+        Command::Run { config, output, overrides } => {
+            let mut config = RunConfig::load(&config)?;
+            config.output = output.unwrap_or(config.output);
+            overrides.apply(&mut config)?;
+            run_command(&config)
+        }
+        Command::Schedule { trace_dir, config, overrides, out } => {
+            let mut config = match (config, trace_dir) {
+                (Some(path), _) => RunConfig::load(&path)?,
+                (None, trace) => RunConfig {
+                    trace: trace.unwrap_or_default(),
+                    slice: overrides.slice.whole_day(),
+                    ..RunConfig::default()
+                },
+            };
+            overrides.apply(&mut config)?;
+            write_schedule_file(&config, &out)
         }
     }
 }
 
-fn write_schedule_file(trace_dir: &Path, slice: &Slice, args: &ScheduleArgs, out: &Path) -> anyhow::Result<()> {
-    let trace = read_trace(trace_dir).context("invalid trace")?;
-    let sliced = trace.slice(slice).context("invalid slice")?;
-    // The slice renumbers its minutes from 0; the window's origin keeps each minute's random stream that of
-    // its minute of the day, so a slice schedules exactly what the whole day would for those minutes.
-    let origin = u32::try_from(slice.start_minute).context("--start-minute is out of range")?;
-    let window = MinuteWindow { origin, start: 0, len: None };
-    let invocations = schedule_window(&sliced, &args.to_config(), args.warmup_minutes, window)?;
+fn write_schedule_file(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
+    let workload = loader::workload::prepare(config)?;
     let file = std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut writer = std::io::BufWriter::new(file);
-    let rows = write_schedule(invocations, &mut writer).with_context(|| format!("cannot write {}", out.display()))?;
+    let rows =
+        write_schedule(workload.schedule, &mut writer).with_context(|| format!("cannot write {}", out.display()))?;
     writer.flush().with_context(|| format!("cannot write {}", out.display()))?;
-    println!("wrote {rows} invocations of {} functions to {}", sliced.functions.len(), out.display());
+    println!("wrote {rows} invocations of {} functions to {}", workload.names.len(), out.display());
     Ok(())
 }
 
-fn run_command(config: &Path, output: Option<PathBuf>) -> anyhow::Result<()> {
-    let mut config = loader::config::RunConfig::load(config)?;
-    if let Some(output) = output {
-        config.output = output;
-    }
+fn run_command(config: &RunConfig) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let report = runtime.block_on(async {
         let stop = loader::driver::StopSignal::new();
@@ -171,7 +221,7 @@ fn run_command(config: &Path, output: Option<PathBuf>) -> anyhow::Result<()> {
                 on_interrupt.stop();
             }
         });
-        loader::run::run(&config, stop).await
+        loader::run::run(config, stop).await
     })?;
     let r = &report.replay;
     println!(
@@ -187,9 +237,11 @@ fn run_command(config: &Path, output: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn validate(trace_dir: &Path, slice: &Slice) -> anyhow::Result<()> {
+fn validate(trace_dir: &Path, slice: &SliceConfig) -> anyhow::Result<()> {
+    let config = RunConfig { slice: slice.clone(), ..RunConfig::default() };
+    let slice = loader::workload::slice_of(&config);
     let trace = read_trace(trace_dir).context("invalid trace")?;
-    let sliced = trace.slice(slice).context("invalid slice")?;
+    let sliced = trace.slice(&slice).context("invalid slice")?;
     println!("trace {} is valid", trace_dir.display());
     print!("{}", TraceSummary::new(&sliced, slice.start_minute));
     Ok(())

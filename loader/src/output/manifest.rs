@@ -80,8 +80,8 @@ pub struct ManifestInputs {
     pub config: serde_json::Value,
     /// The schedule's random seed.
     pub seed: u64,
-    /// [`trace_checksum`] of the trace directory.
-    pub trace_checksum: String,
+    /// [`trace_checksum`] of the trace directory; `None` for a synthetic workload.
+    pub trace_checksum: Option<String>,
     /// When the run started.
     pub started: SystemTime,
     /// When the run ended.
@@ -115,7 +115,7 @@ struct Manifest<'a> {
     started_unix_us: u128,
     ended_unix_us: u128,
     seed: u64,
-    trace_checksum: &'a str,
+    trace_checksum: Option<&'a str>,
     config: &'a serde_json::Value,
     events: &'a [serde_json::Value],
 }
@@ -158,7 +158,7 @@ pub fn write_manifest(path: &Path, inputs: &ManifestInputs) -> Result<(), Output
         started_unix_us: unix_us(inputs.started),
         ended_unix_us: unix_us(inputs.ended),
         seed: inputs.seed,
-        trace_checksum: &inputs.trace_checksum,
+        trace_checksum: inputs.trace_checksum.as_deref(),
         config: &inputs.config,
         events: &inputs.events,
     };

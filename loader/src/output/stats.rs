@@ -7,11 +7,15 @@ use hdrhistogram::Histogram;
 use crate::record::{InvocationRecord, Outcome};
 use crate::schedule::Phase;
 
-/// Values above this (1 hour, in µs) are recorded as this, which bounds each histogram's size (~190 KB at most).
+/// Values above this (1 hour, in µs) are recorded as this, which bounds each histogram's size.
 pub const MAX_RECORDED_US: u64 = 3_600_000_000;
 
-/// Significant decimal digits kept by every histogram.
-const SIGNIFICANT_DIGITS: u8 = 3;
+/// Significant decimal digits of the run-wide histograms (0.1% resolution; at most about 190 KB each).
+const OVERALL_DIGITS: u8 = 3;
+
+/// Significant decimal digits of the per-function histograms: 1% resolution keeps each at most about 27 KB, so a
+/// replay of thousands of functions stays within tens of MB.
+const PER_FUNCTION_DIGITS: u8 = 2;
 
 /// Invocation counts. Everything except `warmup*` counts measured invocations only.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -63,8 +67,8 @@ pub struct FunctionStats {
     pub slowdown_count: u64,
 }
 
-fn new_histogram() -> Histogram<u64> {
-    let mut histogram = Histogram::new(SIGNIFICANT_DIGITS).expect("3 significant digits is valid");
+fn new_histogram(digits: u8) -> Histogram<u64> {
+    let mut histogram = Histogram::new(digits).expect("2 or 3 significant digits is valid");
     histogram.auto(true);
     histogram
 }
@@ -77,11 +81,18 @@ fn add(histogram: &mut Histogram<u64>, value: u64) {
 
 impl Default for FunctionStats {
     fn default() -> Self {
+        Self::with_digits(OVERALL_DIGITS)
+    }
+}
+
+impl FunctionStats {
+    /// Empty statistics whose histograms keep `digits` significant decimal digits.
+    fn with_digits(digits: u8) -> Self {
         Self {
             counts: Counts::default(),
-            response_time: new_histogram(),
-            scheduling_latency: new_histogram(),
-            send_lag: new_histogram(),
+            response_time: new_histogram(digits),
+            scheduling_latency: new_histogram(digits),
+            send_lag: new_histogram(digits),
             max_send_lag_us: 0,
             scheduling_latency_sum_us: 0,
             log_slowdown_sum: 0.0,
@@ -159,7 +170,7 @@ impl RunStats {
     pub fn new(names: &[String]) -> Self {
         Self {
             names: names.to_vec(),
-            functions: names.iter().map(|_| FunctionStats::default()).collect(),
+            functions: names.iter().map(|_| FunctionStats::with_digits(PER_FUNCTION_DIGITS)).collect(),
             overall: FunctionStats::default(),
         }
     }
@@ -169,7 +180,7 @@ impl RunStats {
         let index = record.function as usize;
         while self.functions.len() <= index {
             self.names.push(format!("function-{}", self.functions.len()));
-            self.functions.push(FunctionStats::default());
+            self.functions.push(FunctionStats::with_digits(PER_FUNCTION_DIGITS));
         }
         self.functions[index].record(record);
         self.overall.record(record);

@@ -1,5 +1,7 @@
 //! Turning a trace into a deterministic schedule of invocations.
 //!
+//! Synthetic loads (constant RPS, the cold-start sweep) come from [`ConstantRate`] instead of a trace.
+//!
 //! Pipeline: [`ScheduleConfig`] (validated) + [`Trace`](crate::trace::Trace) → [`schedule`] / [`schedule_window`] →
 //! [`ScheduleIter`] (invocations in global time order, one trace minute buffered at a time) → optionally
 //! [`write_schedule`] (the dry-run CSV of `loader schedule --out FILE`).
@@ -9,6 +11,7 @@
 //! removing functions or slicing the trace never changes another function's or another minute's invocations.
 
 pub mod config;
+pub mod constant;
 pub mod csv;
 pub mod generate;
 pub mod iat;
@@ -16,6 +19,7 @@ pub mod sample;
 pub mod seed;
 
 pub use config::{ConfigError, IatDistribution, ScheduleConfig};
+pub use constant::{Arrivals, ConstantRate, ConstantRateCounts, ConstantRateIter};
 pub use csv::{SCHEDULE_CSV_HEADER, write_schedule};
 pub use generate::{
     Invocation, MinuteWindow, Phase, ScheduleError, ScheduleIter, schedule, schedule_window, schedule_window_shared,
