@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: build, start `dirigent standalone` (control plane, data plane and two
 # workers in one process), register the bundled workload function with one curl, invoke it cold then warm,
-# print what came back, and stop everything. Needs only the Rust toolchain (curl is installed if missing).
+# print what came back, replay a few compressed minutes of the azure-100 trace with the loader into results/,
+# and stop everything. Needs only the Rust toolchain (curl is installed if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +11,7 @@ if ! command -v curl >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
 fi
 
-cargo build --release --locked -p orchestrator --bins
+cargo build --release --locked -p orchestrator -p loader --bins
 bin="$PWD/target/release"
 workdir=$(mktemp -d)
 dirigent_pid=""
@@ -49,4 +50,10 @@ done
 echo "== the function's state: curl localhost:9091/v1/functions/hello"
 curl -sS --fail-with-body localhost:9091/v1/functions/hello
 echo
+results="results/quickstart-$(date -u +%Y%m%dT%H%M%SZ)"
+echo "== replay 3 minutes of the azure-100 trace, compressed to 3 s: loader run --config loader/config/quickstart.yaml"
+"$bin/loader" run --config loader/config/quickstart.yaml --output "$results"
+echo "  first rows of $results/invocations.csv:"
+head -n 4 "$results/invocations.csv" | sed 's/^/    /'
+echo "  $results also holds summary.json (percentiles per function and overall) and manifest.json"
 echo "== stopping (every sandbox process is killed with the workers)"
