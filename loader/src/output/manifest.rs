@@ -97,12 +97,27 @@ struct LoaderVersion {
     git_commit: String,
 }
 
-#[derive(Serialize)]
+/// Facts about the machine a run ran on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct HostFacts {
-    hostname: String,
-    nproc: usize,
-    kernel: String,
+pub struct HostFacts {
+    /// `/proc/sys/kernel/hostname`.
+    pub hostname: String,
+    /// Cores available to this process.
+    pub nproc: usize,
+    /// `/proc/sys/kernel/osrelease`.
+    pub kernel: String,
+}
+
+impl HostFacts {
+    /// The facts of this machine.
+    pub fn collect() -> Self {
+        HostFacts {
+            hostname: read_trimmed("/proc/sys/kernel/hostname"),
+            nproc: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+            kernel: read_trimmed("/proc/sys/kernel/osrelease"),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -126,7 +141,7 @@ fn read_trimmed(path: &str) -> String {
 
 /// The git commit of the source tree this loader was built from (`git rev-parse HEAD` run in the crate's
 /// directory at run time), or `unknown` when git or the tree is not available.
-fn git_commit() -> String {
+pub fn git_commit() -> String {
     Command::new("git")
         .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"])
         .output()
@@ -148,11 +163,7 @@ fn unix_us(time: SystemTime) -> u128 {
 pub fn write_manifest(path: &Path, inputs: &ManifestInputs) -> Result<(), OutputError> {
     let manifest = Manifest {
         loader: LoaderVersion { version: env!("CARGO_PKG_VERSION"), git_commit: git_commit() },
-        host: HostFacts {
-            hostname: read_trimmed("/proc/sys/kernel/hostname"),
-            nproc: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
-            kernel: read_trimmed("/proc/sys/kernel/osrelease"),
-        },
+        host: HostFacts::collect(),
         started_at: format_rfc3339(inputs.started),
         ended_at: format_rfc3339(inputs.ended),
         started_unix_us: unix_us(inputs.started),

@@ -9,7 +9,7 @@ pub mod summary;
 
 pub use error::OutputError;
 pub use invocations::{INVOCATIONS_HEADER, InvocationsCsv};
-pub use manifest::{ManifestInputs, format_rfc3339, trace_checksum, write_manifest};
+pub use manifest::{HostFacts, ManifestInputs, format_rfc3339, git_commit, trace_checksum, write_manifest};
 pub use stats::{Counts, FunctionStats, MAX_RECORDED_US, RunStats};
 pub use summary::{Percentiles, RunSummary, StatsSummary, SummaryInputs, summarize, write_summary};
 

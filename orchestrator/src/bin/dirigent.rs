@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 struct Cli {
     #[command(subcommand)]
     role: Role,
+    /// Only check the config (keys, values) and exit: 0 when the role would start with it.
+    #[arg(long, global = true)]
+    check: bool,
 }
 
 #[derive(Subcommand)]
@@ -54,6 +57,13 @@ enum Role {
 /// One JSON line on stdout once a role serves, so scripts and tests wait on it instead of sleeping.
 fn announce_ready(role: &str, addresses: serde_json::Value) {
     println!("{}", json!({ "ready": { "role": role, "addresses": addresses } }));
+}
+
+/// `--check`: the config parsed; `checked` is the validation the role would otherwise run when it starts.
+fn config_ok<E: std::error::Error + Send + Sync + 'static>(checked: Result<(), E>) -> anyhow::Result<()> {
+    checked.context("invalid config")?;
+    println!("{}", json!({ "config": "ok" }));
+    Ok(())
 }
 
 fn shutdown_on_signal() -> CancellationToken {
@@ -110,12 +120,18 @@ async fn run() -> anyhow::Result<()> {
             if let Some(workers) = workers {
                 config.workers = workers;
             }
+            if cli.check {
+                return config_ok(config.control_plane.autoscaler.validate());
+            }
             let cluster = Standalone::bind(config).await.context("starting dirigent standalone")?;
             let addresses = serde_json::to_value(cluster.addresses())?;
             cluster.serve(shutdown, || announce_ready("standalone", addresses)).await?;
         }
         Role::ControlPlane { config } => {
             let config: ControlPlaneConfig = config::load(config.as_deref())?;
+            if cli.check {
+                return config_ok(config.autoscaler.validate());
+            }
             let control_plane = ControlPlane::bind(config).await.context("starting the control plane")?;
             announce_ready(
                 "control-plane",
@@ -125,6 +141,9 @@ async fn run() -> anyhow::Result<()> {
         }
         Role::DataPlane { config } => {
             let config: DataPlaneConfig = config::load(config.as_deref())?;
+            if cli.check {
+                return config_ok(Ok::<(), std::convert::Infallible>(()));
+            }
             let data_plane = DataPlane::bind(config).await.context("starting the data plane")?;
             announce_ready(
                 "data-plane",
@@ -134,6 +153,9 @@ async fn run() -> anyhow::Result<()> {
         }
         Role::Worker { config } => {
             let config: WorkerConfig = config::load(config.as_deref())?;
+            if cli.check {
+                return config_ok(Ok::<(), std::convert::Infallible>(()));
+            }
             let worker = Worker::bind(config).await.context("starting the worker")?;
             announce_ready("worker", json!({ "name": worker.name() }));
             worker.serve(shutdown).await?;

@@ -1,0 +1,125 @@
+//! The orchestrator's role configs, generated from the spec's sections: the user's keys, with the addresses the
+//! runner decides filled in. They are written as JSON, which every YAML parser (and `dirigent --config`) reads.
+
+use serde_json::{Map, Value, json};
+
+use crate::spec::DirigentSpec;
+
+/// The orchestrator's default sandbox port range (outside the kernel's ephemeral range).
+pub const DEFAULT_SANDBOX_PORTS: (u16, u16) = (20000, 29999);
+
+/// `section` with `defaults` for keys the user did not set and `forced` keys always overwritten.
+fn merge(section: &Value, defaults: Value, forced: Value) -> Value {
+    let mut merged: Map<String, Value> = section.as_object().cloned().unwrap_or_default();
+    for (key, value) in defaults.as_object().into_iter().flatten() {
+        merged.entry(key.clone()).or_insert_with(|| value.clone());
+    }
+    for (key, value) in forced.as_object().into_iter().flatten() {
+        merged.insert(key.clone(), value.clone());
+    }
+    Value::Object(merged)
+}
+
+/// The control plane's config: ephemeral ports on `host` unless the spec fixes them.
+pub fn control_plane(spec: &DirigentSpec, host: &str) -> Value {
+    merge(
+        &spec.control_plane,
+        json!({ "grpc_listen": format!("{host}:0"), "http_listen": format!("{host}:0") }),
+        json!({}),
+    )
+}
+
+/// The data plane's config, pointed at the control plane's gRPC address.
+pub fn data_plane(spec: &DirigentSpec, host: &str, control_plane_grpc: &str) -> Value {
+    merge(
+        &spec.data_plane,
+        json!({ "proxy_listen": format!("{host}:0"), "grpc_listen": format!("{host}:0") }),
+        json!({ "control_plane": control_plane_grpc }),
+    )
+}
+
+/// Worker `index` of `count`: its own slice of the sandbox port range, so workers on one host never collide.
+pub fn worker(spec: &DirigentSpec, host: &str, control_plane_grpc: &str, index: u32) -> Result<Value, String> {
+    let (low, high) = sandbox_ports(&spec.worker)?;
+    let width = (u32::from(high) - u32::from(low) + 1) / spec.workers.max(1);
+    if width == 0 {
+        return Err(format!(
+            "platform.worker.sandbox_ports {low}-{high} has fewer ports than the {} workers",
+            spec.workers
+        ));
+    }
+    let first = u32::from(low) + index * width;
+    Ok(merge(
+        &spec.worker,
+        json!({ "listen": format!("{host}:0"), "name": format!("worker-{index}") }),
+        json!({ "control_plane": control_plane_grpc, "sandbox_ports": format!("{first}-{}", first + width - 1) }),
+    ))
+}
+
+/// `dirigent standalone`'s config: the three sections with ephemeral ports, and the worker count.
+pub fn standalone(spec: &DirigentSpec, host: &str) -> Value {
+    let listen = json!({ "listen": format!("{host}:0") });
+    json!({
+        "workers": spec.workers,
+        "control_plane": control_plane(spec, host),
+        "data_plane": merge(&spec.data_plane, json!({ "proxy_listen": format!("{host}:0"), "grpc_listen": format!("{host}:0") }), json!({})),
+        "worker": merge(&spec.worker, listen, json!({})),
+    })
+}
+
+/// The `sandbox_ports` range of a worker section (`"A-B"`), or the default.
+fn sandbox_ports(worker: &Value) -> Result<(u16, u16), String> {
+    let Some(text) = worker.get("sandbox_ports") else { return Ok(DEFAULT_SANDBOX_PORTS) };
+    let bad = || format!("platform.worker.sandbox_ports must be a range like \"20000-29999\", got {text}");
+    let (low, high) = text.as_str().and_then(|t| t.split_once('-')).ok_or_else(bad)?;
+    let (low, high): (u16, u16) = (low.trim().parse().map_err(|_| bad())?, high.trim().parse().map_err(|_| bad())?);
+    if low > high {
+        return Err(bad());
+    }
+    Ok((low, high))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{ExperimentSpec, PlatformSpec};
+
+    fn spec(platform: &str) -> DirigentSpec {
+        let PlatformSpec::Dirigent(d) =
+            ExperimentSpec::parse(&format!("name: t\nplatform: {platform}\n")).unwrap().platform;
+        d
+    }
+
+    #[test]
+    fn user_keys_stay_and_addresses_are_filled_in() {
+        let d = spec("{ kind: dirigent, control_plane: { placement: random, http_listen: 127.0.0.1:9091 } }");
+        let cp = control_plane(&d, "127.0.0.1");
+        assert_eq!(cp, json!({ "placement": "random", "http_listen": "127.0.0.1:9091", "grpc_listen": "127.0.0.1:0" }));
+        let d = spec("{ kind: dirigent, data_plane: { control_plane: 'ignored:1', load_balancing: random } }");
+        let dp = data_plane(&d, "127.0.0.1", "127.0.0.1:5000");
+        assert_eq!(dp["control_plane"], "127.0.0.1:5000");
+        assert_eq!(dp["load_balancing"], "random");
+    }
+
+    #[test]
+    fn workers_split_the_sandbox_port_range() {
+        let d = spec("{ kind: dirigent, workers: 3, worker: { sandbox_ports: 30000-30299, runtime: process } }");
+        let ports: Vec<Value> =
+            (0..3).map(|i| worker(&d, "127.0.0.1", "cp:1", i).unwrap()["sandbox_ports"].clone()).collect();
+        assert_eq!(ports, vec![json!("30000-30099"), json!("30100-30199"), json!("30200-30299")]);
+        assert_eq!(worker(&d, "127.0.0.1", "cp:1", 1).unwrap()["name"], "worker-1");
+        let d = spec("{ kind: dirigent, workers: 3, worker: { sandbox_ports: 30000-30001 } }");
+        assert!(worker(&d, "h", "cp:1", 0).unwrap_err().contains("sandbox_ports"));
+        let d = spec("{ kind: dirigent, worker: { sandbox_ports: lots } }");
+        assert!(worker(&d, "h", "cp:1", 0).unwrap_err().contains("sandbox_ports"));
+    }
+
+    #[test]
+    fn standalone_holds_every_section() {
+        let d = spec("{ kind: dirigent, processes: standalone, workers: 4 }");
+        let s = standalone(&d, "127.0.0.1");
+        assert_eq!(s["workers"], 4);
+        assert_eq!(s["worker"]["listen"], "127.0.0.1:0");
+        assert_eq!(s["data_plane"]["proxy_listen"], "127.0.0.1:0");
+    }
+}

@@ -1,0 +1,332 @@
+//! `dirigent` on this machine: the roles as separate child processes (or one `standalone` process) on loopback,
+//! started in order, health-checked through the control plane's API, and stopped with a check that no sandbox
+//! survived.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::config;
+use crate::process::{ComponentProcess, Launch, ProcessError, processes_with_env};
+use crate::spec::{DirigentSpec, Processes};
+
+/// The host the local cluster listens on.
+const HOST: &str = "127.0.0.1";
+/// Environment variable set on every role; sandboxes inherit it, which is how survivors are found.
+pub const RUN_MARKER_VAR: &str = "FAAS_TOOLKIT_RUN";
+/// How often the control plane is asked whether every role registered.
+const HEALTH_POLL: Duration = Duration::from_millis(50);
+
+/// Why the local cluster did not come up.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// A role did not start.
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    /// "the {role} config from platform.{key} is invalid: {message}".
+    #[error("the {role} config from platform.{key} is invalid: {message}")]
+    Config {
+        /// The role.
+        role: String,
+        /// The spec key it came from.
+        key: &'static str,
+        /// What `dirigent --check` or the generator said.
+        message: String,
+    },
+    /// "cannot write {path}: {source}".
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// "{role} announced no '{key}' address in its ready line: {addresses}".
+    #[error("{role} announced no '{key}' address in its ready line: {addresses}")]
+    Address {
+        /// The role.
+        role: String,
+        /// The missing key.
+        key: &'static str,
+        /// What it announced.
+        addresses: Value,
+    },
+    /// "the cluster was not healthy within {timeout:?}: {last}".
+    #[error("the cluster was not healthy within {timeout:?}: {last}")]
+    Unhealthy {
+        /// The limit.
+        timeout: Duration,
+        /// The last answer or error from the control plane.
+        last: String,
+    },
+}
+
+/// A running local cluster.
+#[derive(Debug)]
+pub struct LocalDirigent {
+    /// The control plane's HTTP API (`host:port`).
+    pub api: String,
+    /// The data plane's proxy (`host:port`).
+    pub proxy: String,
+    /// The roles, in start order.
+    components: Vec<ComponentProcess>,
+    marker: String,
+}
+
+/// What stopping found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StopReport {
+    /// Roles that did not exit cleanly (killed, or a non-zero status).
+    pub unclean: Vec<String>,
+    /// Sandbox processes still alive after every role stopped (then killed).
+    pub surviving_sandboxes: Vec<u32>,
+}
+
+impl StopReport {
+    /// Whether everything stopped and nothing survived.
+    pub fn is_clean(&self) -> bool {
+        self.unclean.is_empty() && self.surviving_sandboxes.is_empty()
+    }
+}
+
+/// The executables the local cluster needs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Binaries {
+    /// `dirigent`.
+    pub dirigent: PathBuf,
+    /// `trace-function`, the image every function runs.
+    pub trace_function: PathBuf,
+}
+
+impl Binaries {
+    /// Finds both in `dir`, else beside the running executable, else in `target/release`.
+    pub fn locate(dir: Option<&Path>) -> Result<Self, String> {
+        let candidates: Vec<PathBuf> = match dir {
+            Some(dir) => vec![dir.to_owned()],
+            None => {
+                let beside = std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_owned));
+                beside.into_iter().chain([PathBuf::from("target/release")]).collect()
+            }
+        };
+        for dir in &candidates {
+            let (dirigent, trace_function) = (dir.join("dirigent"), dir.join("trace-function"));
+            if dirigent.is_file() && trace_function.is_file() {
+                let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
+                return Ok(Binaries { dirigent: absolute(dirigent), trace_function: absolute(trace_function) });
+            }
+        }
+        let looked: Vec<String> = candidates.iter().map(|d| d.display().to_string()).collect();
+        Err(format!(
+            "dirigent and trace-function not found in {}; build them with `cargo build --release -p orchestrator --bins` \
+             or set platform.bin_dir",
+            looked.join(", ")
+        ))
+    }
+}
+
+impl LocalDirigent {
+    /// Checks every role config `spec` produces with `dirigent --check`, before anything starts.
+    pub async fn check(spec: &DirigentSpec, binaries: &Binaries, dir: &Path) -> Result<(), ClusterError> {
+        for (role, key, config) in role_configs(spec, "127.0.0.1:9090")? {
+            let path = write_config(dir, &format!("check-{role}"), &config)?;
+            let output = tokio::process::Command::new(&binaries.dirigent)
+                .args([role_command(&role), "--config"])
+                .arg(&path)
+                .arg("--check")
+                .output()
+                .await
+                .map_err(|source| ClusterError::Write { path: binaries.dirigent.clone(), source })?;
+            let _ = std::fs::remove_file(&path);
+            if !output.status.success() {
+                let message = String::from_utf8_lossy(&output.stderr).trim().replace('\n', " ");
+                return Err(ClusterError::Config { role, key, message });
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the cluster (configs and logs in `dir`) and returns once every worker and the data plane registered.
+    pub async fn start(
+        spec: &DirigentSpec,
+        binaries: &Binaries,
+        dir: &Path,
+        marker: &str,
+    ) -> Result<Self, ClusterError> {
+        std::fs::create_dir_all(dir).map_err(|source| ClusterError::Write { path: dir.into(), source })?;
+        let mut cluster =
+            LocalDirigent { api: String::new(), proxy: String::new(), components: Vec::new(), marker: marker.into() };
+        let started = match spec.processes {
+            Processes::Standalone => cluster.start_standalone(spec, binaries, dir).await,
+            Processes::Roles => cluster.start_roles(spec, binaries, dir).await,
+        };
+        let healthy = match started {
+            Ok(()) => wait_healthy(&cluster.api, spec.workers, spec.start_timeout).await,
+            Err(e) => Err(e),
+        };
+        match healthy {
+            Ok(()) => Ok(cluster),
+            Err(e) => {
+                cluster.stop().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_standalone(&mut self, spec: &DirigentSpec, bins: &Binaries, dir: &Path) -> Result<(), ClusterError> {
+        let path = write_config(dir, "standalone", &config::standalone(spec, HOST))?;
+        let process = self.launch("standalone", "standalone", &path, spec, bins, dir).await?;
+        self.api = required(&process, "api")?;
+        self.proxy = required(&process, "proxy")?;
+        self.components.push(process);
+        Ok(())
+    }
+
+    async fn start_roles(&mut self, spec: &DirigentSpec, bins: &Binaries, dir: &Path) -> Result<(), ClusterError> {
+        let path = write_config(dir, "control-plane", &config::control_plane(spec, HOST))?;
+        let control_plane = self.launch("control-plane", "control-plane", &path, spec, bins, dir).await?;
+        let grpc = required(&control_plane, "grpc")?;
+        self.api = required(&control_plane, "api")?;
+        self.components.push(control_plane);
+        let path = write_config(dir, "data-plane", &config::data_plane(spec, HOST, &grpc))?;
+        let data_plane = self.launch("data-plane", "data-plane", &path, spec, bins, dir).await?;
+        self.proxy = required(&data_plane, "proxy")?;
+        self.components.push(data_plane);
+        for index in 0..spec.workers {
+            let name = format!("worker-{index}");
+            let worker = config::worker(spec, HOST, &grpc, index).map_err(|message| ClusterError::Config {
+                role: name.clone(),
+                key: "worker",
+                message,
+            })?;
+            let path = write_config(dir, &name, &worker)?;
+            let process = self.launch(&name, "worker", &path, spec, bins, dir).await?;
+            self.components.push(process);
+        }
+        Ok(())
+    }
+
+    async fn launch(
+        &self,
+        name: &str,
+        role: &str,
+        config: &Path,
+        spec: &DirigentSpec,
+        bins: &Binaries,
+        dir: &Path,
+    ) -> Result<ComponentProcess, ClusterError> {
+        let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,h2=warn,tower=warn".into());
+        Ok(ComponentProcess::start(Launch {
+            name,
+            program: &bins.dirigent,
+            args: vec![role.into(), "--config".into(), config.display().to_string()],
+            log_dir: dir,
+            env: vec![(RUN_MARKER_VAR.into(), self.marker.clone()), ("RUST_LOG".into(), rust_log)],
+            ready_timeout: spec.start_timeout,
+        })
+        .await?)
+    }
+
+    /// The process ids of the roles.
+    pub fn pids(&self) -> Vec<u32> {
+        self.components.iter().filter_map(ComponentProcess::pid).collect()
+    }
+
+    /// Stops workers first (they remove their sandboxes), then the data plane, then the control plane; then kills
+    /// and reports any sandbox process that survived.
+    pub async fn stop(&mut self) -> StopReport {
+        let mut report = StopReport::default();
+        while let Some(component) = self.components.pop() {
+            if let Some(note) = component.stop().await {
+                report.unclean.push(note);
+            }
+        }
+        let marker = format!("{RUN_MARKER_VAR}={}", self.marker);
+        report.surviving_sandboxes = processes_with_env(&marker);
+        for pid in &report.surviving_sandboxes {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid as i32), nix::sys::signal::Signal::SIGKILL);
+        }
+        report
+    }
+}
+
+/// `(role, spec key, config)` of every role process `spec` starts, with `control_plane_grpc` filled in.
+fn role_configs(
+    spec: &DirigentSpec,
+    control_plane_grpc: &str,
+) -> Result<Vec<(String, &'static str, Value)>, ClusterError> {
+    if spec.processes == Processes::Standalone {
+        return Ok(vec![("standalone".into(), "control_plane, data_plane or worker", config::standalone(spec, HOST))]);
+    }
+    let worker = config::worker(spec, HOST, control_plane_grpc, 0).map_err(|message| ClusterError::Config {
+        role: "worker".into(),
+        key: "worker",
+        message,
+    })?;
+    Ok(vec![
+        ("control-plane".into(), "control_plane", config::control_plane(spec, HOST)),
+        ("data-plane".into(), "data_plane", config::data_plane(spec, HOST, control_plane_grpc)),
+        ("worker".into(), "worker", worker),
+    ])
+}
+
+fn role_command(role: &str) -> &str {
+    match role {
+        "standalone" | "control-plane" | "data-plane" => role,
+        _ => "worker",
+    }
+}
+
+fn write_config(dir: &Path, name: &str, config: &Value) -> Result<PathBuf, ClusterError> {
+    let path = dir.join(format!("{name}.yaml"));
+    let text = serde_json::to_string_pretty(config).unwrap_or_default();
+    std::fs::write(&path, text + "\n").map_err(|source| ClusterError::Write { path: path.clone(), source })?;
+    Ok(path)
+}
+
+fn required(process: &ComponentProcess, key: &'static str) -> Result<String, ClusterError> {
+    process.address(key).ok_or_else(|| ClusterError::Address {
+        role: process.name.clone(),
+        key,
+        addresses: process.addresses.clone(),
+    })
+}
+
+/// Polls the control plane until `workers` workers and a data plane have registered.
+async fn wait_healthy(api: &str, workers: u32, timeout: Duration) -> Result<(), ClusterError> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap_or_default();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match registered(&client, api).await {
+            Ok((w, d)) if w >= workers as usize && d >= 1 => return Ok(()),
+            Ok((w, d)) => format!("{w} of {workers} workers and {d} data planes registered"),
+            Err(e) => e,
+        };
+        if Instant::now() >= deadline {
+            return Err(ClusterError::Unhealthy { timeout, last });
+        }
+        tokio::time::sleep(HEALTH_POLL).await;
+    }
+}
+
+/// `(workers, data planes)` registered with the control plane at `api`.
+async fn registered(client: &reqwest::Client, api: &str) -> Result<(usize, usize), String> {
+    let count = |path: &'static str, key: &'static str| {
+        let url = format!("http://{api}{path}");
+        async move {
+            let body: Value = client
+                .get(&url)
+                .send()
+                .await
+                .and_then(|r| r.error_for_status())
+                .map_err(|e| format!("{url}: {e}"))?
+                .json()
+                .await
+                .map_err(|e| format!("{url}: {e}"))?;
+            Ok::<_, String>(body[key].as_array().map_or(0, Vec::len))
+        }
+    };
+    Ok((count("/v1/workers", "workers").await?, count("/v1/data-planes", "data_planes").await?))
+}

@@ -1,0 +1,7 @@
+//! The bundled orchestrator as the platform under test: role configs from the spec, and the local cluster of
+//! `dirigent` processes.
+
+pub mod config;
+pub mod local;
+
+pub use local::{ClusterError, LocalDirigent, StopReport};

@@ -1,0 +1,240 @@
+//! The experiment spec: one YAML file naming the platform, the load and the analysis. Everything is checked when
+//! the file is read, before any process starts; errors name the file, the line and the key.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use loader::config::{RunConfig, TargetConfig, Workload};
+use serde::{Deserialize, Serialize};
+
+/// One experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentSpec {
+    /// Short name, used in folder names and reports.
+    pub name: String,
+    /// Results folder; each `experiments run` writes a new timestamped folder inside it.
+    #[serde(default = "default_output")]
+    pub output: PathBuf,
+    /// The platform under test and how to start it.
+    pub platform: PlatformSpec,
+    /// The load: a loader run config without `target` and `output` (the platform and the runner decide those).
+    #[serde(default)]
+    pub load: RunConfig,
+    /// Optional: one run per rate of an `rps` or `cold-starts` workload, then the sweep plot.
+    #[serde(default)]
+    pub sweep: Option<SweepSpec>,
+}
+
+fn default_output() -> PathBuf {
+    PathBuf::from("results")
+}
+
+/// The platform under test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum PlatformSpec {
+    /// The bundled orchestrator, started on this machine as separate processes.
+    Dirigent(DirigentSpec),
+}
+
+/// How to run the bundled orchestrator locally.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirigentSpec {
+    /// `roles`: control plane, data plane and each worker in its own process; `standalone`: one process.
+    #[serde(default)]
+    pub processes: Processes,
+    /// Worker count.
+    #[serde(default = "two")]
+    pub workers: u32,
+    /// Folder holding `dirigent` and `trace-function`; default: beside the `experiments` binary, else
+    /// `target/release` under the working directory.
+    #[serde(default)]
+    pub bin_dir: Option<PathBuf>,
+    /// Keys of `orchestrator/config/control-plane.yaml` (listen addresses are filled in).
+    #[serde(default = "empty_object")]
+    pub control_plane: serde_json::Value,
+    /// Keys of `orchestrator/config/data-plane.yaml` (listen and control-plane addresses are filled in).
+    #[serde(default = "empty_object")]
+    pub data_plane: serde_json::Value,
+    /// Keys of `orchestrator/config/worker.yaml`, for every worker (addresses and sandbox ports are filled in).
+    #[serde(default = "empty_object")]
+    pub worker: serde_json::Value,
+    /// How long the roles may take to start and register.
+    #[serde(default = "default_start_timeout", with = "humantime_serde")]
+    pub start_timeout: Duration,
+}
+
+/// How the orchestrator's roles map to processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Processes {
+    /// One process per role, as on a real cluster.
+    #[default]
+    Roles,
+    /// `dirigent standalone`: every role in one process.
+    Standalone,
+}
+
+fn two() -> u32 {
+    2
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+fn default_start_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// A sweep over the workload's rate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSpec {
+    /// The rates, one run each, in this order (invocations or cold starts per second).
+    pub rates: Vec<f64>,
+}
+
+/// Why a spec is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// "cannot read {path}: {source}".
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// "invalid experiment spec {path}: {message}".
+    #[error("invalid experiment spec {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the key (and the line when the parser knows it).
+        message: String,
+    },
+}
+
+impl ExperimentSpec {
+    /// Reads and checks a spec file; relative paths inside it stay relative to the working directory.
+    pub fn load(path: &Path) -> Result<Self, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read { path: path.into(), source })?;
+        Self::parse(&text).map_err(|message| SpecError::Invalid { path: path.into(), message })
+    }
+
+    /// Parses and checks spec text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let options = serde_saphyr::options! { strict_booleans: true };
+        let spec: Self = serde_saphyr::from_str_with_options(text, options).map_err(|e| e.to_string())?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Checks what the types cannot; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(format!("name '{}' must be non-empty letters, digits, '-', '_' or '.'", self.name));
+        }
+        if self.load.target != TargetConfig::default() {
+            return Err("load.target is decided by `platform`; remove it".into());
+        }
+        if self.load.output != RunConfig::default().output {
+            return Err("load.output is decided by the runner (see `output`); remove it".into());
+        }
+        let PlatformSpec::Dirigent(dirigent) = &self.platform;
+        dirigent.validate()?;
+        for rate in self.rates() {
+            let mut config = self.load.clone();
+            set_rate(&mut config.workload, rate)?;
+            config.validate().map_err(|message| format!("load: {message}"))?;
+        }
+        Ok(())
+    }
+
+    /// The rates of the runs: the sweep's, or the workload's own (one run) when there is no sweep.
+    pub fn rates(&self) -> Vec<Option<f64>> {
+        match &self.sweep {
+            Some(sweep) => sweep.rates.iter().copied().map(Some).collect(),
+            None => vec![None],
+        }
+    }
+}
+
+impl DirigentSpec {
+    fn validate(&self) -> Result<(), String> {
+        if self.workers == 0 {
+            return Err("platform.workers must be at least 1".into());
+        }
+        for (key, section) in
+            [("control_plane", &self.control_plane), ("data_plane", &self.data_plane), ("worker", &self.worker)]
+        {
+            if !section.is_object() {
+                return Err(format!("platform.{key} must be a mapping of the role's config keys"));
+            }
+        }
+        if self.start_timeout.is_zero() {
+            return Err("platform.start_timeout must be above 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// Sets the rate of a synthetic workload (`None` leaves it); a trace replay has no rate to sweep.
+pub fn set_rate(workload: &mut Workload, rate: Option<f64>) -> Result<(), String> {
+    let Some(rate) = rate else { return Ok(()) };
+    match workload {
+        Workload::Rps(rps) => rps.rate = rate,
+        Workload::ColdStarts(cold) => cold.rate = rate,
+        Workload::Trace => return Err("sweep.rates needs load.workload of kind rps or cold-starts".into()),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "name: t\nplatform: { kind: dirigent }\n";
+
+    #[test]
+    fn a_minimal_spec_takes_the_defaults() {
+        let spec = ExperimentSpec::parse(MINIMAL).unwrap();
+        let PlatformSpec::Dirigent(d) = &spec.platform;
+        assert_eq!((d.processes, d.workers, d.start_timeout), (Processes::Roles, 2, Duration::from_secs(30)));
+        assert_eq!(spec.load, RunConfig::default());
+        assert_eq!(spec.rates(), vec![None]);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        for (text, key) in [
+            ("name: t\nplatform: { kind: dirigent, wrkers: 2 }\n", "wrkers"),
+            ("name: t\nplatform: { kind: knative }\n", "knative"),
+            ("name: t\nplatform: { kind: dirigent, workers: 0 }\n", "platform.workers"),
+            ("name: t\nplatform: { kind: dirigent, worker: 3 }\n", "platform.worker"),
+            ("name: 'a b'\nplatform: { kind: dirigent }\n", "name"),
+            ("name: t\nplatform: { kind: dirigent }\nload: { slice: { minuts: 2 } }\n", "minuts"),
+            ("name: t\nplatform: { kind: dirigent }\nload: { target: { kind: http, url: x } }\n", "load.target"),
+            ("name: t\nplatform: { kind: dirigent }\nload: { output: x }\n", "load.output"),
+            ("name: t\nplatform: { kind: dirigent }\nsweep: { rates: [1] }\n", "sweep.rates"),
+            (
+                "name: t\nplatform: { kind: dirigent }\nload: { workload: { kind: rps, rate: 1 } }\nsweep: { rates: [1, 0] }\n",
+                "workload.rate",
+            ),
+        ] {
+            let err = ExperimentSpec::parse(text).unwrap_err();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_sweep_has_one_run_per_rate() {
+        let text = "name: s\nplatform: { kind: dirigent }\nload: { workload: { kind: cold-starts, rate: 1 } }\n\
+                    sweep: { rates: [1, 10, 50] }\n";
+        let spec = ExperimentSpec::parse(text).unwrap();
+        assert_eq!(spec.rates(), vec![Some(1.0), Some(10.0), Some(50.0)]);
+    }
+}
