@@ -130,7 +130,7 @@ impl ComponentProcess {
 
     /// SIGTERM, then SIGKILL after [`STOP_GRACE`]; returns a note when it had to be killed or failed.
     pub async fn stop(mut self) -> Option<String> {
-        let Some(pid) = self.child.id() else { return None };
+        let pid = self.child.id()?;
         let pid = Pid::from_raw(pid as i32);
         if kill(pid, Signal::SIGTERM).is_err() {
             return None;

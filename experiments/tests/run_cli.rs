@@ -1,0 +1,139 @@
+//! `experiments run` end to end: real `dirigent` role processes on loopback, the loader in-process, the results
+//! folder checked afterwards. Needs the orchestrator's binaries in the same target folder (`cargo test --workspace`
+//! builds them).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// `target/<profile>`, where `dirigent` and `trace-function` are.
+fn bin_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_experiments")).parent().unwrap().to_owned();
+    assert!(
+        dir.join("dirigent").is_file() && dir.join("trace-function").is_file(),
+        "build the orchestrator first: cargo build -p orchestrator --bins (cargo test --workspace does)"
+    );
+    dir
+}
+
+fn write_spec(dir: &Path, platform: &str, load: &str, sweep: &str) -> PathBuf {
+    let spec = dir.join("spec.yaml");
+    let text = format!(
+        "name: tiny\noutput: {}\nplatform: {{ kind: dirigent, bin_dir: {}, {platform} }}\nload: {load}\n{sweep}",
+        dir.join("results").display(),
+        bin_dir().display()
+    );
+    std::fs::write(&spec, text).unwrap();
+    spec
+}
+
+fn experiments(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_experiments")).args(args).output().unwrap()
+}
+
+/// The one execution folder under `results/`.
+fn execution(dir: &Path) -> PathBuf {
+    let mut folders: Vec<_> = std::fs::read_dir(dir.join("results")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(folders.len(), 1, "{folders:?}");
+    folders.pop().unwrap()
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+#[test]
+fn a_tiny_experiment_leaves_a_complete_results_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = "{ workload: { kind: rps, rate: 20, duration: 2s, warmup: 500ms, functions: 2, runtime_ms: 2 } }";
+    let spec = write_spec(dir.path(), "workers: 2", load, "");
+    let run = experiments(&["run", spec.to_str().unwrap()]);
+    assert!(run.status.success(), "{}\n{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+
+    let folder = execution(dir.path());
+    let record = read_json(&folder.join("experiment.json"));
+    assert_eq!(record["runs"].as_array().unwrap().len(), 1);
+    let entry = &record["runs"][0];
+    assert_eq!(entry["sent"], 50);
+    assert_eq!(entry["ok"], 50, "{entry}");
+    assert_eq!(entry["platformStop"]["survivingSandboxes"], serde_json::json!([]));
+    assert!(record["gitCommit"].is_string() && record["host"]["nproc"].as_u64().unwrap() >= 1);
+    let run_dir = folder.join("run");
+    for file in ["invocations.csv", "summary.json", "manifest.json"] {
+        assert!(run_dir.join(file).is_file(), "{file}");
+    }
+    for role in ["control-plane", "data-plane", "worker-0", "worker-1"] {
+        assert!(run_dir.join("platform").join(format!("{role}.log")).is_file(), "{role}");
+        assert!(run_dir.join("platform").join(format!("{role}.yaml")).is_file(), "{role}");
+    }
+    let manifest = read_json(&run_dir.join("manifest.json"));
+    assert_eq!(manifest["config"]["workload"]["rate"], 20.0);
+}
+
+#[test]
+fn a_sweep_runs_once_per_rate_on_a_fresh_platform() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = "{ workload: { kind: cold-starts, rate: 1, cooldown: 2s, duration: 2s, runtime_ms: 2 } }";
+    let spec = write_spec(dir.path(), "processes: standalone, workers: 1", load, "sweep: { rates: [1, 2] }\n");
+    let run = experiments(&["run", spec.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let folder = execution(dir.path());
+    let record = read_json(&folder.join("experiment.json"));
+    let sent: Vec<u64> = record["runs"].as_array().unwrap().iter().map(|r| r["sent"].as_u64().unwrap()).collect();
+    assert_eq!(sent, vec![2, 4], "2 s at 1 and at 2 cold starts per second");
+    assert!(folder.join("rate-1/invocations.csv").is_file() && folder.join("rate-2/invocations.csv").is_file());
+    assert!(folder.join("rate-2/platform/standalone.log").is_file());
+}
+
+#[test]
+fn an_invalid_spec_fails_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(dir.path(), "workers: 1, control_plane: { autoscaler: { tick: 0s } }", "{}", "");
+    let run = experiments(&["run", spec.to_str().unwrap()]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("platform.control_plane") && stderr.contains("tick"), "{stderr}");
+    let spec = dir.path().join("bad.yaml");
+    std::fs::write(&spec, "name: x\nplatform: { kind: dirigent }\nload: { slice: { minutes: 0 } }\n").unwrap();
+    let run = experiments(&["validate", spec.to_str().unwrap()]);
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("slice.minutes"));
+}
+
+#[test]
+fn ctrl_c_tears_everything_down_and_keeps_what_was_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = "{ workload: { kind: rps, rate: 20, duration: 10m, functions: 2, runtime_ms: 2 } }";
+    let spec = write_spec(dir.path(), "workers: 1", load, "");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_experiments"))
+        .args(["run", spec.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once invocations are being recorded (the CSV has rows beyond its header).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = std::fs::read_dir(dir.path().join("results"))
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| std::fs::read_to_string(e.unwrap().path().join("run/invocations.csv")).ok())
+            .map_or(0, |csv| csv.lines().count());
+        if rows > 5 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no invocations recorded within a minute");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "an interrupted experiment is not a success");
+    let folder = execution(dir.path());
+    let record = read_json(&folder.join("experiment.json"));
+    assert_eq!(record["interrupted"], true);
+    assert_eq!(record["runs"][0]["platformStop"]["survivingSandboxes"], serde_json::json!([]));
+    let summary = read_json(&folder.join("run/summary.json"));
+    assert!(summary["overall"]["counts"]["measured"].as_u64().unwrap() > 0);
+}
