@@ -231,6 +231,15 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_specs_are_valid() {
+        for name in ["quickstart", "cold-start-sweep"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("specs/{name}.yaml"));
+            let spec = ExperimentSpec::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(spec.name, name);
+        }
+    }
+
+    #[test]
     fn a_sweep_has_one_run_per_rate() {
         let text = "name: s\nplatform: { kind: dirigent }\nload: { workload: { kind: cold-starts, rate: 1 } }\n\
                     sweep: { rates: [1, 10, 50] }\n";
