@@ -30,6 +30,9 @@ pub enum ExperimentError {
     /// The platform's config is invalid.
     #[error(transparent)]
     Platform(#[from] crate::dirigent::ClusterError),
+    /// "load: {0}".
+    #[error("load: {0}")]
+    Load(String),
     /// "cannot write {path}: {source}".
     #[error("cannot write {path}: {source}")]
     Write {
@@ -100,9 +103,10 @@ impl ExperimentRecord {
 pub async fn run_experiment(spec: &ExperimentSpec, stop: StopSignal) -> Result<ExperimentRecord, ExperimentError> {
     let PlatformSpec::Dirigent(platform) = &spec.platform;
     let binaries = Binaries::locate(platform.bin_dir.as_deref()).map_err(ExperimentError::Binaries)?;
+    check_load(spec)?;
+    LocalDirigent::check(platform, &binaries).await?;
     let started = SystemTime::now();
     let folder = create_folder(&spec.output, &spec.name, started)?;
-    LocalDirigent::check(platform, &binaries, &folder).await?;
     let mut record = ExperimentRecord {
         name: spec.name.clone(),
         folder: folder.clone(),
@@ -129,6 +133,17 @@ pub async fn run_experiment(spec: &ExperimentSpec, stop: StopSignal) -> Result<E
     record.ended_at = format_rfc3339(SystemTime::now());
     write_json(&folder.join("experiment.json"), &record)?;
     Ok(record)
+}
+
+/// Prepares every run's workload once (reading and checking the trace), so a bad trace fails before anything
+/// starts.
+fn check_load(spec: &ExperimentSpec) -> Result<(), ExperimentError> {
+    for rate in spec.rates() {
+        let mut config = spec.load.clone();
+        set_rate(&mut config.workload, rate).map_err(ExperimentError::Load)?;
+        loader::workload::prepare(&config).map_err(|e| ExperimentError::Load(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// `<output>/<name>-<UTC time>`, created; never an existing folder, so nothing measured is overwritten.

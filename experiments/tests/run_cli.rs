@@ -90,11 +90,22 @@ fn a_sweep_runs_once_per_rate_on_a_fresh_platform() {
 #[test]
 fn an_invalid_spec_fails_before_anything_starts() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = write_spec(dir.path(), "workers: 1, control_plane: { autoscaler: { tick: 0s } }", "{}", "");
+    let rps = "{ workload: { kind: rps, rate: 1 } }";
+    let spec = write_spec(dir.path(), "workers: 1, control_plane: { autoscaler: { tick: 0s } }", rps, "");
     let run = experiments(&["run", spec.to_str().unwrap()]);
     assert!(!run.status.success());
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("platform.control_plane") && stderr.contains("tick"), "{stderr}");
+    assert!(!dir.path().join("results").exists(), "nothing was started or written");
+    let spec = write_spec(dir.path(), "workers: 1", "{ trace: /nonexistent/trace }", "");
+    let run = experiments(&["run", spec.to_str().unwrap()]);
+    assert!(!run.status.success());
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("/nonexistent/trace"),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(!dir.path().join("results").exists(), "nothing was started or written");
     let spec = dir.path().join("bad.yaml");
     std::fs::write(&spec, "name: x\nplatform: { kind: dirigent }\nload: { slice: { minutes: 0 } }\n").unwrap();
     let run = experiments(&["validate", spec.to_str().unwrap()]);

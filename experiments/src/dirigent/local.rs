@@ -128,10 +128,11 @@ impl Binaries {
 }
 
 impl LocalDirigent {
-    /// Checks every role config `spec` produces with `dirigent --check`, before anything starts.
-    pub async fn check(spec: &DirigentSpec, binaries: &Binaries, dir: &Path) -> Result<(), ClusterError> {
+    /// Checks every role config `spec` produces with `dirigent --check`, before anything starts or is written.
+    pub async fn check(spec: &DirigentSpec, binaries: &Binaries) -> Result<(), ClusterError> {
+        let dir = std::env::temp_dir();
         for (role, key, config) in role_configs(spec, "127.0.0.1:9090")? {
-            let path = write_config(dir, &format!("check-{role}"), &config)?;
+            let path = write_config(&dir, &format!("dirigent-check-{}-{role}", std::process::id()), &config)?;
             let output = tokio::process::Command::new(&binaries.dirigent)
                 .args([role_command(&role), "--config"])
                 .arg(&path)
