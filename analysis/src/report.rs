@@ -1,0 +1,192 @@
+//! One run's report: `report.md`, `report.json` (the [`RunAnalysis`] serialized) and the plots.
+
+use std::path::{Path, PathBuf};
+
+use crate::RunAnalysis;
+use crate::figures::{Labelled, write_run_plots};
+use crate::markdown::{micros, number, or_na, percent, table};
+use crate::model::{Percentiles, QUANTILES};
+use crate::output::{ReportError, create_dir, write_json, write_text};
+
+/// Writes `report.md`, `report.json` and the plots (PNG and SVG) into `out_dir` (created); returns the files.
+pub fn write(analysis: &RunAnalysis, out_dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    create_dir(out_dir)?;
+    let label = run_label(analysis);
+    let plots = write_run_plots(&[Labelled::new(&label, analysis)], out_dir)?;
+    let mut files = vec![
+        write_text(out_dir, "report.md", &markdown(analysis, &plots))?,
+        write_json(out_dir, "report.json", analysis)?,
+    ];
+    files.extend(plots);
+    Ok(files)
+}
+
+/// The run folder's name, as a label for legends and tables.
+pub(crate) fn run_label(analysis: &RunAnalysis) -> String {
+    let name = analysis.run_dir.file_name().map(|name| name.to_string_lossy().into_owned());
+    name.unwrap_or_else(|| analysis.run_dir.display().to_string())
+}
+
+/// The Markdown report.
+pub(crate) fn markdown(analysis: &RunAnalysis, plots: &[PathBuf]) -> String {
+    let sections = [
+        format!("# Run analysis: {}\n\n{}", analysis.run_dir.display(), trust_banner(analysis)),
+        format!("## Run\n\n{}", table(&["", ""], &outline_rows(analysis))),
+        format!("## Invocations\n\n{}", counts_table(analysis)),
+        format!("## Rates\n\n{}", rates_table(analysis)),
+        format!("## Latency and slowdown\n\n{}", distributions_table(analysis)),
+        format!("## Send lag\n\n{}", send_lag_text(analysis)),
+        format!("## Plots\n\n{}", plot_links(plots)),
+    ];
+    sections.join("\n")
+}
+
+/// The line that flags the run's trustworthiness, on top of the report.
+pub(crate) fn trust_banner(analysis: &RunAnalysis) -> String {
+    match analysis.trustworthy {
+        Some(true) => "Trustworthy: the loader's send lag stayed within its threshold.\n".into(),
+        Some(false) => "> **UNTRUSTWORTHY RUN**: the loader's send lag exceeded its threshold, so the loader itself \
+                        delayed invocations; latencies below include that delay. Rerun with a lighter load or a \
+                        faster loader host.\n"
+            .into(),
+        None => "Trustworthiness unknown: the run folder has no `summary.json` (not a loader run?).\n".into(),
+    }
+}
+
+/// The run's identity (manifest) and the options used, as table rows.
+fn outline_rows(analysis: &RunAnalysis) -> Vec<Vec<String>> {
+    let options = &analysis.options;
+    let mut rows = vec![
+        ("run folder", analysis.run_dir.display().to_string()),
+        ("verdict", analysis.trust_label().to_owned()),
+        ("excluded leading window", humantime::format_duration(options.exclude_leading).to_string()),
+        ("warm-up included", options.include_warmup.to_string()),
+        ("timeline window", humantime::format_duration(options.window).to_string()),
+    ];
+    let Some(manifest) = &analysis.manifest else {
+        rows.push(("manifest", "none (no manifest.json)".into()));
+        return rows.into_iter().map(|(key, value)| vec![key.to_owned(), value]).collect();
+    };
+    let text = |value: &Option<String>| value.clone().unwrap_or_else(|| "unknown".into());
+    let host = &manifest.host;
+    rows.extend([
+        ("loader version", text(&manifest.loader.version)),
+        ("git commit", text(&manifest.loader.git_commit)),
+        (
+            "host",
+            format!(
+                "{}, {} cores, kernel {}",
+                text(&host.hostname),
+                or_na(host.nproc.map(|n| n.to_string())),
+                text(&host.kernel)
+            ),
+        ),
+        ("started", text(&manifest.started_at)),
+        ("ended", text(&manifest.ended_at)),
+        ("seed", or_na(manifest.seed.map(|seed| seed.to_string()))),
+        ("trace checksum", text(&manifest.trace_checksum)),
+        ("events", manifest.events.len().to_string()),
+    ]);
+    let mut rows: Vec<Vec<String>> = rows.into_iter().map(|(key, value)| vec![key.to_owned(), value]).collect();
+    rows.extend(manifest.config_summary().into_iter().map(|(key, value)| vec![format!("config `{key}`"), value]));
+    rows
+}
+
+fn counts_table(analysis: &RunAnalysis) -> String {
+    let counts = &analysis.counts;
+    let shares = &analysis.shares;
+    let with_share = |count: u64, share: f64| format!("{count} ({})", percent(share));
+    let rows = [
+        ("rows read", counts.rows.to_string()),
+        ("excluded: warm-up (phase 1)", counts.excluded_warmup.to_string()),
+        ("excluded: leading window", counts.excluded_leading.to_string()),
+        ("analysed", counts.analysed.to_string()),
+        ("successful", counts.ok.to_string()),
+        ("failed", with_share(counts.failures(), shares.failure)),
+        ("failed: connection", with_share(counts.connection_failures, shares.connection_failure)),
+        ("failed: function timeout", with_share(counts.function_timeouts, shares.function_timeout)),
+        ("failed: other (HTTP errors)", with_share(counts.other_failures, shares.other_failure)),
+        ("cold starts", or_na(counts.cold_starts.zip(shares.cold_start).map(|(n, s)| with_share(n, s)))),
+        ("slowdown < 1 (excluded from slowdown)", counts.slowdown_below_one.to_string()),
+        ("successful without execution time (no scheduling latency)", counts.missing_execution_time.to_string()),
+    ];
+    table(&["invocations", "count"], &rows.map(|(name, value)| vec![name.to_owned(), value]))
+}
+
+fn rates_table(analysis: &RunAnalysis) -> String {
+    let rates = &analysis.rates;
+    let rows = [
+        ("requested (loader summary: whole measured phase; else config)", number(rates.requested_per_s, 2)),
+        ("achieved (analysed invocations)", number(Some(rates.achieved_per_s), 2)),
+        ("successful", number(Some(rates.ok_per_s), 2)),
+        ("cold starts", number(rates.cold_starts_per_s, 2)),
+    ];
+    let mut rows: Vec<Vec<String>> = rows.iter().map(|(name, value)| vec![(*name).to_owned(), value.clone()]).collect();
+    rows.push(vec!["analysed interval".into(), format!("{:.1} s", rates.duration_s)]);
+    table(&["rate", "per second"], &rows)
+}
+
+/// One table row: the name, the count, the mean and the percentiles, formatted by `format`.
+fn distribution_row(name: &str, percentiles: Option<&Percentiles>, format: fn(f64) -> String) -> Vec<String> {
+    let mut row = vec![name.to_owned()];
+    match percentiles {
+        Some(p) => {
+            row.push(p.count.to_string());
+            row.push(format(p.mean));
+            row.extend(p.values().map(format));
+        }
+        None => row.extend(std::iter::repeat_n("n/a".to_owned(), 2 + QUANTILES.len() + 1)),
+    }
+    row
+}
+
+pub(crate) fn distribution_header() -> Vec<&'static str> {
+    let mut header = vec!["", "count", "mean"];
+    header.extend(QUANTILES.map(|(label, _)| label));
+    header.push("max");
+    header
+}
+
+fn distributions_table(analysis: &RunAnalysis) -> String {
+    let ratio = |value: f64| format!("{value:.3}");
+    let rows = [
+        distribution_row("scheduling latency, per invocation", analysis.scheduling_latency_us.as_ref(), micros),
+        distribution_row("response time, per invocation", analysis.response_time_us.as_ref(), micros),
+        distribution_row(
+            "scheduling latency, per-function mean (over functions)",
+            analysis.function_scheduling_latency_us.as_ref(),
+            micros,
+        ),
+        distribution_row("slowdown, per function (over functions)", analysis.function_slowdown.as_ref(), ratio),
+    ];
+    format!(
+        "{}\nScheduling latency = response time − the function's own execution time, over successful invocations. \
+         Slowdown = response time / requested duration, the geometric mean per function; invocations with slowdown \
+         < 1 are excluded ({} here).\n",
+        table(&distribution_header(), &rows),
+        analysis.counts.slowdown_below_one
+    )
+}
+
+fn send_lag_text(analysis: &RunAnalysis) -> String {
+    let mut rows = vec![distribution_row("analysed invocations (CSV)", analysis.send_lag_us.as_ref(), micros)];
+    let loader = analysis.loader_summary.as_ref();
+    if let Some(lag) = loader.and_then(|summary| summary.overall.send_lag_us.as_ref()) {
+        let values = [lag.p50, lag.p90, lag.p99, lag.p999, lag.max].map(|value| micros(value as f64));
+        let mut row = vec!["loader summary (measured phase)".to_owned(), lag.count.to_string(), "n/a".into()];
+        row.extend(values);
+        rows.push(row);
+    }
+    let threshold = loader.and_then(|summary| summary.send_lag_threshold_us).map(|us| micros(us as f64));
+    format!(
+        "{}\nThreshold for a trustworthy run (send-lag p99): {}. Verdict: **{}**.\n",
+        table(&distribution_header(), &rows),
+        or_na(threshold),
+        analysis.trust_label()
+    )
+}
+
+fn plot_links(plots: &[PathBuf]) -> String {
+    let names = plots.iter().filter_map(|path| path.file_name()).map(|name| name.to_string_lossy().into_owned());
+    names.filter(|name| name.ends_with(".png")).map(|name| format!("![{name}]({name})\n")).collect()
+}

@@ -1,0 +1,78 @@
+//! Per-window accumulation for the timeline. Windows live in a map keyed by index, so a gap (or a stray
+//! timestamp) costs nothing; each holds counters and a small histogram, never rows.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use loader::output::MAX_RECORDED_US;
+
+use crate::model::{Timeline, Window};
+
+/// Gaps are filled with empty windows (a stall shows as zero throughput) up to this many windows in all.
+const MAX_FILLED_WINDOWS: u64 = 100_000;
+
+/// 2 significant digits (1% resolution) and u32 counters keep a window's histogram at a few KB.
+const WINDOW_DIGITS: u8 = 2;
+
+#[derive(Debug, Default)]
+struct WindowCounts {
+    invocations: u64,
+    ok: u64,
+    cold_starts: u64,
+    latency: Option<Histogram<u32>>,
+}
+
+/// Folds analysed invocations into windows of `window_us` from `origin_us`.
+#[derive(Debug)]
+pub(crate) struct TimelineAccumulator {
+    origin_us: u64,
+    window_us: u64,
+    windows: BTreeMap<u64, WindowCounts>,
+}
+
+impl TimelineAccumulator {
+    /// An empty timeline; `window_us` must be positive.
+    pub fn new(origin_us: u64, window_us: u64) -> Self {
+        Self { origin_us, window_us, windows: BTreeMap::new() }
+    }
+
+    /// Adds one analysed invocation at `time_us`; `latency_us` is its scheduling latency if it has one.
+    pub fn add(&mut self, time_us: u64, ok: bool, cold: bool, latency_us: Option<u64>) {
+        let index = time_us.saturating_sub(self.origin_us) / self.window_us;
+        let window = self.windows.entry(index).or_default();
+        window.invocations += 1;
+        window.ok += u64::from(ok);
+        window.cold_starts += u64::from(cold);
+        if let Some(latency) = latency_us {
+            let histogram = window.latency.get_or_insert_with(new_window_histogram);
+            // Recording only fails when a u32 bucket would overflow (4 billion values in one window).
+            let _ = histogram.record(latency.min(MAX_RECORDED_US));
+        }
+    }
+
+    /// The finished timeline.
+    pub fn finish(self) -> Timeline {
+        let window_s = self.window_us as f64 / 1e6;
+        let empty = WindowCounts::default();
+        let result = |index: u64, counts: &WindowCounts| Window {
+            start_s: index as f64 * window_s,
+            invocations_per_s: counts.invocations as f64 / window_s,
+            ok_per_s: counts.ok as f64 / window_s,
+            cold_starts_per_s: counts.cold_starts as f64 / window_s,
+            p99_scheduling_latency_us: counts.latency.as_ref().map(|h| h.value_at_quantile(0.99) as f64),
+        };
+        let windows = match (self.windows.first_key_value(), self.windows.last_key_value()) {
+            (Some((&first, _)), Some((&last, _))) if last - first < MAX_FILLED_WINDOWS => {
+                (first..=last).map(|index| result(index, self.windows.get(&index).unwrap_or(&empty))).collect()
+            }
+            _ => self.windows.iter().map(|(&index, counts)| result(index, counts)).collect(),
+        };
+        Timeline { window_s, windows }
+    }
+}
+
+fn new_window_histogram() -> Histogram<u32> {
+    let mut histogram = Histogram::new(WINDOW_DIGITS).expect("2 significant digits is valid");
+    histogram.auto(true);
+    histogram
+}

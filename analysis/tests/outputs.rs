@@ -1,0 +1,120 @@
+//! Reports, comparisons and sweeps write their files, and the plots are real pictures with their labels.
+
+mod common;
+
+use std::path::Path;
+
+use analysis::{Options, RunAnalysis, analyze};
+
+fn synthetic(dir: &Path, seed: u64, scale: f64) -> RunAnalysis {
+    common::synthetic_run(dir, seed, 5_000, scale, 10.0);
+    analyze(dir, &Options::default()).unwrap()
+}
+
+/// Width and height from a PNG's IHDR chunk.
+fn png_size(path: &Path) -> (u32, u32) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG", "{} is not a PNG", path.display());
+    let word = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    (word(16), word(20))
+}
+
+/// The PNG is a real picture of the expected size, and the SVG carries `label` as text.
+fn assert_plot(dir: &Path, stem: &str, size: (u32, u32), label: &str) {
+    let png = dir.join(format!("{stem}.png"));
+    assert_eq!(png_size(&png), size, "{stem}");
+    let bytes = std::fs::metadata(&png).unwrap().len();
+    assert!(bytes > 20_000, "{stem}.png is only {bytes} bytes: nothing drawn?");
+    let svg = std::fs::read_to_string(dir.join(format!("{stem}.svg"))).unwrap();
+    assert!(svg.contains(label), "{stem}.svg lacks `{label}`");
+    assert!(svg.matches("<polyline").count() + svg.matches("<path").count() > 0, "{stem}.svg has no curve");
+}
+
+#[test]
+fn report_writes_markdown_json_and_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = synthetic(&dir.path().join("run"), 1, 1.0);
+    let out = dir.path().join("out");
+    let files = analysis::report::write(&run, &out).unwrap();
+    assert_eq!(files.len(), 2 + 8);
+    assert_plot(&out, "scheduling-latency-cdf", (1200, 750), "scheduling latency (ms, log scale)");
+    assert_plot(&out, "function-scheduling-latency-cdf", (1200, 750), "fraction of functions");
+    assert_plot(&out, "function-slowdown-cdf", (1200, 750), "slowdown: response time / requested duration");
+    assert_plot(&out, "timeline", (1200, 1260), "successful invocations/s");
+    let markdown = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for expected in ["## Invocations", "p99.9", "scheduling latency, per invocation", "Trustworthy", "![timeline.png]"]
+    {
+        assert!(markdown.contains(expected), "report.md lacks `{expected}`");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["counts"]["analysed"], 5_000);
+    assert_eq!(json["trustworthy"], true);
+    assert_eq!(json["functions"].as_array().unwrap().len(), 20);
+}
+
+#[test]
+fn untrustworthy_runs_are_flagged_in_every_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("lagging");
+    let config = serde_json::json!({"workload": {"kind": "rps", "rate": 10.0}});
+    // A 10 µs threshold under the records' 50 µs send lag: the loader marks the run untrustworthy.
+    common::write_run(&run_dir, &common::synthetic_records(3, 2_000, 1.0), 20, config, 10);
+    let run = analyze(&run_dir, &Options::default()).unwrap();
+    assert!(run.is_untrustworthy());
+    let out = dir.path().join("out");
+    analysis::report::write(&run, &out).unwrap();
+    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("**UNTRUSTWORTHY RUN**"));
+    assert!(std::fs::read_to_string(out.join("scheduling-latency-cdf.svg")).unwrap().contains("[UNTRUSTWORTHY]"));
+    let runs = [("lagging".to_owned(), run.clone()), ("again".to_owned(), run.clone())];
+    analysis::compare::write(&runs, &out).unwrap();
+    assert!(std::fs::read_to_string(out.join("compare.md")).unwrap().contains("UNTRUSTWORTHY runs**: lagging, again"));
+    analysis::sweep::write(&[(10.0, run)], &out).unwrap();
+    assert!(std::fs::read_to_string(out.join("sweep.md")).unwrap().contains("**UNTRUSTWORTHY**"));
+    assert!(std::fs::read_to_string(out.join("sweep.svg")).unwrap().contains("1 untrustworthy runs"));
+}
+
+#[test]
+fn compare_draws_one_curve_per_run_and_a_ratio_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let fast = synthetic(&dir.path().join("fast"), 1, 1.0);
+    let slow = synthetic(&dir.path().join("slow"), 2, 2.0);
+    let out = dir.path().join("cmp");
+    let runs = [("dirigent".to_owned(), fast), ("knative".to_owned(), slow)];
+    let files = analysis::compare::write(&runs, &out).unwrap();
+    assert_eq!(files.len(), 2 + 8);
+    assert_plot(&out, "scheduling-latency-cdf", (1200, 750), "knative");
+    assert_plot(&out, "timeline", (1200, 1260), "dirigent");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
+    let p99 = json["metrics"].as_array().unwrap().iter().find(|m| m["metric"] == "p99_scheduling_latency").unwrap();
+    assert_eq!(p99["ratios"][0], 1.0);
+    let ratio = p99["ratios"][1].as_f64().unwrap();
+    assert!((1.7..2.3).contains(&ratio), "{ratio}");
+    let markdown = std::fs::read_to_string(out.join("compare.md")).unwrap();
+    assert!(markdown.contains("| metric | dirigent | knative |"), "{markdown}");
+}
+
+#[test]
+fn sweep_plots_latency_against_cold_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let points: Vec<(f64, RunAnalysis)> = [(1.0, 1.0), (10.0, 1.5), (50.0, 3.0)]
+        .iter()
+        .enumerate()
+        .map(|(index, &(rate, scale))| (rate, synthetic(&dir.path().join(format!("r{index}")), index as u64, scale)))
+        .collect();
+    let out = dir.path().join("sweep");
+    analysis::sweep::write(&points, &out).unwrap();
+    assert_plot(&out, "sweep", (1200, 750), "achieved cold starts per second");
+    let rows: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("sweep.json")).unwrap()).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 3);
+    assert!(std::fs::read_to_string(out.join("sweep.md")).unwrap().contains("3 of 3 runs plotted"));
+}
+
+#[test]
+fn empty_inputs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(analysis::compare::write(&[], dir.path()).is_err());
+    assert!(analysis::sweep::write(&[], dir.path()).is_err());
+}
