@@ -63,6 +63,8 @@ pub struct RunEntry {
     pub platform_stop: StopReport,
     /// Why the run failed, if it did.
     pub error: Option<String>,
+    /// Why its analysis failed, if it did.
+    pub analysis_error: Option<String>,
 }
 
 /// What `experiments run` did.
@@ -89,6 +91,8 @@ pub struct ExperimentRecord {
     pub runs: Vec<RunEntry>,
     /// Whether a Ctrl-C cut the experiment short.
     pub interrupted: bool,
+    /// Why the sweep plot could not be drawn, if it could not.
+    pub sweep_error: Option<String>,
 }
 
 impl ExperimentRecord {
@@ -118,6 +122,7 @@ pub async fn run_experiment(spec: &ExperimentSpec, stop: StopSignal) -> Result<E
         ended_at: String::new(),
         runs: Vec::new(),
         interrupted: false,
+        sweep_error: None,
     };
     for rate in spec.rates() {
         if stop.is_stopped() {
@@ -130,9 +135,31 @@ pub async fn run_experiment(spec: &ExperimentSpec, stop: StopSignal) -> Result<E
         record.runs.push(entry);
     }
     record.interrupted = stop.is_stopped();
+    if spec.analysis.report {
+        record.sweep_error = analyse(spec, &mut record.runs, &folder).err();
+    }
     record.ended_at = format_rfc3339(SystemTime::now());
     write_json(&folder.join("experiment.json"), &record)?;
     Ok(record)
+}
+
+/// Writes each run's report and plots into its folder, then, for a sweep, the sweep plot into `sweep/`; a run that
+/// recorded nothing is skipped. Returns the sweep's error, if any.
+fn analyse(spec: &ExperimentSpec, runs: &mut [RunEntry], folder: &Path) -> Result<(), String> {
+    let mut points = Vec::new();
+    for run in runs.iter_mut().filter(|r| r.dir.join("invocations.csv").is_file()) {
+        let analysed = analysis::analyze(&run.dir, &spec.analysis.options).map_err(|e| e.to_string());
+        let written =
+            analysed.and_then(|a| analysis::report::write(&a, &run.dir).map(|_| a).map_err(|e| e.to_string()));
+        match written {
+            Ok(analysed) => points.extend(run.rate.map(|rate| (rate, analysed))),
+            Err(e) => run.analysis_error = Some(e),
+        }
+    }
+    if spec.sweep.is_none() || points.is_empty() {
+        return Ok(());
+    }
+    analysis::sweep::write(&points, &folder.join("sweep")).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// Prepares every run's workload once (reading and checking the trace), so a bad trace fails before anything
@@ -181,6 +208,7 @@ async fn run_once(
         trustworthy: false,
         platform_stop: StopReport::default(),
         error: None,
+        analysis_error: None,
     };
     let PlatformSpec::Dirigent(platform) = &spec.platform;
     let mut cluster = match LocalDirigent::start(platform, binaries, &dir.join("platform"), marker).await {

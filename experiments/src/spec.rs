@@ -24,6 +24,25 @@ pub struct ExperimentSpec {
     /// Optional: one run per rate of an `rps` or `cold-starts` workload, then the sweep plot.
     #[serde(default)]
     pub sweep: Option<SweepSpec>,
+    /// What to analyse once the runs are done.
+    #[serde(default)]
+    pub analysis: AnalysisSpec,
+}
+
+/// The analysis of an experiment's runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalysisSpec {
+    /// Write `report.md`, `report.json` and the plots into each run folder, and the sweep plot for a sweep.
+    pub report: bool,
+    /// What the analysis excludes and how it bins the timeline.
+    pub options: analysis::Options,
+}
+
+impl Default for AnalysisSpec {
+    fn default() -> Self {
+        AnalysisSpec { report: true, options: analysis::Options::default() }
+    }
 }
 
 fn default_output() -> PathBuf {

@@ -70,6 +70,10 @@ fn a_tiny_experiment_leaves_a_complete_results_folder() {
     }
     let manifest = read_json(&run_dir.join("manifest.json"));
     assert_eq!(manifest["config"]["workload"]["rate"], 20.0);
+    for file in ["report.md", "report.json", "scheduling-latency-cdf.png", "timeline.svg"] {
+        assert!(run_dir.join(file).is_file(), "{file}");
+    }
+    assert_eq!(read_json(&run_dir.join("report.json"))["counts"]["ok"], 40, "the 500 ms warm-up is excluded");
 }
 
 #[test]
@@ -85,6 +89,9 @@ fn a_sweep_runs_once_per_rate_on_a_fresh_platform() {
     assert_eq!(sent, vec![2, 4], "2 s at 1 and at 2 cold starts per second");
     assert!(folder.join("rate-1/invocations.csv").is_file() && folder.join("rate-2/invocations.csv").is_file());
     assert!(folder.join("rate-2/platform/standalone.log").is_file());
+    assert!(folder.join("sweep/sweep.png").is_file() && folder.join("sweep/sweep.md").is_file());
+    let sweep = read_json(&folder.join("sweep/sweep.json"));
+    assert_eq!(sweep.as_array().unwrap().len(), 2, "{sweep}");
 }
 
 #[test]
