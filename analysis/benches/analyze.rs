@@ -59,8 +59,12 @@ fn write_run(dir: &Path, rows: u64, scale: f64) {
         stats.record(&record);
     }
     csv.flush().expect("flush invocations.csv");
-    let inputs =
-        SummaryInputs { measured_duration_s: 570.0, scheduled_per_function: Vec::new(), send_lag_threshold_us: 1000 };
+    let inputs = SummaryInputs {
+        measured_duration_s: 570.0,
+        run_duration_s: 600.0,
+        scheduled_per_function: Vec::new(),
+        send_lag_threshold_us: 1000,
+    };
     write_summary(&dir.join("summary.json"), &stats, &inputs).expect("write summary.json");
     let started = UNIX_EPOCH + Duration::from_micros(START_US);
     let config = serde_json::json!({"workload": {"kind": "rps", "rate": rows as f64 / 600.0}});

@@ -264,6 +264,12 @@ impl Accumulator {
             Percentiles::of_values(&functions.iter().filter_map(value).collect::<Vec<_>>())
         };
         let mean = |sum: u128, histogram: &Histogram<u64>| sum as f64 / histogram.len().max(1) as f64;
+        // The schedule's end bounds the last timeline window, which is usually only partly inside the run.
+        let end_us = summary
+            .as_ref()
+            .and_then(|s| s.run_duration_s)
+            .zip(self.origin_us)
+            .map(|(run_s, origin)| origin.saturating_add((run_s * 1e6) as u64));
         RunAnalysis {
             run_dir: run_dir.to_path_buf(),
             options: options.clone(),
@@ -284,7 +290,7 @@ impl Accumulator {
             functions,
             timeline: self
                 .timeline
-                .map_or_else(|| TimelineAccumulator::new(0, self.window_us).finish(), TimelineAccumulator::finish),
+                .map_or_else(|| TimelineAccumulator::new(0, self.window_us).finish(None), |t| t.finish(end_us)),
             samples: Samples { scheduling_latency: self.scheduling_latency, response_time: self.response_time },
             counts: self.counts,
             manifest,

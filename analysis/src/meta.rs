@@ -57,6 +57,9 @@ pub struct LoaderSummary {
     /// Length of the measured phase, s.
     #[serde(default)]
     pub measured_duration_s: Option<f64>,
+    /// Length of the whole schedule from the run start, warm-up included, s.
+    #[serde(default)]
+    pub run_duration_s: Option<f64>,
     /// Overall figures.
     pub overall: LoaderOverall,
 }

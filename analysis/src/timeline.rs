@@ -50,16 +50,26 @@ impl TimelineAccumulator {
         }
     }
 
-    /// The finished timeline.
-    pub fn finish(self) -> Timeline {
+    /// The finished timeline; `end_us` (the schedule's end, when known) shortens the window it falls in, so
+    /// that window's rates are not diluted by time after the run.
+    pub fn finish(self, end_us: Option<u64>) -> Timeline {
         let window_s = self.window_us as f64 / 1e6;
         let empty = WindowCounts::default();
-        let result = |index: u64, counts: &WindowCounts| Window {
-            start_s: index as f64 * window_s,
-            invocations_per_s: counts.invocations as f64 / window_s,
-            ok_per_s: counts.ok as f64 / window_s,
-            cold_starts_per_s: counts.cold_starts as f64 / window_s,
-            p99_scheduling_latency_us: counts.latency.as_ref().map(|h| h.value_at_quantile(0.99) as f64),
+        let width_s = |index: u64| {
+            let start_us = self.origin_us + index * self.window_us;
+            let inside_us = end_us.map_or(self.window_us, |end| end.saturating_sub(start_us).min(self.window_us));
+            // A window starting at or after the end (stray late rows) keeps its full width.
+            if inside_us == 0 { window_s } else { inside_us as f64 / 1e6 }
+        };
+        let result = |index: u64, counts: &WindowCounts| {
+            let width = width_s(index);
+            Window {
+                start_s: index as f64 * window_s,
+                invocations_per_s: counts.invocations as f64 / width,
+                ok_per_s: counts.ok as f64 / width,
+                cold_starts_per_s: counts.cold_starts as f64 / width,
+                p99_scheduling_latency_us: counts.latency.as_ref().map(|h| h.value_at_quantile(0.99) as f64),
+            }
         };
         let windows = match (self.windows.first_key_value(), self.windows.last_key_value()) {
             (Some((&first, _)), Some((&last, _))) if last - first < MAX_FILLED_WINDOWS => {
@@ -75,4 +85,26 @@ fn new_window_histogram() -> Histogram<u32> {
     let mut histogram = Histogram::new(WINDOW_DIGITS).expect("2 significant digits is valid");
     histogram.auto(true);
     histogram
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_window_is_measured_only_up_to_the_schedule_end() {
+        // 10 s windows from t = 1000 s; the run ends 15 s in, so the second window covers 5 s.
+        let mut timeline = TimelineAccumulator::new(1_000_000_000, 10_000_000);
+        for k in 0..15u64 {
+            timeline.add(1_000_000_000 + k * 1_000_000, true, k == 0, Some(100));
+        }
+        let windows = timeline.finish(Some(1_015_000_000)).windows;
+        assert_eq!(windows.len(), 2);
+        assert_eq!((windows[0].start_s, windows[0].ok_per_s, windows[0].cold_starts_per_s), (0.0, 1.0, 0.1));
+        assert_eq!((windows[1].start_s, windows[1].ok_per_s), (10.0, 1.0));
+        let mut unknown_end = TimelineAccumulator::new(0, 10_000_000);
+        unknown_end.add(12_000_000, true, false, None);
+        let windows = unknown_end.finish(None).windows;
+        assert_eq!((windows[0].start_s, windows[0].ok_per_s), (10.0, 0.1));
+    }
 }

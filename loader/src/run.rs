@@ -87,6 +87,7 @@ pub async fn run(config: &RunConfig, stop: StopSignal) -> Result<RunReport, RunE
     let replay = replayed?;
     let summary = SummaryInputs {
         measured_duration_s: workload.measured_duration_s,
+        run_duration_s: workload.run_duration_s,
         scheduled_per_function: workload.scheduled_per_function,
         send_lag_threshold_us: u64::try_from(config.send_lag_threshold.as_micros()).unwrap_or(u64::MAX),
     };

@@ -21,6 +21,8 @@ pub struct PreparedWorkload {
     pub total: u64,
     /// Length of the measured phase, seconds.
     pub measured_duration_s: f64,
+    /// Length of the whole schedule, warm-up included, seconds.
+    pub run_duration_s: f64,
     /// Measured invocations per function the schedule asks for.
     pub scheduled_per_function: Vec<u64>,
     /// Checksum of the trace files, for a trace replay.
@@ -93,6 +95,7 @@ fn prepare_trace(config: &RunConfig) -> Result<PreparedWorkload, WorkloadError> 
         names: Arc::new(trace.functions.iter().map(|f| f.name.clone()).collect()),
         deployments: trace_deployments(&trace, scale_of(config)),
         total: schedule.remaining(),
+        run_duration_s: schedule.run_duration_us() as f64 / 1e6,
         schedule: Box::new(schedule),
         measured_duration_s: measured_minutes as f64 * 60.0 / config.schedule.compression,
         scheduled_per_function: trace
@@ -169,6 +172,7 @@ fn prepare_constant(schedule: &ConstantRate, prefix: &str, (min_scale, max_scale
         schedule: Box::new(schedule.iter()),
         total: counts.total,
         measured_duration_s: schedule.duration.as_secs_f64(),
+        run_duration_s: schedule.run_duration_us() as f64 / 1e6,
         scheduled_per_function: counts.measured_per_function,
         trace_checksum: None,
     }
@@ -240,7 +244,7 @@ mod tests {
         assert_eq!(w.names.len(), 3);
         assert!(w.names.iter().all(|n| n.starts_with("f-")));
         assert!(w.trace_checksum.is_some());
-        assert_eq!(w.measured_duration_s, 120.0);
+        assert_eq!((w.measured_duration_s, w.run_duration_s), (120.0, 120.0));
         assert_eq!(w.total, w.schedule.count() as u64);
     }
 }

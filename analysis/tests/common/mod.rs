@@ -54,6 +54,7 @@ pub fn write_run(
     csv.flush().unwrap();
     let inputs = SummaryInputs {
         measured_duration_s: 60.0,
+        run_duration_s: 60.0,
         scheduled_per_function: Vec::new(),
         send_lag_threshold_us: threshold_us,
     };

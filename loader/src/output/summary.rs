@@ -15,6 +15,8 @@ use super::stats::{Counts, FunctionStats, RunStats};
 pub struct SummaryInputs {
     /// Length of the measured phase, seconds (the rate denominator).
     pub measured_duration_s: f64,
+    /// Length of the whole schedule, warm-up included, seconds (from the run start to the last intended send).
+    pub run_duration_s: f64,
     /// Measured invocations the schedule asked for, per function index (empty: requested rates are `null`).
     pub scheduled_per_function: Vec<u64>,
     /// A run (or function) is trustworthy when its send-lag p99 is at most this, µs.
@@ -94,6 +96,8 @@ pub struct RunSummary {
     pub send_lag_threshold_us: u64,
     /// Length of the measured phase, seconds.
     pub measured_duration_s: f64,
+    /// Length of the whole schedule, warm-up included, seconds.
+    pub run_duration_s: f64,
     /// The overall `trustworthy` flag (same as `overall.trustworthy`).
     pub trustworthy: bool,
     /// Over all functions.
@@ -150,6 +154,7 @@ pub fn summarize(stats: &RunStats, inputs: &SummaryInputs) -> RunSummary {
     RunSummary {
         send_lag_threshold_us: inputs.send_lag_threshold_us,
         measured_duration_s: inputs.measured_duration_s,
+        run_duration_s: inputs.run_duration_s,
         trustworthy: overall.trustworthy,
         overall,
         functions,

@@ -165,13 +165,18 @@ fn summary_json_shape() {
     let mut late = record(1, Outcome::Ok);
     late.sent_unix_us = late.intended_unix_us + 5_000;
     stats.record(&late);
-    let inputs =
-        SummaryInputs { measured_duration_s: 2.0, scheduled_per_function: vec![10, 2, 0], send_lag_threshold_us: 100 };
+    let inputs = SummaryInputs {
+        measured_duration_s: 2.0,
+        run_duration_s: 3.0,
+        scheduled_per_function: vec![10, 2, 0],
+        send_lag_threshold_us: 100,
+    };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("summary.json");
     write_summary(&path, &stats, &inputs).unwrap();
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(json["sendLagThresholdUs"], 100);
+    assert_eq!(json["runDurationS"], 3.0);
     assert_eq!(json["measuredDurationS"], 2.0);
     let overall = &json["overall"];
     assert!(overall.get("name").is_none());
