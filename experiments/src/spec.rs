@@ -80,6 +80,11 @@ pub struct DirigentSpec {
     /// Keys of `orchestrator/config/worker.yaml`, for every worker (addresses and sandbox ports are filled in).
     #[serde(default = "empty_object")]
     pub worker: serde_json::Value,
+    /// CPU priority adjustment (`nice`, 0 to 19) of the roles and their sandboxes. On one shared machine the
+    /// loader is the instrument: a positive value lets it win CPU contention against the system it measures, so its
+    /// send lag stays small. Use 0 when the loader runs on its own host.
+    #[serde(default = "default_nice")]
+    pub nice: u8,
     /// How long the roles may take to start and register.
     #[serde(default = "default_start_timeout", with = "humantime_serde")]
     pub start_timeout: Duration,
@@ -102,6 +107,10 @@ fn two() -> u32 {
 
 fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(serde_json::Map::new())
+}
+
+fn default_nice() -> u8 {
+    5
 }
 
 fn default_start_timeout() -> Duration {
@@ -193,6 +202,9 @@ impl DirigentSpec {
             if !section.is_object() {
                 return Err(format!("platform.{key} must be a mapping of the role's config keys"));
             }
+        }
+        if self.nice > 19 {
+            return Err(format!("platform.nice must be between 0 and 19, got {}", self.nice));
         }
         if self.start_timeout.is_zero() {
             return Err("platform.start_timeout must be above 0".into());

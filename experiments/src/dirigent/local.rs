@@ -15,6 +15,8 @@ use crate::spec::{DirigentSpec, Processes};
 const HOST: &str = "127.0.0.1";
 /// Environment variable set on every role; sandboxes inherit it, which is how survivors are found.
 pub const RUN_MARKER_VAR: &str = "FAAS_TOOLKIT_RUN";
+/// coreutils' `nice`, which runs a command with an adjusted CPU priority.
+const NICE: &str = "/usr/bin/nice";
 /// How often the control plane is asked whether every role registered.
 const HEALTH_POLL: Duration = Duration::from_millis(50);
 
@@ -219,10 +221,13 @@ impl LocalDirigent {
         dir: &Path,
     ) -> Result<ComponentProcess, ClusterError> {
         let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,h2=warn,tower=warn".into());
+        // `nice -n N dirigent ...` execs dirigent with a lower CPU priority, which its sandboxes inherit.
+        let mut args = vec!["-n".into(), spec.nice.to_string(), bins.dirigent.display().to_string()];
+        args.extend([role.into(), "--config".into(), config.display().to_string()]);
         Ok(ComponentProcess::start(Launch {
             name,
-            program: &bins.dirigent,
-            args: vec![role.into(), "--config".into(), config.display().to_string()],
+            program: Path::new(NICE),
+            args,
             log_dir: dir,
             env: vec![(RUN_MARKER_VAR.into(), self.marker.clone()), ("RUST_LOG".into(), rust_log)],
             ready_timeout: spec.start_timeout,
