@@ -96,7 +96,7 @@ impl ComponentProcess {
             .stderr(log_file)
             .process_group(0)
             .kill_on_drop(true);
-        die_with_parent(&mut command);
+        prepare_child(&mut command);
         let mut child = command.spawn().map_err(spawn_error)?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut process = ComponentProcess { name: launch.name.into(), addresses: serde_json::Value::Null, log, child };
@@ -182,12 +182,16 @@ pub fn log_tail(path: &Path) -> String {
     if tail.is_empty() { "(empty)".into() } else { tail }
 }
 
-/// Asks the kernel to SIGKILL the child when the runner dies, so no component outlives a crashed runner.
+/// Hooks for every child: the kernel SIGKILLs it when the runner dies (so no component outlives a crashed
+/// runner), and it runs at normal CPU priority even when the runner's threads are real-time (the loader's are).
 #[allow(unsafe_code)]
-fn die_with_parent(command: &mut Command) {
-    // SAFETY: runs between fork and exec and makes one async-signal-safe system call.
+pub fn prepare_child(command: &mut Command) {
+    // SAFETY: runs between fork and exec and makes two async-signal-safe system calls.
     unsafe {
-        command.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from));
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+            loader::driver::realtime::leave_in_child()
+        });
     }
 }
 

@@ -227,11 +227,19 @@ pub struct DriverConfig {
     /// After the schedule (or Ctrl-C), how long in-flight requests may still finish.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Run the loader's threads at real-time CPU priority (`SCHED_FIFO` 1) when the system permits, so that a
+    /// system under test on the same cores cannot delay sends; see [`crate::driver::realtime`].
+    pub realtime: bool,
 }
 
 impl Default for DriverConfig {
     fn default() -> Self {
-        Self { max_in_flight: 10_000, request_timeout: Duration::from_secs(60), drain_timeout: Duration::from_secs(30) }
+        Self {
+            max_in_flight: 10_000,
+            request_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(30),
+            realtime: true,
+        }
     }
 }
 

@@ -58,6 +58,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run { spec, output } => {
             let mut spec = ExperimentSpec::load(&spec)?;
             spec.output = output.unwrap_or(spec.output);
+            // Before the runtime exists, so its threads inherit it; the platform's processes are reset to normal.
+            if spec.load.driver.realtime
+                && let Err(e) = loader::driver::realtime::enter()
+            {
+                eprintln!(
+                    "warning: no real-time priority for the loader ({e}); send lag may grow under CPU contention"
+                );
+            }
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             let record = runtime.block_on(async {
                 let stop = loader::driver::StopSignal::new();

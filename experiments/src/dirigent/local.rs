@@ -135,10 +135,10 @@ impl LocalDirigent {
         let dir = std::env::temp_dir();
         for (role, key, config) in role_configs(spec, "127.0.0.1:9090")? {
             let path = write_config(&dir, &format!("dirigent-check-{}-{role}", std::process::id()), &config)?;
-            let output = tokio::process::Command::new(&binaries.dirigent)
-                .args([role_command(&role), "--config"])
-                .arg(&path)
-                .arg("--check")
+            let mut command = tokio::process::Command::new(&binaries.dirigent);
+            command.args([role_command(&role), "--config"]).arg(&path).arg("--check");
+            crate::process::prepare_child(&mut command);
+            let output = command
                 .output()
                 .await
                 .map_err(|source| ClusterError::Write { path: binaries.dirigent.clone(), source })?;

@@ -211,6 +211,12 @@ fn write_schedule_file(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
 }
 
 fn run_command(config: &RunConfig) -> anyhow::Result<()> {
+    // Before the runtime exists, so that its threads and the scheduler thread inherit the policy.
+    if config.driver.realtime
+        && let Err(e) = loader::driver::realtime::enter()
+    {
+        eprintln!("warning: no real-time priority for the loader ({e}); send lag may grow under CPU contention");
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let report = runtime.block_on(async {
         let stop = loader::driver::StopSignal::new();

@@ -6,6 +6,8 @@
 //! responses and streams one [`InvocationRecord`] per completed invocation to the caller. Latency counts from the
 //! intended send time, so falling behind shows as send lag and longer response times, never as silent omission.
 
+pub mod realtime;
+
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -17,8 +19,13 @@ use crate::record::{InvocationRecord, Outcome};
 use crate::schedule::Invocation;
 use crate::target::{Target, TargetResponse};
 
-/// How long before a deadline the scheduler thread stops sleeping and starts spinning.
-pub const SPIN_WINDOW: Duration = Duration::from_micros(200);
+/// How long before a deadline the scheduler thread stops sleeping and starts spinning. Short, because the thread
+/// sleeps with a 1 ns timer slack (so the kernel wakes it on time, not up to 50 µs late) and because every
+/// microsecond spun is a microsecond of CPU the sends and the target cannot use.
+pub const SPIN_WINDOW: Duration = Duration::from_micros(50);
+/// Most released invocations (or records) taken from a channel per wake-up, so that at high rates one wake-up
+/// serves many.
+const BATCH: usize = 256;
 /// Longest single sleep of the scheduler thread, so that a stop is noticed promptly.
 pub const MAX_SLEEP_SLICE: Duration = Duration::from_millis(20);
 /// Capacity of the channels between the scheduler thread, the send pool and the record consumer.
@@ -182,6 +189,10 @@ fn run_scheduler(
     stop: watch::Receiver<bool>,
     tx: mpsc::Sender<Released>,
 ) {
+    // The default 50 µs slack would let the kernel defer every wake-up by up to that much.
+    if let Err(e) = realtime::minimal_timer_slack() {
+        tracing::debug!(%e, "cannot reduce the scheduler thread's timer slack");
+    }
     for invocation in schedule {
         if *stop.borrow() || !wait_until(clock.deadline(&invocation), &stop) {
             return;
@@ -222,15 +233,18 @@ pub async fn replay(
     let pool = tokio::spawn(send_pool(target, names, options, clock, stop.clone(), release_rx, record_tx));
 
     let mut stats = ReplayStats { start_unix_us: clock.start_unix_us, ..ReplayStats::default() };
-    while let Some(record) = record_rx.recv().await {
-        stats.completed += 1;
-        if record.outcome.is_ok() {
-            stats.ok += 1;
-        } else {
-            stats.failed += 1;
+    let mut records = Vec::with_capacity(BATCH);
+    while record_rx.recv_many(&mut records, BATCH).await > 0 {
+        for record in records.drain(..) {
+            stats.completed += 1;
+            if record.outcome.is_ok() {
+                stats.ok += 1;
+            } else {
+                stats.failed += 1;
+            }
+            stats.max_send_lag_us = stats.max_send_lag_us.max(record.send_lag_us());
+            on_record(record);
         }
-        stats.max_send_lag_us = stats.max_send_lag_us.max(record.send_lag_us());
-        on_record(record);
     }
 
     let pool_result = pool.await.map_err(|e| DriverError::Scheduler(format!("send pool failed: {e}")))?;
@@ -266,37 +280,43 @@ async fn send_pool(
     let mut tasks = JoinSet::new();
     let mut counts = PoolCounts { sent: 0, abandoned: 0 };
     let mut error = None;
-    loop {
-        let released = tokio::select! {
+    let mut batch = Vec::with_capacity(BATCH);
+    'receive: loop {
+        let received = tokio::select! {
             biased;
             _ = stop_rx.wait_for(|stopped| *stopped) => break,
-            released = release_rx.recv() => match released {
-                Some(released) => released,
-                None => break,
-            },
+            received = release_rx.recv_many(&mut batch, BATCH) => received,
         };
-        let index = released.invocation.function as usize;
-        if index >= names.len() {
-            error = Some(DriverError::UnknownFunction { index: released.invocation.function, known: names.len() });
+        if received == 0 {
             break;
         }
-        let permit = tokio::select! {
-            biased;
-            _ = stop_rx.wait_for(|stopped| *stopped) => break,
-            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-        };
-        while tasks.try_join_next().is_some() {}
-        counts.sent += 1;
-        // The task shares the name list rather than cloning a name per invocation.
-        let (target, names) = (Arc::clone(&target), Arc::clone(&names));
-        let record_tx = record_tx.clone();
-        let timeout = options.request_timeout;
-        tasks.spawn(async move {
-            let _permit = permit;
-            let record = send_one(target.as_ref(), &names[index], released, clock, timeout).await;
-            // The consumer only goes away when the replay itself is dropped.
-            let _ = record_tx.send(record).await;
-        });
+        for released in batch.drain(..) {
+            let index = released.invocation.function as usize;
+            if index >= names.len() {
+                error = Some(DriverError::UnknownFunction { index: released.invocation.function, known: names.len() });
+                break 'receive;
+            }
+            let permit = match slots.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => tokio::select! {
+                    biased;
+                    _ = stop_rx.wait_for(|stopped| *stopped) => break 'receive,
+                    permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                },
+            };
+            while tasks.try_join_next().is_some() {}
+            counts.sent += 1;
+            // The task shares the name list rather than cloning a name per invocation.
+            let (target, names) = (Arc::clone(&target), Arc::clone(&names));
+            let record_tx = record_tx.clone();
+            let timeout = options.request_timeout;
+            tasks.spawn(async move {
+                let _permit = permit;
+                let record = send_one(target.as_ref(), &names[index], released, clock, timeout).await;
+                // The consumer only goes away when the replay itself is dropped.
+                let _ = record_tx.send(record).await;
+            });
+        }
     }
     // Stop the scheduler thread from releasing more.
     drop(release_rx);
