@@ -264,12 +264,8 @@ impl Accumulator {
             Percentiles::of_values(&functions.iter().filter_map(value).collect::<Vec<_>>())
         };
         let mean = |sum: u128, histogram: &Histogram<u64>| sum as f64 / histogram.len().max(1) as f64;
-        // The schedule's end bounds the last timeline window, which is usually only partly inside the run.
-        let end_us = summary
-            .as_ref()
-            .and_then(|s| s.run_duration_s)
-            .zip(self.origin_us)
-            .map(|(run_s, origin)| origin.saturating_add((run_s * 1e6) as u64));
+        // The analysed span bounds the first and last timeline windows, which are usually only partly inside it.
+        let span = self.origin_us.map(|origin| self.analysed_span(origin, summary.as_ref()));
         RunAnalysis {
             run_dir: run_dir.to_path_buf(),
             options: options.clone(),
@@ -290,12 +286,26 @@ impl Accumulator {
             functions,
             timeline: self
                 .timeline
-                .map_or_else(|| TimelineAccumulator::new(0, self.window_us).finish(None), |t| t.finish(end_us)),
+                .map_or_else(|| TimelineAccumulator::new(0, self.window_us).finish(None), |t| t.finish(span)),
             samples: Samples { scheduling_latency: self.scheduling_latency, response_time: self.response_time },
             counts: self.counts,
             manifest,
             loader_summary: summary,
         }
+    }
+
+    /// `(start, end)` of the analysed part of the schedule, Unix µs: after the excluded leading window and (unless
+    /// included) the warm-up, whose length is the loader summary's run minus measured duration; up to the
+    /// schedule's end when the summary gives it.
+    fn analysed_span(&self, origin: u64, summary: Option<&LoaderSummary>) -> (u64, u64) {
+        let seconds = |s: f64| (s.max(0.0) * 1e6) as u64;
+        let run = summary.and_then(|s| s.run_duration_s);
+        let warmup = match (run, summary.and_then(|s| s.measured_duration_s)) {
+            (Some(run), Some(measured)) if !self.include_warmup => seconds(run - measured),
+            _ => 0,
+        };
+        let start = origin.saturating_add(warmup.max(self.exclude_leading_us));
+        (start, run.map_or(u64::MAX, |run| origin.saturating_add(seconds(run))))
     }
 
     fn shares(&self) -> Shares {

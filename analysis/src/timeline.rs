@@ -50,15 +50,15 @@ impl TimelineAccumulator {
         }
     }
 
-    /// The finished timeline; `end_us` (the schedule's end, when known) shortens the window it falls in, so
-    /// that window's rates are not diluted by time after the run.
-    pub fn finish(self, end_us: Option<u64>) -> Timeline {
+    /// The finished timeline; `span` (the analysed part of the schedule, `(start, end)` in Unix µs, when known)
+    /// shortens the windows it cuts, so their rates are not diluted by time outside the analysed run.
+    pub fn finish(self, span: Option<(u64, u64)>) -> Timeline {
         let window_s = self.window_us as f64 / 1e6;
         let empty = WindowCounts::default();
         let width_s = |index: u64| {
-            let start_us = self.origin_us + index * self.window_us;
-            let inside_us = end_us.map_or(self.window_us, |end| end.saturating_sub(start_us).min(self.window_us));
-            // A window starting at or after the end (stray late rows) keeps its full width.
+            let (from, to) = (self.origin_us + index * self.window_us, self.origin_us + (index + 1) * self.window_us);
+            let inside_us = span.map_or(self.window_us, |(start, end)| to.min(end).saturating_sub(from.max(start)));
+            // A window wholly outside the span (stray rows) keeps its full width.
             if inside_us == 0 { window_s } else { inside_us as f64 / 1e6 }
         };
         let result = |index: u64, counts: &WindowCounts| {
@@ -92,16 +92,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_last_window_is_measured_only_up_to_the_schedule_end() {
+    fn partial_windows_are_measured_only_over_the_analysed_span() {
         // 10 s windows from t = 1000 s; the run ends 15 s in, so the second window covers 5 s.
         let mut timeline = TimelineAccumulator::new(1_000_000_000, 10_000_000);
         for k in 0..15u64 {
             timeline.add(1_000_000_000 + k * 1_000_000, true, k == 0, Some(100));
         }
-        let windows = timeline.finish(Some(1_015_000_000)).windows;
+        let windows = timeline.finish(Some((1_000_000_000, 1_015_000_000))).windows;
         assert_eq!(windows.len(), 2);
         assert_eq!((windows[0].start_s, windows[0].ok_per_s, windows[0].cold_starts_per_s), (0.0, 1.0, 0.1));
         assert_eq!((windows[1].start_s, windows[1].ok_per_s), (10.0, 1.0));
+        // A warm-up up to 4 s in leaves 6 s of the first window: 6 invocations in it are 1 per second.
+        let mut late_start = TimelineAccumulator::new(0, 10_000_000);
+        for k in 4..10u64 {
+            late_start.add(k * 1_000_000, true, false, None);
+        }
+        assert_eq!(late_start.finish(Some((4_000_000, u64::MAX))).windows[0].ok_per_s, 1.0);
         let mut unknown_end = TimelineAccumulator::new(0, 10_000_000);
         unknown_end.add(12_000_000, true, false, None);
         let windows = unknown_end.finish(None).windows;
