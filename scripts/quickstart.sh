@@ -8,4 +8,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release --locked -p orchestrator -p experiments --bins
-target/release/experiments run experiments/specs/quickstart.yaml "$@"
+# dirigent and trace-function are found beside the experiments binary.
+"${CARGO_TARGET_DIR:-target}/release/experiments" run experiments/specs/quickstart.yaml "$@"
