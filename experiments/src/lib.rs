@@ -6,3 +6,4 @@ pub mod dirigent;
 pub mod process;
 pub mod runner;
 pub mod spec;
+pub mod ssh;

@@ -1,0 +1,131 @@
+//! What can go wrong talking to a host; every message names the host (`user@address:port`) and the step.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Why an SSH step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    /// "cannot connect to {host}: {reason}; check the address, the port and that sshd runs there".
+    #[error("cannot connect to {host}: {reason}; check the address, the port and that sshd runs there")]
+    Connect {
+        /// `user@address:port`.
+        host: String,
+        /// The cause (resolution, refusal, timeout).
+        reason: String,
+    },
+    /// "SSH handshake with {host} failed: {source}".
+    #[error("SSH handshake with {host} failed: {source}")]
+    Handshake {
+        /// `user@address:port`.
+        host: String,
+        /// The cause.
+        source: ssh2::Error,
+    },
+    /// "host key of {host} ({fingerprint}) is not in {known_hosts}; ...".
+    #[error(
+        "host key of {host} ({fingerprint}) is not in {known_hosts}; after checking the fingerprint, add it \
+         (ssh-keyscan -p PORT ADDRESS >> {known_hosts}) or, for a fresh cluster, set insecure_accept_new_host_keys"
+    )]
+    UnknownHostKey {
+        /// `user@address:port`.
+        host: String,
+        /// `SHA256:...` of the offered key.
+        fingerprint: String,
+        /// The file that was checked.
+        known_hosts: PathBuf,
+    },
+    /// "host key of {host} ({fingerprint}) does not match {known_hosts}; ...".
+    #[error(
+        "host key of {host} ({fingerprint}) does not match the key recorded in {known_hosts}: another machine answers \
+         at that address, or it was reinstalled; remove the old line (ssh-keygen -R ADDRESS -f {known_hosts}) only \
+         if you know which"
+    )]
+    HostKeyMismatch {
+        /// `user@address:port`.
+        host: String,
+        /// `SHA256:...` of the offered key.
+        fingerprint: String,
+        /// The file that was checked.
+        known_hosts: PathBuf,
+    },
+    /// "known hosts file {path} ({host}): {reason}".
+    #[error("known hosts file {path} ({host}): {reason}")]
+    KnownHosts {
+        /// `user@address:port`.
+        host: String,
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// "{host} refused key authentication ({method}): {source}; ...".
+    #[error(
+        "{host} refused key authentication ({method}): {source}; check that the public key is in \
+         ~/.ssh/authorized_keys of that user on the host"
+    )]
+    Auth {
+        /// `user@address:port`.
+        host: String,
+        /// `key file PATH` or `ssh-agent`.
+        method: String,
+        /// The cause.
+        source: ssh2::Error,
+    },
+    /// "on {host}, `{command}`: {reason}".
+    #[error("on {host}, `{command}`: {reason}")]
+    Exec {
+        /// `user@address:port`.
+        host: String,
+        /// The command.
+        command: String,
+        /// What went wrong (channel, read, exit status).
+        reason: String,
+    },
+    /// "on {host}, `{command}` did not finish within {timeout:?} (killed); stderr so far: {stderr}".
+    #[error("on {host}, `{command}` did not finish within {timeout:?} (killed); stderr so far: {stderr}")]
+    Timeout {
+        /// `user@address:port`.
+        host: String,
+        /// The command.
+        command: String,
+        /// The limit.
+        timeout: Duration,
+        /// What it printed on stdout before the limit.
+        stdout: String,
+        /// What it printed on stderr before the limit.
+        stderr: String,
+    },
+    /// "on {host}, `{command}` exited with {status}; stderr: {stderr}".
+    #[error("on {host}, `{command}` exited with {status}; stderr: {stderr}")]
+    Failed {
+        /// `user@address:port`.
+        host: String,
+        /// The command.
+        command: String,
+        /// Its exit status.
+        status: i32,
+        /// Its stderr (trimmed).
+        stderr: String,
+    },
+    /// "{action} {path} on {host}: {reason}".
+    #[error("{action} {path} on {host}: {reason}")]
+    Transfer {
+        /// `user@address:port`.
+        host: String,
+        /// `upload to`, `download of`, ...
+        action: &'static str,
+        /// The remote path.
+        path: String,
+        /// What went wrong (local or remote).
+        reason: String,
+    },
+}
+
+impl SshError {
+    /// Whether the session may be broken after this error (the pool then reconnects rather than reuse it): true for
+    /// everything except a command that ran and exited non-zero.
+    pub fn may_break_session(&self) -> bool {
+        !matches!(self, SshError::Failed { .. })
+    }
+}
