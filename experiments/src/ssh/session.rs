@@ -147,9 +147,15 @@ impl Session {
         let (stdout, stderr, finished) = read.map_err(|e| exec_error(format!("cannot read its output: {e}")))?;
         let (pid, stderr) = split_pid_line(&stderr);
         if !finished {
-            let _ = channel.close();
+            // sshd answers a channel close only once the command has exited, so kill first, then close.
             if let Some(pid) = pid {
                 self.kill_group(pid);
+                let _ = channel.close();
+            } else {
+                // Nothing to kill by: drop the channel without waiting for the command.
+                self.inner.set_blocking(false);
+                drop(channel);
+                self.inner.set_blocking(true);
             }
             return Err(SshError::Timeout {
                 host: self.destination.to_string(),

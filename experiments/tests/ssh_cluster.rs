@@ -1,0 +1,192 @@
+//! The `ssh` module against real sshd servers: a two-host cluster of network namespaces from
+//! `scripts/test-cluster.sh`, removed again at the end (also when an assertion fails).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use experiments::ssh::{Destination, Hosts, Session, SessionOptions, SshError};
+
+const SHORT: Duration = Duration::from_secs(10);
+
+/// A cluster from `scripts/test-cluster.sh up`; dropping it runs `down`.
+struct Cluster {
+    dir: PathBuf,
+    scratch: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn up(hosts: usize) -> Cluster {
+        require_root_and_ip();
+        let parent = tempfile::tempdir().expect("temp dir");
+        let cluster = Cluster { dir: parent.path().join("cluster"), scratch: parent };
+        let status = Command::new(script()).arg("up").arg(&cluster.dir).arg(hosts.to_string()).status();
+        assert!(status.is_ok_and(|s| s.success()), "scripts/test-cluster.sh up failed (see its output above)");
+        cluster
+    }
+
+    fn destinations(&self) -> Vec<Destination> {
+        let inventory = std::fs::read_to_string(self.dir.join("inventory.txt")).expect("inventory.txt");
+        inventory
+            .lines()
+            .map(|line| {
+                let (user, address) = line.split_once('@').expect("user@address");
+                Destination { user: user.into(), address: address.into(), port: 22 }
+            })
+            .collect()
+    }
+
+    fn options(&self) -> SessionOptions {
+        SessionOptions {
+            key_file: Some(self.dir.join("id_ed25519")),
+            known_hosts: self.dir.join("known_hosts"),
+            ..SessionOptions::default()
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let status = Command::new(script()).arg("down").arg(&self.dir).status();
+        if !status.is_ok_and(|s| s.success()) {
+            eprintln!("scripts/test-cluster.sh down {} failed: remove the cluster by hand", self.dir.display());
+        }
+    }
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-cluster.sh")
+}
+
+/// Fails loudly (never passes silently) where the cluster cannot be made.
+fn require_root_and_ip() {
+    let uid = Command::new("id").arg("-u").output().expect("run id -u");
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "this test needs root (network namespaces, a bridge, sshd); run it as root with --ignored"
+    );
+    let ip = Command::new("ip").arg("-V").output();
+    assert!(ip.is_ok_and(|o| o.status.success()), "this test needs iproute2 (`ip`): apt-get install -y iproute2");
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run with --ignored; scripts/test.sh will enable it"]
+fn ssh_against_a_namespace_cluster() {
+    let cluster = Cluster::up(2);
+    let destinations = cluster.destinations();
+    assert_eq!(destinations.len(), 2);
+
+    let started = Instant::now();
+    let mut session = Session::connect(&destinations[0], &cluster.options()).expect("connect to h1");
+    eprintln!("one connect (TCP + curve25519 key exchange + ed25519 auth): {:?}", started.elapsed());
+
+    commands(&mut session);
+    timeouts(&mut session);
+    transfers(&mut session, &cluster);
+    pool(&cluster, &destinations);
+    host_keys(&cluster, &destinations[0]);
+    wrong_key(&cluster, &destinations[0]);
+}
+
+fn commands(session: &mut Session) {
+    let host = session.destination().to_string();
+    let output = session.exec("hostname", SHORT).unwrap();
+    assert_eq!((output.status, output.stdout.trim(), output.stderr.as_str()), (0, "h1", ""));
+
+    let failing = "echo out; echo err >&2; exit 3";
+    let output = session.exec(failing, SHORT).unwrap();
+    assert_eq!((output.status, output.stdout.as_str(), output.stderr.as_str()), (3, "out\n", "err\n"));
+    let error = session.exec_ok(failing, SHORT).unwrap_err();
+    assert!(matches!(error, SshError::Failed { status: 3, .. }), "{error}");
+    let message = error.to_string();
+    assert!(message.contains(&host) && message.contains(failing) && message.contains("err"), "{message}");
+
+    // More output than one channel window on both streams at once must not stall.
+    let output = session.exec("head -c 3000000 /dev/zero; head -c 3000000 /dev/zero >&2", SHORT).unwrap();
+    assert_eq!((output.stdout.len(), output.stderr.len()), (3_000_000, 3_000_000));
+}
+
+fn timeouts(session: &mut Session) {
+    let started = Instant::now();
+    let error = session.exec("echo begun; sleep 31.7", Duration::from_millis(500)).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "timeout noticed late: {:?}", started.elapsed());
+    let SshError::Timeout { ref stdout, .. } = error else { panic!("expected a timeout, got {error}") };
+    assert_eq!(stdout, "begun\n");
+    let message = error.to_string();
+    assert!(message.contains(&session.destination().to_string()) && message.contains("sleep 31.7"), "{message}");
+    // The command was killed on the host, and the session is still usable.
+    let left = session.exec("pgrep -f 'sleep 31[.]7'", SHORT).unwrap();
+    assert_eq!(left.status, 1, "the timed-out command still runs: {}", left.stdout);
+}
+
+fn transfers(session: &mut Session, cluster: &Cluster) {
+    let local = cluster.scratch.path().join("tool");
+    std::fs::write(&local, "#!/bin/sh\necho tool ran\n").unwrap();
+    let remote = "/root/bin/tool";
+    assert!(session.upload(&local, remote, 0o755).unwrap(), "first upload transfers");
+    assert!(!session.upload(&local, remote, 0o755).unwrap(), "an unchanged file is skipped");
+    assert_eq!(session.exec_ok(remote, SHORT).unwrap().stdout, "tool ran\n");
+    assert_eq!(session.exec_ok(&format!("stat -c %a {remote}"), SHORT).unwrap().stdout.trim(), "755");
+    std::fs::write(&local, "#!/bin/sh\necho tool v2\n").unwrap();
+    assert!(session.upload(&local, remote, 0o700).unwrap(), "a changed file is sent again");
+    assert_eq!(session.exec_ok(&format!("stat -c %a {remote}"), SHORT).unwrap().stdout.trim(), "700");
+
+    let back = cluster.scratch.path().join("down/tool");
+    assert_eq!(session.download(remote, &back).unwrap(), std::fs::metadata(&local).unwrap().len());
+    assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&local).unwrap());
+
+    let error = session.download("/root/missing", &back).unwrap_err().to_string();
+    assert!(error.contains("/root/missing") && error.contains(&session.destination().to_string()), "{error}");
+}
+
+fn pool(cluster: &Cluster, destinations: &[Destination]) {
+    let hosts = Hosts::new(destinations.iter().cloned(), cluster.options());
+    let names: Vec<String> = hosts
+        .run_all(2, |session| Ok(session.exec_ok("hostname", SHORT)?.stdout.trim().to_string()))
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(names, ["h1", "h2"]);
+    // Each host has its own /root: h2 does not see what was uploaded to h1.
+    let seen = hosts.with(1, |session| session.exec("test -e /root/bin/tool", SHORT)).unwrap();
+    assert_eq!(seen.status, 1);
+    // The sessions are reused: a second round costs no new connection.
+    let started = Instant::now();
+    for result in hosts.run_all(2, |session| session.exec_ok("true", SHORT)) {
+        result.unwrap();
+    }
+    eprintln!("a round of `true` on 2 reused sessions: {:?}", started.elapsed());
+}
+
+fn host_keys(cluster: &Cluster, destination: &Destination) {
+    let host = destination.to_string();
+    let fresh = cluster.scratch.path().join("fresh/known_hosts");
+    let strict = SessionOptions { known_hosts: fresh.clone(), ..cluster.options() };
+    let error = Session::connect(destination, &strict).unwrap_err();
+    assert!(matches!(error, SshError::UnknownHostKey { .. }), "{error}");
+    let message = error.to_string();
+    assert!(message.contains(&host) && message.contains("insecure_accept_new_host_keys"), "{message}");
+
+    let accepting = SessionOptions { insecure_accept_new_host_keys: true, ..strict.clone() };
+    Session::connect(destination, &accepting).expect("an unknown key is accepted when told so");
+    let recorded = std::fs::read_to_string(&fresh).unwrap();
+    assert!(recorded.starts_with(&format!("{} ssh-ed25519 ", destination.address)), "{recorded}");
+    Session::connect(destination, &strict).expect("the recorded key is known now");
+
+    // A different key for the same address: refused, also with the insecure option.
+    let client_key = std::fs::read_to_string(cluster.dir.join("id_ed25519.pub")).unwrap();
+    let wrong = cluster.scratch.path().join("wrong_known_hosts");
+    std::fs::write(&wrong, format!("{} {}", destination.address, client_key)).unwrap();
+    let mismatched = SessionOptions { known_hosts: wrong, insecure_accept_new_host_keys: true, ..cluster.options() };
+    let error = Session::connect(destination, &mismatched).unwrap_err();
+    assert!(matches!(error, SshError::HostKeyMismatch { .. }), "{error}");
+    assert!(error.to_string().contains(&host), "{error}");
+}
+
+fn wrong_key(cluster: &Cluster, destination: &Destination) {
+    let options = SessionOptions { key_file: Some(cluster.dir.join("ssh_host_ed25519_key")), ..cluster.options() };
+    let error = Session::connect(destination, &options).unwrap_err();
+    assert!(matches!(error, SshError::Auth { .. }), "{error}");
+    assert!(error.to_string().contains(&destination.to_string()), "{error}");
+}
