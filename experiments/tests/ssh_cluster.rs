@@ -9,17 +9,18 @@ use experiments::ssh::{Destination, Hosts, Session, SessionOptions, SshError};
 
 const SHORT: Duration = Duration::from_secs(10);
 
-/// A cluster from `scripts/test-cluster.sh up`; dropping it runs `down`.
+/// A cluster from `scripts/test-cluster.sh up`; dropping it runs `down` (also when the test panics).
 struct Cluster {
     dir: PathBuf,
     scratch: tempfile::TempDir,
+    down: bool,
 }
 
 impl Cluster {
     fn up(hosts: usize) -> Cluster {
         require_root_and_ip();
         let parent = tempfile::tempdir().expect("temp dir");
-        let cluster = Cluster { dir: parent.path().join("cluster"), scratch: parent };
+        let cluster = Cluster { dir: parent.path().join("cluster"), scratch: parent, down: false };
         let status = Command::new(script()).arg("up").arg(&cluster.dir).arg(hosts.to_string()).status();
         assert!(status.is_ok_and(|s| s.success()), "scripts/test-cluster.sh up failed (see its output above)");
         cluster
@@ -43,10 +44,35 @@ impl Cluster {
             ..SessionOptions::default()
         }
     }
+
+    /// Runs `down` and checks that no namespace, bridge or sshd of this cluster is left.
+    fn down_and_check(&mut self) {
+        let state = self.dir.join("state");
+        let slot = std::fs::read_to_string(state.join("slot")).expect("state/slot").trim().to_string();
+        let pids = std::fs::read_to_string(state.join("pids")).expect("state/pids");
+        self.down = true;
+        let status = Command::new(script()).arg("down").arg(&self.dir).status();
+        assert!(status.is_ok_and(|s| s.success()), "scripts/test-cluster.sh down failed");
+        let namespaces = Command::new("ip").args(["netns", "list"]).output().expect("ip netns list");
+        let namespaces = String::from_utf8_lossy(&namespaces.stdout);
+        let prefix = format!("tc{slot}h");
+        assert!(!namespaces.lines().any(|line| line.starts_with(&prefix)), "namespaces left: {namespaces}");
+        let bridge = Command::new("ip").args(["link", "show", &format!("tcbr{slot}")]).output().expect("ip link show");
+        assert!(!bridge.status.success(), "bridge tcbr{slot} left");
+        for pid in pids.lines() {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let running = stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z'));
+            assert!(!running, "sshd {pid} still runs");
+        }
+        assert!(!self.dir.exists(), "{} left", self.dir.display());
+    }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if self.down {
+            return;
+        }
         let status = Command::new(script()).arg("down").arg(&self.dir).status();
         if !status.is_ok_and(|s| s.success()) {
             eprintln!("scripts/test-cluster.sh down {} failed: remove the cluster by hand", self.dir.display());
@@ -73,7 +99,7 @@ fn require_root_and_ip() {
 #[test]
 #[ignore = "needs root and network namespaces: run with --ignored; scripts/test.sh will enable it"]
 fn ssh_against_a_namespace_cluster() {
-    let cluster = Cluster::up(2);
+    let mut cluster = Cluster::up(2);
     let destinations = cluster.destinations();
     assert_eq!(destinations.len(), 2);
 
@@ -87,6 +113,8 @@ fn ssh_against_a_namespace_cluster() {
     pool(&cluster, &destinations);
     host_keys(&cluster, &destinations[0]);
     wrong_key(&cluster, &destinations[0]);
+    drop(session);
+    cluster.down_and_check();
 }
 
 fn commands(session: &mut Session) {
