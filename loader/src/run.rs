@@ -9,6 +9,7 @@ use crate::config::{RunConfig, TargetConfig};
 use crate::driver::{DriverOptions, ReplayStats, StopSignal, replay};
 use crate::output::{InvocationsCsv, ManifestInputs, RunStats, SummaryInputs, write_manifest, write_summary};
 use crate::progress::Progress;
+use crate::record::InvocationRecord;
 use crate::target::Target;
 use crate::target::dirigent::{DirigentConfig, DirigentTarget};
 use crate::target::grpc::{GrpcTarget, GrpcTargetConfig};
@@ -41,6 +42,12 @@ pub enum RunError {
     /// the driver failed
     #[error("replay: {0}")]
     Driver(#[from] crate::driver::DriverError),
+    /// the record writer thread cannot start
+    #[error("cannot start the record writer thread: {0}")]
+    WriterThread(#[source] std::io::Error),
+    /// the record writer thread panicked
+    #[error("the record writer thread failed; invocations.csv may be incomplete")]
+    Writer,
     /// the config cannot be recorded in the manifest
     #[error("cannot record the config: {0}")]
     Config(#[from] serde_json::Error),
@@ -64,26 +71,19 @@ pub async fn run(config: &RunConfig, stop: StopSignal) -> Result<RunReport, RunE
     target.deploy(&workload.deployments).await?;
     let started = SystemTime::now();
     let names = Arc::clone(&workload.names);
-    let mut csv = InvocationsCsv::create(&config.output.join("invocations.csv"), &names)?;
-    let mut stats = RunStats::new(&names);
-    let mut progress = Progress::new(workload.total);
-    let mut write_error = None;
+    let csv = InvocationsCsv::create(&config.output.join("invocations.csv"), &names)?;
+    let writer = RecordWriter::start(csv, RunStats::new(&names), Progress::new(workload.total))?;
     let options = driver_options(config);
+    let records = writer.sender();
     let replayed = replay(Arc::clone(&target), names, workload.schedule, options, stop, |record| {
-        progress.record(&record);
-        stats.record(&record);
-        if let Err(err) = csv.write(&record) {
-            write_error.get_or_insert(err);
-        }
+        // Blocks only when the writer is RECORD_QUEUE records behind.
+        let _ = records.send(record);
     })
     .await;
-    progress.finish();
+    drop(records);
     let ended = SystemTime::now();
     let teardown = target.teardown().await;
-    csv.flush()?;
-    if let Some(err) = write_error {
-        return Err(err.into());
-    }
+    let stats = writer.finish()?;
     let replay = replayed?;
     let summary = SummaryInputs {
         measured_duration_s: workload.measured_duration_s,
@@ -104,6 +104,56 @@ pub async fn run(config: &RunConfig, stop: StopSignal) -> Result<RunReport, RunE
     write_manifest(&config.output.join("manifest.json"), &manifest)?;
     teardown?;
     Ok(RunReport { replay, trustworthy })
+}
+
+/// Records the writer thread may hold before the driver waits for it (about 200 bytes each).
+const RECORD_QUEUE: usize = 65_536;
+
+/// Folds records into `invocations.csv`, the statistics and the progress display on a thread of its own, so that a
+/// stalled disk (seconds, on a machine busy writing) never stalls the tokio workers that send invocations.
+struct RecordWriter {
+    sender: std::sync::mpsc::SyncSender<InvocationRecord>,
+    thread: std::thread::JoinHandle<Result<RunStats, crate::output::OutputError>>,
+}
+
+impl RecordWriter {
+    fn start(
+        mut csv: InvocationsCsv<std::fs::File>,
+        mut stats: RunStats,
+        mut progress: Progress,
+    ) -> Result<Self, RunError> {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<InvocationRecord>(RECORD_QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("loader-records".into())
+            .spawn(move || {
+                let mut first_error = None;
+                for record in receiver {
+                    progress.record(&record);
+                    stats.record(&record);
+                    if let Err(err) = csv.write(&record) {
+                        first_error.get_or_insert(err);
+                    }
+                }
+                progress.finish();
+                csv.flush()?;
+                first_error.map_or(Ok(stats), Err)
+            })
+            .map_err(RunError::WriterThread)?;
+        Ok(RecordWriter { sender, thread })
+    }
+
+    fn sender(&self) -> std::sync::mpsc::SyncSender<InvocationRecord> {
+        self.sender.clone()
+    }
+
+    /// Waits until every record sent is written; the statistics, or the first write error.
+    fn finish(self) -> Result<RunStats, RunError> {
+        drop(self.sender);
+        match self.thread.join() {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(RunError::Writer),
+        }
+    }
 }
 
 /// Creates the run folder; refuses one that already holds a run, so nothing measured is overwritten.
