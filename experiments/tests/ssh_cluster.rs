@@ -113,6 +113,8 @@ fn ssh_against_a_namespace_cluster() {
     pool(&cluster, &destinations);
     host_keys(&cluster, &destinations[0]);
     wrong_key(&cluster, &destinations[0]);
+    unreachable(&cluster, &destinations[0]);
+    accept_many_at_once(&cluster, &destinations);
     drop(session);
     cluster.down_and_check();
 }
@@ -217,4 +219,32 @@ fn wrong_key(cluster: &Cluster, destination: &Destination) {
     let error = Session::connect(destination, &options).unwrap_err();
     assert!(matches!(error, SshError::Auth { .. }), "{error}");
     assert!(error.to_string().contains(&destination.to_string()), "{error}");
+}
+
+fn unreachable(cluster: &Cluster, h1: &Destination) {
+    // An address on the cluster's subnet where no host answers.
+    let subnet = h1.address.rsplit_once('.').expect("IPv4").0;
+    let nobody = Destination { address: format!("{subnet}.250"), ..h1.clone() };
+    let options = SessionOptions { connect_timeout: Duration::from_millis(300), ..cluster.options() };
+    let started = Instant::now();
+    let error = Session::connect(&nobody, &options).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "connect limit ignored: {:?}", started.elapsed());
+    assert!(matches!(error, SshError::Connect { .. }), "{error}");
+    assert!(error.to_string().contains(&nobody.to_string()), "{error}");
+}
+
+fn accept_many_at_once(cluster: &Cluster, destinations: &[Destination]) {
+    // The pool connects to new hosts in parallel; each key must land in the file once, on its own line.
+    let fresh = cluster.scratch.path().join("many/known_hosts");
+    let options =
+        SessionOptions { known_hosts: fresh.clone(), insecure_accept_new_host_keys: true, ..cluster.options() };
+    let hosts = Hosts::new(destinations.iter().cloned(), options);
+    for result in hosts.run_all(destinations.len(), |session| session.exec_ok("true", SHORT)) {
+        result.unwrap();
+    }
+    let recorded = std::fs::read_to_string(&fresh).unwrap();
+    let mut addresses: Vec<&str> = recorded.lines().map(|line| line.split(' ').next().unwrap()).collect();
+    addresses.sort();
+    let expected: Vec<&str> = destinations.iter().map(|d| d.address.as_str()).collect();
+    assert_eq!(addresses, expected, "{recorded}");
 }

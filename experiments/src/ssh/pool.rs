@@ -4,26 +4,49 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::inventory::Inventory;
 use super::{Destination, Session, SessionOptions, SshError};
 
 /// A set of hosts with one lazily opened, reused [`Session`] each. Blocking: from async code call it inside
 /// `tokio::task::spawn_blocking` (it starts its own threads for parallel work).
 #[derive(Debug)]
 pub struct Hosts {
+    hosts: Vec<PooledHost>,
+}
+
+#[derive(Debug)]
+struct PooledHost {
+    destination: Destination,
     options: SessionOptions,
-    hosts: Vec<(Destination, Mutex<Option<Session>>)>,
+    session: Mutex<Option<Session>>,
 }
 
 impl Hosts {
     /// Hosts to reach with the same options; nothing connects until first use.
     pub fn new(destinations: impl IntoIterator<Item = Destination>, options: SessionOptions) -> Self {
-        let hosts = destinations.into_iter().map(|d| (d, Mutex::new(None))).collect();
-        Hosts { options, hosts }
+        Self::with_options(destinations.into_iter().map(|destination| (destination, options.clone())))
+    }
+
+    /// Hosts with options each (e.g. their own key file); nothing connects until first use.
+    pub fn with_options(hosts: impl IntoIterator<Item = (Destination, SessionOptions)>) -> Self {
+        let hosts = hosts
+            .into_iter()
+            .map(|(destination, options)| PooledHost { destination, options, session: Mutex::new(None) })
+            .collect();
+        Hosts { hosts }
+    }
+
+    /// An inventory's hosts, in its order; a host's own key file replaces `options.key_file`.
+    pub fn from_inventory(inventory: &Inventory, options: &SessionOptions) -> Self {
+        Self::with_options(inventory.hosts.iter().map(|host| {
+            let key_file = host.key_file.clone().or_else(|| options.key_file.clone());
+            (host.destination.clone(), SessionOptions { key_file, ..options.clone() })
+        }))
     }
 
     /// The hosts, in order.
     pub fn destinations(&self) -> impl Iterator<Item = &Destination> {
-        self.hosts.iter().map(|(destination, _)| destination)
+        self.hosts.iter().map(|host| &host.destination)
     }
 
     /// How many hosts.
@@ -39,10 +62,10 @@ impl Hosts {
     /// Runs `work` with host `index`'s session (connecting first if needed). After an error that may have broken
     /// the connection, the session is dropped and the next call reconnects.
     pub fn with<T>(&self, index: usize, work: impl FnOnce(&mut Session) -> Result<T, SshError>) -> Result<T, SshError> {
-        let (destination, slot) = &self.hosts[index];
-        let mut slot = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let host = &self.hosts[index];
+        let mut slot = host.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if slot.is_none() {
-            *slot = Some(Session::connect(destination, &self.options)?);
+            *slot = Some(Session::connect(&host.destination, &host.options)?);
         }
         let result = work(slot.as_mut().expect("just connected"));
         if result.as_ref().is_err_and(SshError::may_break_session) {
@@ -93,8 +116,8 @@ impl Hosts {
 
     /// Closes every open session.
     pub fn disconnect(&self) {
-        for (_, slot) in &self.hosts {
-            *slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+        for host in &self.hosts {
+            *host.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
         }
     }
 }
@@ -120,6 +143,19 @@ mod tests {
             let error = result.unwrap_err().to_string();
             assert!(error.contains(&format!("root@127.0.0.1:{port}")), "{error}");
         }
+    }
+
+    #[test]
+    fn inventory_key_files_override_the_default() {
+        let inventory = Inventory::from_node_list("u@a u@b u@c u@d", Some(std::path::Path::new("/k"))).unwrap();
+        let options = SessionOptions { key_file: Some("/default".into()), ..SessionOptions::default() };
+        let hosts = Hosts::from_inventory(&inventory, &options);
+        assert_eq!(hosts.len(), 4);
+        assert!(hosts.hosts.iter().all(|h| h.options.key_file.as_deref() == Some(std::path::Path::new("/k"))));
+        let without = Inventory::from_node_list("u@a u@b u@c u@d", None).unwrap();
+        let hosts = Hosts::from_inventory(&without, &options);
+        assert_eq!(hosts.hosts[0].options.key_file.as_deref(), Some(std::path::Path::new("/default")));
+        assert_eq!(hosts.destinations().next().unwrap().to_string(), "u@a:22");
     }
 
     #[test]
