@@ -24,6 +24,7 @@ SSHD=/usr/sbin/sshd
 SFTP_SERVER=/usr/lib/openssh/sftp-server
 READY_TIMEOUT_S=${TEST_CLUSTER_READY_TIMEOUT_S:-15}
 MAX_HOSTS=200 # addresses .11 .. .210 in the /24
+MARKER=.test-cluster # in DIR: this folder is a cluster's, so `down` may remove it
 
 die() {
     echo "test-cluster: $*" >&2
@@ -113,10 +114,12 @@ up() {
     if [ -e "$DIR" ] && [ -n "$(ls -A "$DIR")" ]; then
         die "$DIR exists and is not empty (a cluster already up there?); run '$0 down $DIR' or pick an empty folder"
     fi
+    case "$DIR" in *[[:space:]]*) die "DIR must not contain whitespace (sshd_config paths), got '$DIR'" ;; esac
     install_sshd_if_missing
 
     mkdir -p "$DIR"
     DIR=$(cd "$DIR" && pwd) # sshd needs absolute paths
+    echo "made by $0 up; remove with $0 down $DIR" >"$DIR/$MARKER"
     # From here on, any failure removes what was made.
     trap 'if [ "${UP_OK:-0}" != 1 ]; then echo "test-cluster: up failed, removing what was created" >&2; down >/dev/null 2>&1 || true; fi' EXIT
     trap 'exit 130' INT TERM
@@ -196,6 +199,10 @@ kill_recorded() {
 down() {
     [ -d "$DIR" ] || return 0
     need_root_and_ip
+    # `down` ends with rm -rf: never on a folder `up` did not make.
+    if [ ! -f "$DIR/$MARKER" ] && [ -n "$(ls -A "$DIR")" ]; then
+        die "$DIR was not made by '$0 up' (no $MARKER in it); not touching it"
+    fi
     local ns pid
     # Everything still running inside a namespace (sshd, its sessions, processes tests left behind) goes with it.
     if [ -f "$DIR/state/netns" ]; then
