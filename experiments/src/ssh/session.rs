@@ -132,6 +132,8 @@ impl Session {
 
     /// Runs `command` with the user's shell on the host and collects its output; after `timeout` the command's
     /// process group is killed on the host and [`SshError::Timeout`] returned. A non-zero exit is not an error here.
+    /// The login shell must be POSIX-like (`sh`, `bash`, `dash`): the command is prefixed with `echo $$ >&2;`.
+    /// Background processes meant to outlive a timed-out command must leave its process group (`setsid`).
     pub fn exec(&mut self, command: &str, timeout: Duration) -> Result<CommandOutput, SshError> {
         // sshd makes the command's shell a session and process-group leader; its PID ($$) lets a timeout kill the
         // whole group. It arrives as the first stderr line and is removed from the output.
