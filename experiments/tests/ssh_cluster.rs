@@ -97,7 +97,7 @@ fn require_root_and_ip() {
 }
 
 #[test]
-#[ignore = "needs root and network namespaces: run with --ignored; scripts/test.sh will enable it"]
+#[ignore = "needs root and network namespaces: scripts/test.sh runs it as root with --ignored"]
 fn ssh_against_a_namespace_cluster() {
     let mut cluster = Cluster::up(2);
     let destinations = cluster.destinations();
