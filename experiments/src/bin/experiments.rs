@@ -59,25 +59,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut spec = ExperimentSpec::load(&spec)?;
             spec.output = output.unwrap_or(spec.output);
             // Before the runtime exists, so its threads inherit it; the platform's processes are reset to normal.
-            if spec.load.driver.realtime
-                && let Err(e) = loader::driver::realtime::enter()
-            {
-                eprintln!(
-                    "warning: no real-time priority for the loader ({e}); send lag may grow under CPU contention"
-                );
-            }
+            loader::driver::realtime::enter_if(spec.load.driver.realtime);
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             let record = runtime.block_on(async {
-                let stop = loader::driver::StopSignal::new();
-                let on_interrupt = stop.clone();
-                tokio::spawn(async move {
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        eprintln!(
-                            "interrupted: stopping the load, tearing the platform down, keeping what was measured"
-                        );
-                        on_interrupt.stop();
-                    }
-                });
+                let stop = loader::driver::StopSignal::on_ctrl_c(
+                    "interrupted: stopping the load, tearing the platform down, keeping what was measured",
+                );
                 experiments::runner::run_experiment(&spec, stop).await
             })?;
             for run in &record.runs {

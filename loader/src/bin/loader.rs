@@ -212,21 +212,12 @@ fn write_schedule_file(config: &RunConfig, out: &Path) -> anyhow::Result<()> {
 
 fn run_command(config: &RunConfig) -> anyhow::Result<()> {
     // Before the runtime exists, so that its threads and the scheduler thread inherit the policy.
-    if config.driver.realtime
-        && let Err(e) = loader::driver::realtime::enter()
-    {
-        eprintln!("warning: no real-time priority for the loader ({e}); send lag may grow under CPU contention");
-    }
+    loader::driver::realtime::enter_if(config.driver.realtime);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let report = runtime.block_on(async {
-        let stop = loader::driver::StopSignal::new();
-        let on_interrupt = stop.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("interrupted: stopping the sends, waiting for what is in flight, writing the files");
-                on_interrupt.stop();
-            }
-        });
+        let stop = loader::driver::StopSignal::on_ctrl_c(
+            "interrupted: stopping the sends, waiting for what is in flight, writing the files",
+        );
         loader::run::run(config, stop).await
     })?;
     let r = &report.replay;

@@ -123,6 +123,19 @@ impl StopSignal {
         *self.sender.borrow()
     }
 
+    /// A signal fired by Ctrl-C (SIGINT), after printing `message` on stderr. Must be called inside a tokio runtime.
+    pub fn on_ctrl_c(message: &'static str) -> Self {
+        let signal = Self::new();
+        let on_interrupt = signal.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("{message}");
+                on_interrupt.stop();
+            }
+        });
+        signal
+    }
+
     fn subscribe(&self) -> watch::Receiver<bool> {
         self.sender.subscribe()
     }

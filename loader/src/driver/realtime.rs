@@ -14,6 +14,14 @@ pub fn enter() -> io::Result<()> {
     set(libc::SCHED_FIFO, 1)
 }
 
+/// [`enter`] if `wanted`, with a warning on stderr when the system refuses (the run goes on at normal priority).
+/// Call it before creating the async runtime, so that its threads inherit the policy.
+pub fn enter_if(wanted: bool) {
+    if wanted && let Err(e) = enter() {
+        eprintln!("warning: no real-time priority for the loader ({e}); send lag may grow under CPU contention");
+    }
+}
+
 /// Returns the calling thread to the normal time-sharing policy. Async-signal-safe: one system call, so it may run
 /// in a `pre_exec` hook between `fork` and `exec`.
 pub fn leave_in_child() -> io::Result<()> {
