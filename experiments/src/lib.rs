@@ -4,6 +4,7 @@
 
 pub mod dirigent;
 pub mod process;
+pub mod remote;
 pub mod runner;
 pub mod spec;
 pub mod ssh;

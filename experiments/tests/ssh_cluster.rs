@@ -248,3 +248,20 @@ fn accept_many_at_once(cluster: &Cluster, destinations: &[Destination]) {
     let expected: Vec<&str> = destinations.iter().map(|d| d.address.as_str()).collect();
     assert_eq!(addresses, expected, "{recorded}");
 }
+
+#[test]
+#[ignore = "needs root and network namespaces: scripts/test.sh runs it as root with --ignored"]
+fn preflight_reports_the_host_its_busy_ports_and_a_clock_offset_within_its_bound() {
+    let mut cluster = Cluster::up(1);
+    let destination = cluster.destinations().remove(0);
+    let mut session = Session::connect(&destination, &cluster.options()).expect("connect");
+    let report = experiments::remote::preflight::check(&mut session, &[22, 9090]).expect("preflight");
+    assert_eq!(report.os, "Linux");
+    assert!(!report.arch.is_empty() && report.cores >= 1, "{report:?}");
+    assert_eq!(report.busy_ports, vec![22], "sshd listens on 22 in the host's namespace, nothing on 9090");
+    // The namespaces share this machine's clock: the true offset is 0, so the estimate must lie within its bound.
+    assert!(report.clock_offset_us.unsigned_abs() <= report.clock_uncertainty_us + 1, "{report:?}");
+    assert_eq!(report.warnings, vec![format!("{destination}: ports already in use: [22]")]);
+    drop(session);
+    cluster.down_and_check();
+}
