@@ -9,21 +9,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::schedule::seed::{FNV_OFFSET, fnv1a64_extend};
 use crate::trace::parse::{DURATIONS_FILE, INVOCATIONS_FILE, MEMORY_FILE};
 
 use super::OutputError;
 use super::summary::write_json;
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
-fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
-    for &byte in bytes {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(FNV_PRIME);
-    }
-    hash
-}
 
 /// FNV-1a-64 over the trace directory's `invocations.csv`, `durations.csv` and `memory.csv`, in that order, each
 /// preceded by its file name and byte length (so content cannot shift between files unnoticed); 16 hex digits.
@@ -35,14 +25,14 @@ pub fn trace_checksum(dir: &Path) -> io::Result<String> {
         let mut file =
             File::open(&path).map_err(|error| io::Error::new(error.kind(), format!("{}: {error}", path.display())))?;
         let length = file.metadata()?.len();
-        hash = fnv1a(hash, name.as_bytes());
-        hash = fnv1a(hash, &length.to_le_bytes());
+        hash = fnv1a64_extend(hash, name.as_bytes());
+        hash = fnv1a64_extend(hash, &length.to_le_bytes());
         loop {
             let read = file.read(&mut buffer)?;
             if read == 0 {
                 break;
             }
-            hash = fnv1a(hash, &buffer[..read]);
+            hash = fnv1a64_extend(hash, &buffer[..read]);
         }
     }
     Ok(format!("{hash:016x}"))

@@ -18,7 +18,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::trace::TraceFunction;
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+/// FNV-1a-64's offset basis (the hash of nothing).
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 const FIELD_SEPARATOR: u8 = 0x1F;
@@ -27,7 +28,7 @@ const FIELD_SEPARATOR: u8 = 0x1F;
 pub type FunctionKey = [u8; 32];
 
 /// FNV-1a, 64 bits, continuing from `hash` (start with [`fnv1a64`] for a fresh hash).
-fn fnv1a64_extend(mut hash: u64, bytes: &[u8]) -> u64 {
+pub fn fnv1a64_extend(mut hash: u64, bytes: &[u8]) -> u64 {
     for &b in bytes {
         hash ^= u64::from(b);
         hash = hash.wrapping_mul(FNV_PRIME);
