@@ -18,7 +18,8 @@ fi
 cargo test --workspace --locked
 # Root only: network namespaces and sshd (the test says so and fails when run without root).
 if [ "$(id -u)" = 0 ]; then
-  cargo test --workspace --locked --test ssh_cluster -- --ignored
+  # Every #[ignore]d test of experiments needs root and a namespace cluster; they run here.
+  cargo test --locked -p experiments --tests -- --ignored
 else
   echo "not root: skipping the SSH cluster test (it needs network namespaces)" >&2
 fi

@@ -1,100 +1,14 @@
 //! The `ssh` module against real sshd servers: a two-host cluster of network namespaces from
 //! `scripts/test-cluster.sh`, removed again at the end (also when an assertion fails).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use experiments::ssh::{Destination, Hosts, Session, SessionOptions, SshError};
+use support::Cluster;
 
 const SHORT: Duration = Duration::from_secs(10);
-
-/// A cluster from `scripts/test-cluster.sh up`; dropping it runs `down` (also when the test panics).
-struct Cluster {
-    dir: PathBuf,
-    scratch: tempfile::TempDir,
-    down: bool,
-}
-
-impl Cluster {
-    fn up(hosts: usize) -> Cluster {
-        require_root_and_ip();
-        let parent = tempfile::tempdir().expect("temp dir");
-        let cluster = Cluster { dir: parent.path().join("cluster"), scratch: parent, down: false };
-        let status = Command::new(script()).arg("up").arg(&cluster.dir).arg(hosts.to_string()).status();
-        assert!(status.is_ok_and(|s| s.success()), "scripts/test-cluster.sh up failed (see its output above)");
-        cluster
-    }
-
-    fn destinations(&self) -> Vec<Destination> {
-        let inventory = std::fs::read_to_string(self.dir.join("inventory.txt")).expect("inventory.txt");
-        inventory
-            .lines()
-            .map(|line| {
-                let (user, address) = line.split_once('@').expect("user@address");
-                Destination { user: user.into(), address: address.into(), port: 22 }
-            })
-            .collect()
-    }
-
-    fn options(&self) -> SessionOptions {
-        SessionOptions {
-            key_file: Some(self.dir.join("id_ed25519")),
-            known_hosts: self.dir.join("known_hosts"),
-            ..SessionOptions::default()
-        }
-    }
-
-    /// Runs `down` and checks that no namespace, bridge or sshd of this cluster is left.
-    fn down_and_check(&mut self) {
-        let state = self.dir.join("state");
-        let slot = std::fs::read_to_string(state.join("slot")).expect("state/slot").trim().to_string();
-        let pids = std::fs::read_to_string(state.join("pids")).expect("state/pids");
-        self.down = true;
-        let status = Command::new(script()).arg("down").arg(&self.dir).status();
-        assert!(status.is_ok_and(|s| s.success()), "scripts/test-cluster.sh down failed");
-        let namespaces = Command::new("ip").args(["netns", "list"]).output().expect("ip netns list");
-        let namespaces = String::from_utf8_lossy(&namespaces.stdout);
-        let prefix = format!("tc{slot}h");
-        assert!(!namespaces.lines().any(|line| line.starts_with(&prefix)), "namespaces left: {namespaces}");
-        let bridge = Command::new("ip").args(["link", "show", &format!("tcbr{slot}")]).output().expect("ip link show");
-        assert!(!bridge.status.success(), "bridge tcbr{slot} left");
-        for pid in pids.lines() {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let running = stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z'));
-            assert!(!running, "sshd {pid} still runs");
-        }
-        assert!(!self.dir.exists(), "{} left", self.dir.display());
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if self.down {
-            return;
-        }
-        let status = Command::new(script()).arg("down").arg(&self.dir).status();
-        if !status.is_ok_and(|s| s.success()) {
-            eprintln!("scripts/test-cluster.sh down {} failed: remove the cluster by hand", self.dir.display());
-        }
-    }
-}
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test-cluster.sh")
-}
-
-/// Fails loudly (never passes silently) where the cluster cannot be made.
-fn require_root_and_ip() {
-    let uid = Command::new("id").arg("-u").output().expect("run id -u");
-    assert_eq!(
-        String::from_utf8_lossy(&uid.stdout).trim(),
-        "0",
-        "this test needs root (network namespaces, a bridge, sshd); run it as root with --ignored"
-    );
-    let ip = Command::new("ip").arg("-V").output();
-    assert!(ip.is_ok_and(|o| o.status.success()), "this test needs iproute2 (`ip`): apt-get install -y iproute2");
-}
 
 #[test]
 #[ignore = "needs root and network namespaces: scripts/test.sh runs it as root with --ignored"]
