@@ -266,6 +266,8 @@ impl Accumulator {
         let mean = |sum: u128, histogram: &Histogram<u64>| sum as f64 / histogram.len().max(1) as f64;
         // The analysed span bounds the first and last timeline windows, which are usually only partly inside it.
         let span = self.origin_us.map(|origin| self.analysed_span(origin, summary.as_ref()));
+        let raw_events = manifest.as_ref().map_or(&[][..], |manifest| &manifest.events[..]);
+        let events = crate::events::from_manifest(raw_events, self.origin_us);
         RunAnalysis {
             run_dir: run_dir.to_path_buf(),
             options: options.clone(),
@@ -287,6 +289,7 @@ impl Accumulator {
             timeline: self
                 .timeline
                 .map_or_else(|| TimelineAccumulator::new(0, self.window_us).finish(None), |t| t.finish(span)),
+            events,
             samples: Samples { scheduling_latency: self.scheduling_latency, response_time: self.response_time },
             counts: self.counts,
             manifest,

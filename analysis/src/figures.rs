@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use hdrhistogram::Histogram;
 
 use crate::RunAnalysis;
+use crate::model::{Event, Window};
 use crate::output::ReportError;
-use crate::plot::{Axis, Figure, Panel, Scale, Series, save};
+use crate::plot::{Axis, Figure, Marker, Panel, Scale, Series, save};
 
 const MS: f64 = 1e-3;
 
@@ -48,7 +49,7 @@ fn series_per_run(runs: &[Labelled<'_>], points: impl Fn(&RunAnalysis) -> Vec<(f
 }
 
 fn cdf_figure(title: &str, x: Axis, y_label: &str, series: Vec<Series>) -> Figure {
-    let panel = Panel { title: String::new(), x, y: Axis::fraction(y_label), series };
+    let panel = Panel { title: String::new(), x, y: Axis::fraction(y_label), series, markers: Vec::new() };
     Figure { title: title.into(), panels: vec![panel] }
 }
 
@@ -70,6 +71,8 @@ fn function_slowdown_cdf(runs: &[Labelled<'_>]) -> Figure {
     cdf_figure("Per-function slowdown (CDF)", x, "fraction of functions", series)
 }
 
+/// The timeline: throughput, cold starts and p99 scheduling latency per window, with each run's timed events
+/// (e.g. injected failures) marked in every panel in the run's colour.
 fn timeline(runs: &[Labelled<'_>]) -> Figure {
     let window_s = runs.first().map_or(10.0, |run| run.analysis.timeline.window_s);
     // The axis ends with the last window, so a run shorter than one window still gets a sensible axis.
@@ -78,7 +81,8 @@ fn timeline(runs: &[Labelled<'_>]) -> Figure {
         timeline.windows.last().map_or(0.0, |window| window.start_s + timeline.window_s)
     };
     let end_s = runs.iter().map(end_of).fold(window_s, f64::max);
-    let panel = |title: &str, y: Axis, value: fn(&crate::model::Window) -> Option<f64>| Panel {
+    let markers = event_markers(runs);
+    let panel = |title: &str, y: Axis, value: fn(&Window) -> Option<f64>| Panel {
         title: title.into(),
         x: Axis { range: Some((0.0, end_s)), ..Axis::new("time since run start (s)", Scale::Linear) },
         y,
@@ -86,6 +90,7 @@ fn timeline(runs: &[Labelled<'_>]) -> Figure {
             let windows = &run.timeline.windows;
             windows.iter().filter_map(|window| Some((window.start_s, value(window)?))).collect()
         }),
+        markers: markers.clone(),
     };
     let cold_known = |run: &RunAnalysis| run.counts.cold_starts.is_some();
     let all_cold_known = runs.iter().all(|run| cold_known(run.analysis));
@@ -103,6 +108,25 @@ fn timeline(runs: &[Labelled<'_>]) -> Figure {
             }),
         ],
     }
+}
+
+/// Every run's timed events as markers in the run's colour, by time (untimed events are left out).
+fn event_markers(runs: &[Labelled<'_>]) -> Vec<Marker> {
+    let mut markers: Vec<Marker> = (0..)
+        .zip(runs)
+        .flat_map(|(color, run)| {
+            let timed = run.analysis.events.iter().filter_map(|event| Some((event.at_s?, event)));
+            timed.map(move |(x, event)| Marker { x, label: event_label(event), color })
+        })
+        .collect();
+    markers.sort_by(|a, b| a.x.total_cmp(&b.x));
+    markers
+}
+
+/// A marker's text: the event's kind and component, e.g. `kill worker-1`.
+fn event_label(event: &Event) -> String {
+    let kind = event.kind.as_deref().unwrap_or("event");
+    event.component.as_ref().map_or_else(|| kind.to_owned(), |component| format!("{kind} {component}"))
 }
 
 /// One point of a sweep figure.
@@ -130,6 +154,7 @@ pub(crate) fn sweep_figure(points: &[SweepPoint], untrustworthy: usize) -> Figur
         x: Axis::new("achieved cold starts per second", Scale::Linear),
         y: Axis::new("end-to-end latency (ms)", Scale::Log),
         series: vec![curve("p50", 0, |point| point.p50_us), curve("p99", 1, |point| point.p99_us)],
+        markers: Vec::new(),
     };
     Figure { title: format!("Cold-start sweep: latency vs cold starts per second{flag}"), panels: vec![panel] }
 }

@@ -11,6 +11,11 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     text
 }
 
+/// Free text as one table cell: `|` escaped, line breaks as spaces.
+pub(crate) fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace(['\r', '\n'], " ")
+}
+
 /// A duration given in µs, in the unit that reads best (`850 µs`, `12.3 ms`, `2.51 s`).
 pub(crate) fn micros(us: f64) -> String {
     match us.abs() {
@@ -54,6 +59,7 @@ mod tests {
         assert_eq!(micros(12_345.0), "12.345 ms");
         assert_eq!(micros(2_510_000.0), "2.510 s");
         assert_eq!(percent(0.12345), "12.35%");
+        assert_eq!(cell("a|b\nc"), "a\\|b c");
         assert_eq!(table(&["a", "b"], &[vec!["1".into(), "2".into()]]), "| a | b |\n|---|---|\n| 1 | 2 |\n");
     }
 }

@@ -190,6 +190,23 @@ pub struct Timeline {
     pub windows: Vec<Window>,
 }
 
+/// One event of the run from `manifest.json` (e.g. an injected failure), placed on the timeline's axis.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// What happened, e.g. `kill` or `restart`.
+    pub kind: Option<String>,
+    /// The component it happened to, e.g. `worker-1`.
+    pub component: Option<String>,
+    /// The host the component runs on.
+    pub host: Option<String>,
+    /// Further detail, e.g. the signal.
+    pub detail: Option<String>,
+    /// When, s since the run's start (the timeline windows' `start_s` axis; negative before it); `None` when the
+    /// event has no `unixUs` or the run has no start.
+    pub at_s: Option<f64>,
+}
+
 /// The per-invocation distributions kept for plots and the gate (not serialized).
 #[derive(Debug, Clone)]
 pub struct Samples {
@@ -233,6 +250,8 @@ pub struct RunAnalysis {
     pub functions: Vec<FunctionResult>,
     /// Throughput, cold starts and p99 scheduling latency over time.
     pub timeline: Timeline,
+    /// The manifest's events, in its order, placed on the timeline's axis.
+    pub events: Vec<Event>,
     /// Histograms for plots and the gate.
     #[serde(skip)]
     pub samples: Samples,

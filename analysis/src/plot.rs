@@ -2,10 +2,12 @@
 //! same way to PNG and to SVG. Text uses the embedded DejaVu Sans, so nothing depends on the system's fonts.
 
 use std::error::Error;
+use std::iter::once;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
-use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::ranged1d::{AsRangedCoord, Ranged, ValueFormatter};
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::full_palette::{
     BLUE_700, BROWN_700, GREEN_700, GREY_700, ORANGE_700, PINK_700, RED_700, TEAL_700,
@@ -19,6 +21,9 @@ const PALETTE: [RGBColor; 8] = [BLUE_700, RED_700, GREEN_700, ORANGE_700, TEAL_7
 
 /// Curves with at most this many points also get a marker per point (one window or five functions still show).
 const MARKER_LIMIT: usize = 40;
+
+/// Marker labels cycle through this many rows below the panel's top, so that close markers stay readable.
+const MARKER_LABEL_ROWS: i32 = 3;
 
 const LEGEND_HEIGHT: u32 = 44;
 const FONT: &str = "sans-serif";
@@ -71,6 +76,17 @@ pub(crate) struct Series {
     pub markers: bool,
 }
 
+/// A dashed vertical line across a panel, labelled at its top (e.g. an event on a timeline).
+#[derive(Debug, Clone)]
+pub(crate) struct Marker {
+    /// Where, in x-axis units; a marker outside the drawn range is not drawn.
+    pub x: f64,
+    /// Short text next to the line's top.
+    pub label: String,
+    /// Index into the palette.
+    pub color: usize,
+}
+
 /// One chart.
 #[derive(Debug, Clone)]
 pub(crate) struct Panel {
@@ -82,6 +98,8 @@ pub(crate) struct Panel {
     pub y: Axis,
     /// The curves.
     pub series: Vec<Series>,
+    /// Vertical markers, drawn over the curves.
+    pub markers: Vec<Marker>,
 }
 
 /// Panels stacked vertically under one title.
@@ -244,6 +262,36 @@ where
             chart.draw_series(points.map(|point| Circle::new(point, 5, color.filled())))?;
         }
     }
+    draw_markers(&mut chart, &panel.markers, [x_axis, y_axis])
+}
+
+/// Draws the markers inside the x range as dashed lines from the bottom to the top of the chart, each labelled
+/// at the top: right of the line, or left of it in the right fifth of the chart.
+fn draw_markers<DB, X, Y>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<X, Y>>,
+    markers: &[Marker],
+    [x_axis, y_axis]: [&Fitted; 2],
+) -> Result<(), Box<dyn Error>>
+where
+    DB: DrawingBackend,
+    DB::ErrorType: 'static,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    let ((x0, x1), (y0, y1)) = (x_axis.range, y_axis.range);
+    let visible = markers.iter().filter(|marker| fits(x_axis.scale, marker.x) && (x0..=x1).contains(&marker.x));
+    let pixels = chart.plotting_area().get_pixel_range().0;
+    let flip_from = pixels.end - (pixels.end - pixels.start) / 5;
+    for (row, marker) in (0..).zip(visible) {
+        let color = PALETTE[marker.color % PALETTE.len()];
+        let line = [(marker.x, y0), (marker.x, y1)];
+        chart.draw_series(once(DashedPathElement::new(line, 8, 6, color.stroke_width(2))))?;
+        let flip = chart.backend_coord(&(marker.x, y1)).0 >= flip_from;
+        let (anchor, dx) = if flip { (HPos::Right, -6) } else { (HPos::Left, 6) };
+        let font = TextStyle::from((FONT, 18).into_font()).color(&color).pos(Pos::new(anchor, VPos::Top));
+        let offset = (dx, 4 + 20 * (row % MARKER_LABEL_ROWS));
+        chart.draw_series(once(EmptyElement::at((marker.x, y1)) + Text::new(marker.label.clone(), offset, font)))?;
+    }
     Ok(())
 }
 
@@ -329,5 +377,37 @@ mod tests {
         assert_eq!(linear.range, (0.0, 10.25));
         let zeros = fit(&Axis::new("y", Scale::Linear), [0.0, 0.0].into_iter());
         assert_eq!(zeros.range, (0.0, 0.1));
+    }
+
+    #[test]
+    fn markers_inside_the_axis_range_are_drawn_with_their_labels() {
+        let marker = |x: f64, label: &str| Marker { x, label: label.into(), color: 1 };
+        let panel = Panel {
+            title: "Throughput".into(),
+            x: Axis { range: Some((0.0, 60.0)), ..Axis::new("time (s)", Scale::Linear) },
+            y: Axis::new("latency (ms)", Scale::Log),
+            series: vec![Series {
+                label: "run".into(),
+                points: vec![(0.0, 1.0), (60.0, 300.0)],
+                color: 0,
+                markers: false,
+            }],
+            markers: vec![
+                marker(20.0, "kill worker-1"),
+                marker(59.0, "restart worker-1"),
+                marker(-1.0, "early"),
+                marker(61.0, "late"),
+            ],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let files = save(&Figure { title: "Timeline".into(), panels: vec![panel] }, dir.path(), "timeline").unwrap();
+        assert!(std::fs::metadata(&files[0]).unwrap().len() > 10_000, "the PNG is nearly empty");
+        let svg = std::fs::read_to_string(&files[1]).unwrap();
+        for (label, drawn) in [("kill worker-1", true), ("restart worker-1", true), ("early", false), ("late", false)] {
+            assert_eq!(svg.contains(&format!("\n{label}\n")), drawn, "{label}");
+        }
+        // Each drawn marker is a dashed line in the marker's colour (RED_700): many short segments.
+        let red = svg.matches("#D32F2F").count();
+        assert!(red > 20, "{red} red elements");
     }
 }

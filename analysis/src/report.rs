@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use crate::RunAnalysis;
 use crate::figures::{Labelled, write_run_plots};
-use crate::markdown::{micros, number, or_na, percent, table};
-use crate::model::{Percentiles, QUANTILES};
+use crate::markdown::{cell, micros, number, or_na, percent, table};
+use crate::model::{Event, Percentiles, QUANTILES};
 use crate::output::{ReportError, create_dir, write_json, write_text};
 
 /// Writes `report.md`, `report.json` and the plots (PNG and SVG) into `out_dir` (created); returns the files.
@@ -29,15 +29,18 @@ pub(crate) fn run_label(analysis: &RunAnalysis) -> String {
 
 /// The Markdown report.
 pub(crate) fn markdown(analysis: &RunAnalysis, plots: &[PathBuf]) -> String {
-    let sections = [
+    let mut sections = vec![
         format!("# Run analysis: {}\n\n{}", analysis.run_dir.display(), trust_banner(analysis)),
         format!("## Run\n\n{}", table(&["", ""], &outline_rows(analysis))),
+    ];
+    sections.extend(events_section(&analysis.events));
+    sections.extend([
         format!("## Invocations\n\n{}", counts_table(analysis)),
         format!("## Rates\n\n{}", rates_table(analysis)),
         format!("## Latency and slowdown\n\n{}", distributions_table(analysis)),
         format!("## Send lag\n\n{}", send_lag_text(analysis)),
         format!("## Plots\n\n{}", plot_links(plots)),
-    ];
+    ]);
     sections.join("\n")
 }
 
@@ -85,11 +88,36 @@ fn outline_rows(analysis: &RunAnalysis) -> Vec<Vec<String>> {
         ("ended", text(&manifest.ended_at)),
         ("seed", or_na(manifest.seed.map(|seed| seed.to_string()))),
         ("trace checksum", text(&manifest.trace_checksum)),
-        ("events", manifest.events.len().to_string()),
+        ("events", event_count(&analysis.events)),
     ]);
     let mut rows: Vec<Vec<String>> = rows.into_iter().map(|(key, value)| vec![key.to_owned(), value]).collect();
     rows.extend(manifest.config_summary().into_iter().map(|(key, value)| vec![format!("config `{key}`"), value]));
     rows
+}
+
+/// The outline's event count, pointing to the Events section when there is one.
+fn event_count(events: &[Event]) -> String {
+    if events.is_empty() { "0".into() } else { format!("{} (see Events)", events.len()) }
+}
+
+/// The Events section (e.g. injected failures), in the manifest's order; `None` when the run has no events.
+fn events_section(events: &[Event]) -> Option<String> {
+    if events.is_empty() {
+        return None;
+    }
+    let text = |value: &Option<String>| or_na(value.as_deref().map(cell));
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|event| {
+            let at_s = number(event.at_s, 3);
+            vec![at_s, text(&event.kind), text(&event.component), text(&event.host), text(&event.detail)]
+        })
+        .collect();
+    Some(format!(
+        "## Events\n\n{}\nTime from the run's start, the timeline's origin (negative: before it; n/a: the event has no \
+         `unixUs`). Timed events are marked on the timeline plot.\n",
+        table(&["time from start (s)", "kind", "component", "host", "detail"], &rows)
+    ))
 }
 
 fn counts_table(analysis: &RunAnalysis) -> String {
@@ -189,4 +217,37 @@ fn send_lag_text(analysis: &RunAnalysis) -> String {
 fn plot_links(plots: &[PathBuf]) -> String {
     let names = plots.iter().filter_map(|path| path.file_name()).map(|name| name.to_string_lossy().into_owned());
     names.filter(|name| name.ends_with(".png")).map(|name| format!("![{name}]({name})\n")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: Option<&str>, detail: Option<&str>, at_s: Option<f64>) -> Event {
+        let text = |value: Option<&str>| value.map(str::to_owned);
+        Event { kind: text(kind), component: text(Some("worker-1")), host: None, detail: text(detail), at_s }
+    }
+
+    #[test]
+    fn events_section_lists_every_event_with_its_time() {
+        assert_eq!(events_section(&[]), None);
+        assert_eq!(event_count(&[]), "0");
+        let events = [
+            event(Some("kill"), Some("SIGKILL"), Some(12.3456)),
+            event(Some("restart"), None, Some(-0.5)),
+            event(None, Some("a|b"), None),
+        ];
+        let section = events_section(&events).unwrap();
+        let expected_rows = [
+            "| time from start (s) | kind | component | host | detail |",
+            "| 12.346 | kill | worker-1 | n/a | SIGKILL |",
+            "| -0.500 | restart | worker-1 | n/a | n/a |",
+            "| n/a | n/a | worker-1 | n/a | a\\|b |",
+        ];
+        for row in expected_rows {
+            assert!(section.contains(&format!("{row}\n")), "{section} lacks {row}");
+        }
+        assert!(section.starts_with("## Events\n"));
+        assert_eq!(event_count(&events), "3 (see Events)");
+    }
 }

@@ -53,6 +53,70 @@ fn report_writes_markdown_json_and_plots() {
     assert_eq!(json["functions"].as_array().unwrap().len(), 20);
 }
 
+/// Adds failure-injection events to the run's `manifest.json`, `offset_s` after the start (`None`: no `unixUs`).
+fn add_events(run_dir: &Path, events: &[(&str, &str, Option<f64>)]) {
+    let path = run_dir.join("manifest.json");
+    let mut manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    manifest["events"] = events
+        .iter()
+        .map(|&(kind, component, offset_s)| {
+            let mut event = serde_json::json!({"kind": kind, "component": component, "role": "worker",
+                                               "host": "10.200.1.14", "detail": "SIGKILL"});
+            if let Some(offset_s) = offset_s {
+                event["unixUs"] = (common::START_US as f64 + offset_s * 1e6).round().into();
+            }
+            event
+        })
+        .collect();
+    std::fs::write(&path, manifest.to_string()).unwrap();
+}
+
+#[test]
+fn events_are_listed_in_the_report_and_marked_on_the_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("faulty");
+    common::synthetic_run(&run_dir, 4, 2_000, 1.0, 10.0);
+    let events = [
+        ("kill", "worker-1", Some(20.0)),
+        ("restart", "worker-1", Some(25.5)),
+        ("note", "untimed-2", None),
+        ("kill", "early-3", Some(-5.0)),
+        ("kill", "late-4", Some(500.0)),
+    ];
+    add_events(&run_dir, &events);
+    let run = analyze(&run_dir, &Options::default()).unwrap();
+    let at: Vec<Option<f64>> = run.events.iter().map(|event| event.at_s).collect();
+    assert_eq!(at, [Some(20.0), Some(25.5), None, Some(-5.0), Some(500.0)]);
+    let out = dir.path().join("out");
+    analysis::report::write(&run, &out).unwrap();
+    let markdown = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for expected in [
+        "| events | 5 (see Events) |",
+        "## Events",
+        "| 20.000 | kill | worker-1 | 10.200.1.14 | SIGKILL |",
+        "| n/a | note | untimed-2 | 10.200.1.14 | SIGKILL |",
+        "| -5.000 | kill | early-3 |",
+    ] {
+        assert!(markdown.contains(expected), "report.md lacks `{expected}`:\n{markdown}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!((json["events"][1]["kind"].as_str(), json["events"][1]["atS"].as_f64()), (Some("restart"), Some(25.5)));
+    assert!(json["events"][2]["atS"].is_null());
+    assert_plot(&out, "timeline", (1200, 1260), "kill worker-1");
+    let svg = std::fs::read_to_string(out.join("timeline.svg")).unwrap();
+    // Three panels, each marked; events off the axis (before the start, after the end) or untimed are not.
+    assert_eq!(svg.matches("\nrestart worker-1\n").count(), 3);
+    for absent in ["early-3", "late-4", "untimed-2"] {
+        assert!(!svg.contains(absent), "timeline.svg shows `{absent}`");
+    }
+    // A comparison marks every run's events.
+    let runs = [("a".to_owned(), run.clone()), ("b".to_owned(), run)];
+    analysis::compare::write(&runs, &out).unwrap();
+    let svg = std::fs::read_to_string(out.join("timeline.svg")).unwrap();
+    assert_eq!(svg.matches("\nkill worker-1\n").count(), 6);
+}
+
 #[test]
 fn untrustworthy_runs_are_flagged_in_every_output() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,88 @@
+//! The manifest's free-form `events` (e.g. injected failures) as [`Event`]s on the timeline's axis. Events come from
+//! several tools, so every key is optional: a missing or null key is `None`, a non-string value is kept as JSON text.
+
+use serde_json::Value;
+
+use crate::model::Event;
+
+/// The events in `raw` (the manifest's order), timed from `origin_us` (the run's start, Unix µs) when known.
+pub(crate) fn from_manifest(raw: &[Value], origin_us: Option<u64>) -> Vec<Event> {
+    raw.iter().map(|event| from_value(event, origin_us)).collect()
+}
+
+fn from_value(event: &Value, origin_us: Option<u64>) -> Event {
+    let text = |key: &str| match event.get(key)? {
+        Value::Null => None,
+        Value::String(text) => Some(text.clone()),
+        other => Some(other.to_string()),
+    };
+    Event {
+        kind: text("kind"),
+        component: text("component"),
+        host: text("host"),
+        detail: text("detail"),
+        at_s: event.get("unixUs").zip(origin_us).and_then(|(unix_us, origin)| seconds_since(unix_us, origin)),
+    }
+}
+
+/// Seconds from `origin_us` to `unix_us` (an integer is exact; a fractional number is read as f64).
+fn seconds_since(unix_us: &Value, origin_us: u64) -> Option<f64> {
+    let delta_us = match unix_us.as_i64() {
+        Some(us) => (i128::from(us) - i128::from(origin_us)) as f64,
+        None => unix_us.as_f64()? - origin_us as f64,
+    };
+    Some(delta_us / 1e6)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const ORIGIN_US: u64 = 1_764_000_000_000_000;
+
+    fn one(event: Value, origin_us: Option<u64>) -> Event {
+        from_manifest(&[event], origin_us).remove(0)
+    }
+
+    #[test]
+    fn injected_failures_are_timed_from_the_run_start() {
+        let raw = [
+            json!({"kind": "kill", "component": "worker-1", "role": "worker", "host": "10.200.1.14",
+                   "unixUs": 1_764_000_000_123_456u64, "detail": "SIGKILL"}),
+            json!({"kind": "restart", "component": "worker-1", "host": "10.200.1.14", "unixUs": 1_764_000_005_123_456u64}),
+        ];
+        let events = from_manifest(&raw, Some(ORIGIN_US));
+        let kill = Event {
+            kind: Some("kill".into()),
+            component: Some("worker-1".into()),
+            host: Some("10.200.1.14".into()),
+            detail: Some("SIGKILL".into()),
+            at_s: Some(0.123_456),
+        };
+        assert_eq!(events[0], kill);
+        assert_eq!(
+            (events[1].kind.as_deref(), events[1].detail.as_deref(), events[1].at_s),
+            (Some("restart"), None, Some(5.123_456))
+        );
+    }
+
+    #[test]
+    fn events_before_the_origin_are_negative() {
+        assert_eq!(one(json!({"kind": "kill", "unixUs": ORIGIN_US - 2_500_000}), Some(ORIGIN_US)).at_s, Some(-2.5));
+        assert_eq!(one(json!({"unixUs": 0}), Some(1_000_000)).at_s, Some(-1.0));
+        assert_eq!(one(json!({"unixUs": 1.5e6}), Some(1_000_000)).at_s, Some(0.5));
+    }
+
+    #[test]
+    fn events_without_a_time_or_an_origin_are_kept_untimed() {
+        let untimed = one(json!({"kind": "note", "detail": "from another tool"}), Some(ORIGIN_US));
+        assert_eq!((untimed.kind.as_deref(), untimed.at_s), (Some("note"), None));
+        assert_eq!(one(json!({"kind": "kill", "unixUs": ORIGIN_US}), None).at_s, None);
+        assert_eq!(one(json!({"kind": "kill", "unixUs": "soon"}), Some(ORIGIN_US)).at_s, None);
+        let bare = one(json!({"detail": 9, "host": null}), Some(ORIGIN_US));
+        assert_eq!((bare.kind, bare.host, bare.detail.as_deref()), (None, None, Some("9")));
+        assert_eq!(one(json!("not an object"), Some(ORIGIN_US)).kind, None);
+    }
+}
