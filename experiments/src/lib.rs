@@ -3,6 +3,8 @@
 //! and analyses the runs.
 
 pub mod dirigent;
+pub mod failures;
+pub mod platform;
 pub mod process;
 pub mod remote;
 pub mod runner;

@@ -11,6 +11,11 @@ use loader::output::{HostFacts, format_rfc3339, git_commit};
 use serde::Serialize;
 
 use crate::dirigent::local::{Binaries, LocalDirigent, StopReport};
+use crate::platform::Platform;
+use crate::remote::cluster::{RemoteCluster, RemoteError};
+use crate::remote::dirigent::RemoteDirigent;
+use crate::remote::load::RemoteLoad;
+use crate::remote::preflight::HostReport;
 use crate::spec::{ExperimentSpec, PlatformSpec, set_rate};
 
 /// Why an experiment could not run at all (a failure of one run is recorded in its entry instead).
@@ -33,6 +38,9 @@ pub enum ExperimentError {
     /// "load: {0}".
     #[error("load: {0}")]
     Load(String),
+    /// The cluster cannot be used.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
     /// "cannot write {path}: {source}".
     #[error("cannot write {path}: {source}")]
     Write {
@@ -65,6 +73,8 @@ pub struct RunEntry {
     pub error: Option<String>,
     /// Why its analysis failed, if it did.
     pub analysis_error: Option<String>,
+    /// Injected failures (also in the run's `manifest.json`).
+    pub events: Vec<serde_json::Value>,
 }
 
 /// What `experiments run` did.
@@ -81,8 +91,10 @@ pub struct ExperimentRecord {
     pub binaries: Binaries,
     /// Git commit of the toolkit.
     pub git_commit: String,
-    /// The machine.
+    /// The machine the runner ran on.
     pub host: HostFacts,
+    /// The cluster's hosts as preflight found them (none for a local experiment).
+    pub cluster_hosts: Vec<HostReport>,
     /// Start, RFC 3339.
     pub started_at: String,
     /// End, RFC 3339.
@@ -109,8 +121,20 @@ pub async fn run_experiment(spec: &ExperimentSpec, stop: StopSignal) -> Result<E
     let binaries = Binaries::locate(platform.bin_dir.as_deref()).map_err(ExperimentError::Binaries)?;
     check_load(spec)?;
     LocalDirigent::check(platform, &binaries).await?;
+    let cluster = match &spec.cluster {
+        Some(cluster_spec) => Some(prepare_cluster(cluster_spec, &binaries).await?),
+        None => None,
+    };
     let started = SystemTime::now();
-    let folder = create_folder(&spec.output, &spec.name, started)?;
+    let folder = match create_folder(&spec.output, &spec.name, started) {
+        Ok(folder) => folder,
+        Err(e) => {
+            if let Some(cluster) = &cluster {
+                cluster.finish().await;
+            }
+            return Err(e);
+        }
+    };
     let mut record = ExperimentRecord {
         name: spec.name.clone(),
         folder: folder.clone(),
@@ -118,6 +142,7 @@ pub async fn run_experiment(spec: &ExperimentSpec, stop: StopSignal) -> Result<E
         binaries: binaries.clone(),
         git_commit: git_commit(),
         host: HostFacts::collect(),
+        cluster_hosts: cluster.as_ref().map(|c| c.reports.clone()).unwrap_or_default(),
         started_at: format_rfc3339(started),
         ended_at: String::new(),
         runs: Vec::new(),
@@ -128,11 +153,18 @@ pub async fn run_experiment(spec: &ExperimentSpec, stop: StopSignal) -> Result<E
         if stop.is_stopped() {
             break;
         }
-        let dir = folder.join(rate.map_or_else(|| "run".to_owned(), |r| format!("rate-{r}")));
-        let marker = format!("{}-{}", spec.name, dir.display());
-        let entry = run_once(spec, rate, &binaries, &dir, &marker, stop.clone()).await;
+        let name = rate.map_or_else(|| "run".to_owned(), |r| format!("rate-{r}"));
+        let dir = folder.join(&name);
+        let run_id = run_id(&folder, &name);
+        let run = Run { spec, rate, binaries: &binaries, dir: &dir, run_id: &run_id, cluster: cluster.as_ref() };
+        let entry = run.execute(stop.clone()).await;
         tracing::info!(dir = %dir.display(), sent = entry.sent, ok = entry.ok, error = ?entry.error, "run finished");
         record.runs.push(entry);
+    }
+    if let Some(cluster) = &cluster {
+        for problem in cluster.finish().await {
+            tracing::warn!("{problem}");
+        }
     }
     record.interrupted = stop.is_stopped();
     if spec.analysis.report {
@@ -141,6 +173,38 @@ pub async fn run_experiment(spec: &ExperimentSpec, stop: StopSignal) -> Result<E
     record.ended_at = format_rfc3339(SystemTime::now());
     write_json(&folder.join("experiment.json"), &record)?;
     Ok(record)
+}
+
+/// Connects to the cluster, runs preflight on every host and ships the binaries.
+async fn prepare_cluster(
+    spec: &crate::spec::ClusterSpec,
+    binaries: &Binaries,
+) -> Result<RemoteCluster, ExperimentError> {
+    let loader = binaries.loader.clone().ok_or_else(|| {
+        ExperimentError::Binaries(format!(
+            "a cluster run starts the loader on the loader host, but no loader binary is beside {}; build it with \
+             `cargo build --release -p loader`",
+            binaries.dirigent.display()
+        ))
+    })?;
+    let cluster = RemoteCluster::connect(spec).await?;
+    match cluster.ship(binaries, &loader).await {
+        Ok(sent) => tracing::info!(files = sent, "binaries shipped (unchanged ones skipped)"),
+        Err(e) => {
+            cluster.finish().await;
+            return Err(e.into());
+        }
+    }
+    Ok(cluster)
+}
+
+/// The run's marker on the hosts: the results folder's and the run's names, in characters safe everywhere.
+fn run_id(folder: &Path, name: &str) -> String {
+    let base = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    format!("{base}-{name}")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+        .collect()
 }
 
 /// Writes each run's report and plots into its folder, then, for a sweep, the sweep plot into `sweep/`; a run that
@@ -190,56 +254,162 @@ fn create_folder(output: &Path, name: &str, started: SystemTime) -> Result<PathB
     Ok(folder)
 }
 
-/// One run: platform up, load, platform down. Never returns early without stopping what it started.
-async fn run_once(
-    spec: &ExperimentSpec,
+/// One run of an experiment.
+struct Run<'a> {
+    spec: &'a ExperimentSpec,
     rate: Option<f64>,
-    binaries: &Binaries,
-    dir: &Path,
-    marker: &str,
-    stop: StopSignal,
-) -> RunEntry {
-    let mut entry = RunEntry {
-        dir: dir.to_owned(),
-        rate,
-        sent: 0,
-        ok: 0,
-        failed: 0,
-        trustworthy: false,
-        platform_stop: StopReport::default(),
-        error: None,
-        analysis_error: None,
-    };
-    let PlatformSpec::Dirigent(platform) = &spec.platform;
-    let mut cluster = match LocalDirigent::start(platform, binaries, &dir.join("platform"), marker).await {
-        Ok(cluster) => cluster,
-        Err(e) => {
-            entry.error = Some(format!("starting the platform: {e}"));
-            return entry;
-        }
-    };
-    let config = load_config(spec, rate, &cluster, binaries, dir);
-    let outcome = match config {
-        Ok(config) => loader::run::run(&config, stop).await.map_err(|e| format!("load: {e}")),
-        Err(e) => Err(e),
-    };
-    entry.platform_stop = cluster.stop().await;
-    match outcome {
-        Ok(report) => {
-            (entry.sent, entry.ok, entry.failed) = (report.replay.sent, report.replay.ok, report.replay.failed);
-            entry.trustworthy = report.trustworthy;
-        }
-        Err(e) => entry.error = Some(e),
-    }
-    entry
+    binaries: &'a Binaries,
+    dir: &'a Path,
+    run_id: &'a str,
+    cluster: Option<&'a RemoteCluster>,
 }
 
-/// The loader config of one run: the spec's load aimed at the started cluster, writing into `dir`.
+impl Run<'_> {
+    /// Platform up, load (with the failures injected), platform down. Never returns early without stopping what it
+    /// started.
+    async fn execute(&self, stop: StopSignal) -> RunEntry {
+        let mut entry = RunEntry {
+            dir: self.dir.to_owned(),
+            rate: self.rate,
+            sent: 0,
+            ok: 0,
+            failed: 0,
+            trustworthy: false,
+            platform_stop: StopReport::default(),
+            error: None,
+            analysis_error: None,
+            events: Vec::new(),
+        };
+        let platform_dir = self.dir.join("platform");
+        let mut platform = match self.start_platform(&platform_dir).await {
+            Ok(platform) => platform,
+            Err((error, report)) => {
+                entry.error = Some(format!("starting the platform: {error}"));
+                entry.platform_stop = report;
+                return entry;
+            }
+        };
+        let outcome = match crate::failures::check(&self.spec.failures, &platform.component_names()) {
+            Ok(()) => self.load(&mut platform, stop, &mut entry.events).await,
+            Err(e) => Err(e),
+        };
+        entry.platform_stop = platform.stop(&platform_dir, self.run_id).await;
+        match outcome.and_then(|counts| add_events(self.dir, &entry.events).map(|()| counts)) {
+            Ok(counts) => {
+                (entry.sent, entry.ok, entry.failed, entry.trustworthy) =
+                    (counts.sent, counts.ok, counts.failed, counts.trustworthy);
+            }
+            Err(e) => entry.error = Some(e),
+        }
+        entry
+    }
+
+    async fn start_platform(&self, platform_dir: &Path) -> Result<Platform<'_>, (String, StopReport)> {
+        let PlatformSpec::Dirigent(spec) = &self.spec.platform;
+        match self.cluster {
+            None => {
+                let marker = format!("{}-{}", self.spec.name, self.dir.display());
+                LocalDirigent::start(spec, self.binaries, platform_dir, &marker)
+                    .await
+                    .map(Platform::Local)
+                    .map_err(|e| (e.to_string(), StopReport::default()))
+            }
+            Some(cluster) => RemoteDirigent::start(cluster, spec, self.run_id, platform_dir)
+                .await
+                .map(|remote| Platform::Remote(remote, cluster)),
+        }
+    }
+
+    /// Runs the load here or on the loader host, with the failures injected meanwhile; their events go to
+    /// `events`.
+    async fn load(
+        &self,
+        platform: &mut Platform<'_>,
+        stop: StopSignal,
+        events: &mut Vec<serde_json::Value>,
+    ) -> Result<LoadCounts, String> {
+        let image = match self.cluster {
+            // Shipped beside dirigent on every host, where dirigent looks for a bare image name first.
+            Some(_) => "trace-function".to_owned(),
+            None => self.binaries.trace_function.display().to_string(),
+        };
+        let config = load_config(self.spec, self.rate, platform.api(), platform.proxy(), &image, self.dir)?;
+        let done = tokio::sync::Notify::new();
+        let started = tokio::time::Instant::now();
+        let load = async {
+            let result = match self.cluster {
+                None => local_load(&config, stop).await,
+                Some(cluster) => remote_load(cluster, &config, self.run_id, self.dir, &stop).await,
+            };
+            done.notify_one();
+            result
+        };
+        let inject = crate::failures::inject(&self.spec.failures, platform, started, &done);
+        let (result, injected) = tokio::join!(load, inject);
+        *events = injected;
+        result
+    }
+}
+
+/// What one run's load counted.
+#[derive(Debug, Clone, Copy, Default)]
+struct LoadCounts {
+    sent: u64,
+    ok: u64,
+    failed: u64,
+    trustworthy: bool,
+}
+
+async fn local_load(config: &RunConfig, stop: StopSignal) -> Result<LoadCounts, String> {
+    let report = loader::run::run(config, stop).await.map_err(|e| format!("load: {e}"))?;
+    let replay = &report.replay;
+    Ok(LoadCounts { sent: replay.sent, ok: replay.ok, failed: replay.failed, trustworthy: report.trustworthy })
+}
+
+async fn remote_load(
+    cluster: &RemoteCluster,
+    config: &RunConfig,
+    run_id: &str,
+    dir: &Path,
+    stop: &StopSignal,
+) -> Result<LoadCounts, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let expected = loader::workload::prepare(config)
+        .map(|w| std::time::Duration::from_secs_f64(w.run_duration_s))
+        .map_err(|e| format!("load: {e}"))?;
+    let load = RemoteLoad::start(cluster, config, run_id, dir).await.map_err(|e| format!("load: {e}"))?;
+    let waited = load.wait(cluster, stop, expected).await;
+    // Whatever the loader wrote is fetched, also after a failure.
+    let counts = load.collect(cluster, dir).await;
+    waited.map_err(|e| format!("load: {e}"))?;
+    let counts = counts.map_err(|e| format!("load: {e}"))?;
+    Ok(LoadCounts { sent: counts.sent, ok: counts.ok, failed: counts.failed, trustworthy: counts.trustworthy })
+}
+
+/// Appends `events` to the run's `manifest.json`.
+fn add_events(dir: &Path, events: &[serde_json::Value]) -> Result<(), String> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let path = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    match manifest.get_mut("events").and_then(serde_json::Value::as_array_mut) {
+        Some(list) => list.extend(events.iter().cloned()),
+        None => manifest["events"] = serde_json::Value::Array(events.to_vec()),
+    }
+    let text = serde_json::to_string_pretty(&manifest).unwrap_or_default() + "\n";
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// The loader config of one run: the spec's load aimed at the started platform, writing into `dir`.
 fn load_config(
     spec: &ExperimentSpec,
     rate: Option<f64>,
-    cluster: &LocalDirigent,
-    binaries: &Binaries,
+    api: &str,
+    proxy: &str,
+    image: &str,
     dir: &Path,
 ) -> Result<RunConfig, String> {
     let mut config = spec.load.clone();
@@ -248,13 +418,8 @@ fn load_config(
         TargetConfig::Dirigent { min_scale, max_scale, .. } => (*min_scale, *max_scale),
         TargetConfig::Http { .. } | TargetConfig::Grpc { .. } => (0, 0),
     };
-    config.target = TargetConfig::Dirigent {
-        api: cluster.api.clone(),
-        proxy: cluster.proxy.clone(),
-        image: binaries.trace_function.display().to_string(),
-        min_scale,
-        max_scale,
-    };
+    config.target =
+        TargetConfig::Dirigent { api: api.into(), proxy: proxy.into(), image: image.into(), min_scale, max_scale };
     config.output = dir.to_owned();
     Ok(config)
 }

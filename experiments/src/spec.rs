@@ -1,11 +1,15 @@
 //! The experiment spec: one YAML file naming the platform, the load and the analysis. Everything is checked when
 //! the file is read, before any process starts; errors name the file, the line and the key.
 
+mod cluster;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use loader::config::{RunConfig, TargetConfig, Workload};
 use serde::{Deserialize, Serialize};
+
+pub use cluster::{ClusterSpec, FailureSpec};
 
 /// One experiment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -18,6 +22,12 @@ pub struct ExperimentSpec {
     pub output: PathBuf,
     /// The platform under test and how to start it.
     pub platform: PlatformSpec,
+    /// Hosts over SSH to run the platform and the loader on; absent: everything on this machine.
+    #[serde(default)]
+    pub cluster: Option<ClusterSpec>,
+    /// Failures injected during each run's load, in any order.
+    #[serde(default)]
+    pub failures: Vec<FailureSpec>,
     /// The load: a loader run config without `target` and `output` (the platform and the runner decide those).
     #[serde(default)]
     pub load: RunConfig,
@@ -174,6 +184,20 @@ impl ExperimentSpec {
         }
         let PlatformSpec::Dirigent(dirigent) = &self.platform;
         dirigent.validate()?;
+        if let Some(cluster) = &self.cluster {
+            cluster.validate()?;
+        }
+        for (index, failure) in self.failures.iter().enumerate() {
+            if dirigent.processes == Processes::Standalone {
+                return Err(format!("failures[{index}]: `processes: standalone` has no separate role to kill"));
+            }
+            if !is_component_name(&failure.kill) {
+                return Err(format!(
+                    "failures[{index}].kill '{}' must be control-plane, data-plane, data-plane-N or worker-N",
+                    failure.kill
+                ));
+            }
+        }
         for rate in self.rates() {
             let mut config = self.load.clone();
             set_rate(&mut config.workload, rate)?;
@@ -211,6 +235,14 @@ impl DirigentSpec {
         }
         Ok(())
     }
+}
+
+/// Whether `name` can name a role's process: `control-plane`, `data-plane`, `data-plane-N` or `worker-N`.
+fn is_component_name(name: &str) -> bool {
+    let numbered = |prefix: &str| {
+        name.strip_prefix(prefix).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    name == "control-plane" || name == "data-plane" || numbered("data-plane-") || numbered("worker-")
 }
 
 /// Sets the rate of a synthetic workload (`None` leaves it); a trace replay has no rate to sweep.

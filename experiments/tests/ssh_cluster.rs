@@ -172,6 +172,7 @@ fn preflight_reports_the_host_its_busy_ports_and_a_clock_offset_within_its_bound
     let report = experiments::remote::preflight::check(&mut session, &[22, 9090]).expect("preflight");
     assert_eq!(report.os, "Linux");
     assert!(!report.arch.is_empty() && report.cores >= 1, "{report:?}");
+    assert_eq!((report.home.as_str(), report.address.as_str()), ("/root", destination.address.as_str()));
     assert_eq!(report.busy_ports, vec![22], "sshd listens on 22 in the host's namespace, nothing on 9090");
     // The namespaces share this machine's clock: the true offset is 0, so the estimate must lie within its bound.
     assert!(report.clock_offset_us.unsigned_abs() <= report.clock_uncertainty_us + 1, "{report:?}");

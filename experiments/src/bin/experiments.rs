@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use experiments::spec::ExperimentSpec;
+use experiments::spec::{ClusterSpec, ExperimentSpec};
 
 /// One YAML spec, one command: start the platform, run the load, collect, tear down, analyse.
 #[derive(Debug, Parser)]
@@ -24,12 +24,45 @@ enum Command {
         /// Results under this folder instead of the spec's `output`.
         #[arg(long)]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
     /// Check a spec without starting anything.
     Validate {
         /// The experiment spec.
         spec: PathBuf,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
+}
+
+/// Running a spec on hosts over SSH without editing it.
+#[derive(Debug, clap::Args)]
+struct ClusterArgs {
+    /// Run on the hosts of this inventory file (replaces the spec's `cluster` inventory).
+    #[arg(long)]
+    inventory: Option<PathBuf>,
+    /// Accept and record host keys not yet in known_hosts (fresh clusters).
+    #[arg(long)]
+    insecure_accept_new_host_keys: bool,
+}
+
+impl ClusterArgs {
+    /// The spec at `path` with these overrides applied, checked again.
+    fn load(&self, path: &std::path::Path) -> anyhow::Result<ExperimentSpec> {
+        let mut spec = ExperimentSpec::load(path)?;
+        if let Some(inventory) = &self.inventory {
+            let cluster = spec.cluster.get_or_insert_with(|| ClusterSpec::from_inventory_file(inventory.clone()));
+            (cluster.inventory_file, cluster.inventory) = (Some(inventory.clone()), None);
+        }
+        if self.insecure_accept_new_host_keys {
+            let cluster =
+                spec.cluster.as_mut().context("--insecure-accept-new-host-keys needs a cluster (--inventory)")?;
+            cluster.insecure_accept_new_host_keys = true;
+        }
+        spec.validate().map_err(|message| anyhow::anyhow!("invalid experiment spec {}: {message}", path.display()))?;
+        Ok(spec)
+    }
 }
 
 fn main() -> ExitCode {
@@ -50,13 +83,17 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Validate { spec } => {
-            let spec = ExperimentSpec::load(&spec)?;
+        Command::Validate { spec, cluster } => {
+            let spec = cluster.load(&spec)?;
+            if let Some(cluster) = &spec.cluster {
+                let inventory = cluster.inventory()?;
+                println!("cluster of {} hosts", inventory.hosts.len());
+            }
             println!("spec '{}' is valid: {} run(s)", spec.name, spec.rates().len());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { spec, output } => {
-            let mut spec = ExperimentSpec::load(&spec)?;
+        Command::Run { spec, output, cluster } => {
+            let mut spec = cluster.load(&spec)?;
             spec.output = output.unwrap_or(spec.output);
             // Before the runtime exists, so its threads inherit it; the platform's processes are reset to normal.
             loader::driver::realtime::enter_if(spec.load.driver.realtime);

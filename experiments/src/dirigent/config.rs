@@ -24,7 +24,7 @@ fn merge(section: &Value, defaults: Value, forced: Value) -> Value {
 pub fn control_plane(spec: &DirigentSpec, host: &str) -> Value {
     merge(
         &spec.control_plane,
-        json!({ "grpc_listen": format!("{host}:0"), "http_listen": format!("{host}:0") }),
+        json!({ "grpc_listen": format!("{host}:0"), "http_listen": format!("{host}:0"), "advertise_host": host }),
         json!({}),
     )
 }
@@ -33,25 +33,35 @@ pub fn control_plane(spec: &DirigentSpec, host: &str) -> Value {
 pub fn data_plane(spec: &DirigentSpec, host: &str, control_plane_grpc: &str) -> Value {
     merge(
         &spec.data_plane,
-        json!({ "proxy_listen": format!("{host}:0"), "grpc_listen": format!("{host}:0") }),
+        json!({ "proxy_listen": format!("{host}:0"), "grpc_listen": format!("{host}:0"), "advertise_host": host }),
         json!({ "control_plane": control_plane_grpc }),
     )
 }
 
-/// Worker `index` of `count`: its own slice of the sandbox port range, so workers on one host never collide.
+/// Worker `index` of the spec's workers on one host: its own slice of the sandbox port range, so workers on one
+/// host never collide.
 pub fn worker(spec: &DirigentSpec, host: &str, control_plane_grpc: &str, index: u32) -> Result<Value, String> {
+    worker_in_slot(spec, host, control_plane_grpc, &format!("worker-{index}"), index, spec.workers)
+}
+
+/// Worker `name` using slice `slot` of `slots` of the sandbox port range (a worker alone on its host: 0 of 1).
+pub fn worker_in_slot(
+    spec: &DirigentSpec,
+    host: &str,
+    control_plane_grpc: &str,
+    name: &str,
+    slot: u32,
+    slots: u32,
+) -> Result<Value, String> {
     let (low, high) = sandbox_ports(&spec.worker)?;
-    let width = (u32::from(high) - u32::from(low) + 1) / spec.workers.max(1);
+    let width = (u32::from(high) - u32::from(low) + 1) / slots.max(1);
     if width == 0 {
-        return Err(format!(
-            "platform.worker.sandbox_ports {low}-{high} has fewer ports than the {} workers",
-            spec.workers
-        ));
+        return Err(format!("platform.worker.sandbox_ports {low}-{high} has fewer ports than the {slots} workers"));
     }
-    let first = u32::from(low) + index * width;
+    let first = u32::from(low) + slot * width;
     Ok(merge(
         &spec.worker,
-        json!({ "listen": format!("{host}:0"), "name": format!("worker-{index}") }),
+        json!({ "listen": format!("{host}:0"), "name": name, "advertise_host": host, "sandbox_host": host }),
         json!({ "control_plane": control_plane_grpc, "sandbox_ports": format!("{first}-{}", first + width - 1) }),
     ))
 }
@@ -94,7 +104,9 @@ mod tests {
     fn user_keys_stay_and_addresses_are_filled_in() {
         let d = spec("{ kind: dirigent, control_plane: { placement: random, http_listen: 127.0.0.1:9091 } }");
         let cp = control_plane(&d, "127.0.0.1");
-        assert_eq!(cp, json!({ "placement": "random", "http_listen": "127.0.0.1:9091", "grpc_listen": "127.0.0.1:0" }));
+        let expected = json!({ "placement": "random", "http_listen": "127.0.0.1:9091", "grpc_listen": "127.0.0.1:0",
+            "advertise_host": "127.0.0.1" });
+        assert_eq!(cp, expected);
         let d = spec("{ kind: dirigent, data_plane: { control_plane: 'ignored:1', load_balancing: random } }");
         let dp = data_plane(&d, "127.0.0.1", "127.0.0.1:5000");
         assert_eq!(dp["control_plane"], "127.0.0.1:5000");

@@ -74,6 +74,22 @@ pub struct LocalDirigent {
     /// The roles, in start order.
     components: Vec<ComponentProcess>,
     marker: String,
+    /// How each role was started, by name, for a restart.
+    launches: Vec<RoleLaunch>,
+    /// Roles a failure injection killed and left down, whose exit is no surprise at the stop.
+    down_on_purpose: Vec<String>,
+    spec: DirigentSpec,
+    binaries: Binaries,
+    dir: PathBuf,
+}
+
+/// How one role was started.
+#[derive(Debug, Clone)]
+struct RoleLaunch {
+    name: String,
+    role: &'static str,
+    config: PathBuf,
+    starts: u32,
 }
 
 /// What stopping found.
@@ -82,14 +98,18 @@ pub struct LocalDirigent {
 pub struct StopReport {
     /// Roles that did not exit cleanly (killed, or a non-zero status).
     pub unclean: Vec<String>,
-    /// Sandbox processes still alive after every role stopped (then killed).
-    pub surviving_sandboxes: Vec<u32>,
+    /// Sandbox processes still alive after every role stopped (then killed): `PID` here, `PID COMMAND on HOST` on
+    /// a cluster.
+    pub surviving_sandboxes: Vec<String>,
+    /// Teardown steps that failed (e.g. a host that could not be reached), so what they should have removed may
+    /// still be there.
+    pub errors: Vec<String>,
 }
 
 impl StopReport {
     /// Whether everything stopped and nothing survived.
     pub fn is_clean(&self) -> bool {
-        self.unclean.is_empty() && self.surviving_sandboxes.is_empty()
+        self.unclean.is_empty() && self.surviving_sandboxes.is_empty() && self.errors.is_empty()
     }
 }
 
@@ -101,6 +121,8 @@ pub struct Binaries {
     pub dirigent: PathBuf,
     /// `trace-function`, the image every function runs.
     pub trace_function: PathBuf,
+    /// `loader`, when it was built beside them (a cluster run starts it on the loader host).
+    pub loader: Option<PathBuf>,
 }
 
 impl Binaries {
@@ -117,7 +139,8 @@ impl Binaries {
             let (dirigent, trace_function) = (dir.join("dirigent"), dir.join("trace-function"));
             if dirigent.is_file() && trace_function.is_file() {
                 let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
-                return Ok(Binaries { dirigent: absolute(dirigent), trace_function: absolute(trace_function) });
+                let loader = Some(dir.join("loader")).filter(|path| path.is_file()).map(absolute);
+                return Ok(Binaries { dirigent: absolute(dirigent), trace_function: absolute(trace_function), loader });
             }
         }
         let looked: Vec<String> = candidates.iter().map(|d| d.display().to_string()).collect();
@@ -159,14 +182,23 @@ impl LocalDirigent {
         marker: &str,
     ) -> Result<Self, ClusterError> {
         std::fs::create_dir_all(dir).map_err(|source| ClusterError::Write { path: dir.into(), source })?;
-        let mut cluster =
-            LocalDirigent { api: String::new(), proxy: String::new(), components: Vec::new(), marker: marker.into() };
+        let mut cluster = LocalDirigent {
+            api: String::new(),
+            proxy: String::new(),
+            components: Vec::new(),
+            marker: marker.into(),
+            launches: Vec::new(),
+            down_on_purpose: Vec::new(),
+            spec: spec.clone(),
+            binaries: binaries.clone(),
+            dir: dir.to_owned(),
+        };
         let started = match spec.processes {
             Processes::Standalone => cluster.start_standalone(spec, binaries, dir).await,
             Processes::Roles => cluster.start_roles(spec, binaries, dir).await,
         };
         let healthy = match started {
-            Ok(()) => wait_healthy(&cluster.api, spec.workers, spec.start_timeout).await,
+            Ok(()) => wait_healthy(&cluster.api, spec.workers as usize, 1, spec.start_timeout).await,
             Err(e) => Err(e),
         };
         match healthy {
@@ -212,8 +244,22 @@ impl LocalDirigent {
     }
 
     async fn launch(
-        &self,
+        &mut self,
         name: &str,
+        role: &'static str,
+        config: &Path,
+        spec: &DirigentSpec,
+        bins: &Binaries,
+        dir: &Path,
+    ) -> Result<ComponentProcess, ClusterError> {
+        self.launches.push(RoleLaunch { name: name.into(), role, config: config.into(), starts: 0 });
+        self.spawn_role(name, role, config, spec, bins, dir).await
+    }
+
+    /// Starts role `role` as `log_name` (its log is `<log_name>.log`).
+    async fn spawn_role(
+        &self,
+        log_name: &str,
         role: &str,
         config: &Path,
         spec: &DirigentSpec,
@@ -225,7 +271,7 @@ impl LocalDirigent {
         let mut args = vec!["-n".into(), spec.nice.to_string(), bins.dirigent.display().to_string()];
         args.extend([role.into(), "--config".into(), config.display().to_string()]);
         Ok(ComponentProcess::start(Launch {
-            name,
+            name: log_name,
             program: Path::new(NICE),
             args,
             log_dir: dir,
@@ -233,6 +279,45 @@ impl LocalDirigent {
             ready_timeout: spec.start_timeout,
         })
         .await?)
+    }
+
+    /// The names of the roles' processes, in start order.
+    pub fn component_names(&self) -> Vec<String> {
+        self.launches.iter().map(|launch| launch.name.clone()).collect()
+    }
+
+    /// Kills role process `name` with SIGKILL (a failure injection).
+    pub fn kill(&mut self, name: &str) -> Result<(), String> {
+        let process = self.components.iter().find(|c| c.name == name).ok_or_else(|| self.unknown(name))?;
+        let pid = process.pid().ok_or_else(|| format!("{name} is not running"))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL)
+            .map_err(|e| format!("killing {name} (PID {pid}): {e}"))?;
+        self.down_on_purpose.push(name.into());
+        Ok(())
+    }
+
+    /// Starts role process `name` again with its config (its log is `<name>.<N>.log` for the N-th restart).
+    pub async fn restart(&mut self, name: &str) -> Result<(), String> {
+        let position = self.launches.iter().position(|l| l.name == name).ok_or_else(|| self.unknown(name))?;
+        self.launches[position].starts += 1;
+        let launch = self.launches[position].clone();
+        let log_name = format!("{name}.{}", launch.starts);
+        let (spec, bins, dir) = (self.spec.clone(), self.binaries.clone(), self.dir.clone());
+        let mut process = self
+            .spawn_role(&log_name, launch.role, &launch.config, &spec, &bins, &dir)
+            .await
+            .map_err(|e| format!("restarting {name}: {e}"))?;
+        process.name = name.into();
+        // The killed process's entry is replaced; its exit was reaped by nobody yet and needs no stop.
+        if let Some(old) = self.components.iter().position(|c| c.name == name) {
+            self.components[old] = process;
+        }
+        self.down_on_purpose.retain(|n| n != name);
+        Ok(())
+    }
+
+    fn unknown(&self, name: &str) -> String {
+        format!("no role process '{name}' here; there are {}", self.component_names().join(", "))
     }
 
     /// The process ids of the roles.
@@ -245,14 +330,17 @@ impl LocalDirigent {
     pub async fn stop(&mut self) -> StopReport {
         let mut report = StopReport::default();
         while let Some(component) = self.components.pop() {
-            if let Some(note) = component.stop().await {
+            let expected_down = self.down_on_purpose.contains(&component.name);
+            if let Some(note) = component.stop().await
+                && !expected_down
+            {
                 report.unclean.push(note);
             }
         }
         let marker = format!("{RUN_MARKER_VAR}={}", self.marker);
-        report.surviving_sandboxes = processes_with_env(&marker);
-        for pid in &report.surviving_sandboxes {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid as i32), nix::sys::signal::Signal::SIGKILL);
+        for pid in processes_with_env(&marker) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            report.surviving_sandboxes.push(pid.to_string());
         }
         report
     }
@@ -300,14 +388,19 @@ fn required(process: &ComponentProcess, key: &'static str) -> Result<String, Clu
     })
 }
 
-/// Polls the control plane until `workers` workers and a data plane have registered.
-async fn wait_healthy(api: &str, workers: u32, timeout: Duration) -> Result<(), ClusterError> {
+/// Polls the control plane until `workers` workers and `data_planes` data planes have registered.
+pub(crate) async fn wait_healthy(
+    api: &str,
+    workers: usize,
+    data_planes: usize,
+    timeout: Duration,
+) -> Result<(), ClusterError> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap_or_default();
     let deadline = Instant::now() + timeout;
     loop {
         let last = match registered(&client, api).await {
-            Ok((w, d)) if w >= workers as usize && d >= 1 => return Ok(()),
-            Ok((w, d)) => format!("{w} of {workers} workers and {d} data planes registered"),
+            Ok((w, d)) if w >= workers && d >= data_planes => return Ok(()),
+            Ok((w, d)) => format!("{w} of {workers} workers and {d} of {data_planes} data planes registered"),
             Err(e) => e,
         };
         if Instant::now() >= deadline {

@@ -37,16 +37,26 @@ pub struct HostReport {
     pub clock_uncertainty_us: u64,
     /// Of the ports asked about, those something already listens on (TCP, IPv4 or IPv6).
     pub busy_ports: Vec<u16>,
+    /// The login user's home folder (remote paths are relative to it).
+    pub home: String,
+    /// The host's own address on the connection the runner came in on (from `SSH_CONNECTION`): the address the
+    /// roles listen on, so that the other hosts reach them the way the runner did.
+    pub address: String,
     /// What the runner should tell the user.
     pub warnings: Vec<String>,
 }
 
 /// Checks the host behind `session`; `ports` are the TCP ports the roles there will listen on.
 pub fn check(session: &mut Session, ports: &[u16]) -> Result<HostReport, SshError> {
-    let facts = session.exec_ok("uname -s; uname -m; nproc", COMMAND_TIMEOUT)?.stdout;
+    let command = r#"uname -s; uname -m; nproc; printf '%s\n' "$HOME" "$SSH_CONNECTION""#;
+    let facts = session.exec_ok(command, COMMAND_TIMEOUT)?.stdout;
     let mut lines = facts.lines().map(str::trim);
-    let (os, arch) = (lines.next().unwrap_or_default().to_owned(), lines.next().unwrap_or_default().to_owned());
-    let cores = lines.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let mut next = || lines.next().unwrap_or_default().to_owned();
+    let (os, arch, cores, home, connection) = (next(), next(), next(), next(), next());
+    let cores = cores.parse().unwrap_or(0);
+    // SSH_CONNECTION is "client-address client-port server-address server-port".
+    let address =
+        connection.split_whitespace().nth(2).map_or_else(|| session.destination().address.clone(), Into::into);
     let (clock_offset_us, clock_uncertainty_us) = clock_offset(session)?;
     let listening = session.exec_ok("cat /proc/net/tcp /proc/net/tcp6 2>/dev/null", COMMAND_TIMEOUT)?.stdout;
     let busy_ports = busy(ports, &listening_ports(&listening));
@@ -58,6 +68,8 @@ pub fn check(session: &mut Session, ports: &[u16]) -> Result<HostReport, SshErro
         clock_offset_us,
         clock_uncertainty_us,
         busy_ports,
+        home,
+        address,
         warnings: Vec::new(),
     };
     report.warnings = warnings(&report);
@@ -150,6 +162,8 @@ mod tests {
             clock_offset_us: offset,
             clock_uncertainty_us: uncertainty,
             busy_ports: busy,
+            home: "/root".into(),
+            address: "10.0.0.1".into(),
             warnings: Vec::new(),
         };
         assert!(warnings(&report(1_500, 800, vec![])).is_empty(), "within 1 ms once the uncertainty is allowed for");

@@ -1,0 +1,403 @@
+//! The orchestrator's roles on their hosts for one run: configs generated with each host's address, uploaded and
+//! started in order (control plane, data planes, workers) as detached processes that survive the SSH session, with
+//! their logs in the run's folder on the host; then health-checked through the control plane's API. Stopping goes
+//! workers first, then looks on every host for processes that carry the run's marker and kills them.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::cluster::{RemoteCluster, SHORT};
+use super::script;
+use crate::dirigent::config;
+use crate::dirigent::local::{RUN_MARKER_VAR, StopReport, wait_healthy};
+use crate::spec::DirigentSpec;
+use crate::ssh::inventory::Role;
+use crate::ssh::{Session, SshError, shell_quote};
+
+/// How long a role may take to exit after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// One role's process on its host.
+#[derive(Debug, Clone)]
+struct Component {
+    /// `control-plane`, `data-plane`, `data-plane-N`, `worker-N`.
+    name: String,
+    /// The `dirigent` subcommand.
+    role: &'static str,
+    /// Inventory index of its host.
+    host: usize,
+    /// How often it was started (restarts get logs of their own).
+    starts: u32,
+    /// Whether a failure injection left it down on purpose.
+    down_on_purpose: bool,
+}
+
+/// What starting one process on a host found.
+struct Started {
+    addresses: Value,
+}
+
+/// Everything a blocking start on a host needs.
+#[derive(Clone)]
+struct Launch {
+    dir: String,
+    bin: String,
+    marker: String,
+    nice: u8,
+    timeout: Duration,
+}
+
+/// The roles of one run on the cluster's hosts.
+#[derive(Debug)]
+pub struct RemoteDirigent {
+    /// The control plane's HTTP API (`address:port`).
+    pub api: String,
+    /// The first data plane's proxy (`address:port`), where the loader sends.
+    pub proxy: String,
+    run_id: String,
+    components: Vec<Component>,
+    spec: DirigentSpec,
+}
+
+impl RemoteDirigent {
+    /// Starts the roles of run `run_id` (configs written to `local_dir` too) and returns once every worker and data
+    /// plane registered. On failure everything started is stopped again and the logs fetched; the error says what
+    /// failed and the report what teardown found.
+    pub async fn start(
+        cluster: &RemoteCluster,
+        spec: &DirigentSpec,
+        run_id: &str,
+        local_dir: &Path,
+    ) -> Result<Self, (String, StopReport)> {
+        let mut platform = RemoteDirigent {
+            api: String::new(),
+            proxy: String::new(),
+            run_id: run_id.into(),
+            components: Vec::new(),
+            spec: spec.clone(),
+        };
+        match platform.start_all(cluster, local_dir).await {
+            Ok(()) => Ok(platform),
+            Err(error) => {
+                let mut report = platform.stop(cluster).await;
+                report.errors.extend(platform.collect_logs(cluster, local_dir).await);
+                report.errors.extend(Self::remove_run(cluster, run_id).await);
+                Err((error, report))
+            }
+        }
+    }
+
+    /// The run's folder on host `index`.
+    pub fn run_dir(cluster: &RemoteCluster, index: usize, run_id: &str) -> String {
+        format!("{}/runs/{run_id}", cluster.root(index))
+    }
+
+    async fn start_all(&mut self, cluster: &RemoteCluster, local_dir: &Path) -> Result<(), String> {
+        std::fs::create_dir_all(local_dir).map_err(|e| format!("cannot create {}: {e}", local_dir.display()))?;
+        let dirs: Vec<String> =
+            (0..cluster.inventory.hosts.len()).map(|i| Self::run_dir(cluster, i, &self.run_id)).collect();
+        let made = cluster
+            .on_each((0..dirs.len()).collect(), move |index, session| {
+                session.exec_ok(&format!("mkdir -p {}", shell_quote(&dirs[index])), SHORT).map(|_| ())
+            })
+            .await;
+        super::cluster::collect("creating the run folders", made).map_err(|e| e.to_string())?;
+
+        let spec = self.spec.clone();
+        let control_plane = cluster.with_role(Role::ControlPlane)[0];
+        let address = cluster.reports[control_plane].address.clone();
+        let started = self
+            .start_group(cluster, local_dir, "control-plane", &[control_plane], |_, _| {
+                Ok(config::control_plane(&spec, &address))
+            })
+            .await?;
+        let grpc = address_of(&started[0], "grpc")?;
+        self.api = address_of(&started[0], "api")?;
+
+        let data_planes = cluster.with_role(Role::DataPlane);
+        let started = self
+            .start_group(cluster, local_dir, "data-plane", &data_planes, |_, host| {
+                Ok(config::data_plane(&spec, &cluster.reports[host].address, &grpc))
+            })
+            .await?;
+        self.proxy = address_of(&started[0], "proxy")?;
+
+        let workers = cluster.with_role(Role::Worker);
+        self.start_group(cluster, local_dir, "worker", &workers, |name, host| {
+            config::worker_in_slot(&spec, &cluster.reports[host].address, &grpc, name, 0, 1)
+        })
+        .await?;
+        wait_healthy(&self.api, workers.len(), data_planes.len(), self.spec.start_timeout)
+            .await
+            .map_err(|e| format!("health check through the control plane at {}: {e}", self.api))
+    }
+
+    /// Starts role `role` on each of `hosts` at once, named after the role (numbered when there can be several);
+    /// `make_config(name, host)` gives each one's config.
+    async fn start_group(
+        &mut self,
+        cluster: &RemoteCluster,
+        local_dir: &Path,
+        role: &'static str,
+        hosts: &[usize],
+        make_config: impl Fn(&str, usize) -> Result<Value, String>,
+    ) -> Result<Vec<Started>, String> {
+        let mut components = Vec::new();
+        for (index, &host) in hosts.iter().enumerate() {
+            let name = component_name(role, index);
+            let config = make_config(&name, host).map_err(|e| format!("the config of {name}: {e}"))?;
+            write_local(&local_dir.join(format!("{name}.yaml")), &config)?;
+            components.push(Component { name, role, host, starts: 0, down_on_purpose: false });
+        }
+        self.components.extend(components.iter().cloned());
+        let launches: Vec<(Component, Launch, PathBuf)> = components
+            .into_iter()
+            .map(|c| {
+                let launch = self.launch(cluster, c.host);
+                let config = local_dir.join(format!("{}.yaml", c.name));
+                (c, launch, config)
+            })
+            .collect();
+        let indices = launches.iter().map(|(c, _, _)| c.host).collect();
+        let results = cluster
+            .on_each(indices, move |host, session| {
+                let (component, launch, config) =
+                    launches.iter().find(|(c, _, _)| c.host == host).expect("a launch per host");
+                Ok(start_on(session, component, launch, Some(config)))
+            })
+            .await;
+        let mut started = Vec::new();
+        let mut errors = Vec::new();
+        for result in results {
+            match result.map_err(|e| e.to_string()).and_then(|r| r) {
+                Ok(s) => started.push(s),
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() { Ok(started) } else { Err(errors.join("; ")) }
+    }
+
+    fn launch(&self, cluster: &RemoteCluster, host: usize) -> Launch {
+        Launch {
+            dir: Self::run_dir(cluster, host, &self.run_id),
+            bin: cluster.bin(host),
+            marker: format!("{}@{host}", self.run_id),
+            nice: self.spec.nice,
+            timeout: self.spec.start_timeout,
+        }
+    }
+
+    /// The names of the components, in start order.
+    pub fn component_names(&self) -> Vec<String> {
+        self.components.iter().map(|c| c.name.clone()).collect()
+    }
+
+    /// Kills component `name` with SIGKILL; returns its host's name and the host's clock at the kill, ns since the
+    /// epoch.
+    pub async fn kill(&mut self, cluster: &RemoteCluster, name: &str) -> Result<(String, i128), String> {
+        let position = self.position(name)?;
+        let component = self.components[position].clone();
+        let pid_file = format!("{}/{}.pid", Self::run_dir(cluster, component.host, &self.run_id), component.name);
+        let output = cluster
+            .on(component.host, move |session| session.exec_ok(&script::kill_now(&pid_file), SHORT))
+            .await
+            .map_err(|e| format!("killing {name}: {e}"))?;
+        let at_ns =
+            output.stdout.trim().parse().map_err(|_| format!("killing {name}: no time in '{}'", output.stdout))?;
+        self.components[position].down_on_purpose = true;
+        Ok((cluster.name(component.host), at_ns))
+    }
+
+    /// Starts component `name` again with its config; returns its host's name.
+    pub async fn restart(&mut self, cluster: &RemoteCluster, name: &str) -> Result<String, String> {
+        let position = self.position(name)?;
+        self.components[position].starts += 1;
+        let component = self.components[position].clone();
+        let launch = self.launch(cluster, component.host);
+        let result = cluster.on(component.host, move |session| Ok(start_on(session, &component, &launch, None))).await;
+        result.map_err(|e| e.to_string()).and_then(|r| r).map_err(|e| format!("restarting {name}: {e}"))?;
+        self.components[position].down_on_purpose = false;
+        Ok(cluster.name(self.components[position].host))
+    }
+
+    fn position(&self, name: &str) -> Result<usize, String> {
+        self.components.iter().position(|c| c.name == name).ok_or_else(|| {
+            format!("no component '{name}' in this cluster; there are {}", self.component_names().join(", "))
+        })
+    }
+
+    /// Stops workers, then data planes, then the control plane; then kills and reports every process left with the
+    /// run's marker on any host. Never fails: what went wrong is in the report.
+    pub async fn stop(&mut self, cluster: &RemoteCluster) -> StopReport {
+        let mut report = StopReport::default();
+        for role in ["worker", "data-plane", "control-plane"] {
+            let group: Vec<Component> = self.components.iter().filter(|c| c.role == role).cloned().collect();
+            let pid_files: Vec<(usize, String)> = group
+                .iter()
+                .map(|c| (c.host, format!("{}/{}.pid", Self::run_dir(cluster, c.host, &self.run_id), c.name)))
+                .collect();
+            let results = cluster
+                .on_each(group.iter().map(|c| c.host).collect(), move |host, session| {
+                    let pid_file = &pid_files.iter().find(|(h, _)| *h == host).expect("a pid file per host").1;
+                    session.exec_ok(&script::stop(pid_file, STOP_GRACE), STOP_GRACE + SHORT)
+                })
+                .await;
+            for (component, result) in group.iter().zip(results) {
+                let on = format!("{} on {}", component.name, cluster.name(component.host));
+                match result.map(|output| output.stdout.trim().to_owned()) {
+                    Ok(state) if state == "stopped" => {}
+                    Ok(state) if state == "gone" && component.down_on_purpose => {}
+                    Ok(state) if state == "gone" => report.unclean.push(format!("{on} had exited before the stop")),
+                    Ok(_) => report.unclean.push(format!("{on} did not exit within {STOP_GRACE:?} of SIGTERM: killed")),
+                    Err(e) => report.errors.push(format!("stopping {on}: {e}")),
+                }
+            }
+        }
+        self.sweep_survivors(cluster, &mut report).await;
+        report
+    }
+
+    async fn sweep_survivors(&self, cluster: &RemoteCluster, report: &mut StopReport) {
+        let hosts: Vec<usize> = (0..cluster.inventory.hosts.len()).collect();
+        let run_id = self.run_id.clone();
+        let results = cluster
+            .on_each(hosts.clone(), move |host, session| {
+                session.exec_ok(&script::kill_marked(RUN_MARKER_VAR, &format!("{run_id}@{host}")), SHORT)
+            })
+            .await;
+        for (host, result) in hosts.into_iter().zip(results) {
+            match result {
+                Ok(output) => report
+                    .surviving_sandboxes
+                    .extend(output.stdout.lines().map(|line| format!("{line} on {}", cluster.name(host)))),
+                Err(e) => report.errors.push(format!("looking for surviving processes: {e}")),
+            }
+        }
+    }
+
+    /// Downloads every log of the run's roles into `local_dir`; returns what could not be fetched.
+    pub async fn collect_logs(&self, cluster: &RemoteCluster, local_dir: &Path) -> Vec<String> {
+        let hosts: Vec<usize> = unique(self.components.iter().map(|c| c.host));
+        let dirs: Vec<String> =
+            (0..cluster.inventory.hosts.len()).map(|i| Self::run_dir(cluster, i, &self.run_id)).collect();
+        let local = local_dir.to_owned();
+        let names: Vec<(usize, String)> = self.components.iter().map(|c| (c.host, c.name.clone())).collect();
+        let results = cluster
+            .on_each(hosts, move |host, session| {
+                let files = session.exec_ok(&script::list_files(&dirs[host]), SHORT)?.stdout;
+                let mine: Vec<&String> = names.iter().filter(|(h, _)| *h == host).map(|(_, n)| n).collect();
+                for file in
+                    files.lines().filter(|f| f.ends_with(".log") && mine.iter().any(|n| f.starts_with(n.as_str())))
+                {
+                    session.download(&format!("{}/{file}", dirs[host]), &local.join(file))?;
+                }
+                Ok(())
+            })
+            .await;
+        results.into_iter().filter_map(|r| r.err().map(|e| format!("collecting logs: {e}"))).collect()
+    }
+
+    /// Removes the run's folder from every host; returns what could not be removed.
+    pub async fn remove_run(cluster: &RemoteCluster, run_id: &str) -> Vec<String> {
+        let dirs: Vec<String> = (0..cluster.inventory.hosts.len()).map(|i| Self::run_dir(cluster, i, run_id)).collect();
+        let results = cluster
+            .on_each((0..dirs.len()).collect(), move |host, session| {
+                session.exec_ok(&format!("rm -rf {}", shell_quote(&dirs[host])), SHORT).map(|_| ())
+            })
+            .await;
+        results.into_iter().filter_map(|r| r.err().map(|e| format!("removing the run folder: {e}"))).collect()
+    }
+}
+
+/// Uploads the config (when given), starts the component detached and waits for its ready line.
+fn start_on(
+    session: &mut Session,
+    component: &Component,
+    launch: &Launch,
+    config: Option<&PathBuf>,
+) -> Result<Started, String> {
+    let host = session.destination().to_string();
+    let name = &component.name;
+    let step = |what: &str, e: SshError| format!("{what} {name} on {host}: {e}");
+    let config_file = format!("{name}.yaml");
+    if let Some(local) = config {
+        session
+            .upload(local, &format!("{}/{config_file}", launch.dir), 0o644)
+            .map_err(|e| step("uploading the config of", e))?;
+    }
+    let log = match component.starts {
+        0 => format!("{name}.log"),
+        n => format!("{name}.{n}.log"),
+    };
+    let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,h2=warn,tower=warn".into());
+    let command: Vec<String> = vec![
+        "nice".into(),
+        "-n".into(),
+        launch.nice.to_string(),
+        format!("{}/dirigent", launch.bin),
+        component.role.into(),
+        "--config".into(),
+        config_file,
+    ];
+    let env = [(RUN_MARKER_VAR, launch.marker.as_str()), ("RUST_LOG", rust_log.as_str())];
+    let start = script::start_detached(&launch.dir, &env, &command, &log, &format!("{name}.pid"));
+    let output = session.exec_ok(&start, SHORT).map_err(|e| step("starting", e))?;
+    let pid: u32 = output
+        .stdout
+        .trim()
+        .parse()
+        .map_err(|_| format!("starting {name} on {host}: no PID in '{}'", output.stdout.trim()))?;
+    let wait = script::wait_ready(&launch.dir, pid, &log, launch.timeout);
+    let output = session.exec(&wait, launch.timeout + SHORT).map_err(|e| step("waiting for", e))?;
+    if !output.success() {
+        return Err(format!("{name} on {host} did not start: {}", output.stderr.trim()));
+    }
+    let ready: Value = serde_json::from_str(output.stdout.trim())
+        .map_err(|e| format!("{name} on {host} printed a bad ready line '{}': {e}", output.stdout.trim()))?;
+    Ok(Started { addresses: ready["ready"]["addresses"].clone() })
+}
+
+/// `control-plane`, `data-plane` for the first data plane and `data-plane-N` for the others, `worker-N`.
+fn component_name(role: &str, index: usize) -> String {
+    match (role, index) {
+        ("control-plane", _) | ("data-plane", 0) => role.into(),
+        _ => format!("{role}-{index}"),
+    }
+}
+
+fn address_of(started: &Started, key: &str) -> Result<String, String> {
+    started
+        .addresses
+        .get(key)
+        .and_then(Value::as_str)
+        .map(String::from)
+        .ok_or_else(|| format!("the ready line announced no '{key}' address: {}", started.addresses))
+}
+
+fn write_local(path: &Path, config: &Value) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(config).unwrap_or_default() + "\n";
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn unique(hosts: impl Iterator<Item = usize>) -> Vec<usize> {
+    let mut hosts: Vec<usize> = hosts.collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    hosts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_are_named_like_the_local_ones() {
+        assert_eq!(component_name("control-plane", 0), "control-plane");
+        assert_eq!(component_name("data-plane", 0), "data-plane");
+        assert_eq!(component_name("data-plane", 2), "data-plane-2");
+        assert_eq!(component_name("worker", 0), "worker-0");
+        assert_eq!(unique([3, 1, 3, 2].into_iter()), vec![1, 2, 3]);
+    }
+}

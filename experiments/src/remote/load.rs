@@ -1,0 +1,233 @@
+//! The loader on the loader host: its config and trace uploaded, started detached (a dropped SSH connection does
+//! not end the measurement), its progress lines relayed while it runs, Ctrl-C passed on as SIGINT, and its run
+//! folder downloaded into the local results.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use loader::config::{RunConfig, Workload};
+use loader::driver::StopSignal;
+
+use super::cluster::{RemoteCluster, SHORT};
+use super::dirigent::RemoteDirigent;
+use super::script;
+use crate::ssh::inventory::Role;
+use crate::ssh::{SshError, shell_quote};
+
+/// How often the loader's log is read.
+const POLL_EVERY: Duration = Duration::from_secs(1);
+/// Time the loader gets beyond its schedule (deploying, draining, writing) before it is killed.
+const GRACE: Duration = Duration::from_secs(300);
+
+/// What the remote loader measured, from its `summary.json`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadCounts {
+    /// Invocations sent, warm-up included.
+    pub sent: u64,
+    /// Of those, successful.
+    pub ok: u64,
+    /// Of those, failed.
+    pub failed: u64,
+    /// Whether the send lag stayed under its threshold.
+    pub trustworthy: bool,
+}
+
+/// The loader of one run on the loader host.
+#[derive(Debug)]
+pub struct RemoteLoad {
+    /// Inventory index of the loader host.
+    pub host: usize,
+    dir: String,
+    pid: u32,
+}
+
+impl RemoteLoad {
+    /// Uploads `config` (its trace too, for a trace replay) and starts `loader run` on the loader host, writing
+    /// into the run's folder there; the config as sent is kept as `local_dir/loader.yaml`.
+    pub async fn start(
+        cluster: &RemoteCluster,
+        config: &RunConfig,
+        run_id: &str,
+        local_dir: &Path,
+    ) -> Result<Self, String> {
+        let host = cluster.with_role(Role::Loader)[0];
+        let dir = format!("{}/load", RemoteDirigent::run_dir(cluster, host, run_id));
+        let mut config = config.clone();
+        config.output = PathBuf::from(format!("{dir}/out"));
+        let trace = trace_upload(cluster, host, &mut config)?;
+        let local_config = local_dir.join("loader.yaml");
+        let text = serde_json::to_string_pretty(&config).map_err(|e| format!("the loader config: {e}"))? + "\n";
+        std::fs::write(&local_config, text).map_err(|e| format!("cannot write {}: {e}", local_config.display()))?;
+        let bin = cluster.bin(host);
+        let remote_dir = dir.clone();
+        let pid = cluster
+            .on(host, move |session| {
+                session.exec_ok(&format!("mkdir -p {}", shell_quote(&remote_dir)), SHORT)?;
+                for (file, remote) in &trace {
+                    session.upload(file, remote, 0o644)?;
+                }
+                session.upload(&local_config, &format!("{remote_dir}/config.yaml"), 0o644)?;
+                let command = [format!("{bin}/loader"), "run".into(), "config.yaml".into()];
+                session.exec_ok(&script::start_detached(&remote_dir, &[], &command, "loader.log", "loader.pid"), SHORT)
+            })
+            .await
+            .map_err(|e| format!("starting the loader: {e}"))?
+            .stdout;
+        let pid = pid.trim().parse().map_err(|_| format!("starting the loader on {}: no PID", cluster.name(host)))?;
+        Ok(RemoteLoad { host, dir, pid })
+    }
+
+    /// Relays the loader's output until it exits; `stop` sends it SIGINT once (it then stops sending, drains and
+    /// writes its files); after `expected` plus a grace period it is killed.
+    pub async fn wait(&self, cluster: &RemoteCluster, stop: &StopSignal, expected: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + expected + GRACE;
+        let (mut offset, mut interrupted, mut partial) = (0u64, false, String::new());
+        let log = format!("{}/loader.log", self.dir);
+        loop {
+            if stop.is_stopped() && !interrupted {
+                interrupted = true;
+                self.signal(cluster, "INT").await?;
+            }
+            if Instant::now() >= deadline {
+                self.signal(cluster, "KILL").await?;
+                return Err(format!(
+                    "the loader on {} ran {:?} past its schedule: killed",
+                    cluster.name(self.host),
+                    GRACE
+                ));
+            }
+            let (pid, path) = (self.pid, log.clone());
+            let output = cluster
+                .on(self.host, move |session| session.exec_ok(&script::poll_log(pid, &path, offset), SHORT))
+                .await
+                .map_err(|e| format!("following the loader: {e}"))?;
+            let (state, text) = output.stdout.split_once('\n').unwrap_or((output.stdout.as_str(), ""));
+            offset += text.len() as u64;
+            partial.push_str(text);
+            relay(&mut partial, &cluster.name(self.host));
+            if state == "exited" {
+                return Ok(());
+            }
+            tokio::time::sleep(POLL_EVERY).await;
+        }
+    }
+
+    async fn signal(&self, cluster: &RemoteCluster, signal: &'static str) -> Result<(), String> {
+        let pid = self.pid;
+        cluster
+            .on(self.host, move |session| session.exec_ok(&script::signal(pid, signal), SHORT))
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("sending SIG{signal} to the loader: {e}"))
+    }
+
+    /// Downloads the loader's run folder and its log into `local_dir` and reads the counts of its summary.
+    pub async fn collect(&self, cluster: &RemoteCluster, local_dir: &Path) -> Result<LoadCounts, String> {
+        let (dir, local) = (self.dir.clone(), local_dir.to_owned());
+        let fetched = cluster
+            .on(self.host, move |session| {
+                session.download(&format!("{dir}/loader.log"), &local.join("loader.log"))?;
+                let out = format!("{dir}/out");
+                let files = session.exec_ok(&script::list_files(&out), SHORT)?.stdout;
+                for file in files.lines() {
+                    session.download(&format!("{out}/{file}"), &local.join(file))?;
+                }
+                Ok::<_, SshError>(())
+            })
+            .await;
+        fetched.map_err(|e| format!("collecting the loader's results: {e}"))?;
+        counts(local_dir).map_err(|e| {
+            let tail = crate::process::log_tail(&local_dir.join("loader.log"));
+            format!(
+                "the loader on {} left no usable summary.json ({e}); its log ends with: {tail}",
+                cluster.name(self.host)
+            )
+        })
+    }
+}
+
+/// For a trace replay: the trace's files and where they go on the loader host (a folder shared by the runs, so
+/// unchanged files are not sent again); `config.trace` is pointed there.
+fn trace_upload(
+    cluster: &RemoteCluster,
+    host: usize,
+    config: &mut RunConfig,
+) -> Result<Vec<(PathBuf, String)>, String> {
+    if !matches!(config.workload, Workload::Trace) {
+        return Ok(Vec::new());
+    }
+    let name = config.trace.file_name().map_or_else(|| "trace".into(), |n| n.to_string_lossy().into_owned());
+    let remote = format!("{}/traces/{name}", cluster.root(host));
+    let entries = std::fs::read_dir(&config.trace)
+        .map_err(|e| format!("cannot read the trace {}: {e}", config.trace.display()))?;
+    let mut files = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_file() {
+            let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            files.push((path, format!("{remote}/{file}")));
+        }
+    }
+    config.trace = PathBuf::from(remote);
+    Ok(files)
+}
+
+/// Logs the complete lines of `partial` and keeps the unfinished rest.
+fn relay(partial: &mut String, host: &str) {
+    while let Some(end) = partial.find('\n') {
+        let line: String = partial.drain(..=end).collect();
+        if !line.trim().is_empty() {
+            eprintln!("[loader on {host}] {}", line.trim_end());
+        }
+    }
+}
+
+/// The counts of the `summary.json` in `dir`.
+fn counts(dir: &Path) -> Result<LoadCounts, String> {
+    let path = dir.join("summary.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let summary: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let counts = &summary["overall"]["counts"];
+    let number = |value: &serde_json::Value| value.as_u64().unwrap_or(0);
+    let (measured, warmup) = (number(&counts["measured"]), number(&counts["warmup"]));
+    let failed = number(&summary["overall"]["failures"]) + number(&counts["warmupFailures"]);
+    let sent = measured + warmup;
+    Ok(LoadCounts {
+        sent,
+        ok: sent.saturating_sub(failed),
+        failed,
+        trustworthy: summary["trustworthy"].as_bool().unwrap_or(false),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_come_from_the_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        let summary = r#"{"trustworthy": true, "overall": {"failures": 2,
+            "counts": {"measured": 10, "ok": 8, "warmup": 5, "warmupFailures": 1}}}"#;
+        std::fs::write(dir.path().join("summary.json"), summary).unwrap();
+        assert_eq!(counts(dir.path()).unwrap(), LoadCounts { sent: 15, ok: 12, failed: 3, trustworthy: true });
+        assert!(counts(&dir.path().join("none")).unwrap_err().contains("summary.json"));
+    }
+
+    #[test]
+    fn only_complete_lines_are_relayed() {
+        let mut partial = "one\ntw".to_string();
+        relay(&mut partial, "h");
+        assert_eq!(partial, "tw");
+    }
+
+    #[test]
+    fn a_config_sent_as_json_reads_back_as_the_same_loader_config() {
+        let config = RunConfig::default();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("loader.yaml");
+        std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+        let back = RunConfig::load(&path).unwrap();
+        assert_eq!(back, config);
+    }
+}
