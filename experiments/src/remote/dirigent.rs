@@ -352,7 +352,8 @@ fn start_on(
     let wait = script::wait_ready(&launch.dir, pid, &log, launch.timeout);
     let output = session.exec(&wait, launch.timeout + SHORT).map_err(|e| step("waiting for", e))?;
     if !output.success() {
-        return Err(format!("{name} on {host} did not start: {}", output.stderr.trim()));
+        let reason: Vec<&str> = output.stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        return Err(format!("{name} on {host} did not start: {}", reason.join(" | ")));
     }
     let ready: Value = serde_json::from_str(output.stdout.trim())
         .map_err(|e| format!("{name} on {host} printed a bad ready line '{}': {e}", output.stdout.trim()))?;

@@ -67,7 +67,7 @@ impl RemoteLoad {
                     session.upload(file, remote, 0o644)?;
                 }
                 session.upload(&local_config, &format!("{remote_dir}/config.yaml"), 0o644)?;
-                let command = [format!("{bin}/loader"), "run".into(), "config.yaml".into()];
+                let command = [format!("{bin}/loader"), "run".into(), "--config".into(), "config.yaml".into()];
                 session.exec_ok(&script::start_detached(&remote_dir, &[], &command, "loader.log", "loader.pid"), SHORT)
             })
             .await

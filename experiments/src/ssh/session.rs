@@ -1,7 +1,7 @@
 //! One authenticated SSH connection to one host: commands with timeouts, SFTP uploads and downloads.
 
 use std::fmt;
-use std::io::{ErrorKind, Read};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -319,13 +319,24 @@ impl Session {
         let mut sink = sftp
             .open_mode(Path::new(remote), flags, mode as i32, OpenType::File)
             .map_err(|e| format!("cannot create {remote}: {e}"))?;
-        std::io::copy(&mut source, &mut sink).map_err(|e| format!("cannot write {remote}: {e}"))?;
+        // Large writes let libssh2 keep many SFTP packets in flight; std::io::copy's 8 KiB ones wait for acks.
+        let mut buffer = vec![0u8; UPLOAD_CHUNK];
+        loop {
+            let read = source.read(&mut buffer).map_err(|e| format!("cannot read {}: {e}", local.display()))?;
+            if read == 0 {
+                break;
+            }
+            sink.write_all(&buffer[..read]).map_err(|e| format!("cannot write {remote}: {e}"))?;
+        }
         // The creation mode passes through the SFTP server's umask; set it explicitly.
         let stat = ssh2::FileStat { size: None, uid: None, gid: None, perm: Some(mode), atime: None, mtime: None };
         sink.setstat(stat).map_err(|e| format!("cannot chmod {remote}: {e}"))?;
         sink.close().map_err(|e| format!("cannot close {remote}: {e}"))
     }
 }
+
+/// Bytes handed to libssh2 per SFTP write.
+const UPLOAD_CHUNK: usize = 1 << 20;
 
 fn tcp_connect(destination: &Destination, timeout: Duration) -> Result<TcpStream, String> {
     let addresses = (destination.address.as_str(), destination.port)

@@ -1,0 +1,187 @@
+//! `experiments run` on a cluster of namespace hosts, each with its own sshd (`scripts/test-cluster.sh`): the loader,
+//! the control plane, the data plane and two workers each on a host of their own, a compressed trace, a worker
+//! killed and restarted mid-run; results collected and analysed locally; nothing left on the hosts. Then the bad
+//! cases: unreachable host, wrong key, unknown host key and a role that cannot start. Needs root (`--ignored`).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use support::Cluster;
+
+/// `target/<profile>`, where `dirigent`, `trace-function` and `loader` are.
+fn bin_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_experiments")).parent().unwrap().to_owned();
+    for bin in ["dirigent", "trace-function", "loader"] {
+        assert!(dir.join(bin).is_file(), "{bin} is not in {}: run cargo test --workspace first", dir.display());
+    }
+    dir
+}
+
+fn trace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../loader/traces/azure-100")
+}
+
+/// A spec for `cluster`'s hosts in the paper's placement (node0 loader, node1 control plane, node2 data plane, the
+/// rest workers), with `extra` appended at the top level and `worker` as the worker section.
+fn write_spec(dir: &Path, nodes: &str, known_hosts: &Path, key: &Path, extra: &str) -> PathBuf {
+    let spec = dir.join("spec.yaml");
+    let text = format!(
+        "name: remote\noutput: {results}\n\
+         platform: {{ kind: dirigent, bin_dir: {bins}, nice: 0, start_timeout: 20s,\n  \
+           control_plane: {{ autoscaler: {{ stable_window: 4s, panic_window: 2s, tick: 500ms }} }} }}\n\
+         cluster:\n  known_hosts: {known_hosts}\n  inventory: {{ nodes: '{nodes}', key_file: {key} }}\n\
+         load:\n  trace: {trace}\n  slice: {{ start_minute: 600, minutes: 3, functions: 30 }}\n  \
+           schedule: {{ seed: 7, compression: 6, duration_bounds_ms: [1, 10], memory_bounds_mib: [1, 8] }}\n  \
+           driver: {{ request_timeout: 10s, drain_timeout: 5s }}\n\
+         analysis: {{ options: {{ window: 2s }} }}\n{extra}",
+        results = dir.join("results").display(),
+        bins = bin_dir().display(),
+        known_hosts = known_hosts.display(),
+        key = key.display(),
+        trace = trace().display(),
+    );
+    std::fs::write(&spec, text).unwrap();
+    spec
+}
+
+fn nodes(cluster: &Cluster) -> String {
+    cluster.destinations().iter().map(|d| format!("{}@{}", d.user, d.address)).collect::<Vec<_>>().join(" ")
+}
+
+fn experiments(args: &[&str]) -> Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_experiments")).args(args).output().unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+/// Processes on this machine (the namespace hosts share its process table) whose environment holds `needle`.
+fn processes_with(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        if String::from_utf8_lossy(&environ).contains(needle) {
+            found.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    found
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: scripts/test.sh runs it as root with --ignored"]
+fn an_experiment_runs_on_namespace_hosts_with_a_worker_killed_and_restarted() {
+    let mut cluster = Cluster::up(5);
+    let dir = cluster.scratch.path().to_owned();
+    let (known_hosts, key) = (cluster.dir.join("known_hosts"), cluster.dir.join("id_ed25519"));
+    let failure = "failures: [ { at: 8s, kill: worker-1, restart_after: 4s } ]\n";
+    let spec = write_spec(&dir, &nodes(&cluster), &known_hosts, &key, failure);
+    let output = experiments(&["run", spec.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "experiments run failed: {stdout}");
+
+    let folder = std::fs::read_dir(dir.join("results")).unwrap().next().unwrap().unwrap().path();
+    let record = read_json(&folder.join("experiment.json"));
+    let run = &record["runs"][0];
+    assert!(run["error"].is_null(), "{run}");
+    assert_eq!(run["platformStop"]["unclean"], serde_json::json!([]), "{run}");
+    assert_eq!(run["platformStop"]["survivingSandboxes"], serde_json::json!([]), "{run}");
+    assert!(run["sent"].as_u64().unwrap() > 20, "{run}");
+    assert_eq!(record["clusterHosts"].as_array().unwrap().len(), 5);
+
+    // The loader ran on node0: its host facts are that host's, and the kill and restart are in its manifest.
+    let run_dir = folder.join("run");
+    let manifest = read_json(&run_dir.join("manifest.json"));
+    assert_eq!(manifest["host"]["hostname"], "h1", "the loader ran on the first node");
+    let kinds: Vec<&str> = manifest["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, vec!["kill", "restart"], "{}", manifest["events"]);
+    assert_eq!(manifest["events"][0]["component"], "worker-1");
+    let started = manifest["startedUnixUs"].as_i64().unwrap();
+    let killed = manifest["events"][0]["unixUs"].as_i64().unwrap();
+    assert!(killed > started && killed < manifest["endedUnixUs"].as_i64().unwrap(), "{manifest}");
+
+    // Analysed locally: the timeline marks the kill.
+    let report = read_json(&run_dir.join("report.json"));
+    assert_eq!(report["events"][0]["kind"], "kill", "{}", report["events"]);
+    let svg = std::fs::read_to_string(run_dir.join("timeline.svg")).unwrap();
+    assert!(svg.contains("kill worker-1"), "the timeline marks the kill");
+
+    // Configs and logs of every role, the restarted worker's second log too, and the loader's.
+    for file in
+        ["control-plane.yaml", "control-plane.log", "data-plane.log", "worker-0.log", "worker-1.log", "worker-1.1.log"]
+    {
+        assert!(run_dir.join("platform").join(file).is_file(), "platform/{file} missing");
+    }
+    assert!(run_dir.join("loader.log").is_file() && run_dir.join("invocations.csv").is_file());
+
+    // Nothing left: no process of the run, no run folder on any host; the binaries stay for the next run.
+    assert_eq!(processes_with("FAAS_TOOLKIT_RUN=remote-"), Vec::<String>::new());
+    for host in 1..=5 {
+        let root = cluster.dir.join(format!("hosts/h{host}/faas-toolkit"));
+        let runs: Vec<_> = std::fs::read_dir(root.join("runs")).map(|d| d.flatten().collect()).unwrap_or_default();
+        assert!(runs.is_empty(), "h{host} keeps {runs:?}");
+        assert!(root.join("bin").is_dir(), "h{host} keeps its binaries");
+    }
+    cluster.down_and_check();
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: scripts/test.sh runs it as root with --ignored"]
+fn bad_clusters_fail_naming_the_host_and_the_step_and_leave_nothing_running() {
+    let mut cluster = Cluster::up(4);
+    let dir = cluster.scratch.path().to_owned();
+    let (known_hosts, key) = (cluster.dir.join("known_hosts"), cluster.dir.join("id_ed25519"));
+    let good = nodes(&cluster);
+    let first = cluster.destinations()[0].address.clone();
+
+    // An address on the cluster's bridge where no host answers.
+    let absent = format!("{}.99", first.rsplit_once('.').unwrap().0);
+    let unreachable = good.replacen(&first, &absent, 1);
+    let spec = write_spec(&dir, &unreachable, &known_hosts, &key, "");
+    let stderr = failure(&spec);
+    assert!(stderr.contains("preflight") && stderr.contains(&format!("root@{absent}:22")), "{stderr}");
+
+    // A key the hosts do not accept.
+    let wrong_key = dir.join("wrong_key");
+    let keygen = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&wrong_key).status();
+    assert!(keygen.unwrap().success());
+    let spec = write_spec(&dir, &good, &known_hosts, &wrong_key, "");
+    let stderr = failure(&spec);
+    assert!(stderr.contains(&format!("root@{first}:22")) && stderr.contains("auth"), "{stderr}");
+
+    // Host keys not in known_hosts.
+    let empty = dir.join("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let spec = write_spec(&dir, &good, &empty, &key, "");
+    let stderr = failure(&spec);
+    assert!(stderr.contains("host key of root@") && stderr.contains("not in"), "{stderr}");
+    assert!(!dir.join("results").exists(), "nothing was started, so no results folder");
+
+    // A control plane that cannot bind its port (sshd holds 22 on every host) does not start.
+    let spec = write_spec(&dir, &good, &known_hosts, &key, "");
+    let text = std::fs::read_to_string(&spec).unwrap().replace(
+        "control_plane: {",
+        &format!("control_plane: {{ http_listen: '{}:22', ", cluster.destinations()[1].address),
+    );
+    std::fs::write(&spec, text).unwrap();
+    let output = experiments(&["run", spec.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let control_plane = format!("root@{}:22", cluster.destinations()[1].address);
+    assert!(stdout.contains("control-plane on") && stdout.contains(&control_plane), "{stdout}");
+    assert!(stdout.contains("did not start"), "{stdout}");
+    assert_eq!(processes_with("FAAS_TOOLKIT_RUN=remote-"), Vec::<String>::new());
+    cluster.down_and_check();
+}
+
+/// Runs `spec`, expects failure, returns stderr.
+fn failure(spec: &Path) -> String {
+    let output = experiments(&["run", spec.to_str().unwrap()]);
+    assert!(!output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
