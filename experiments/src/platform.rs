@@ -38,14 +38,6 @@ impl Platform<'_> {
         }
     }
 
-    /// The role processes' names, in start order.
-    pub fn component_names(&self) -> Vec<String> {
-        match self {
-            Platform::Local(local) => local.component_names(),
-            Platform::Remote(remote, _) => remote.component_names(),
-        }
-    }
-
     /// Kills component `name` with SIGKILL; returns the event for the manifest.
     pub async fn kill(&mut self, name: &str) -> Result<Value, String> {
         let (host, unix_us) = match self {

@@ -38,6 +38,9 @@ pub enum ExperimentError {
     /// "load: {0}".
     #[error("load: {0}")]
     Load(String),
+    /// "{0}".
+    #[error("{0}")]
+    Failures(String),
     /// The cluster cannot be used.
     #[error(transparent)]
     Remote(#[from] RemoteError),
@@ -125,8 +128,10 @@ pub async fn run_experiment(spec: &ExperimentSpec, stop: StopSignal) -> Result<E
         Some(cluster_spec) => Some(prepare_cluster(cluster_spec, &binaries).await?),
         None => None,
     };
+    let components = component_names(platform, cluster.as_ref());
+    let checked = crate::failures::check(&spec.failures, &components).map_err(ExperimentError::Failures);
     let started = SystemTime::now();
-    let folder = match create_folder(&spec.output, &spec.name, started) {
+    let folder = match checked.and_then(|()| create_folder(&spec.output, &spec.name, started)) {
         Ok(folder) => folder,
         Err(e) => {
             if let Some(cluster) = &cluster {
@@ -173,6 +178,20 @@ pub async fn run_experiment(spec: &ExperimentSpec, stop: StopSignal) -> Result<E
     record.ended_at = format_rfc3339(SystemTime::now());
     write_json(&folder.join("experiment.json"), &record)?;
     Ok(record)
+}
+
+/// The names of the role processes a run will start (what failures can name).
+fn component_names(spec: &crate::spec::DirigentSpec, cluster: Option<&RemoteCluster>) -> Vec<String> {
+    use crate::ssh::inventory::Role;
+    let (data_planes, workers) = match cluster {
+        Some(cluster) => (cluster.with_role(Role::DataPlane).len(), cluster.with_role(Role::Worker).len()),
+        None => (1, spec.workers as usize),
+    };
+    let data_plane = |i: usize| if i == 0 { "data-plane".to_owned() } else { format!("data-plane-{i}") };
+    std::iter::once("control-plane".to_owned())
+        .chain((0..data_planes).map(data_plane))
+        .chain((0..workers).map(|i| format!("worker-{i}")))
+        .collect()
 }
 
 /// Connects to the cluster, runs preflight on every host and ships the binaries.
@@ -289,10 +308,7 @@ impl Run<'_> {
                 return entry;
             }
         };
-        let outcome = match crate::failures::check(&self.spec.failures, &platform.component_names()) {
-            Ok(()) => self.load(&mut platform, stop, &mut entry.events).await,
-            Err(e) => Err(e),
-        };
+        let outcome = self.load(&mut platform, stop, &mut entry.events).await;
         entry.platform_stop = platform.stop(&platform_dir, self.run_id).await;
         match outcome.and_then(|counts| add_events(self.dir, &entry.events).map(|()| counts)) {
             Ok(counts) => {

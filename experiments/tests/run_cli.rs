@@ -155,3 +155,33 @@ fn ctrl_c_tears_everything_down_and_keeps_what_was_measured() {
     let summary = read_json(&folder.join("run/summary.json"));
     assert!(summary["overall"]["counts"]["measured"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn a_worker_killed_mid_run_is_an_event_in_the_manifest_and_on_the_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = "{ workload: { kind: rps, rate: 20, duration: 3s, functions: 2, runtime_ms: 2 } }";
+    let failures =
+        "failures: [ { at: 1s, kill: worker-1, restart_after: 1s } ]\nanalysis: { options: { window: 1s } }\n";
+    let spec = write_spec(dir.path(), "workers: 2", load, failures);
+    let run = experiments(&["run", spec.to_str().unwrap()]);
+    assert!(run.status.success(), "{}\n{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+
+    let run_dir = execution(dir.path()).join("run");
+    let manifest = read_json(&run_dir.join("manifest.json"));
+    let events = manifest["events"].as_array().unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, vec!["kill", "restart"], "{events:?}");
+    assert!(events.iter().all(|e| e["component"] == "worker-1" && e["unixUs"].is_i64()), "{events:?}");
+    assert!(run_dir.join("platform/worker-1.1.log").is_file(), "the restarted worker logs on its own");
+    let svg = std::fs::read_to_string(run_dir.join("timeline.svg")).unwrap();
+    assert!(svg.contains("kill worker-1") && svg.contains("restart worker-1"), "the timeline marks both");
+
+    let bad = write_spec(dir.path(), "workers: 2", load, "failures: [ { at: 1s, kill: worker-7 } ]\n");
+    let run = experiments(&["run", bad.to_str().unwrap()]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("failures[0].kill") && stderr.contains("worker-7") && stderr.contains("worker-1"),
+        "{stderr}"
+    );
+}

@@ -42,8 +42,13 @@ impl Progress {
             self.failed += 1;
         }
         self.max_send_lag_us = self.max_send_lag_us.max(record.send_lag_us());
-        // Updating a terminal on every record would cost more than the record; a few times a second is plenty.
-        if self.completed.is_multiple_of(64) || self.completed == self.total {
+        // Updating a terminal on every record would cost more than the record; a few times a second is plenty. The
+        // plain log goes by time, so that a slow run still reports every few seconds.
+        let due = match self.bar {
+            Some(_) => self.completed.is_multiple_of(64),
+            None => self.last_log.elapsed() >= LOG_EVERY,
+        };
+        if due || self.completed == self.total {
             self.show();
         }
     }
