@@ -21,6 +21,14 @@ pub fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
+/// `path` with a leading `~/` replaced by the user's home folder (`$HOME`), as ssh does for key and known_hosts files.
+pub fn expand_home(path: &std::path::Path) -> std::path::PathBuf {
+    match (path.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => std::path::PathBuf::from(home).join(rest),
+        _ => path.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -30,5 +38,13 @@ mod tests {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn a_leading_tilde_is_the_home_folder() {
+        let home = std::path::PathBuf::from(std::env::var_os("HOME").unwrap());
+        assert_eq!(expand_home("~/.ssh/k".as_ref()), home.join(".ssh/k"));
+        assert_eq!(expand_home("/etc/k".as_ref()), std::path::PathBuf::from("/etc/k"));
+        assert_eq!(expand_home("a/~/k".as_ref()), std::path::PathBuf::from("a/~/k"));
     }
 }

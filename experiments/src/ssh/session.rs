@@ -120,8 +120,9 @@ impl Session {
         let handle = socket.try_clone().map_err(|e| SshError::Connect { host: host.clone(), reason: e.to_string() })?;
         inner.set_tcp_stream(handle);
         inner.handshake().map_err(handshake_error)?;
-        known_hosts::verify(&inner, destination, &options.known_hosts, options.insecure_accept_new_host_keys)?;
-        authenticate(&inner, destination, options.key_file.as_deref())?;
+        let known_hosts = super::expand_home(&options.known_hosts);
+        known_hosts::verify(&inner, destination, &known_hosts, options.insecure_accept_new_host_keys)?;
+        authenticate(&inner, destination, options.key_file.as_deref().map(super::expand_home).as_deref())?;
         Ok(Session { inner, socket, destination: destination.clone(), io_timeout: options.io_timeout, sftp: None })
     }
 
