@@ -78,6 +78,20 @@ pub struct RunEntry {
     pub analysis_error: Option<String>,
     /// Injected failures (also in the run's `manifest.json`).
     pub events: Vec<serde_json::Value>,
+    /// Wall-clock seconds of the run's phases.
+    pub phases: RunPhases,
+}
+
+/// How long a run's phases took, seconds.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunPhases {
+    /// Starting the platform until every role registered.
+    pub platform_start_s: f64,
+    /// The load, from the loader's start to its results collected.
+    pub load_s: f64,
+    /// Stopping the platform, the survivor sweep and (on a cluster) fetching logs and removing the run folders.
+    pub teardown_s: f64,
 }
 
 /// What `experiments run` did.
@@ -98,6 +112,8 @@ pub struct ExperimentRecord {
     pub host: HostFacts,
     /// The cluster's hosts as preflight found them (none for a local experiment).
     pub cluster_hosts: Vec<HostReport>,
+    /// Seconds spent on preflight and on shipping the binaries (zero for a local experiment).
+    pub cluster_setup_s: f64,
     /// Start, RFC 3339.
     pub started_at: String,
     /// End, RFC 3339.
@@ -124,10 +140,12 @@ pub async fn run_experiment(spec: &ExperimentSpec, stop: StopSignal) -> Result<E
     let binaries = Binaries::locate(platform.bin_dir.as_deref()).map_err(ExperimentError::Binaries)?;
     check_load(spec)?;
     LocalDirigent::check(platform, &binaries).await?;
+    let setup = std::time::Instant::now();
     let cluster = match &spec.cluster {
         Some(cluster_spec) => Some(prepare_cluster(cluster_spec, &binaries).await?),
         None => None,
     };
+    let cluster_setup_s = cluster.as_ref().map_or(0.0, |_| setup.elapsed().as_secs_f64());
     let components = component_names(platform, cluster.as_ref());
     let checked = crate::failures::check(&spec.failures, &components).map_err(ExperimentError::Failures);
     let started = SystemTime::now();
@@ -148,6 +166,7 @@ pub async fn run_experiment(spec: &ExperimentSpec, stop: StopSignal) -> Result<E
         git_commit: git_commit(),
         host: HostFacts::collect(),
         cluster_hosts: cluster.as_ref().map(|c| c.reports.clone()).unwrap_or_default(),
+        cluster_setup_s,
         started_at: format_rfc3339(started),
         ended_at: String::new(),
         runs: Vec::new(),
@@ -298,7 +317,10 @@ impl Run<'_> {
             error: None,
             analysis_error: None,
             events: Vec::new(),
+            phases: RunPhases::default(),
         };
+        let mut phase = std::time::Instant::now();
+        let mut lap = || std::mem::replace(&mut phase, std::time::Instant::now()).elapsed().as_secs_f64();
         let platform_dir = self.dir.join("platform");
         let mut platform = match self.start_platform(&platform_dir).await {
             Ok(platform) => platform,
@@ -308,8 +330,11 @@ impl Run<'_> {
                 return entry;
             }
         };
+        entry.phases.platform_start_s = lap();
         let outcome = self.load(&mut platform, stop, &mut entry.events).await;
+        entry.phases.load_s = lap();
         entry.platform_stop = platform.stop(&platform_dir, self.run_id).await;
+        entry.phases.teardown_s = lap();
         match outcome.and_then(|counts| add_events(self.dir, &entry.events).map(|()| counts)) {
             Ok(counts) => {
                 (entry.sent, entry.ok, entry.failed, entry.trustworthy) =

@@ -42,6 +42,9 @@ struct ClusterArgs {
     /// Run on the hosts of this inventory file (replaces the spec's `cluster` inventory).
     #[arg(long)]
     inventory: Option<PathBuf>,
+    /// Check host keys against this known_hosts file (replaces the spec's `cluster.known_hosts`).
+    #[arg(long)]
+    known_hosts: Option<PathBuf>,
     /// Accept and record host keys not yet in known_hosts (fresh clusters).
     #[arg(long)]
     insecure_accept_new_host_keys: bool,
@@ -54,6 +57,10 @@ impl ClusterArgs {
         if let Some(inventory) = &self.inventory {
             let cluster = spec.cluster.get_or_insert_with(|| ClusterSpec::from_inventory_file(inventory.clone()));
             (cluster.inventory_file, cluster.inventory) = (Some(inventory.clone()), None);
+        }
+        if let Some(known_hosts) = &self.known_hosts {
+            let cluster = spec.cluster.as_mut().context("--known-hosts needs a cluster (--inventory)")?;
+            cluster.known_hosts = Some(known_hosts.clone());
         }
         if self.insecure_accept_new_host_keys {
             let cluster =
