@@ -7,6 +7,7 @@ pub mod dirigent;
 pub mod failures;
 pub mod platform;
 pub mod process;
+pub mod provision;
 pub mod remote;
 pub mod runner;
 pub mod spec;
