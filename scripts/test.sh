@@ -15,6 +15,23 @@ if cargo clippy --version >/dev/null 2>&1; then
 else
   echo "clippy is not installed: skipping lints" >&2
 fi
+# Ansible playbooks (ansible/): syntax check with ansible-core (installed when missing, as root), then ansible-lint
+# (pinned, from PyPI into a venv under target/; skipped with a message when it cannot be installed).
+if ! command -v ansible-playbook >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ansible-core
+fi
+if command -v ansible-playbook >/dev/null 2>&1; then
+  ansible-playbook --syntax-check -i localhost, ansible/site.yml
+  ANSIBLE_LINT_VENV=$PWD/target/ansible-lint-venv
+  if [ -x "$ANSIBLE_LINT_VENV/bin/ansible-lint" ] ||
+    { python3 -m venv "$ANSIBLE_LINT_VENV" && "$ANSIBLE_LINT_VENV/bin/pip" install -q "ansible-lint==26.10.1"; }; then
+    (cd ansible && PATH="$ANSIBLE_LINT_VENV/bin:$PATH" ansible-lint --offline site.yml)
+  else
+    echo "ansible-lint could not be installed into $ANSIBLE_LINT_VENV: skipping it" >&2
+  fi
+else
+  echo "ansible-playbook is not installed (not root, so not installed here): skipping the playbook checks" >&2
+fi
 cargo test --workspace --locked
 # Root only: network namespaces and sshd (the test says so and fails when run without root).
 if [ "$(id -u)" = 0 ]; then
