@@ -22,7 +22,7 @@ if ! command -v ansible-playbook >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
 fi
 if command -v ansible-playbook >/dev/null 2>&1; then
   ansible-playbook --syntax-check -i localhost, ansible/site.yml
-  ANSIBLE_LINT_VENV=$PWD/target/ansible-lint-venv
+  ANSIBLE_LINT_VENV=${CARGO_TARGET_DIR:-$PWD/target}/ansible-lint-venv
   if [ -x "$ANSIBLE_LINT_VENV/bin/ansible-lint" ] ||
     { python3 -m venv "$ANSIBLE_LINT_VENV" && "$ANSIBLE_LINT_VENV/bin/pip" install -q "ansible-lint==26.10.1"; }; then
     (cd ansible && PATH="$ANSIBLE_LINT_VENV/bin:$PATH" ansible-lint --offline site.yml)

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use experiments::spec::{ClusterSpec, ExperimentSpec};
+use experiments::provision::{ProvisionOptions, provision};
+use experiments::spec::{ClusterSpec, ExperimentSpec, PlatformSpec};
 
 /// One YAML spec, one command: start the platform, run the load, collect, tear down, analyse.
 #[derive(Debug, Parser)]
@@ -26,6 +27,24 @@ enum Command {
         output: Option<PathBuf>,
         #[command(flatten)]
         cluster: ClusterArgs,
+    },
+    /// Provision the spec's cluster once with Ansible (ansible/site.yml): OS packages, binaries, service units,
+    /// sysctls; running it again changes nothing.
+    Provision {
+        /// The experiment spec (its `cluster` names the hosts).
+        spec: PathBuf,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// The folder with site.yml and its roles.
+        #[arg(long, default_value = "ansible")]
+        playbooks: PathBuf,
+        /// Folder with dirigent, trace-function and loader to install (default: the spec's platform.bin_dir, else
+        /// target/release).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        /// A playbook variable, KEY=VALUE (VALUE read as YAML, e.g. faas_ports_open=true); repeatable.
+        #[arg(long = "var", value_name = "KEY=VALUE")]
+        vars: Vec<String>,
     },
     /// Check a spec without starting anything.
     Validate {
@@ -97,6 +116,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("cluster of {} hosts", inventory.hosts.len());
             }
             println!("spec '{}' is valid: {} run(s)", spec.name, spec.rates().len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Provision { spec, cluster, playbooks, bin_dir, vars } => {
+            let spec = cluster.load(&spec)?;
+            let cluster =
+                spec.cluster.as_ref().context("provision needs a cluster: a `cluster` section or --inventory")?;
+            let PlatformSpec::Dirigent(platform) = &spec.platform;
+            let bin_dir =
+                bin_dir.or_else(|| platform.bin_dir.clone()).unwrap_or_else(|| PathBuf::from("target/release"));
+            let mut options = ProvisionOptions::new(playbooks, bin_dir);
+            options.forks = cluster.parallelism;
+            for var in &vars {
+                let (key, value) = var.split_once('=').with_context(|| format!("--var {var}: expected KEY=VALUE"))?;
+                let value: serde_json::Value =
+                    serde_saphyr::from_str(value).with_context(|| format!("--var {var}: the value is not YAML"))?;
+                options.extra_vars.insert(key.into(), value);
+            }
+            let report = provision(&cluster.inventory()?, &cluster.session_options(), &options)?;
+            println!(
+                "provisioned {} hosts in {:.1?}: {} changes",
+                report.hosts.len(),
+                report.elapsed,
+                report.changed()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { spec, output, cluster } => {
