@@ -1,7 +1,8 @@
 //! `experiments run` on a cluster of namespace hosts, each with its own sshd (`scripts/test-cluster.sh`): the loader,
 //! the control plane, the data plane and two workers each on a host of their own, a compressed trace, a worker
 //! killed and restarted mid-run; results collected and analysed locally; nothing left on the hosts. Then the bad
-//! cases: unreachable host, wrong key, unknown host key and a role that cannot start. Needs root (`--ignored`).
+//! cases: unreachable host, wrong key, unknown host key and a role that cannot start (that one authenticating
+//! through an ssh-agent). Needs root (`--ignored`).
 
 mod support;
 
@@ -26,25 +27,34 @@ fn trace() -> PathBuf {
 
 /// A spec for `cluster`'s hosts in the paper's placement (node0 loader, node1 control plane, node2 data plane, the
 /// rest workers), with `extra` appended at the top level and `worker` as the worker section.
-fn write_spec(dir: &Path, nodes: &str, known_hosts: &Path, key: &Path, extra: &str) -> PathBuf {
+/// `key`: the key file for every host; `None`: the ssh-agent.
+/// The spec is named after `dir`'s test, so that tests running at once find only their own processes.
+fn write_spec(dir: &Path, nodes: &str, known_hosts: &Path, key: Option<&Path>, extra: &str) -> PathBuf {
     let spec = dir.join("spec.yaml");
     let text = format!(
-        "name: remote\noutput: {results}\n\
+        "name: {name}\noutput: {results}\n\
          platform: {{ kind: dirigent, bin_dir: {bins}, nice: 0, start_timeout: 20s,\n  \
            control_plane: {{ autoscaler: {{ stable_window: 4s, panic_window: 2s, tick: 500ms }} }} }}\n\
-         cluster:\n  known_hosts: {known_hosts}\n  inventory: {{ nodes: '{nodes}', key_file: {key} }}\n\
+         cluster:\n  known_hosts: {known_hosts}\n  inventory: {{ nodes: '{nodes}'{key} }}\n\
          load:\n  trace: {trace}\n  slice: {{ start_minute: 600, minutes: 3, functions: 30 }}\n  \
            schedule: {{ seed: 7, compression: 6, duration_bounds_ms: [1, 10], memory_bounds_mib: [1, 8] }}\n  \
            driver: {{ request_timeout: 10s, drain_timeout: 5s }}\n\
          analysis: {{ options: {{ window: 2s }} }}\n{extra}",
+        name = spec_name(dir),
         results = dir.join("results").display(),
         bins = bin_dir().display(),
         known_hosts = known_hosts.display(),
-        key = key.display(),
+        key = key.map(|key| format!(", key_file: {}", key.display())).unwrap_or_default(),
         trace = trace().display(),
     );
     std::fs::write(&spec, text).unwrap();
     spec
+}
+
+/// A name of its own per test folder: `remote-<folder>`, with only the characters a spec name allows.
+fn spec_name(dir: &Path) -> String {
+    let folder = dir.file_name().unwrap().to_string_lossy();
+    format!("remote-{}", folder.chars().filter(char::is_ascii_alphanumeric).collect::<String>())
 }
 
 fn nodes(cluster: &Cluster) -> String {
@@ -80,7 +90,7 @@ fn an_experiment_runs_on_namespace_hosts_with_a_worker_killed_and_restarted() {
     let dir = cluster.scratch.path().to_owned();
     let (known_hosts, key) = (cluster.dir.join("known_hosts"), cluster.dir.join("id_ed25519"));
     let failure = "failures: [ { at: 8s, kill: worker-1, restart_after: 4s } ]\n";
-    let spec = write_spec(&dir, &nodes(&cluster), &known_hosts, &key, failure);
+    let spec = write_spec(&dir, &nodes(&cluster), &known_hosts, Some(&key), failure);
     let output = experiments(&["run", spec.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "experiments run failed: {stdout}");
@@ -120,7 +130,7 @@ fn an_experiment_runs_on_namespace_hosts_with_a_worker_killed_and_restarted() {
     assert!(run_dir.join("loader.log").is_file() && run_dir.join("invocations.csv").is_file());
 
     // Nothing left: no process of the run, no run folder on any host; the binaries stay for the next run.
-    assert_eq!(processes_with("FAAS_TOOLKIT_RUN=remote-"), Vec::<String>::new());
+    assert_eq!(processes_with(&format!("FAAS_TOOLKIT_RUN={}-", spec_name(&dir))), Vec::<String>::new());
     for host in 1..=5 {
         let root = cluster.dir.join(format!("hosts/h{host}/faas-toolkit"));
         let runs: Vec<_> = std::fs::read_dir(root.join("runs")).map(|d| d.flatten().collect()).unwrap_or_default();
@@ -142,7 +152,7 @@ fn bad_clusters_fail_naming_the_host_and_the_step_and_leave_nothing_running() {
     // An address on the cluster's bridge where no host answers.
     let absent = format!("{}.99", first.rsplit_once('.').unwrap().0);
     let unreachable = good.replacen(&first, &absent, 1);
-    let spec = write_spec(&dir, &unreachable, &known_hosts, &key, "");
+    let spec = write_spec(&dir, &unreachable, &known_hosts, Some(&key), "");
     let stderr = failure(&spec);
     assert!(stderr.contains("preflight") && stderr.contains(&format!("root@{absent}:22")), "{stderr}");
 
@@ -150,33 +160,73 @@ fn bad_clusters_fail_naming_the_host_and_the_step_and_leave_nothing_running() {
     let wrong_key = dir.join("wrong_key");
     let keygen = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&wrong_key).status();
     assert!(keygen.unwrap().success());
-    let spec = write_spec(&dir, &good, &known_hosts, &wrong_key, "");
+    let spec = write_spec(&dir, &good, &known_hosts, Some(&wrong_key), "");
     let stderr = failure(&spec);
     assert!(stderr.contains(&format!("root@{first}:22")) && stderr.contains("auth"), "{stderr}");
 
     // Host keys not in known_hosts.
     let empty = dir.join("empty_known_hosts");
     std::fs::write(&empty, "").unwrap();
-    let spec = write_spec(&dir, &good, &empty, &key, "");
+    let spec = write_spec(&dir, &good, &empty, Some(&key), "");
     let stderr = failure(&spec);
     assert!(stderr.contains("host key of root@") && stderr.contains("not in"), "{stderr}");
     assert!(!dir.join("results").exists(), "nothing was started, so no results folder");
 
-    // A control plane that cannot bind its port (sshd holds 22 on every host) does not start.
-    let spec = write_spec(&dir, &good, &known_hosts, &key, "");
+    // A control plane that cannot bind its port (sshd holds 22 on every host) does not start. The key comes from an
+    // ssh-agent this time.
+    let agent = Agent::start(&dir.join("agent.sock"), &key);
+    let spec = write_spec(&dir, &good, &known_hosts, None, "");
     let text = std::fs::read_to_string(&spec).unwrap().replace(
         "control_plane: {",
         &format!("control_plane: {{ http_listen: '{}:22', ", cluster.destinations()[1].address),
     );
     std::fs::write(&spec, text).unwrap();
-    let output = experiments(&["run", spec.to_str().unwrap()]);
-    assert!(!output.status.success());
+    let output = Command::new(env!("CARGO_BIN_EXE_experiments"))
+        .args(["run", spec.to_str().unwrap()])
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .output()
+        .unwrap();
+    drop(agent);
     let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{stdout}");
+    assert!(stdout.contains("starting the platform"), "authenticated through the agent, then failed: {stdout}");
     let control_plane = format!("root@{}:22", cluster.destinations()[1].address);
     assert!(stdout.contains("control-plane on") && stdout.contains(&control_plane), "{stdout}");
     assert!(stdout.contains("did not start"), "{stdout}");
-    assert_eq!(processes_with("FAAS_TOOLKIT_RUN=remote-"), Vec::<String>::new());
+    assert_eq!(processes_with(&format!("FAAS_TOOLKIT_RUN={}-", spec_name(&dir))), Vec::<String>::new());
     cluster.down_and_check();
+}
+
+/// An `ssh-agent` holding one key, killed when dropped.
+struct Agent {
+    socket: PathBuf,
+    process: std::process::Child,
+}
+
+impl Agent {
+    fn start(socket: &Path, key: &Path) -> Agent {
+        let mut command = Command::new("ssh-agent");
+        command.arg("-D").arg("-a").arg(socket).stdout(std::process::Stdio::null());
+        let agent = Agent { socket: socket.to_owned(), process: command.spawn().expect("ssh-agent (openssh-client)") };
+        // Ready once ssh-add can talk to it (exit 2: no agent at the socket yet).
+        let added = (0..200).find_map(|_| {
+            let status = Command::new("ssh-add").arg("-q").arg(key).env("SSH_AUTH_SOCK", socket).status().unwrap();
+            if status.code() == Some(2) {
+                std::thread::sleep(std::time::Duration::from_millis(25));
+                return None;
+            }
+            Some(status.success())
+        });
+        assert_eq!(added, Some(true), "ssh-add {} to the agent at {}", key.display(), socket.display());
+        agent
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
 }
 
 /// Runs `spec`, expects failure, returns stderr.
