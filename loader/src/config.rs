@@ -189,6 +189,8 @@ pub enum TargetConfig {
         #[serde(default)]
         http2: bool,
     },
+    /// AWS Lambda: one function per trace function, invoked synchronously through the Invoke API.
+    Lambda(crate::target::lambda::LambdaTargetConfig),
 }
 
 fn default_api() -> String {
