@@ -189,6 +189,8 @@ pub enum TargetConfig {
         #[serde(default)]
         http2: bool,
     },
+    /// Knative Serving: one Knative Service per function, invoked through the ingress gateway.
+    Knative(crate::target::knative::KnativeConfig),
     /// AWS Lambda: one function per trace function, invoked synchronously through the Invoke API.
     Lambda(crate::target::lambda::LambdaTargetConfig),
 }

@@ -187,6 +187,9 @@ fn build_target(config: &RunConfig) -> Result<Arc<dyn Target>, RunError> {
             http.request_timeout = timeout;
             Arc::new(HttpTarget::new(http)?)
         }
+        TargetConfig::Knative(knative) => {
+            Arc::new(crate::target::knative::KnativeTarget::new(knative.clone(), timeout)?)
+        }
         TargetConfig::Lambda(lambda) => Arc::new(crate::target::lambda::LambdaTarget::new(
             crate::target::lambda::LambdaConfig::from_target(lambda, timeout),
         )?),

@@ -4,6 +4,7 @@
 pub mod dirigent;
 pub mod grpc;
 pub mod http;
+pub mod knative;
 pub mod lambda;
 pub mod server_timing;
 
