@@ -19,6 +19,8 @@ pub enum Platform<'a> {
     Local(LocalDirigent),
     /// Roles on the cluster's hosts.
     Remote(RemoteDirigent, &'a RemoteCluster),
+    /// A platform the runner neither starts nor stops (Knative, Lambda, any HTTP or gRPC endpoint).
+    External,
 }
 
 impl Platform<'_> {
@@ -27,6 +29,7 @@ impl Platform<'_> {
         match self {
             Platform::Local(local) => &local.api,
             Platform::Remote(remote, _) => &remote.api,
+            Platform::External => "",
         }
     }
 
@@ -35,6 +38,7 @@ impl Platform<'_> {
         match self {
             Platform::Local(local) => &local.proxy,
             Platform::Remote(remote, _) => &remote.proxy,
+            Platform::External => "",
         }
     }
 
@@ -52,6 +56,7 @@ impl Platform<'_> {
                 let runner_us = at_ns / 1000 - i128::from(cluster.reports[index].clock_offset_us);
                 (host, runner_us + loader_offset(cluster))
             }
+            Platform::External => return Err(format!("cannot kill {name}: the runner did not start this platform")),
         };
         Ok(event("kill", name, &host, unix_us, Some("SIGKILL")))
     }
@@ -61,9 +66,10 @@ impl Platform<'_> {
         let host = match self {
             Platform::Local(local) => local.restart(name).await.map(|()| "localhost".to_owned())?,
             Platform::Remote(remote, cluster) => remote.restart(cluster, name).await?,
+            Platform::External => return Err(format!("cannot restart {name}: the runner did not start this platform")),
         };
         let offset = match self {
-            Platform::Local(_) => 0,
+            Platform::Local(_) | Platform::External => 0,
             Platform::Remote(_, cluster) => loader_offset(cluster),
         };
         Ok(event("restart", name, &host, now_us() + offset, None))
@@ -80,6 +86,7 @@ impl Platform<'_> {
                 report.errors.extend(RemoteDirigent::remove_run(cluster, run_id).await);
                 report
             }
+            Platform::External => StopReport::default(),
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::remote::cluster::{RemoteCluster, RemoteError};
 use crate::remote::dirigent::RemoteDirigent;
 use crate::remote::load::RemoteLoad;
 use crate::remote::preflight::HostReport;
-use crate::spec::{ExperimentSpec, PlatformSpec, set_rate};
+use crate::spec::{ExperimentSpec, set_rate};
 
 /// Why an experiment could not run at all (a failure of one run is recorded in its entry instead).
 #[derive(Debug, thiserror::Error)]
@@ -104,8 +104,8 @@ pub struct ExperimentRecord {
     pub folder: PathBuf,
     /// The spec as resolved.
     pub spec: ExperimentSpec,
-    /// The executables started.
-    pub binaries: Binaries,
+    /// The executables started (none when the runner starts no platform).
+    pub binaries: Option<Binaries>,
     /// Git commit of the toolkit.
     pub git_commit: String,
     /// The machine the runner ran on.
@@ -136,17 +136,22 @@ impl ExperimentRecord {
 /// Runs `spec`; results go to a new timestamped folder under `spec.output`. `stop` (Ctrl-C) ends the current run
 /// early, starts no further run, and still tears down and writes everything.
 pub async fn run_experiment(spec: &ExperimentSpec, stop: StopSignal) -> Result<ExperimentRecord, ExperimentError> {
-    let PlatformSpec::Dirigent(platform) = &spec.platform;
-    let binaries = Binaries::locate(platform.bin_dir.as_deref()).map_err(ExperimentError::Binaries)?;
     check_load(spec)?;
-    LocalDirigent::check(platform, &binaries).await?;
-    let setup = std::time::Instant::now();
-    let cluster = match &spec.cluster {
-        Some(cluster_spec) => Some(prepare_cluster(cluster_spec, &binaries).await?),
+    let binaries = match spec.platform.dirigent() {
+        Some(platform) => {
+            let binaries = Binaries::locate(platform.bin_dir.as_deref()).map_err(ExperimentError::Binaries)?;
+            LocalDirigent::check(platform, &binaries).await?;
+            Some(binaries)
+        }
         None => None,
     };
+    let setup = std::time::Instant::now();
+    let cluster = match (&spec.cluster, &binaries) {
+        (Some(cluster_spec), Some(binaries)) => Some(prepare_cluster(cluster_spec, binaries).await?),
+        _ => None,
+    };
     let cluster_setup_s = cluster.as_ref().map_or(0.0, |_| setup.elapsed().as_secs_f64());
-    let components = component_names(platform, cluster.as_ref());
+    let components = spec.platform.dirigent().map(|p| component_names(p, cluster.as_ref())).unwrap_or_default();
     let checked = crate::failures::check(&spec.failures, &components).map_err(ExperimentError::Failures);
     let started = SystemTime::now();
     let folder = match checked.and_then(|()| create_folder(&spec.output, &spec.name, started)) {
@@ -180,7 +185,8 @@ pub async fn run_experiment(spec: &ExperimentSpec, stop: StopSignal) -> Result<E
         let name = rate.map_or_else(|| "run".to_owned(), |r| format!("rate-{r}"));
         let dir = folder.join(&name);
         let run_id = run_id(&folder, &name);
-        let run = Run { spec, rate, binaries: &binaries, dir: &dir, run_id: &run_id, cluster: cluster.as_ref() };
+        let run =
+            Run { spec, rate, binaries: binaries.as_ref(), dir: &dir, run_id: &run_id, cluster: cluster.as_ref() };
         let entry = run.execute(stop.clone()).await;
         tracing::info!(dir = %dir.display(), sent = entry.sent, ok = entry.ok, error = ?entry.error, "run finished");
         record.runs.push(entry);
@@ -296,7 +302,7 @@ fn create_folder(output: &Path, name: &str, started: SystemTime) -> Result<PathB
 struct Run<'a> {
     spec: &'a ExperimentSpec,
     rate: Option<f64>,
-    binaries: &'a Binaries,
+    binaries: Option<&'a Binaries>,
     dir: &'a Path,
     run_id: &'a str,
     cluster: Option<&'a RemoteCluster>,
@@ -346,11 +352,13 @@ impl Run<'_> {
     }
 
     async fn start_platform(&self, platform_dir: &Path) -> Result<Platform<'_>, (String, StopReport)> {
-        let PlatformSpec::Dirigent(spec) = &self.spec.platform;
+        let (Some(spec), Some(binaries)) = (self.spec.platform.dirigent(), self.binaries) else {
+            return Ok(Platform::External);
+        };
         match self.cluster {
             None => {
                 let marker = format!("{}-{}", self.spec.name, self.dir.display());
-                LocalDirigent::start(spec, self.binaries, platform_dir, &marker)
+                LocalDirigent::start(spec, binaries, platform_dir, &marker)
                     .await
                     .map(Platform::Local)
                     .map_err(|e| (e.to_string(), StopReport::default()))
@@ -369,12 +377,7 @@ impl Run<'_> {
         stop: StopSignal,
         events: &mut Vec<serde_json::Value>,
     ) -> Result<LoadCounts, String> {
-        let image = match self.cluster {
-            // Shipped beside dirigent on every host, where dirigent looks for a bare image name first.
-            Some(_) => "trace-function".to_owned(),
-            None => self.binaries.trace_function.display().to_string(),
-        };
-        let config = load_config(self.spec, self.rate, platform.api(), platform.proxy(), &image, self.dir)?;
+        let config = self.load_config(platform)?;
         let done = tokio::sync::Notify::new();
         let started = tokio::time::Instant::now();
         let load = async {
@@ -389,6 +392,34 @@ impl Run<'_> {
         let (result, injected) = tokio::join!(load, inject);
         *events = injected;
         result
+    }
+}
+
+impl Run<'_> {
+    /// The loader config of this run: the spec's load aimed at the platform, writing into the run's folder.
+    fn load_config(&self, platform: &Platform<'_>) -> Result<RunConfig, String> {
+        let mut config = self.spec.load.clone();
+        set_rate(&mut config.workload, self.rate)?;
+        config.output = self.dir.to_owned();
+        config.target = match (self.spec.platform.external_target(), self.binaries) {
+            (Some(target), _) => target?,
+            (None, Some(binaries)) => {
+                let image = match self.cluster {
+                    // Shipped beside dirigent on every host, where dirigent looks for a bare image name first.
+                    Some(_) => "trace-function".to_owned(),
+                    None => binaries.trace_function.display().to_string(),
+                };
+                TargetConfig::Dirigent {
+                    api: platform.api().into(),
+                    proxy: platform.proxy().into(),
+                    image,
+                    min_scale: 0,
+                    max_scale: 0,
+                }
+            }
+            (None, None) => return Err("no binaries for the dirigent platform".into()),
+        };
+        Ok(config)
     }
 }
 
@@ -442,27 +473,6 @@ fn add_events(dir: &Path, events: &[serde_json::Value]) -> Result<(), String> {
     }
     let text = serde_json::to_string_pretty(&manifest).unwrap_or_default() + "\n";
     std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
-/// The loader config of one run: the spec's load aimed at the started platform, writing into `dir`.
-fn load_config(
-    spec: &ExperimentSpec,
-    rate: Option<f64>,
-    api: &str,
-    proxy: &str,
-    image: &str,
-    dir: &Path,
-) -> Result<RunConfig, String> {
-    let mut config = spec.load.clone();
-    set_rate(&mut config.workload, rate)?;
-    let (min_scale, max_scale) = match &spec.load.target {
-        TargetConfig::Dirigent { min_scale, max_scale, .. } => (*min_scale, *max_scale),
-        TargetConfig::Http { .. } | TargetConfig::Grpc { .. } => (0, 0),
-    };
-    config.target =
-        TargetConfig::Dirigent { api: api.into(), proxy: proxy.into(), image: image.into(), min_scale, max_scale };
-    config.output = dir.to_owned();
-    Ok(config)
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<(), ExperimentError> {

@@ -63,8 +63,43 @@ fn default_output() -> PathBuf {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum PlatformSpec {
-    /// The bundled orchestrator, started on this machine as separate processes.
+    /// The bundled orchestrator, started by the runner (on this machine or on a cluster's hosts).
     Dirigent(DirigentSpec),
+    /// Knative Serving on a Kubernetes cluster that already runs: the keys of the loader's `knative` target.
+    Knative(TargetSettings),
+    /// AWS Lambda (or an emulator): the keys of the loader's `lambda` target.
+    Lambda(TargetSettings),
+    /// Any HTTP endpoint that already runs: the keys of the loader's `http` target.
+    Http(TargetSettings),
+    /// A vHive-style gRPC endpoint that already runs: the keys of the loader's `grpc` target.
+    Grpc(TargetSettings),
+}
+
+/// The settings of a platform the runner does not start: a loader target's keys (without `kind`).
+pub type TargetSettings = serde_json::Map<String, serde_json::Value>;
+
+impl PlatformSpec {
+    /// The bundled orchestrator's settings, when that is the platform.
+    pub fn dirigent(&self) -> Option<&DirigentSpec> {
+        match self {
+            PlatformSpec::Dirigent(dirigent) => Some(dirigent),
+            _ => None,
+        }
+    }
+
+    /// For a platform the runner does not start, the loader target that reaches it; `None` for dirigent.
+    pub fn external_target(&self) -> Option<Result<TargetConfig, String>> {
+        let (kind, settings) = match self {
+            PlatformSpec::Dirigent(_) => return None,
+            PlatformSpec::Knative(settings) => ("knative", settings),
+            PlatformSpec::Lambda(settings) => ("lambda", settings),
+            PlatformSpec::Http(settings) => ("http", settings),
+            PlatformSpec::Grpc(settings) => ("grpc", settings),
+        };
+        let mut target = settings.clone();
+        target.insert("kind".into(), kind.into());
+        Some(serde_json::from_value(target.into()).map_err(|e| format!("platform ({kind}): {e}")))
+    }
 }
 
 /// How to run the bundled orchestrator locally.
@@ -182,13 +217,24 @@ impl ExperimentSpec {
         if self.load.output != RunConfig::default().output {
             return Err("load.output is decided by the runner (see `output`); remove it".into());
         }
-        let PlatformSpec::Dirigent(dirigent) = &self.platform;
-        dirigent.validate()?;
+        match (self.platform.dirigent(), self.platform.external_target()) {
+            (Some(dirigent), _) => dirigent.validate()?,
+            (None, Some(target)) => {
+                target?;
+                if self.cluster.is_some() {
+                    return Err("cluster: only platform `dirigent` runs on a cluster's hosts; remove `cluster`".into());
+                }
+                if !self.failures.is_empty() {
+                    return Err("failures: the runner can kill roles of platform `dirigent` only".into());
+                }
+            }
+            (None, None) => {}
+        }
         if let Some(cluster) = &self.cluster {
             cluster.validate()?;
         }
         for (index, failure) in self.failures.iter().enumerate() {
-            if dirigent.processes == Processes::Standalone {
+            if self.platform.dirigent().is_some_and(|d| d.processes == Processes::Standalone) {
                 return Err(format!("failures[{index}]: `processes: standalone` has no separate role to kill"));
             }
             if !is_component_name(&failure.kill) {
@@ -265,7 +311,7 @@ mod tests {
     #[test]
     fn a_minimal_spec_takes_the_defaults() {
         let spec = ExperimentSpec::parse(MINIMAL).unwrap();
-        let PlatformSpec::Dirigent(d) = &spec.platform;
+        let d = spec.platform.dirigent().unwrap();
         assert_eq!((d.processes, d.workers, d.start_timeout), (Processes::Roles, 2, Duration::from_secs(30)));
         assert_eq!(spec.load, RunConfig::default());
         assert_eq!(spec.rates(), vec![None]);
@@ -275,7 +321,10 @@ mod tests {
     fn errors_name_the_key() {
         for (text, key) in [
             ("name: t\nplatform: { kind: dirigent, wrkers: 2 }\n", "wrkers"),
-            ("name: t\nplatform: { kind: knative }\n", "knative"),
+            ("name: t\nplatform: { kind: kubernetes }\n", "kubernetes"),
+            ("name: t\nplatform: { kind: http }\n", "url"),
+            ("name: t\nplatform: { kind: http, url: x, colour: red }\n", "colour"),
+            ("name: t\nplatform: { kind: http, url: x }\nfailures: [ { at: 1s, kill: worker-0 } ]\n", "failures"),
             ("name: t\nplatform: { kind: dirigent, workers: 0 }\n", "platform.workers"),
             ("name: t\nplatform: { kind: dirigent, worker: 3 }\n", "platform.worker"),
             ("name: 'a b'\nplatform: { kind: dirigent }\n", "name"),

@@ -185,3 +185,61 @@ fn a_worker_killed_mid_run_is_an_event_in_the_manifest_and_on_the_timeline() {
         "{stderr}"
     );
 }
+
+/// `trace-function` on a loopback port of its own, killed when dropped.
+struct Function {
+    process: std::process::Child,
+    port: u16,
+}
+
+impl Function {
+    fn start() -> Function {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let process = Command::new(bin_dir().join("trace-function"))
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let function = Function { process, port };
+        // Ready once it accepts connections (polled every 25 ms for up to 10 s).
+        let ready = (0..400).any(|_| {
+            let listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+            if !listening {
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            listening
+        });
+        assert!(ready, "trace-function did not listen on {port}");
+        function
+    }
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+#[test]
+fn a_platform_the_runner_does_not_start_is_reached_through_its_loader_target() {
+    let function = Function::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.yaml");
+    let text = format!(
+        "name: external\noutput: {}\nplatform: {{ kind: http, url: 'http://127.0.0.1:{}/{{function}}' }}\n\
+         load: {{ workload: {{ kind: rps, rate: 20, duration: 2s, functions: 2, runtime_ms: 2 }} }}\n",
+        dir.path().join("results").display(),
+        function.port
+    );
+    std::fs::write(&spec, text).unwrap();
+    let run = experiments(&["run", spec.to_str().unwrap()]);
+    assert!(run.status.success(), "{}\n{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    let record = read_json(&execution(dir.path()).join("experiment.json"));
+    let entry = &record["runs"][0];
+    assert_eq!((entry["sent"].as_u64(), entry["ok"].as_u64()), (Some(40), Some(40)), "{entry}");
+    assert!(record["binaries"].is_null(), "nothing was started");
+    let manifest = read_json(&execution(dir.path()).join("run/manifest.json"));
+    assert_eq!(manifest["config"]["target"]["kind"], "http");
+}

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use experiments::provision::{ProvisionOptions, provision};
-use experiments::spec::{ClusterSpec, ExperimentSpec, PlatformSpec};
+use experiments::spec::{ClusterSpec, ExperimentSpec};
 
 /// One YAML spec, one command: start the platform, run the load, collect, tear down, analyse.
 #[derive(Debug, Parser)]
@@ -122,9 +122,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let spec = cluster.load(&spec)?;
             let cluster =
                 spec.cluster.as_ref().context("provision needs a cluster: a `cluster` section or --inventory")?;
-            let PlatformSpec::Dirigent(platform) = &spec.platform;
-            let bin_dir =
-                bin_dir.or_else(|| platform.bin_dir.clone()).unwrap_or_else(|| PathBuf::from("target/release"));
+            let spec_bins = spec.platform.dirigent().and_then(|platform| platform.bin_dir.clone());
+            let bin_dir = bin_dir.or(spec_bins).unwrap_or_else(|| PathBuf::from("target/release"));
             let mut options = ProvisionOptions::new(playbooks, bin_dir);
             options.forks = cluster.parallelism;
             for var in &vars {

@@ -96,7 +96,10 @@ mod tests {
 
     fn spec(platform: &str) -> DirigentSpec {
         let PlatformSpec::Dirigent(d) =
-            ExperimentSpec::parse(&format!("name: t\nplatform: {platform}\n")).unwrap().platform;
+            ExperimentSpec::parse(&format!("name: t\nplatform: {platform}\n")).unwrap().platform
+        else {
+            panic!("not dirigent")
+        };
         d
     }
 
