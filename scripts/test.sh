@@ -32,6 +32,11 @@ if command -v ansible-playbook >/dev/null 2>&1; then
 else
   echo "ansible-playbook is not installed (not root, so not installed here): skipping the playbook checks" >&2
 fi
+# moto (the AWS Lambda API emulator) for loader/tests/lambda_moto.rs, from PyPI into a venv under target/.
+MOTO_VENV=${CARGO_TARGET_DIR:-$PWD/target}/moto-venv
+if [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
+  python3 -m venv "$MOTO_VENV" && "$MOTO_VENV/bin/pip" install -q "moto[server]"
+fi
 cargo test --workspace --locked
 # Root only: network namespaces and sshd (the test says so and fails when run without root).
 if [ "$(id -u)" = 0 ]; then
