@@ -125,7 +125,7 @@ fn percent_decode(text: &str) -> String {
     let mut out = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() + 1 {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
             out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
             i += 3;
         } else {
@@ -446,11 +446,12 @@ async fn cleanup_deletes_every_service_of_the_toolkit_and_nothing_else() {
     let mut deleted = cleanup(&config).await.unwrap();
     deleted.sort();
     assert_eq!(deleted, ["f-a", "f-b", "f-c", "f-d"]);
-    let s = state.lock().unwrap();
-    assert_eq!(s.services.keys().collect::<Vec<_>>(), ["hello"]);
-    let selector = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dfaas-loader";
-    assert!(s.log.iter().any(|l| l.contains(selector)), "{:?}", s.log);
-    drop(s);
+    {
+        let s = state.lock().unwrap();
+        assert_eq!(s.services.keys().collect::<Vec<_>>(), ["hello"]);
+        let selector = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dfaas-loader";
+        assert!(s.log.iter().any(|l| l.contains(selector)), "{:?}", s.log);
+    }
     assert!(cleanup(&config).await.unwrap().is_empty());
 }
 

@@ -536,6 +536,26 @@ mod tests {
     }
 
     #[test]
+    fn yaml_keys_parse_with_defaults_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.yaml");
+        let yaml = "target:\n  kind: knative\n  gateway: 10.0.0.5:80\n  image: docker.io/x/trace:1\n  max_scale: 200\n  \
+                    ready_timeout: 90s\n  annotations: { autoscaling.knative.dev/target-burst-capacity: \"-1\" }\n";
+        std::fs::write(&path, yaml).unwrap();
+        let config = crate::config::RunConfig::load(&path).unwrap();
+        let crate::config::TargetConfig::Knative(k) = config.target else { panic!("not knative") };
+        assert_eq!((k.gateway.as_str(), k.namespace.as_str(), k.max_scale), ("10.0.0.5:80", "default", 200));
+        assert_eq!((k.ready_timeout, k.container_port, k.initial_scale), (Duration::from_secs(90), 8080, 0));
+        assert_eq!(k.annotations["autoscaling.knative.dev/target-burst-capacity"], "-1");
+        std::fs::write(&path, "target: { kind: knative, gateway: g:80, image: i, namespase: x }\n").unwrap();
+        let err = crate::config::RunConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("namespase"), "{err}");
+        std::fs::write(&path, "target: { kind: knative, gateway: g:80 }\n").unwrap();
+        let err = crate::config::RunConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("image"), "{err}");
+    }
+
+    #[test]
     fn service_names_are_checked() {
         assert!(check_service_name("f-0123456789ab").is_ok());
         for bad in ["", "F-x", "1f", "f_x", "f-", &"f".repeat(MAX_SERVICE_NAME + 1)] {
