@@ -40,6 +40,13 @@ enum Command {
         #[command(flatten)]
         overrides: Overrides,
     },
+    /// Delete what runs of the config's target left deployed (Knative Services with the loader's label, Lambda
+    /// functions with the name prefix), e.g. after an interrupted run; prints their names.
+    Cleanup {
+        /// The run's YAML config; only its `target` is used.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Write the schedule a run would send (one CSV row per invocation, in time order); sends nothing.
     Schedule {
         /// Directory with the trace files (In-Vitro layout); the whole rest of the day unless --minutes.
@@ -183,6 +190,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config.output = output.unwrap_or(config.output);
             overrides.apply(&mut config)?;
             run_command(&config)
+        }
+        Command::Cleanup { config } => {
+            let config = RunConfig::load(&config)?;
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let timeout = Some(config.driver.request_timeout);
+            let removed = runtime.block_on(loader::target::cleanup::cleanup(&config.target, timeout))?;
+            for name in &removed {
+                println!("deleted {name}");
+            }
+            println!("{} left-over functions deleted", removed.len());
+            Ok(())
         }
         Command::Schedule { trace_dir, config, overrides, out } => {
             let mut config = match (config, trace_dir) {

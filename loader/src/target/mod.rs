@@ -1,6 +1,7 @@
 //! Where invocations go: the [`Target`] trait (deploy the functions, invoke one, tear down) and its
 //! implementations.
 
+pub mod cleanup;
 pub mod dirigent;
 pub mod grpc;
 pub mod http;
