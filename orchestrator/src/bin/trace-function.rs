@@ -39,6 +39,12 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    // Packaged as a Lambda custom runtime (`bootstrap`): serve the Runtime API instead of listening.
+    if let Some(api) = std::env::var("AWS_LAMBDA_RUNTIME_API").ok().filter(|api| !api.is_empty()) {
+        tracing::info!(%api, "trace-function serving the Lambda Runtime API");
+        orchestrator::function::lambda::run(&api).await?;
+        return Ok(());
+    }
     let shutdown = shutdown_signal().context("cannot install the SIGTERM/SIGINT handlers")?;
     let listener = TcpListener::bind((args.host.as_str(), args.port))
         .await

@@ -61,7 +61,8 @@ fn is_grpc(headers: &HeaderMap) -> bool {
     headers.get(header::CONTENT_TYPE).is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"))
 }
 
-fn reply(instance: &Instance, invocation: Invocation, completed: Completed) -> FunctionReply {
+/// The JSON reply for a completed invocation (also the Lambda runtime's response).
+pub(super) fn reply(instance: &Instance, invocation: Invocation, completed: Completed) -> FunctionReply {
     let status = match invocation.workload {
         Workload::Trace => wire::STATUS_OK,
         Workload::Empty => wire::STATUS_OK_EMPTY,

@@ -8,6 +8,7 @@
 mod grpc;
 mod http;
 pub mod instance;
+pub mod lambda;
 pub mod params;
 pub mod wire;
 pub mod work;
