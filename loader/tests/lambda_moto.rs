@@ -318,11 +318,12 @@ async fn a_loader_run_against_moto_keeps_credentials_out_of_every_output() {
 /// What the local server saw: method, path and headers of each request.
 type Seen = Arc<Mutex<Vec<(String, String, http::HeaderMap)>>>;
 
+/// A canned answer: status, headers, body.
+type Canned = (u16, Vec<(&'static str, &'static str)>, &'static str);
+
 /// A local HTTP server playing Lambda for answers moto cannot give: `respond` maps a path to status, headers and
 /// body; `None` never answers.
-async fn fake_lambda(
-    respond: fn(&str) -> Option<(u16, Vec<(&'static str, &'static str)>, &'static str)>,
-) -> (SocketAddr, Seen) {
+async fn fake_lambda(respond: fn(&str) -> Option<Canned>) -> (SocketAddr, Seen) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let seen: Seen = Arc::default();

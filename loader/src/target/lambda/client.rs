@@ -91,7 +91,7 @@ impl LambdaClient {
         if !matches!(scheme, "http" | "https") || uri.authority().is_none() {
             return Err(format!("endpoint_url '{endpoint}' must be http://HOST[:PORT] or https://HOST[:PORT]"));
         }
-        if uri.path().trim_end_matches('/') != "" || uri.query().is_some() {
+        if !uri.path().trim_end_matches('/').is_empty() || uri.query().is_some() {
             return Err(format!("endpoint_url '{endpoint}' must not have a path or query"));
         }
         let provider = rustls::crypto::ring::default_provider();

@@ -641,7 +641,8 @@ mod tests {
     fn validation_names_the_key() {
         let good = LambdaConfig::new("arn:aws:iam::123456789012:role/r", "f.zip");
         assert!(good.validate().is_ok());
-        let cases: [(&str, fn(&mut LambdaConfig)); 6] = [
+        type Change = fn(&mut LambdaConfig);
+        let cases: [(&str, Change); 6] = [
             ("role_arn", |c| c.role_arn = "role".into()),
             ("function_prefix", |c| c.function_prefix = "bad prefix".into()),
             ("memory_mib", |c| c.memory_mib = Some(64)),
