@@ -269,31 +269,9 @@ async fn a_loader_run_against_moto_keeps_credentials_out_of_every_output() {
     let moto = start_moto().await;
     let dir = tempfile::tempdir().unwrap();
     let zip = write_zip(dir.path());
-    let output = dir.path().join("run");
-    let config_path = dir.path().join("run.yaml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "workload: {{ kind: rps, rate: 20, duration: 1s, functions: 2 }}\n\
-             target: {{ kind: lambda, region: us-east-1, endpoint_url: \"{}\", function_prefix: lt-run-, \
-             role_arn: \"{ROLE}\", zip: \"{}\" }}\noutput: {}\n",
-            moto.url,
-            zip.display(),
-            output.display()
-        ),
-    )
-    .unwrap();
+    let (config_path, output) = write_run_config(dir.path(), &moto, "lt-run-", &zip, "rate: 20, duration: 1s");
     let run = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_loader"))
-            .args(["run", "--config"])
-            .arg(&config_path)
-            .env("AWS_ACCESS_KEY_ID", KEY_ID)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET)
-            .env("AWS_SESSION_TOKEN", TOKEN)
-            .env("RUST_LOG", "trace")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        loader_command(&["run", "--config"], &config_path).env("RUST_LOG", "trace").output().unwrap()
     })
     .await
     .unwrap();
@@ -313,6 +291,73 @@ async fn a_loader_run_against_moto_keeps_credentials_out_of_every_output() {
     assert!(manifest.contains("lt-run-") && manifest.contains("lambda"), "{manifest}");
     let left = cleanup_with_credentials(&config(&moto.url, "lt-run-", &zip), &credentials()).await.unwrap();
     assert!(left.is_empty(), "the run left {left:?}");
+}
+
+/// A run config for `loader run` against moto: an rps workload (`rps`: its rate and duration keys) over 2 functions
+/// named with `prefix`; returns the config's path and the run folder.
+fn write_run_config(dir: &Path, moto: &Moto, prefix: &str, zip: &Path, rps: &str) -> (PathBuf, PathBuf) {
+    let output = dir.join("run");
+    let config_path = dir.join("run.yaml");
+    let text = format!(
+        "workload: {{ kind: rps, {rps}, functions: 2 }}\n\
+         target: {{ kind: lambda, region: us-east-1, endpoint_url: \"{}\", function_prefix: {prefix}, \
+         role_arn: \"{ROLE}\", zip: \"{}\" }}\noutput: {}\n",
+        moto.url,
+        zip.display(),
+        output.display()
+    );
+    std::fs::write(&config_path, text).unwrap();
+    (config_path, output)
+}
+
+/// The loader binary with `args` and `config`, credentials in its environment.
+fn loader_command(args: &[&str], config: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_loader"));
+    command
+        .args(args)
+        .arg(config)
+        .env("AWS_ACCESS_KEY_ID", KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_SESSION_TOKEN", TOKEN)
+        .stdin(Stdio::null());
+    command
+}
+
+/// A `loader run` killed with SIGKILL while sending (no teardown ran) leaves its functions on moto; `loader cleanup`
+/// with the same config deletes them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loader_cleanup_removes_what_an_interrupted_run_left() {
+    let moto = start_moto().await;
+    let dir = tempfile::tempdir().unwrap();
+    let zip = write_zip(dir.path());
+    let (config_path, _) = write_run_config(dir.path(), &moto, "lt-int-", &zip, "rate: 10, duration: 120s");
+    let path = config_path.clone();
+    tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut run = loader_command(&["run", "--config"], &path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Sending has begun (so every function is deployed) once the first progress line is logged.
+        let stderr = std::io::BufReader::new(run.stderr.take().unwrap());
+        let sending = stderr.lines().map_while(Result::ok).any(|line| line.contains("completed"));
+        run.kill().unwrap();
+        run.wait().unwrap();
+        assert!(sending, "the loader ended before it logged progress");
+    })
+    .await
+    .unwrap();
+    let cleanup = tokio::task::spawn_blocking(move || loader_command(&["cleanup", "--config"], &config_path).output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&cleanup.stdout);
+    assert!(cleanup.status.success(), "{stdout}{}", String::from_utf8_lossy(&cleanup.stderr));
+    assert!(stdout.contains("2 left-over functions deleted") && stdout.contains("lt-int-"), "{stdout}");
+    let left = cleanup_with_credentials(&config(&moto.url, "lt-int-", &zip), &credentials()).await.unwrap();
+    assert!(left.is_empty(), "cleanup left {left:?}");
 }
 
 /// What the local server saw: method, path and headers of each request.

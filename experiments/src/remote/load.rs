@@ -68,7 +68,9 @@ impl RemoteLoad {
                 }
                 session.upload(&local_config, &format!("{remote_dir}/config.yaml"), 0o644)?;
                 let command = [format!("{bin}/loader"), "run".into(), "--config".into(), "config.yaml".into()];
-                session.exec_ok(&script::start_detached(&remote_dir, &[], &command, "loader.log", "loader.pid"), SHORT)
+                // Progress lines are logged at info; the loader's own default shows errors only.
+                let env = [("RUST_LOG", "info")];
+                session.exec_ok(&script::start_detached(&remote_dir, &env, &command, "loader.log", "loader.pid"), SHORT)
             })
             .await
             .map_err(|e| format!("starting the loader: {e}"))?
