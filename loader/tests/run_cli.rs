@@ -151,3 +151,30 @@ fn rate_flags_on_a_trace_replay_are_refused() {
     assert!(!run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).contains("--rate"), "{}", String::from_utf8_lossy(&run.stderr));
 }
+
+#[test]
+fn package_lambda_writes_the_same_zip_twice_and_names_a_missing_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("trace-function");
+    std::fs::write(&binary, b"\x7fELF not really").unwrap();
+    let package = |out: &str| {
+        Command::new(env!("CARGO_BIN_EXE_loader"))
+            .args(["package-lambda", "--binary"])
+            .arg(&binary)
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .output()
+            .unwrap()
+    };
+    for out in ["a.zip", "b.zip"] {
+        let output = package(out);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let (a, b) = (std::fs::read(dir.path().join("a.zip")).unwrap(), std::fs::read(dir.path().join("b.zip")).unwrap());
+    assert_eq!(a, b, "the zip is reproducible");
+    assert!(a.windows(9).any(|w| w == b"bootstrap"), "the entry is named bootstrap");
+    std::fs::remove_file(&binary).unwrap();
+    let output = package("c.zip");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("trace-function"), "the error names the binary");
+}

@@ -47,6 +47,16 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Package the trace function as an AWS Lambda custom runtime: a reproducible zip whose `bootstrap` is the
+    /// binary (build it for the functions' architecture; Lambda takes at most 50 MiB uploaded directly).
+    PackageLambda {
+        /// The `trace-function` binary.
+        #[arg(long)]
+        binary: PathBuf,
+        /// The zip to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Write the schedule a run would send (one CSV row per invocation, in time order); sends nothing.
     Schedule {
         /// Directory with the trace files (In-Vitro layout); the whole rest of the day unless --minutes.
@@ -200,6 +210,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("deleted {name}");
             }
             println!("{} left-over functions deleted", removed.len());
+            Ok(())
+        }
+        Command::PackageLambda { binary, out } => {
+            loader::target::lambda::package::write_zip(&binary, &out)?;
+            let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+            println!("wrote {} ({:.1} MiB, bootstrap = {})", out.display(), size as f64 / 1048576.0, binary.display());
             Ok(())
         }
         Command::Schedule { trace_dir, config, overrides, out } => {
