@@ -360,6 +360,33 @@ async fn loader_cleanup_removes_what_an_interrupted_run_left() {
     assert!(left.is_empty(), "cleanup left {left:?}");
 }
 
+/// After a throttled call the calls due in the backoff window are not sent: they fail as throttled at once, so the
+/// open-loop schedule goes on and every call is accounted for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_in_the_backoff_window_after_throttling_fail_without_being_sent() {
+    let (address, seen) = fake_lambda(|path| match path {
+        "/2015-03-31/functions/lt-b-busy/invocations" => {
+            Some((429, vec![("x-amzn-errortype", "TooManyRequestsException")], r#"{"message":"Rate Exceeded."}"#))
+        }
+        _ => Some((200, vec![("content-type", "application/json")], r#"{"ExecutionTime": 1000}"#)),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = config(&format!("http://{address}"), "lt-b-", &write_zip(dir.path()));
+    // Far longer than the test, so that the window is certainly open for the second call.
+    settings.throttle_backoff = Duration::from_secs(600);
+    let target = LambdaTarget::with_credentials(settings, &credentials()).unwrap();
+    assert!(matches!(target.invoke("busy", &invocation()).await.outcome, Outcome::Status(429, _)));
+    match target.invoke("calm", &invocation()).await.outcome {
+        Outcome::Status(429, reason) => {
+            assert!(reason.contains("not sent") && reason.contains("backing off"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let paths: Vec<String> = seen.lock().unwrap().iter().map(|(_, path, _)| path.clone()).collect();
+    assert_eq!(paths, vec!["/2015-03-31/functions/lt-b-busy/invocations".to_string()], "only the first was sent");
+}
+
 /// What the local server saw: method, path and headers of each request.
 type Seen = Arc<Mutex<Vec<(String, String, http::HeaderMap)>>>;
 
@@ -427,6 +454,8 @@ async fn function_errors_throttling_and_timeouts_are_failures_with_their_reason(
     let zip = write_zip(dir.path());
     let mut settings = config(&format!("http://{address}"), "lt-d-", &zip);
     settings.request_timeout = Some(Duration::from_millis(300));
+    // Every call here is sent; backing off after the throttled one is the next test's.
+    settings.throttle_backoff = Duration::ZERO;
     let target = LambdaTarget::with_credentials(settings, &credentials()).unwrap();
 
     let broken = target.invoke("broken", &invocation()).await;

@@ -5,6 +5,7 @@
 //! An endpoint override points the target at moto or a VPC endpoint. Credentials come from the standard chain (see
 //! [`credentials`]) and appear in no log, `Debug` output, manifest or error message.
 
+pub mod backoff;
 pub mod client;
 pub mod credentials;
 pub mod package;
@@ -103,6 +104,21 @@ pub struct LambdaTargetConfig {
     /// How long deploying may wait for the functions to become Active.
     #[serde(default = "default_deploy_timeout", with = "humantime_serde")]
     pub deploy_timeout: Duration,
+    /// After a throttled call, calls due within this window are not sent and fail as throttled at their intended
+    /// time; it doubles with each throttle up to `throttle_backoff_max`. `0s`: never back off.
+    #[serde(default = "default_throttle_backoff", with = "humantime_serde")]
+    pub throttle_backoff: Duration,
+    /// The longest backoff window.
+    #[serde(default = "default_throttle_backoff_max", with = "humantime_serde")]
+    pub throttle_backoff_max: Duration,
+}
+
+fn default_throttle_backoff() -> Duration {
+    Duration::from_millis(100)
+}
+
+fn default_throttle_backoff_max() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn default_prefix() -> String {
@@ -144,6 +160,8 @@ impl LambdaConfig {
             profile: target.profile.clone(),
             request_timeout,
             deploy_timeout: target.deploy_timeout,
+            throttle_backoff: target.throttle_backoff,
+            throttle_backoff_max: target.throttle_backoff_max,
         }
     }
 }
@@ -176,6 +194,10 @@ pub struct LambdaConfig {
     pub request_timeout: Option<Duration>,
     /// How long [`Target::deploy`] waits for all functions to become `Active`.
     pub deploy_timeout: Duration,
+    /// The first backoff window after throttling (see [`backoff`]); zero: never back off.
+    pub throttle_backoff: Duration,
+    /// The longest backoff window.
+    pub throttle_backoff_max: Duration,
 }
 
 impl LambdaConfig {
@@ -194,6 +216,8 @@ impl LambdaConfig {
             profile: None,
             request_timeout: Some(Duration::from_secs(60)),
             deploy_timeout: Duration::from_secs(300),
+            throttle_backoff: default_throttle_backoff(),
+            throttle_backoff_max: default_throttle_backoff_max(),
         }
     }
 
@@ -309,6 +333,7 @@ pub struct LambdaTarget {
     client: LambdaClient,
     zip_base64: Arc<str>,
     permits: Semaphore,
+    backoff: backoff::Backoff,
     deployed: std::sync::Mutex<BTreeSet<String>>,
 }
 
@@ -365,6 +390,7 @@ impl LambdaTarget {
         }
         Ok(LambdaTarget {
             permits: Semaphore::new(config.max_concurrency),
+            backoff: backoff::Backoff::new(config.throttle_backoff, config.throttle_backoff_max),
             zip_base64: base64(&zip).into(),
             config,
             client,
@@ -450,16 +476,26 @@ impl LambdaTarget {
     }
 
     async fn invoke_inner(&self, function: &str, invocation: &Invocation) -> TargetResponse {
+        if let Some(left) = self.backoff.holding(std::time::Instant::now()) {
+            let reason = format!("{THROTTLED}: not sent, backing off for {left:?} more after throttling");
+            return TargetResponse::from_outcome(Outcome::Status(429, reason));
+        }
         let Ok(_permit) = self.permits.acquire().await else {
             return TargetResponse::from_outcome(Outcome::ConnectionFailed("the target is shut down".into()));
         };
         let name = function_name(&self.config.function_prefix, function);
         let path = format!("{FUNCTIONS_PATH}/{name}/invocations");
         let payload = Bytes::from(invoke_payload(function, invocation));
-        match self.client.send(Method::POST, &path, payload, None).await {
+        let response = match self.client.send(Method::POST, &path, payload, None).await {
             Ok(response) => invoke_response(&response),
             Err(e) => TargetResponse::from_outcome(Outcome::ConnectionFailed(e.to_string())),
+        };
+        match &response.outcome {
+            Outcome::Status(429, _) => self.backoff.throttled(std::time::Instant::now()),
+            outcome if outcome.is_ok() => self.backoff.succeeded(),
+            _ => {}
         }
+        response
     }
 }
 
