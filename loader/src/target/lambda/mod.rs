@@ -21,7 +21,7 @@ use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-use self::client::{ApiError, ApiResponse, LambdaClient, base64, query_encode};
+use self::client::{ApiError, ApiResponse, LambdaClient, query_encode};
 use self::credentials::AwsCredentials;
 use super::http::{body_excerpt, parse_reply};
 use super::{BoxFuture, FunctionDeployment, Target, TargetError, TargetResponse};
@@ -391,7 +391,8 @@ impl LambdaTarget {
         Ok(LambdaTarget {
             permits: Semaphore::new(config.max_concurrency),
             backoff: backoff::Backoff::new(config.throttle_backoff, config.throttle_backoff_max),
-            zip_base64: base64(&zip).into(),
+            // The `ZipFile` field of CreateFunction: standard base64 with padding.
+            zip_base64: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &zip).into(),
             config,
             client,
             deployed: std::sync::Mutex::default(),
