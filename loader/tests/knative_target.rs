@@ -424,7 +424,8 @@ async fn a_name_clash_is_reported_and_the_other_service_is_left_alone() {
     assert_eq!(state.lock().unwrap().services["f-x"]["metadata"]["labels"][RUN_LABEL], "r-first");
 }
 
-#[tokio::test]
+/// `loader cleanup` (the command) deletes every Service of the toolkit, from any run, and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_deletes_every_service_of_the_toolkit_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     let (api, state) = start_api().await;
@@ -443,9 +444,24 @@ async fn cleanup_deletes_every_service_of_the_toolkit_and_nothing_else() {
                         "metadata": { "name": "hello", "namespace": NAMESPACE, "labels": { "app": "hello" } } });
     state.lock().unwrap().services.insert("hello".into(), other);
 
-    let mut deleted = cleanup(&config).await.unwrap();
+    let run_config = dir.path().join("run.yaml");
+    let target = format!(
+        "target: {{ kind: knative, gateway: '{gateway}', image: example/trace-function, namespace: {NAMESPACE}, \
+         kubeconfig: '{}' }}\n",
+        config.kubeconfig.as_ref().unwrap().display()
+    );
+    std::fs::write(&run_config, target).unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_loader")).args(["cleanup", "--config"]).arg(&run_config).output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let mut deleted: Vec<&str> = stdout.lines().filter_map(|line| line.strip_prefix("deleted ")).collect();
     deleted.sort();
-    assert_eq!(deleted, ["f-a", "f-b", "f-c", "f-d"]);
+    assert_eq!(deleted, ["f-a", "f-b", "f-c", "f-d"], "{stdout}");
     {
         let s = state.lock().unwrap();
         assert_eq!(s.services.keys().collect::<Vec<_>>(), ["hello"]);
