@@ -212,10 +212,10 @@ fn component_names(spec: &crate::spec::DirigentSpec, cluster: Option<&RemoteClus
         Some(cluster) => (cluster.with_role(Role::DataPlane).len(), cluster.with_role(Role::Worker).len()),
         None => (1, spec.workers as usize),
     };
-    let data_plane = |i: usize| if i == 0 { "data-plane".to_owned() } else { format!("data-plane-{i}") };
-    std::iter::once("control-plane".to_owned())
-        .chain((0..data_planes).map(data_plane))
-        .chain((0..workers).map(|i| format!("worker-{i}")))
+    let name = crate::remote::dirigent::component_name;
+    std::iter::once(name("control-plane", 0))
+        .chain((0..data_planes).map(|i| name("data-plane", i)))
+        .chain((0..workers).map(|i| name("worker", i)))
         .collect()
 }
 

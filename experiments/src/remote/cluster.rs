@@ -46,7 +46,8 @@ impl RemoteCluster {
         let hosts = Arc::new(Hosts::from_inventory(&inventory, &spec.session_options()));
         let parallelism = spec.parallelism;
         let checking = Arc::clone(&hosts);
-        let results = blocking(move || checking.run_all(parallelism, |session| preflight::check(session, &[]))).await?;
+        let preflight = move || checking.run_all(parallelism, |session| preflight::check(session, &[]));
+        let results = join(tokio::task::spawn_blocking(preflight).await);
         let mut reports = Vec::new();
         let mut problems = Vec::new();
         for result in results {
@@ -204,10 +205,6 @@ pub fn collect<T>(step: &str, results: Vec<Result<T, SshError>>) -> Result<Vec<T
         }
     }
     if errors.is_empty() { Ok(values) } else { Err(RemoteError::Local(format!("{step}: {}", errors.join("; ")))) }
-}
-
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, RemoteError> {
-    Ok(join(tokio::task::spawn_blocking(work).await))
 }
 
 /// The result of a blocking SSH task; a panic there is a bug and goes on unwinding here.

@@ -361,7 +361,7 @@ fn start_on(
 }
 
 /// `control-plane`, `data-plane` for the first data plane and `data-plane-N` for the others, `worker-N`.
-fn component_name(role: &str, index: usize) -> String {
+pub fn component_name(role: &str, index: usize) -> String {
     match (role, index) {
         ("control-plane", _) | ("data-plane", 0) => role.into(),
         _ => format!("{role}-{index}"),
