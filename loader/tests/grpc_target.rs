@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use loader::record::Outcome;
-use loader::schedule::{Invocation, Phase};
+use loader::schedule::Invocation;
 use loader::target::Target;
 use loader::target::grpc::faas::executor_server::{Executor, ExecutorServer};
 use loader::target::grpc::faas::{FaasReply, FaasRequest};
@@ -28,15 +28,7 @@ impl Executor for Echo {
 }
 
 fn invocation(runtime_ms: u32, memory_mib: u32) -> Invocation {
-    Invocation {
-        function: 0,
-        minute: 0,
-        index_in_minute: 0,
-        intended_offset_us: 0,
-        runtime_ms,
-        memory_mib,
-        phase: Phase::Measured,
-    }
+    Invocation::single(runtime_ms, memory_mib)
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use loader::record::Outcome;
-use loader::schedule::{Invocation, Phase};
+use loader::schedule::Invocation;
 use loader::target::knative::{
     FUNCTION_LABEL, KnativeConfig, KnativeTarget, MANAGED_BY_LABEL, MANAGED_BY_VALUE, RUN_LABEL, cleanup,
 };
@@ -316,15 +316,7 @@ fn functions(names: &[&str]) -> Vec<FunctionDeployment> {
 }
 
 fn invocation() -> Invocation {
-    Invocation {
-        function: 0,
-        minute: 0,
-        index_in_minute: 0,
-        intended_offset_us: 0,
-        runtime_ms: 25,
-        memory_mib: 128,
-        phase: Phase::Measured,
-    }
+    Invocation::single(25, 128)
 }
 
 #[tokio::test]

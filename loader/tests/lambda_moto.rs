@@ -19,7 +19,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use loader::record::Outcome;
-use loader::schedule::{Invocation, Phase};
+use loader::schedule::Invocation;
 use loader::target::lambda::credentials::AwsCredentials;
 use loader::target::lambda::{LambdaConfig, LambdaTarget, THROTTLED, cleanup_with_credentials, function_name};
 use loader::target::{FunctionDeployment, Target};
@@ -169,15 +169,7 @@ fn config(endpoint: &str, prefix: &str, zip: &Path) -> LambdaConfig {
 }
 
 fn invocation() -> Invocation {
-    Invocation {
-        function: 0,
-        minute: 0,
-        index_in_minute: 0,
-        intended_offset_us: 0,
-        runtime_ms: 5,
-        memory_mib: 128,
-        phase: Phase::Measured,
-    }
+    Invocation::single(5, 128)
 }
 
 fn deployment(name: &str) -> FunctionDeployment {

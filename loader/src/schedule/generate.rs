@@ -53,6 +53,22 @@ pub struct Invocation {
     pub phase: Phase,
 }
 
+impl Invocation {
+    /// A measured invocation of function 0 sent at the run's start, asking for `runtime_ms` and `memory_mib`: what a
+    /// target needs to be driven by hand (examples, tests) without a schedule.
+    pub fn single(runtime_ms: u32, memory_mib: u32) -> Self {
+        Invocation {
+            function: 0,
+            minute: 0,
+            index_in_minute: 0,
+            intended_offset_us: 0,
+            runtime_ms,
+            memory_mib,
+            phase: Phase::Measured,
+        }
+    }
+}
+
 /// Which minutes of a trace to schedule.
 ///
 /// `origin` is the trace-day minute of index 0 of the trace's `invocations_per_minute` (0 for a whole-day trace;

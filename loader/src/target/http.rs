@@ -316,15 +316,7 @@ mod tests {
         let mut config = HttpTargetConfig::new("http://127.0.0.1:8080/");
         config.host_template = Some("{function}.example".into());
         let target = HttpTarget::new(config).unwrap();
-        let invocation = Invocation {
-            function: 0,
-            minute: 0,
-            index_in_minute: 0,
-            intended_offset_us: 0,
-            runtime_ms: 25,
-            memory_mib: 128,
-            phase: crate::schedule::Phase::Measured,
-        };
+        let invocation = Invocation::single(25, 128);
         let request = target.build_request("fn-a", None, &invocation).unwrap();
         let h = request.headers();
         assert_eq!(h["workload"], "trace");

@@ -741,15 +741,7 @@ mod tests {
 
     #[test]
     fn payload_carries_the_parameters() {
-        let invocation = Invocation {
-            function: 0,
-            minute: 0,
-            index_in_minute: 0,
-            intended_offset_us: 0,
-            runtime_ms: 25,
-            memory_mib: 128,
-            phase: crate::schedule::Phase::Measured,
-        };
+        let invocation = Invocation::single(25, 128);
         let json: serde_json::Value = serde_json::from_str(&invoke_payload("f", &invocation)).unwrap();
         assert_eq!(
             json,
