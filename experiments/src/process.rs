@@ -224,6 +224,19 @@ mod tests {
         }
     }
 
+    /// Whether `pid` carries the probe marker within `limit`: the shell execs `sleep` right after its ready line,
+    /// and while the kernel swaps the image, `/proc/PID/environ` reads empty.
+    async fn marked_within(pid: u32, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !processes_with_env("PROBE_MARKER=yes").contains(&pid) {
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
     #[tokio::test]
     async fn a_ready_component_gives_its_addresses_and_stops_on_sigterm() {
         let dir = tempfile::tempdir().unwrap();
@@ -231,7 +244,7 @@ mod tests {
         let p = ComponentProcess::start(launch(dir.path(), script)).await.unwrap();
         assert_eq!(p.address("api").as_deref(), Some("127.0.0.1:1"));
         let pid = p.pid().unwrap();
-        assert!(processes_with_env("PROBE_MARKER=yes").contains(&pid));
+        assert!(marked_within(pid, Duration::from_secs(5)).await, "pid {pid} never showed PROBE_MARKER");
         // sleep dies of SIGTERM, which is not a clean exit: the note says so.
         assert!(p.stop().await.unwrap().contains("probe exited"));
         assert!(!processes_with_env("PROBE_MARKER=yes").contains(&pid));
