@@ -1,8 +1,8 @@
 //! `experiments run` on a cluster of namespace hosts, each with its own sshd (`scripts/test-cluster.sh`): the loader,
-//! the control plane, the data plane and two workers each on a host of their own, a compressed trace, a worker
-//! killed and restarted mid-run; results collected and analysed locally; nothing left on the hosts. Then the bad
-//! cases: unreachable host, wrong key, unknown host key and a role that cannot start (that one authenticating
-//! through an ssh-agent). Needs root (`--ignored`).
+//! the control plane, the data plane and two workers each on a host of their own, a compressed trace, a worker and
+//! the data plane killed and restarted mid-run; results collected and analysed locally; nothing left on the hosts.
+//! Then the bad cases: unreachable host, wrong key, unknown host key and a role that cannot start (that one
+//! authenticating through an ssh-agent). Needs root (`--ignored`).
 
 mod support;
 
@@ -85,11 +85,12 @@ fn processes_with(needle: &str) -> Vec<String> {
 
 #[test]
 #[ignore = "needs root and network namespaces: scripts/test.sh runs it as root with --ignored"]
-fn an_experiment_runs_on_namespace_hosts_with_a_worker_killed_and_restarted() {
+fn an_experiment_runs_on_namespace_hosts_with_a_worker_and_the_data_plane_killed_and_restarted() {
     let mut cluster = Cluster::up(5);
     let dir = cluster.scratch.path().to_owned();
     let (known_hosts, key) = (cluster.dir.join("known_hosts"), cluster.dir.join("id_ed25519"));
-    let failure = "failures: [ { at: 8s, kill: worker-1, restart_after: 4s } ]\n";
+    let failure = "failures: [ { at: 8s, kill: worker-1, restart_after: 4s }, \
+                   { at: 16s, kill: data-plane, restart_after: 2s } ]\n";
     let spec = write_spec(&dir, &nodes(&cluster), &known_hosts, Some(&key), failure);
     let output = experiments(&["run", spec.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -109,11 +110,15 @@ fn an_experiment_runs_on_namespace_hosts_with_a_worker_killed_and_restarted() {
     let manifest = read_json(&run_dir.join("manifest.json"));
     assert_eq!(manifest["host"]["hostname"], "h1", "the loader ran on the first node");
     let kinds: Vec<&str> = manifest["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, vec!["kill", "restart"], "{}", manifest["events"]);
+    assert_eq!(kinds, vec!["kill", "restart", "kill", "restart"], "{}", manifest["events"]);
     assert_eq!(manifest["events"][0]["component"], "worker-1");
+    assert_eq!(manifest["events"][2]["component"], "data-plane");
     let started = manifest["startedUnixUs"].as_i64().unwrap();
     let killed = manifest["events"][0]["unixUs"].as_i64().unwrap();
     assert!(killed > started && killed < manifest["endedUnixUs"].as_i64().unwrap(), "{manifest}");
+    // The restarted data plane listens where the loader sends: requests recover once it has re-registered.
+    let at = |i: usize| manifest["events"][i]["unixUs"].as_i64().unwrap();
+    support::assert_outage_and_recovery(&run_dir, at(2), at(3), at(3) + 2_000_000);
 
     // Analysed locally: the timeline marks the kill.
     let report = read_json(&run_dir.join("report.json"));
@@ -122,9 +127,16 @@ fn an_experiment_runs_on_namespace_hosts_with_a_worker_killed_and_restarted() {
     assert!(svg.contains("kill worker-1"), "the timeline marks the kill");
 
     // Configs and logs of every role, the restarted worker's second log too, and the loader's.
-    for file in
-        ["control-plane.yaml", "control-plane.log", "data-plane.log", "worker-0.log", "worker-1.log", "worker-1.1.log"]
-    {
+    for file in [
+        "control-plane.yaml",
+        "control-plane.log",
+        "data-plane.log",
+        "data-plane.1.yaml",
+        "data-plane.1.log",
+        "worker-0.log",
+        "worker-1.log",
+        "worker-1.1.log",
+    ] {
         assert!(run_dir.join("platform").join(file).is_file(), "platform/{file} missing");
     }
     assert!(run_dir.join("loader.log").is_file() && run_dir.join("invocations.csv").is_file());

@@ -2,6 +2,8 @@
 //! folder checked afterwards. Needs the orchestrator's binaries in the same target folder (`cargo test --workspace`
 //! builds them).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -184,6 +186,29 @@ fn a_worker_killed_mid_run_is_an_event_in_the_manifest_and_on_the_timeline() {
         stderr.contains("failures[0].kill") && stderr.contains("worker-7") && stderr.contains("worker-1"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_restarted_data_plane_serves_on_its_old_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = "{ workload: { kind: rps, rate: 20, duration: 5s, functions: 2, runtime_ms: 2 } }";
+    let spec =
+        write_spec(dir.path(), "workers: 1", load, "failures: [ { at: 1s, kill: data-plane, restart_after: 1s } ]\n");
+    let run = experiments(&["run", spec.to_str().unwrap()]);
+    assert!(run.status.success(), "{}\n{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+
+    let run_dir = execution(dir.path()).join("run");
+    let events = read_json(&run_dir.join("manifest.json"))["events"].clone();
+    let at = |kind: &str| events.as_array().unwrap().iter().find(|e| e["kind"] == kind).unwrap()["unixUs"].as_i64();
+    let (killed, restarted) = (at("kill").unwrap(), at("restart").unwrap());
+    let first = read_json(&run_dir.join("platform/data-plane.yaml"));
+    let again = read_json(&run_dir.join("platform/data-plane.1.yaml"));
+    assert_eq!(first["proxy_listen"], "127.0.0.1:0");
+    assert_ne!(again["proxy_listen"], first["proxy_listen"], "the restart binds the announced address");
+
+    // Requests fail while the data plane is down; once it has re-registered (a second after its restart) every one
+    // succeeds on the address the loader knew.
+    support::assert_outage_and_recovery(&run_dir, killed, restarted, restarted + 1_000_000);
 }
 
 /// `trace-function` on a loopback port of its own, killed when dropped.

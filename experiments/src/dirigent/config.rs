@@ -77,6 +77,30 @@ pub fn standalone(spec: &DirigentSpec, host: &str) -> Value {
     })
 }
 
+/// `config` of a `role` process with the addresses it announced (`{"grpc": ..., "api": ...}`) as its listen
+/// addresses, so a restart binds the ports its peers and the loader already know instead of new ephemeral ones.
+pub fn pinned(role: &str, config: &Value, announced: &Value) -> Value {
+    let keys: &[(&[&str], &str)] = match role {
+        "control-plane" => &[(&["grpc_listen"], "grpc"), (&["http_listen"], "api")],
+        "data-plane" => &[(&["proxy_listen"], "proxy"), (&["grpc_listen"], "grpc")],
+        "standalone" => &[
+            (&["control_plane", "grpc_listen"], "grpc"),
+            (&["control_plane", "http_listen"], "api"),
+            (&["data_plane", "proxy_listen"], "proxy"),
+        ],
+        _ => &[],
+    };
+    let mut config = config.clone();
+    for (path, key) in keys {
+        let (Some(address), Some((last, parents))) = (announced.get(*key), path.split_last()) else { continue };
+        let section = parents.iter().try_fold(&mut config, |value, part| value.get_mut(*part));
+        if let Some(Value::Object(section)) = section {
+            section.insert((*last).into(), address.clone());
+        }
+    }
+    config
+}
+
 /// The `sandbox_ports` range of a worker section (`"A-B"`), or the default.
 fn sandbox_ports(worker: &Value) -> Result<(u16, u16), String> {
     let Some(text) = worker.get("sandbox_ports") else { return Ok(DEFAULT_SANDBOX_PORTS) };
@@ -127,6 +151,22 @@ mod tests {
         assert!(worker(&d, "h", "cp:1", 0).unwrap_err().contains("sandbox_ports"));
         let d = spec("{ kind: dirigent, worker: { sandbox_ports: lots } }");
         assert!(worker(&d, "h", "cp:1", 0).unwrap_err().contains("sandbox_ports"));
+    }
+
+    #[test]
+    fn a_restart_config_binds_the_announced_addresses() {
+        let d = spec("{ kind: dirigent, control_plane: { placement: random } }");
+        let announced = json!({ "grpc": "10.0.0.1:4001", "api": "10.0.0.1:4002", "proxy": "10.0.0.1:4003" });
+        let cp = pinned("control-plane", &control_plane(&d, "10.0.0.1"), &announced);
+        assert_eq!((&cp["grpc_listen"], &cp["http_listen"]), (&json!("10.0.0.1:4001"), &json!("10.0.0.1:4002")));
+        assert_eq!(cp["placement"], "random");
+        let dp = pinned("data-plane", &data_plane(&d, "10.0.0.1", "cp:1"), &json!({ "proxy": "10.0.0.1:4003" }));
+        assert_eq!((&dp["proxy_listen"], &dp["grpc_listen"]), (&json!("10.0.0.1:4003"), &json!("10.0.0.1:0")));
+        let s = pinned("standalone", &standalone(&d, "10.0.0.1"), &announced);
+        assert_eq!(s["control_plane"]["http_listen"], "10.0.0.1:4002");
+        assert_eq!(s["data_plane"]["proxy_listen"], "10.0.0.1:4003");
+        let w = worker(&d, "10.0.0.1", "cp:1", 0).unwrap();
+        assert_eq!(pinned("worker", &w, &json!({ "name": "worker-0" })), w, "workers register anew: nothing to pin");
     }
 
     #[test]

@@ -88,7 +88,9 @@ pub struct LocalDirigent {
 struct RoleLaunch {
     name: String,
     role: &'static str,
-    config: PathBuf,
+    config: Value,
+    /// The addresses its first start announced, which a restart binds again.
+    announced: Value,
     starts: u32,
 }
 
@@ -211,8 +213,7 @@ impl LocalDirigent {
     }
 
     async fn start_standalone(&mut self, spec: &DirigentSpec, bins: &Binaries, dir: &Path) -> Result<(), ClusterError> {
-        let path = write_config(dir, "standalone", &config::standalone(spec, HOST))?;
-        let process = self.launch("standalone", "standalone", &path, spec, bins, dir).await?;
+        let process = self.launch("standalone", "standalone", config::standalone(spec, HOST), spec, bins, dir).await?;
         self.api = required(&process, "api")?;
         self.proxy = required(&process, "proxy")?;
         self.components.push(process);
@@ -220,13 +221,13 @@ impl LocalDirigent {
     }
 
     async fn start_roles(&mut self, spec: &DirigentSpec, bins: &Binaries, dir: &Path) -> Result<(), ClusterError> {
-        let path = write_config(dir, "control-plane", &config::control_plane(spec, HOST))?;
-        let control_plane = self.launch("control-plane", "control-plane", &path, spec, bins, dir).await?;
+        let config = config::control_plane(spec, HOST);
+        let control_plane = self.launch("control-plane", "control-plane", config, spec, bins, dir).await?;
         let grpc = required(&control_plane, "grpc")?;
         self.api = required(&control_plane, "api")?;
         self.components.push(control_plane);
-        let path = write_config(dir, "data-plane", &config::data_plane(spec, HOST, &grpc))?;
-        let data_plane = self.launch("data-plane", "data-plane", &path, spec, bins, dir).await?;
+        let config = config::data_plane(spec, HOST, &grpc);
+        let data_plane = self.launch("data-plane", "data-plane", config, spec, bins, dir).await?;
         self.proxy = required(&data_plane, "proxy")?;
         self.components.push(data_plane);
         for index in 0..spec.workers {
@@ -236,8 +237,7 @@ impl LocalDirigent {
                 key: "worker",
                 message,
             })?;
-            let path = write_config(dir, &name, &worker)?;
-            let process = self.launch(&name, "worker", &path, spec, bins, dir).await?;
+            let process = self.launch(&name, "worker", worker, spec, bins, dir).await?;
             self.components.push(process);
         }
         Ok(())
@@ -247,13 +247,16 @@ impl LocalDirigent {
         &mut self,
         name: &str,
         role: &'static str,
-        config: &Path,
+        config: Value,
         spec: &DirigentSpec,
         bins: &Binaries,
         dir: &Path,
     ) -> Result<ComponentProcess, ClusterError> {
-        self.launches.push(RoleLaunch { name: name.into(), role, config: config.into(), starts: 0 });
-        self.spawn_role(name, role, config, spec, bins, dir).await
+        let path = write_config(dir, name, &config)?;
+        let process = self.spawn_role(name, role, &path, spec, bins, dir).await?;
+        let announced = process.addresses.clone();
+        self.launches.push(RoleLaunch { name: name.into(), role, config, announced, starts: 0 });
+        Ok(process)
     }
 
     /// Starts role `role` as `log_name` (its log is `<log_name>.log`).
@@ -296,17 +299,20 @@ impl LocalDirigent {
         Ok(())
     }
 
-    /// Starts role process `name` again with its config (its log is `<name>.<N>.log` for the N-th restart).
+    /// Starts role process `name` again with its config and the addresses it had (its config and log are
+    /// `<name>.<N>.yaml` and `<name>.<N>.log` for the N-th restart).
     pub async fn restart(&mut self, name: &str) -> Result<(), String> {
         let position = self.launches.iter().position(|l| l.name == name).ok_or_else(|| self.unknown(name))?;
         self.launches[position].starts += 1;
         let launch = self.launches[position].clone();
         let log_name = format!("{name}.{}", launch.starts);
         let (spec, bins, dir) = (self.spec.clone(), self.binaries.clone(), self.dir.clone());
-        let mut process = self
-            .spawn_role(&log_name, launch.role, &launch.config, &spec, &bins, &dir)
-            .await
-            .map_err(|e| format!("restarting {name}: {e}"))?;
+        let restarted = async {
+            let config = config::pinned(launch.role, &launch.config, &launch.announced);
+            let path = write_config(&dir, &log_name, &config)?;
+            self.spawn_role(&log_name, launch.role, &path, &spec, &bins, &dir).await
+        };
+        let mut process = restarted.await.map_err(|e| format!("restarting {name}: {e}"))?;
         process.name = name.into();
         // The killed process's entry is replaced; its exit was reaped by nobody yet and needs no stop.
         if let Some(old) = self.components.iter().position(|c| c.name == name) {

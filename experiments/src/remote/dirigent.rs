@@ -28,10 +28,24 @@ struct Component {
     role: &'static str,
     /// Inventory index of its host.
     host: usize,
-    /// How often it was started (restarts get logs of their own).
+    /// How often it was started (restarts get configs and logs of their own).
     starts: u32,
     /// Whether a failure injection left it down on purpose.
     down_on_purpose: bool,
+    /// Its config as first generated.
+    config: Value,
+    /// The addresses its first start announced, which a restart binds again.
+    announced: Value,
+}
+
+impl Component {
+    /// The file name of its current start's config or log (`<name>.<ext>`, `<name>.<N>.<ext>` after N restarts).
+    fn file(&self, ext: &str) -> String {
+        match self.starts {
+            0 => format!("{}.{ext}", self.name),
+            n => format!("{}.{n}.{ext}", self.name),
+        }
+    }
 }
 
 /// What starting one process on a host found.
@@ -59,6 +73,8 @@ pub struct RemoteDirigent {
     run_id: String,
     components: Vec<Component>,
     spec: DirigentSpec,
+    /// Where the roles' configs are kept locally.
+    local_dir: PathBuf,
 }
 
 impl RemoteDirigent {
@@ -77,6 +93,7 @@ impl RemoteDirigent {
             run_id: run_id.into(),
             components: Vec::new(),
             spec: spec.clone(),
+            local_dir: local_dir.to_owned(),
         };
         match platform.start_all(cluster, local_dir).await {
             Ok(()) => Ok(platform),
@@ -144,35 +161,37 @@ impl RemoteDirigent {
         hosts: &[usize],
         make_config: impl Fn(&str, usize) -> Result<Value, String>,
     ) -> Result<Vec<Started>, String> {
-        let mut components = Vec::new();
+        let mut group = Vec::new();
         for (index, &host) in hosts.iter().enumerate() {
             let name = component_name(role, index);
             let config = make_config(&name, host).map_err(|e| format!("the config of {name}: {e}"))?;
-            write_local(&local_dir.join(format!("{name}.yaml")), &config)?;
-            components.push(Component { name, role, host, starts: 0, down_on_purpose: false });
+            let component =
+                Component { name, role, host, starts: 0, down_on_purpose: false, config, announced: Value::Null };
+            write_local(&local_dir.join(component.file("yaml")), &component.config)?;
+            group.push(component);
         }
-        self.components.extend(components.iter().cloned());
-        let launches: Vec<(Component, Launch, PathBuf)> = components
-            .into_iter()
-            .map(|c| {
-                let launch = self.launch(cluster, c.host);
-                let config = local_dir.join(format!("{}.yaml", c.name));
-                (c, launch, config)
-            })
+        let first = self.components.len();
+        self.components.extend(group);
+        let launches: Vec<(Component, Launch, PathBuf)> = self.components[first..]
+            .iter()
+            .map(|c| (c.clone(), self.launch(cluster, c.host), local_dir.join(c.file("yaml"))))
             .collect();
         let indices = launches.iter().map(|(c, _, _)| c.host).collect();
         let results = cluster
             .on_each(indices, move |host, session| {
                 let (component, launch, config) =
                     launches.iter().find(|(c, _, _)| c.host == host).expect("a launch per host");
-                Ok(start_on(session, component, launch, Some(config)))
+                Ok(start_on(session, component, launch, config))
             })
             .await;
         let mut started = Vec::new();
         let mut errors = Vec::new();
-        for result in results {
+        for (component, result) in self.components[first..].iter_mut().zip(results) {
             match result.map_err(|e| e.to_string()).and_then(|r| r) {
-                Ok(s) => started.push(s),
+                Ok(s) => {
+                    component.announced = s.addresses.clone();
+                    started.push(s);
+                }
                 Err(e) => errors.push(e),
             }
         }
@@ -210,13 +229,18 @@ impl RemoteDirigent {
         Ok((cluster.name(component.host), at_ns))
     }
 
-    /// Starts component `name` again with its config; returns its host's name.
+    /// Starts component `name` again with its config and the addresses it had (`<name>.<N>.yaml`, uploaded and
+    /// kept locally); returns its host's name.
     pub async fn restart(&mut self, cluster: &RemoteCluster, name: &str) -> Result<String, String> {
         let position = self.position(name)?;
         self.components[position].starts += 1;
         let component = self.components[position].clone();
+        let config = self.local_dir.join(component.file("yaml"));
+        write_local(&config, &config::pinned(component.role, &component.config, &component.announced))
+            .map_err(|e| format!("restarting {name}: {e}"))?;
         let launch = self.launch(cluster, component.host);
-        let result = cluster.on(component.host, move |session| Ok(start_on(session, &component, &launch, None))).await;
+        let result =
+            cluster.on(component.host, move |session| Ok(start_on(session, &component, &launch, &config))).await;
         result.map_err(|e| e.to_string()).and_then(|r| r).map_err(|e| format!("restarting {name}: {e}"))?;
         self.components[position].down_on_purpose = false;
         Ok(cluster.name(self.components[position].host))
@@ -311,26 +335,16 @@ impl RemoteDirigent {
     }
 }
 
-/// Uploads the config (when given), starts the component detached and waits for its ready line.
-fn start_on(
-    session: &mut Session,
-    component: &Component,
-    launch: &Launch,
-    config: Option<&PathBuf>,
-) -> Result<Started, String> {
+/// Uploads the config, starts the component detached and waits for its ready line.
+fn start_on(session: &mut Session, component: &Component, launch: &Launch, config: &Path) -> Result<Started, String> {
     let host = session.destination().to_string();
     let name = &component.name;
     let step = |what: &str, e: SshError| format!("{what} {name} on {host}: {e}");
-    let config_file = format!("{name}.yaml");
-    if let Some(local) = config {
-        session
-            .upload(local, &format!("{}/{config_file}", launch.dir), 0o644)
-            .map_err(|e| step("uploading the config of", e))?;
-    }
-    let log = match component.starts {
-        0 => format!("{name}.log"),
-        n => format!("{name}.{n}.log"),
-    };
+    let config_file = component.file("yaml");
+    session
+        .upload(config, &format!("{}/{config_file}", launch.dir), 0o644)
+        .map_err(|e| step("uploading the config of", e))?;
+    let log = component.file("log");
     let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,h2=warn,tower=warn".into());
     let command: Vec<String> = vec![
         "nice".into(),

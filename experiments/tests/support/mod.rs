@@ -1,5 +1,6 @@
-//! Test support shared by the tests that need a cluster of namespace hosts: `scripts/test-cluster.sh`, brought up
-//! and torn down (also when a test panics). Tests using it need root and run with `--ignored`.
+//! Test support shared by the experiment tests: a cluster of namespace hosts (`scripts/test-cluster.sh`, brought
+//! up and torn down also when a test panics; tests using it need root and run with `--ignored`), and readers of a
+//! run folder.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -94,4 +95,25 @@ pub fn require_root_and_ip() {
     );
     let ip = Command::new("ip").arg("-V").output();
     assert!(ip.is_ok_and(|o| o.status.success()), "this test needs iproute2 (`ip`): apt-get install -y iproute2");
+}
+
+/// `(intendedTime, outcome)` of every invocation in `run_dir/invocations.csv`.
+pub fn outcomes(run_dir: &Path) -> Vec<(i64, String)> {
+    let csv = std::fs::read_to_string(run_dir.join("invocations.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (intended, outcome) = (column("intendedTime"), column("outcome"));
+    csv.lines()
+        .skip(1)
+        .map(|line| line.split(',').collect::<Vec<_>>())
+        .map(|cells| (cells[intended].parse().unwrap(), cells[outcome].to_owned()))
+        .collect()
+}
+
+/// Checks that some invocations meant for `[down, up)` failed and every one meant from `settled` on succeeded.
+pub fn assert_outage_and_recovery(run_dir: &Path, down: i64, up: i64, settled: i64) {
+    let rows = outcomes(run_dir);
+    assert!(rows.iter().any(|(t, o)| (down..up).contains(t) && o != "ok"), "the outage shows: {rows:?}");
+    let after: Vec<&(i64, String)> = rows.iter().filter(|(t, _)| *t >= settled).collect();
+    assert!(after.len() > 10 && after.iter().all(|(_, o)| o == "ok"), "all ok after the recovery: {after:?}");
 }
