@@ -8,6 +8,16 @@ use crate::spec::DirigentSpec;
 /// The orchestrator's default sandbox port range (outside the kernel's ephemeral range).
 pub const DEFAULT_SANDBOX_PORTS: (u16, u16) = (20000, 29999);
 
+/// The roles' log filter unless `RUST_LOG` says otherwise: info, without the HTTP/2 and tower chatter.
+pub fn role_log_filter() -> String {
+    std::env::var("RUST_LOG").unwrap_or_else(|_| "info,h2=warn,tower=warn".into())
+}
+
+/// Writes a role config to `path` (as JSON, which `dirigent --config` reads as YAML).
+pub fn write(path: &std::path::Path, config: &Value) -> std::io::Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(config).unwrap_or_default() + "\n")
+}
+
 /// `section` with `defaults` for keys the user did not set and `forced` keys always overwritten.
 fn merge(section: &Value, defaults: Value, forced: Value) -> Value {
     let mut merged: Map<String, Value> = section.as_object().cloned().unwrap_or_default();

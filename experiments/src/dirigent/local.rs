@@ -269,7 +269,7 @@ impl LocalDirigent {
         bins: &Binaries,
         dir: &Path,
     ) -> Result<ComponentProcess, ClusterError> {
-        let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,h2=warn,tower=warn".into());
+        let rust_log = config::role_log_filter();
         // `nice -n N dirigent ...` execs dirigent with a lower CPU priority, which its sandboxes inherit.
         let mut args = vec!["-n".into(), spec.nice.to_string(), bins.dirigent.display().to_string()];
         args.extend([role.into(), "--config".into(), config.display().to_string()]);
@@ -381,8 +381,7 @@ fn role_command(role: &str) -> &str {
 
 fn write_config(dir: &Path, name: &str, config: &Value) -> Result<PathBuf, ClusterError> {
     let path = dir.join(format!("{name}.yaml"));
-    let text = serde_json::to_string_pretty(config).unwrap_or_default();
-    std::fs::write(&path, text + "\n").map_err(|source| ClusterError::Write { path: path.clone(), source })?;
+    config::write(&path, config).map_err(|source| ClusterError::Write { path: path.clone(), source })?;
     Ok(path)
 }
 

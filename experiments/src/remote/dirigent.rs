@@ -345,7 +345,7 @@ fn start_on(session: &mut Session, component: &Component, launch: &Launch, confi
         .upload(config, &format!("{}/{config_file}", launch.dir), 0o644)
         .map_err(|e| step("uploading the config of", e))?;
     let log = component.file("log");
-    let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,h2=warn,tower=warn".into());
+    let rust_log = config::role_log_filter();
     let command: Vec<String> = vec![
         "nice".into(),
         "-n".into(),
@@ -392,8 +392,7 @@ fn address_of(started: &Started, key: &str) -> Result<String, String> {
 }
 
 fn write_local(path: &Path, config: &Value) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(config).unwrap_or_default() + "\n";
-    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    config::write(path, config).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn unique(hosts: impl Iterator<Item = usize>) -> Vec<usize> {
