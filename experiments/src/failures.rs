@@ -45,15 +45,22 @@ pub fn check(failures: &[FailureSpec], components: &[String]) -> Result<(), Stri
     Ok(())
 }
 
-/// Runs the actions of `failures` counted from `started` until they are done or `load_done` is notified; returns
-/// the events.
+/// Runs the actions of `failures` counted from the loader's start (sent on `started`) until they are done or
+/// `load_done` is notified; returns the events.
 pub async fn inject(
     failures: &[FailureSpec],
     platform: &mut Platform<'_>,
-    started: Instant,
+    started: tokio::sync::oneshot::Receiver<Instant>,
     load_done: &Notify,
 ) -> Vec<Value> {
     let mut events = Vec::new();
+    let started = tokio::select! {
+        started = started => match started {
+            Ok(started) => started,
+            Err(_) => return events, // the loader never started
+        },
+        () = load_done.notified() => return events,
+    };
     for (at, action) in schedule(failures) {
         tokio::select! {
             () = tokio::time::sleep_until(started + at) => {}

@@ -3,7 +3,7 @@
 //! folder keeps everything measured, also after a failure or a Ctrl-C.
 
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use loader::config::{RunConfig, TargetConfig};
 use loader::driver::StopSignal;
@@ -136,7 +136,7 @@ impl ExperimentRecord {
 /// Runs `spec`; results go to a new timestamped folder under `spec.output`. `stop` (Ctrl-C) ends the current run
 /// early, starts no further run, and still tears down and writes everything.
 pub async fn run_experiment(spec: &ExperimentSpec, stop: StopSignal) -> Result<ExperimentRecord, ExperimentError> {
-    check_load(spec)?;
+    let durations = check_load(spec)?;
     let binaries = match spec.platform.dirigent() {
         Some(platform) => {
             let binaries = Binaries::locate(platform.bin_dir.as_deref()).map_err(ExperimentError::Binaries)?;
@@ -178,15 +178,15 @@ pub async fn run_experiment(spec: &ExperimentSpec, stop: StopSignal) -> Result<E
         interrupted: false,
         sweep_error: None,
     };
-    for rate in spec.rates() {
+    for (rate, expected) in spec.rates().into_iter().zip(durations) {
         if stop.is_stopped() {
             break;
         }
         let name = rate.map_or_else(|| "run".to_owned(), |r| format!("rate-{r}"));
         let dir = folder.join(&name);
         let run_id = run_id(&folder, &name);
-        let run =
-            Run { spec, rate, binaries: binaries.as_ref(), dir: &dir, run_id: &run_id, cluster: cluster.as_ref() };
+        let (binaries, cluster) = (binaries.as_ref(), cluster.as_ref());
+        let run = Run { spec, rate, expected, binaries, dir: &dir, run_id: &run_id, cluster };
         let entry = run.execute(stop.clone()).await;
         tracing::info!(dir = %dir.display(), sent = entry.sent, ok = entry.ok, error = ?entry.error, "run finished");
         record.runs.push(entry);
@@ -271,14 +271,15 @@ fn analyse(spec: &ExperimentSpec, runs: &mut [RunEntry], folder: &Path) -> Resul
 }
 
 /// Prepares every run's workload once (reading and checking the trace), so a bad trace fails before anything
-/// starts.
-fn check_load(spec: &ExperimentSpec) -> Result<(), ExperimentError> {
-    for rate in spec.rates() {
+/// starts; returns each run's expected length, in the order of `spec.rates()`.
+fn check_load(spec: &ExperimentSpec) -> Result<Vec<Duration>, ExperimentError> {
+    let expected = |rate| {
         let mut config = spec.load.clone();
         set_rate(&mut config.workload, rate).map_err(ExperimentError::Load)?;
-        loader::workload::prepare(&config).map_err(|e| ExperimentError::Load(e.to_string()))?;
-    }
-    Ok(())
+        let workload = loader::workload::prepare(&config).map_err(|e| ExperimentError::Load(e.to_string()))?;
+        Ok(Duration::from_secs_f64(workload.run_duration_s))
+    };
+    spec.rates().into_iter().map(expected).collect()
 }
 
 /// `<output>/<name>-<UTC time>`, created; never an existing folder, so nothing measured is overwritten.
@@ -302,6 +303,8 @@ fn create_folder(output: &Path, name: &str, started: SystemTime) -> Result<PathB
 struct Run<'a> {
     spec: &'a ExperimentSpec,
     rate: Option<f64>,
+    /// How long the load should take (the remote loader is given up on well after it).
+    expected: Duration,
     binaries: Option<&'a Binaries>,
     dir: &'a Path,
     run_id: &'a str,
@@ -341,13 +344,17 @@ impl Run<'_> {
         entry.phases.load_s = lap();
         entry.platform_stop = platform.stop(&platform_dir, self.run_id).await;
         entry.phases.teardown_s = lap();
-        match outcome.and_then(|counts| add_events(self.dir, &entry.events).map(|()| counts)) {
+        let mut errors = Vec::new();
+        match outcome {
             Ok(counts) => {
                 (entry.sent, entry.ok, entry.failed, entry.trustworthy) =
                     (counts.sent, counts.ok, counts.failed, counts.trustworthy);
             }
-            Err(e) => entry.error = Some(e),
+            Err(e) => errors.push(e),
         }
+        // The events stay in experiment.json even when the manifest cannot take them.
+        errors.extend(add_events(self.dir, &entry.events).err());
+        entry.error = (!errors.is_empty()).then(|| errors.join("; "));
         entry
     }
 
@@ -379,16 +386,23 @@ impl Run<'_> {
     ) -> Result<LoadCounts, String> {
         let config = self.load_config(platform)?;
         let done = tokio::sync::Notify::new();
-        let started = tokio::time::Instant::now();
+        // Failure times count from the loader's start, which on a cluster comes after uploading the trace.
+        let (started, loader_started) = tokio::sync::oneshot::channel();
         let load = async {
             let result = match self.cluster {
-                None => local_load(&config, stop).await,
-                Some(cluster) => remote_load(cluster, &config, self.run_id, self.dir, &stop).await,
+                None => {
+                    let _ = started.send(tokio::time::Instant::now());
+                    local_load(&config, stop).await
+                }
+                Some(cluster) => {
+                    let remote = RemoteRun { cluster, run_id: self.run_id, dir: self.dir, expected: self.expected };
+                    remote.load(&config, &stop, started).await
+                }
             };
             done.notify_one();
             result
         };
-        let inject = crate::failures::inject(&self.spec.failures, platform, started, &done);
+        let inject = crate::failures::inject(&self.spec.failures, platform, loader_started, &done);
         let (result, injected) = tokio::join!(load, inject);
         *events = injected;
         result
@@ -438,24 +452,33 @@ async fn local_load(config: &RunConfig, stop: StopSignal) -> Result<LoadCounts, 
     Ok(LoadCounts { sent: replay.sent, ok: replay.ok, failed: replay.failed, trustworthy: report.trustworthy })
 }
 
-async fn remote_load(
-    cluster: &RemoteCluster,
-    config: &RunConfig,
-    run_id: &str,
-    dir: &Path,
-    stop: &StopSignal,
-) -> Result<LoadCounts, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let expected = loader::workload::prepare(config)
-        .map(|w| std::time::Duration::from_secs_f64(w.run_duration_s))
-        .map_err(|e| format!("load: {e}"))?;
-    let load = RemoteLoad::start(cluster, config, run_id, dir).await.map_err(|e| format!("load: {e}"))?;
-    let waited = load.wait(cluster, stop, expected).await;
-    // Whatever the loader wrote is fetched, also after a failure.
-    let counts = load.collect(cluster, dir).await;
-    waited.map_err(|e| format!("load: {e}"))?;
-    let counts = counts.map_err(|e| format!("load: {e}"))?;
-    Ok(LoadCounts { sent: counts.sent, ok: counts.ok, failed: counts.failed, trustworthy: counts.trustworthy })
+/// One run's load on the loader host.
+struct RemoteRun<'a> {
+    cluster: &'a RemoteCluster,
+    run_id: &'a str,
+    dir: &'a Path,
+    expected: Duration,
+}
+
+impl RemoteRun<'_> {
+    /// Starts the loader on its host (then tells `started`), waits for it and fetches what it wrote.
+    async fn load(
+        &self,
+        config: &RunConfig,
+        stop: &StopSignal,
+        started: tokio::sync::oneshot::Sender<tokio::time::Instant>,
+    ) -> Result<LoadCounts, String> {
+        let (cluster, dir) = (self.cluster, self.dir);
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let load = RemoteLoad::start(cluster, config, self.run_id, dir).await.map_err(|e| format!("load: {e}"))?;
+        let _ = started.send(tokio::time::Instant::now());
+        let waited = load.wait(cluster, stop, self.expected).await;
+        // Whatever the loader wrote is fetched, also after a failure.
+        let counts = load.collect(cluster, dir).await;
+        waited.map_err(|e| format!("load: {e}"))?;
+        let counts = counts.map_err(|e| format!("load: {e}"))?;
+        Ok(LoadCounts { sent: counts.sent, ok: counts.ok, failed: counts.failed, trustworthy: counts.trustworthy })
+    }
 }
 
 /// Appends `events` to the run's `manifest.json`.

@@ -196,8 +196,8 @@ impl LocalDirigent {
             dir: dir.to_owned(),
         };
         let started = match spec.processes {
-            Processes::Standalone => cluster.start_standalone(spec, binaries, dir).await,
-            Processes::Roles => cluster.start_roles(spec, binaries, dir).await,
+            Processes::Standalone => cluster.start_standalone().await,
+            Processes::Roles => cluster.start_roles().await,
         };
         let healthy = match started {
             Ok(()) => wait_healthy(&cluster.api, spec.workers as usize, 1, spec.start_timeout).await,
@@ -212,32 +212,33 @@ impl LocalDirigent {
         }
     }
 
-    async fn start_standalone(&mut self, spec: &DirigentSpec, bins: &Binaries, dir: &Path) -> Result<(), ClusterError> {
-        let process = self.launch("standalone", "standalone", config::standalone(spec, HOST), spec, bins, dir).await?;
+    async fn start_standalone(&mut self) -> Result<(), ClusterError> {
+        let process = self.launch("standalone", "standalone", config::standalone(&self.spec, HOST)).await?;
         self.api = required(&process, "api")?;
         self.proxy = required(&process, "proxy")?;
         self.components.push(process);
         Ok(())
     }
 
-    async fn start_roles(&mut self, spec: &DirigentSpec, bins: &Binaries, dir: &Path) -> Result<(), ClusterError> {
-        let config = config::control_plane(spec, HOST);
-        let control_plane = self.launch("control-plane", "control-plane", config, spec, bins, dir).await?;
+    async fn start_roles(&mut self) -> Result<(), ClusterError> {
+        let spec = self.spec.clone();
+        let config = config::control_plane(&spec, HOST);
+        let control_plane = self.launch("control-plane", "control-plane", config).await?;
         let grpc = required(&control_plane, "grpc")?;
         self.api = required(&control_plane, "api")?;
         self.components.push(control_plane);
-        let config = config::data_plane(spec, HOST, &grpc);
-        let data_plane = self.launch("data-plane", "data-plane", config, spec, bins, dir).await?;
+        let config = config::data_plane(&spec, HOST, &grpc);
+        let data_plane = self.launch("data-plane", "data-plane", config).await?;
         self.proxy = required(&data_plane, "proxy")?;
         self.components.push(data_plane);
         for index in 0..spec.workers {
             let name = format!("worker-{index}");
-            let worker = config::worker(spec, HOST, &grpc, index).map_err(|message| ClusterError::Config {
+            let worker = config::worker(&spec, HOST, &grpc, index).map_err(|message| ClusterError::Config {
                 role: name.clone(),
                 key: "worker",
                 message,
             })?;
-            let process = self.launch(&name, "worker", worker, spec, bins, dir).await?;
+            let process = self.launch(&name, "worker", worker).await?;
             self.components.push(process);
         }
         Ok(())
@@ -248,38 +249,27 @@ impl LocalDirigent {
         name: &str,
         role: &'static str,
         config: Value,
-        spec: &DirigentSpec,
-        bins: &Binaries,
-        dir: &Path,
     ) -> Result<ComponentProcess, ClusterError> {
-        let path = write_config(dir, name, &config)?;
-        let process = self.spawn_role(name, role, &path, spec, bins, dir).await?;
+        let path = write_config(&self.dir, name, &config)?;
+        let process = self.spawn_role(name, role, &path).await?;
         let announced = process.addresses.clone();
         self.launches.push(RoleLaunch { name: name.into(), role, config, announced, starts: 0 });
         Ok(process)
     }
 
     /// Starts role `role` as `log_name` (its log is `<log_name>.log`).
-    async fn spawn_role(
-        &self,
-        log_name: &str,
-        role: &str,
-        config: &Path,
-        spec: &DirigentSpec,
-        bins: &Binaries,
-        dir: &Path,
-    ) -> Result<ComponentProcess, ClusterError> {
+    async fn spawn_role(&self, log_name: &str, role: &str, config: &Path) -> Result<ComponentProcess, ClusterError> {
         let rust_log = config::role_log_filter();
         // `nice -n N dirigent ...` execs dirigent with a lower CPU priority, which its sandboxes inherit.
-        let mut args = vec!["-n".into(), spec.nice.to_string(), bins.dirigent.display().to_string()];
+        let mut args = vec!["-n".into(), self.spec.nice.to_string(), self.binaries.dirigent.display().to_string()];
         args.extend([role.into(), "--config".into(), config.display().to_string()]);
         Ok(ComponentProcess::start(Launch {
             name: log_name,
             program: Path::new(NICE),
             args,
-            log_dir: dir,
+            log_dir: &self.dir,
             env: vec![(RUN_MARKER_VAR.into(), self.marker.clone()), ("RUST_LOG".into(), rust_log)],
-            ready_timeout: spec.start_timeout,
+            ready_timeout: self.spec.start_timeout,
         })
         .await?)
     }
@@ -306,11 +296,10 @@ impl LocalDirigent {
         self.launches[position].starts += 1;
         let launch = self.launches[position].clone();
         let log_name = format!("{name}.{}", launch.starts);
-        let (spec, bins, dir) = (self.spec.clone(), self.binaries.clone(), self.dir.clone());
         let restarted = async {
             let config = config::pinned(launch.role, &launch.config, &launch.announced);
-            let path = write_config(&dir, &log_name, &config)?;
-            self.spawn_role(&log_name, launch.role, &path, &spec, &bins, &dir).await
+            let path = write_config(&self.dir, &log_name, &config)?;
+            self.spawn_role(&log_name, launch.role, &path).await
         };
         let mut process = restarted.await.map_err(|e| format!("restarting {name}: {e}"))?;
         process.name = name.into();
