@@ -19,6 +19,11 @@ use crate::output::ReportError;
 /// Curve colours, by series index (a run keeps its colour across panels and figures).
 const PALETTE: [RGBColor; 8] = [BLUE_700, RED_700, GREEN_700, ORANGE_700, TEAL_700, PINK_700, BROWN_700, GREY_700];
 
+/// Colour `index` of the palette, repeating after the last.
+fn palette(index: usize) -> RGBColor {
+    PALETTE[index % PALETTE.len()]
+}
+
 /// Curves with at most this many points also get a marker per point (one window or five functions still show).
 const MARKER_LIMIT: usize = 40;
 
@@ -185,7 +190,7 @@ where
     let (area_width, area_height) = area.dim_in_pixel();
     let (mut x, y) = ((area_width as i32 - total).max(0) / 2, area_height as i32 / 2);
     for ((label, color), width) in entries.iter().zip(widths) {
-        let color = PALETTE[color % PALETTE.len()];
+        let color = palette(color);
         area.draw(&PathElement::new([(x, y), (x + sample, y)], color.stroke_width(4)))?;
         area.draw(&Text::new(label.to_string(), (x + sample + 8, y), font.clone()))?;
         x += sample + 8 + width + gap;
@@ -255,7 +260,7 @@ where
         .draw()?;
     let drawable = |(x, y): (f64, f64)| fits(x_axis.scale, x) && fits(y_axis.scale, y);
     for series in &panel.series {
-        let color = PALETTE[series.color % PALETTE.len()];
+        let color = palette(series.color);
         let points = series.points.iter().copied().filter(|&point| drawable(point));
         chart.draw_series(LineSeries::new(points.clone(), color.stroke_width(3)))?;
         if series.markers || series.points.len() <= MARKER_LIMIT {
@@ -283,7 +288,7 @@ where
     let pixels = chart.plotting_area().get_pixel_range().0;
     let flip_from = pixels.end - (pixels.end - pixels.start) / 5;
     for (row, marker) in (0..).zip(visible) {
-        let color = PALETTE[marker.color % PALETTE.len()];
+        let color = palette(marker.color);
         let line = [(marker.x, y0), (marker.x, y1)];
         chart.draw_series(once(DashedPathElement::new(line, 8, 6, color.stroke_width(2))))?;
         let flip = chart.backend_coord(&(marker.x, y1)).0 >= flip_from;
