@@ -233,7 +233,8 @@ fn reply_to_response(status: StatusCode, body: &[u8], breakdown: crate::record::
     }
 }
 
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+/// `error` and its sources, joined with `: ` (hyper's own message alone rarely says what failed).
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

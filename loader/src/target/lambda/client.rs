@@ -27,7 +27,8 @@ pub(crate) struct ApiResponse {
 }
 
 impl ApiResponse {
-    /// The error type (`x-amzn-ErrorType` without its URL suffix, else the body's `__type`/`Type`) and message.
+    /// The error type (`x-amzn-ErrorType` without its URL suffix, else the body's `__type`/`Type`) and a short
+    /// message (see [`short_message`]).
     pub fn error(&self) -> (String, String) {
         let json: serde_json::Value = serde_json::from_slice(&self.body).unwrap_or_default();
         let text = |key: &str| json.get(key).and_then(|v| v.as_str()).map(str::to_string);
@@ -39,11 +40,23 @@ impl ApiResponse {
             .or_else(|| text("__type").map(|t| t.rsplit('#').next().unwrap_or(&t).to_string()))
             .or_else(|| text("Type"))
             .unwrap_or_else(|| format!("HTTP {}", self.status.as_u16()));
-        let message = text("message")
-            .or_else(|| text("Message"))
-            .unwrap_or_else(|| crate::target::http::body_excerpt(&self.body));
+        let message = text("message").or_else(|| text("Message"));
+        let message = short_message(message.as_deref().unwrap_or(&String::from_utf8_lossy(&self.body)));
         (kind, message)
     }
+}
+
+/// Where AWS signature-error messages start quoting the signed request, whose headers include the session token.
+const QUOTED_REQUEST_MARKERS: [&str; 2] = ["The Canonical String", "The String-to-Sign"];
+
+/// Stands in for a credential in an error answer.
+const REDACTED: &str = "** redacted **";
+
+/// An error message fit for a record: cut before any quoted request (see [`QUOTED_REQUEST_MARKERS`]) and to
+/// [`crate::target::http::BODY_EXCERPT_CHARS`] characters, since it ends up in `invocations.csv` once per call.
+fn short_message(message: &str) -> String {
+    let cut = QUOTED_REQUEST_MARKERS.iter().filter_map(|marker| message.find(marker)).min().unwrap_or(message.len());
+    crate::target::http::body_excerpt(&message.as_bytes()[..cut])
 }
 
 /// A request that got no answer: names the host, never the request's headers.
@@ -67,6 +80,8 @@ pub(crate) struct LambdaClient {
     endpoint: String,
     region: String,
     identity: aws_smithy_runtime_api::client::identity::Identity,
+    /// The credential strings, as sent and JSON-escaped, longest first: removed from error answers.
+    secrets: Vec<String>,
 }
 
 impl std::fmt::Debug for LambdaClient {
@@ -117,11 +132,22 @@ impl LambdaClient {
             .pool_max_idle_per_host(pool_max_idle)
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
+        // A JSON body may escape `/` (frequent in secret keys and session tokens) as `\/`.
+        let mut secrets: Vec<String> = credentials
+            .secret_strings()
+            .into_iter()
+            .filter(|secret| !secret.is_empty())
+            .flat_map(|secret| [secret.to_string(), secret.replace('/', "\\/")])
+            .collect();
+        // Longest first, so that a secret containing another is replaced whole.
+        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+        secrets.dedup();
         Ok(LambdaClient {
             http,
             endpoint: format!("{scheme}://{}", uri.authority().map(|a| a.as_str()).unwrap_or_default()),
             region: region.to_string(),
             identity: credentials.identity(),
+            secrets,
         })
     }
 
@@ -144,7 +170,7 @@ impl LambdaClient {
             let response = self.http.request(request).await.map_err(|e| self.transport(&method, path, &e))?;
             let (parts, body) = response.into_parts();
             let body = body.collect().await.map_err(|e| self.transport(&method, path, &e))?.to_bytes();
-            Ok(ApiResponse { status: parts.status, headers: parts.headers, body })
+            Ok(self.redacted(ApiResponse { status: parts.status, headers: parts.headers, body }))
         };
         match timeout {
             Some(limit) => tokio::time::timeout(limit, exchange).await.map_err(|_| ApiError::Timeout {
@@ -203,14 +229,24 @@ impl LambdaClient {
         Ok(request)
     }
 
-    fn transport(&self, method: &Method, path: &str, error: &(dyn std::error::Error + 'static)) -> ApiError {
-        let mut message = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
-            source = cause.source();
+    /// `response` with every credential string in its body replaced by [`REDACTED`] when it is an error answer:
+    /// AWS quotes the signed request (with the session token) and the access key id in its own 4xx/5xx answers,
+    /// while a 2xx body is the function's reply and is left as it is, unscanned.
+    fn redacted(&self, mut response: ApiResponse) -> ApiResponse {
+        if response.status.is_success() {
+            return response;
         }
+        let text = String::from_utf8_lossy(&response.body);
+        if self.secrets.iter().any(|secret| text.contains(secret.as_str())) {
+            let clean =
+                self.secrets.iter().fold(text.into_owned(), |clean, secret| clean.replace(secret.as_str(), REDACTED));
+            response.body = Bytes::from(clean);
+        }
+        response
+    }
+
+    fn transport(&self, method: &Method, path: &str, error: &(dyn std::error::Error + 'static)) -> ApiError {
+        let message = crate::target::http::error_chain(error);
         ApiError::Transport { method: method.clone(), host: self.endpoint.clone(), path: path.to_string(), message }
     }
 }
@@ -250,6 +286,62 @@ mod tests {
         assert_eq!(request.headers()["x-amz-security-token"], "tok");
         let debug = format!("{client:?} {:?}", request.headers());
         assert!(!debug.contains("wJalrXUtnFEMI") && !debug.contains("AKIDEXAMPLE"), "{debug}");
+    }
+
+    /// An `InvalidSignatureException` as AWS words it: the message quotes the canonical request, session token
+    /// included, and the string to sign.
+    fn signature_error(token: &str) -> String {
+        format!(
+            "The request signature we calculated does not match the signature you provided. Check your AWS Secret \
+             Access Key and signing method. Consult the service documentation for details.\n\nThe Canonical String \
+             for this request should have been\n'POST\n/2015-03-31/functions/f/invocations\n\n\
+             content-type:application/json\nhost:lambda.us-east-1.amazonaws.com\nx-amz-date:20240101T000000Z\n\
+             x-amz-security-token:{token}\n\ncontent-type;host;x-amz-date;x-amz-security-token\n\
+             0123456789abcdef'\n\nThe String-to-Sign should have been\n'AWS4-HMAC-SHA256\n20240101T000000Z\n\
+             20240101/us-east-1/lambda/aws4_request\nfedcba9876543210'\n"
+        )
+    }
+
+    fn answer(status: StatusCode, kind: &str, body: String) -> ApiResponse {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-amzn-errortype", kind.parse().unwrap());
+        ApiResponse { status, headers, body: Bytes::from(body) }
+    }
+
+    #[test]
+    fn error_answers_lose_the_quoted_request_and_every_credential() {
+        let token = "IQoJb3JpZ2luX2VjEXAMPLE/session+token==";
+        let credentials = AwsCredentials::new("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG", Some(token.into()), "test");
+        let client = LambdaClient::new("http://127.0.0.1:9", "us-east-1", &credentials, 1).unwrap();
+        let secrets = credentials.secret_strings();
+        let leaked = |text: &str| secrets.iter().find(|secret| text.contains(*secret)).map(|s| s.to_string());
+
+        let body = serde_json::json!({ "message": signature_error(token) }).to_string();
+        assert!(body.contains(token), "the test must quote the token");
+        let response = client.redacted(answer(StatusCode::FORBIDDEN, "InvalidSignatureException", body));
+        let (kind, message) = response.error();
+        assert_eq!(kind, "InvalidSignatureException");
+        assert!(message.starts_with("The request signature we calculated does not match"), "{message}");
+        assert!(!message.contains("Canonical") && !message.contains("x-amz-security-token"), "{message}");
+        assert_eq!(leaked(&message), None, "{message}");
+        assert_eq!(leaked(&String::from_utf8_lossy(&response.body)), None);
+
+        // Credentials outside a quoted request, JSON-escaped (`\/`) or in a body that is not JSON, are replaced too.
+        let escaped =
+            format!(r#"{{"message":"{} AKIDEXAMPLE {}"}}"#, token.replace('/', "\\/"), "wJalrXUtnFEMI\\/K7MDENG");
+        for body in [escaped, format!("<Error>the token {token} is invalid</Error>")] {
+            let response = client.redacted(answer(StatusCode::FORBIDDEN, "UnrecognizedClientException", body));
+            let (_, message) = response.error();
+            assert!(message.contains(REDACTED), "{message}");
+            assert_eq!(leaked(&message), None, "{message}");
+            assert_eq!(leaked(&String::from_utf8_lossy(&response.body)), None);
+        }
+
+        // Without the client (or its credentials) the quoted request is still cut, and the message stays short.
+        let body = serde_json::json!({ "message": format!("{}{}", "x".repeat(1000), signature_error(token)) });
+        let (_, message) = answer(StatusCode::FORBIDDEN, "InvalidSignatureException", body.to_string()).error();
+        assert!(!message.contains(token), "{message}");
+        assert!(message.chars().count() <= crate::target::http::BODY_EXCERPT_CHARS + 3, "{message}");
     }
 
     #[test]

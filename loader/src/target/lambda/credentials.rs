@@ -45,7 +45,8 @@ impl AwsCredentials {
     }
 
     /// Where the credentials came from (`environment` or `profile NAME in FILE`), never their values.
-    pub fn source(&self) -> &str {
+    #[cfg(test)]
+    fn source(&self) -> &str {
         &self.source
     }
 
@@ -61,8 +62,8 @@ impl AwsCredentials {
         .into()
     }
 
-    /// Every secret string, so that tests can check that none reaches an output.
-    pub fn secret_strings(&self) -> Vec<&str> {
+    /// Every secret string: what the client removes from error answers and tests look for in outputs.
+    pub(crate) fn secret_strings(&self) -> Vec<&str> {
         let mut all = vec![self.access_key_id.as_str(), self.secret_access_key.as_str()];
         all.extend(self.session_token.as_deref());
         all
@@ -161,7 +162,7 @@ fn from_profile_file(file: &Path, section: &str, profile: &str) -> Result<Option
 
 /// The `key = value` pairs of `[section]` in INI `text` (keys lower-cased; `#` and `;` start comment lines), or
 /// `None` when the section is absent. A repeated section adds to the first.
-pub fn ini_section(text: &str, section: &str) -> Option<Vec<(String, String)>> {
+fn ini_section(text: &str, section: &str) -> Option<Vec<(String, String)>> {
     let mut found = false;
     let mut inside = false;
     let mut entries = Vec::new();
