@@ -79,8 +79,7 @@ fn scale_of(config: &RunConfig) -> (u32, u32) {
     match config.target {
         TargetConfig::Dirigent { min_scale, max_scale, .. } => (min_scale, max_scale),
         TargetConfig::Knative(ref knative) => (knative.min_scale, knative.max_scale),
-        TargetConfig::Http { .. } | TargetConfig::Grpc { .. } => (0, 0),
-        TargetConfig::Lambda(_) => (0, 0),
+        TargetConfig::Http { .. } | TargetConfig::Grpc { .. } | TargetConfig::Lambda(_) => (0, 0),
     }
 }
 

@@ -204,8 +204,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cleanup { config } => {
             let config = RunConfig::load(&config)?;
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            let timeout = Some(config.driver.request_timeout);
-            let removed = runtime.block_on(loader::target::cleanup::cleanup(&config.target, timeout))?;
+            let removed = runtime.block_on(loader::target::cleanup::cleanup(&config.target))?;
             for name in &removed {
                 println!("deleted {name}");
             }

@@ -271,8 +271,9 @@ pub fn function_name(prefix: &str, function: &str) -> String {
     if cleaned == function && plain.len() <= MAX_NAME_LEN && !function.is_empty() {
         return plain;
     }
-    // FNV-1a, 32 bits: stable across builds and platforms.
-    let hash = function.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    // FNV-1a is stable across builds and platforms; folded to 32 bits (8 hex digits) to leave room for the name.
+    let wide = crate::schedule::seed::fnv1a64(function.as_bytes());
+    let hash = (wide ^ (wide >> 32)) as u32;
     let keep = MAX_NAME_LEN - 9;
     let mut head = plain;
     head.truncate(keep);
@@ -299,15 +300,15 @@ pub fn invoke_payload(function: &str, invocation: &Invocation) -> String {
 /// 429 / `TooManyRequestsException` is [`THROTTLED`].
 pub(crate) fn invoke_response(response: &ApiResponse) -> TargetResponse {
     let status = response.status;
-    if status == StatusCode::TOO_MANY_REQUESTS
-        || response.error().0 == "TooManyRequestsException" && !status.is_success()
-    {
-        let (kind, message) = response.error();
-        return TargetResponse::from_outcome(Outcome::Status(429, format!("{THROTTLED}: {kind}: {message}")));
-    }
+    // Checked before parsing the error: this runs once per call and nearly every call succeeds.
     if !status.is_success() {
         let (kind, message) = response.error();
-        return TargetResponse::from_outcome(Outcome::Status(status.as_u16(), format!("{kind}: {message}")));
+        let outcome = if status == StatusCode::TOO_MANY_REQUESTS || kind == "TooManyRequestsException" {
+            Outcome::Status(429, format!("{THROTTLED}: {kind}: {message}"))
+        } else {
+            Outcome::Status(status.as_u16(), format!("{kind}: {message}"))
+        };
+        return TargetResponse::from_outcome(outcome);
     }
     let fields = parse_reply(&response.body);
     let outcome = if let Some(kind) = response.headers.get("x-amz-function-error") {
@@ -346,15 +347,21 @@ impl std::fmt::Debug for LambdaTarget {
     }
 }
 
+/// Checks `config`, then resolves credentials from the standard chain (so that a config error is reported first).
 fn connect(config: &LambdaConfig) -> Result<LambdaClient, TargetError> {
     config.validate().map_err(TargetError::Config)?;
     let credentials =
         credentials::resolve(config.profile.as_deref()).map_err(|e| TargetError::Config(e.to_string()))?;
-    connect_with(config, &credentials)
+    client(config, &credentials)
 }
 
 fn connect_with(config: &LambdaConfig, credentials: &AwsCredentials) -> Result<LambdaClient, TargetError> {
     config.validate().map_err(TargetError::Config)?;
+    client(config, credentials)
+}
+
+/// The client for a validated `config`.
+fn client(config: &LambdaConfig, credentials: &AwsCredentials) -> Result<LambdaClient, TargetError> {
     LambdaClient::new(&config.endpoint(), &config.region, credentials, config.max_concurrency.min(4096))
         .map_err(TargetError::Config)
 }
@@ -431,10 +438,12 @@ impl LambdaTarget {
             .send(Method::POST, FUNCTIONS_PATH, Bytes::from(body.to_string()), Some(API_TIMEOUT))
             .await
             .map_err(|e| deploy_error(e.to_string()))?;
-        let (kind, message) = response.error();
-        // A function left by an interrupted run is reused (and deleted at teardown like the others).
-        if !response.status.is_success() && kind != "ResourceConflictException" {
-            return Err(deploy_error(format!("CreateFunction answered {}: {kind}: {message}", response.status)));
+        if !response.status.is_success() {
+            let (kind, message) = response.error();
+            // A function left by an interrupted run is reused (and deleted at teardown like the others).
+            if kind != "ResourceConflictException" {
+                return Err(deploy_error(format!("CreateFunction answered {}: {kind}: {message}", response.status)));
+            }
         }
         self.deployed.lock().unwrap_or_else(|e| e.into_inner()).insert(name.clone());
         self.wait_active(&name, Instant::now() + self.config.deploy_timeout).await.map_err(deploy_error)
@@ -661,6 +670,10 @@ mod tests {
         assert_ne!(function_name("p-", "a.b"), function_name("p-", "a:b"));
         assert_ne!(function_name("p-", "a.b"), "p-a-b");
         assert!(function_name("p-", "").starts_with("p-"));
+        // Pinned: a leftover of an interrupted run is reused by its name, so names must not change between builds.
+        assert_eq!(function_name("p-", "a.b"), "p-a-b-e27bcb35");
+        assert_eq!(function_name("p-", ""), "p--4fd0bfc1");
+        assert_eq!(named, format!("loader-{}-06df4dd5", "a".repeat(MAX_NAME_LEN - 9 - "loader-".len())));
     }
 
     #[test]
@@ -727,6 +740,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+
+        // Throttling is told by the error type too, whatever the status.
+        let throttled = invoke_response(&response(400, &[("x-amzn-errortype", "TooManyRequestsException")], "{}"));
+        assert!(matches!(throttled.outcome, Outcome::Status(429, ref reason) if reason.starts_with(THROTTLED)));
 
         let missing = invoke_response(&response(
             404,

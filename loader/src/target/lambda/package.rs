@@ -38,7 +38,7 @@ pub enum PackageError {
 }
 
 /// The zip bytes for `binary` as the `bootstrap` entry.
-pub fn zip_bytes(binary: &Path) -> Result<Vec<u8>, PackageError> {
+fn zip_bytes(binary: &Path) -> Result<Vec<u8>, PackageError> {
     let shown = binary.display().to_string();
     let content = std::fs::read(binary).map_err(|source| PackageError::Io { path: shown.clone(), source })?;
     let zip_error = |e: &dyn std::fmt::Display| PackageError::Zip { path: shown.clone(), message: e.to_string() };
