@@ -558,9 +558,14 @@ mod tests {
     #[test]
     fn service_names_are_checked() {
         assert!(check_service_name("f-0123456789ab").is_ok());
-        for bad in ["", "F-x", "1f", "f_x", "f-", &"f".repeat(MAX_SERVICE_NAME + 1)] {
+        let long = "f".repeat(MAX_SERVICE_NAME + 1);
+        let label = "is not a DNS-1035 label";
+        let cases =
+            [("", label), ("F-x", label), ("1f", label), ("f_x", label), ("f-", label), (&long, "is longer than")];
+        for (bad, why) in cases {
             let err = check_service_name(bad).unwrap_err();
-            assert!(err.contains(bad), "{err}");
+            // Quoted, so that the empty name is visibly named too.
+            assert!(err.contains(&format!("'{bad}' {why}")), "{err}");
         }
     }
 
