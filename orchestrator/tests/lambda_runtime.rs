@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -13,6 +14,9 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use orchestrator::function::wire::FunctionReply;
 use tokio::sync::mpsc;
+
+/// How long the test waits for each invocation's result.
+const ANSWER_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Kills and reaps the runtime process on drop, also when the test panics.
 struct Runtime(Child);
@@ -82,9 +86,13 @@ async fn serves_the_runtime_api_with_cold_start_and_errors() {
             .unwrap(),
     );
 
+    // A hang guard, not a timing check: if trace-function dies, no answer ever comes.
     let mut got = Vec::new();
     while got.len() < payloads.len() {
-        got.push(received.recv().await.unwrap());
+        let answer = tokio::time::timeout(ANSWER_DEADLINE, received.recv()).await.unwrap_or_else(|_| {
+            panic!("no answer to invocation {} within {ANSWER_DEADLINE:?} (did trace-function exit?)", got.len())
+        });
+        got.push(answer.unwrap());
     }
     let ids: Vec<&str> = got.iter().map(|(id, _, _)| id.as_str()).collect();
     assert_eq!(ids, ["a", "b", "c", "d"], "invocations are served one after another, in order");

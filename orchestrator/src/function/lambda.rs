@@ -5,7 +5,7 @@
 //! .../invocation/{id}/error` when the parameters are invalid or the work fails.
 //!
 //! The invocation payload is a JSON object with the HTTP parameters as keys: `workload`, `function`,
-//! `requested_cpu`, `requested_memory`, `multiplier` (numbers or numeric strings).
+//! `requested_cpu`, `requested_memory`, `multiplier` (numbers or numeric strings); see [`Invocation::from_json`].
 
 use bytes::Bytes;
 use http::{Method, Request};
@@ -15,13 +15,12 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::instance::Instance;
-use super::params::{Invocation, ParamError, Workload};
-use super::wire;
+use super::params::Invocation;
 
 /// The Runtime API version prefix.
-pub const RUNTIME_PATH: &str = "/2018-06-01/runtime";
+const RUNTIME_PATH: &str = "/2018-06-01/runtime";
 /// The header carrying the invocation's request id.
-pub const REQUEST_ID_HEADER: &str = "lambda-runtime-aws-request-id";
+const REQUEST_ID_HEADER: &str = "lambda-runtime-aws-request-id";
 
 /// The runtime loop cannot continue.
 #[derive(Debug, thiserror::Error)]
@@ -34,56 +33,6 @@ pub enum RuntimeError {
         /// What went wrong.
         message: String,
     },
-}
-
-/// Parses an invocation payload (a JSON object with the HTTP parameter names as keys; `{}` and `null` mean
-/// defaults).
-pub fn invocation_from_json(payload: &[u8]) -> Result<Invocation, ParamError> {
-    let value: serde_json::Value = if payload.iter().all(u8::is_ascii_whitespace) {
-        serde_json::Value::Null
-    } else {
-        serde_json::from_slice(payload).map_err(|e| ParamError::Invalid {
-            name: "payload",
-            value: String::from_utf8_lossy(&payload[..payload.len().min(100)]).into_owned(),
-            expected: if e.is_eof() { "complete JSON" } else { "a JSON object" },
-        })?
-    };
-    let text = |name: &'static str| -> Option<String> {
-        match value.get(name)? {
-            serde_json::Value::String(s) => Some(s.clone()),
-            other => Some(other.to_string()),
-        }
-    };
-    let number = |name: &'static str, max: u64| -> Result<u64, ParamError> {
-        let Some(raw) = text(name).filter(|s| !s.trim().is_empty()) else { return Ok(0) };
-        let parsed = raw.trim().parse::<u64>().map_err(|_| ParamError::Invalid {
-            name,
-            value: raw.chars().take(100).collect(),
-            expected: "a non-negative integer",
-        })?;
-        if parsed > max {
-            return Err(ParamError::TooLarge { name, value: parsed, max });
-        }
-        Ok(parsed)
-    };
-    let workload = match text(wire::WORKLOAD).unwrap_or_default().trim().to_ascii_lowercase().as_str() {
-        "" | wire::WORKLOAD_TRACE => Workload::Trace,
-        wire::WORKLOAD_EMPTY => Workload::Empty,
-        other => {
-            return Err(ParamError::Invalid {
-                name: wire::WORKLOAD,
-                value: other.chars().take(100).collect(),
-                expected: "trace or empty",
-            });
-        }
-    };
-    Ok(Invocation {
-        workload,
-        function: text(wire::FUNCTION).unwrap_or_default(),
-        requested_cpu_ms: number(wire::REQUESTED_CPU, wire::MAX_CPU_MS)?,
-        requested_memory_mib: number(wire::REQUESTED_MEMORY, wire::MAX_MEMORY_MIB)?,
-        multiplier: number(wire::MULTIPLIER, u64::MAX)?,
-    })
 }
 
 /// Serves invocations from the Runtime API at `api` (`host:port`) until it fails.
@@ -102,7 +51,7 @@ pub async fn run(api: &str) -> Result<(), RuntimeError> {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
             .ok_or_else(|| fail(format!("GET {next} answered without {REQUEST_ID_HEADER}")))?;
-        let result = match invocation_from_json(&payload) {
+        let result = match Invocation::from_json(&payload) {
             Ok(invocation) => instance
                 .invoke(invocation.clone())
                 .await
@@ -152,27 +101,58 @@ async fn call(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::function::params::{ParamError, Workload};
 
     #[test]
     fn payload_parses_numbers_and_strings() {
         let invocation =
-            invocation_from_json(br#"{"workload":"trace","function":"f","requested_cpu":25,"requested_memory":"3"}"#)
+            Invocation::from_json(br#"{"workload":"trace","function":"f","requested_cpu":25,"requested_memory":"3"}"#)
                 .unwrap();
         assert_eq!((invocation.requested_cpu_ms, invocation.requested_memory_mib), (25, 3));
         assert_eq!(invocation.function, "f");
-        assert_eq!(invocation_from_json(b"").unwrap(), Invocation::default());
-        assert_eq!(invocation_from_json(b"{}").unwrap(), Invocation::default());
-        assert_eq!(invocation_from_json(br#"{"workload":"empty"}"#).unwrap().workload, Workload::Empty);
+        assert_eq!(Invocation::from_json(b"").unwrap(), Invocation::default());
+        assert_eq!(Invocation::from_json(b"{}").unwrap(), Invocation::default());
+        assert_eq!(Invocation::from_json(br#"{"workload":"empty"}"#).unwrap().workload, Workload::Empty);
     }
 
     #[test]
     fn payload_errors_name_the_parameter() {
-        let err = invocation_from_json(br#"{"requested_cpu":"abc"}"#).unwrap_err().to_string();
+        let err = Invocation::from_json(br#"{"requested_cpu":"abc"}"#).unwrap_err().to_string();
         assert!(err.contains("requested_cpu"), "{err}");
-        let err = invocation_from_json(br#"{"requested_memory":99999999}"#).unwrap_err().to_string();
+        let err = Invocation::from_json(br#"{"requested_memory":99999999}"#).unwrap_err().to_string();
         assert!(err.contains("requested_memory"), "{err}");
-        let err = invocation_from_json(br#"{"workload":"other"}"#).unwrap_err().to_string();
+        let err = Invocation::from_json(br#"{"workload":"other"}"#).unwrap_err().to_string();
         assert!(err.contains("workload"), "{err}");
-        assert!(invocation_from_json(b"{oops").is_err());
+        assert!(Invocation::from_json(b"{oops").is_err());
+    }
+
+    #[test]
+    fn null_means_absent() {
+        assert_eq!(Invocation::from_json(b"null").unwrap(), Invocation::default());
+        let all_null =
+            br#"{"workload":null,"function":null,"requested_cpu":null,"requested_memory":null,"multiplier":null}"#;
+        assert_eq!(Invocation::from_json(all_null).unwrap(), Invocation::default());
+        let invocation =
+            Invocation::from_json(br#"{"function":"f","requested_cpu":null,"requested_memory":7}"#).unwrap();
+        assert_eq!(
+            (invocation.function.as_str(), invocation.requested_cpu_ms, invocation.requested_memory_mib),
+            ("f", 0, 7)
+        );
+    }
+
+    #[test]
+    fn payloads_other_than_objects_are_refused() {
+        for payload in [&b"[1]"[..], b"5", br#""trace""#, b"true"] {
+            let err = Invocation::from_json(payload).unwrap_err();
+            assert!(matches!(err, ParamError::Invalid { name: "payload", expected: "a JSON object", .. }), "{err}");
+            assert!(err.to_string().contains("expected a JSON object"), "{err}");
+        }
+        let err = Invocation::from_json(br#"{"requested_cpu":"#).unwrap_err();
+        assert!(matches!(err, ParamError::Invalid { name: "payload", expected: "complete JSON", .. }), "{err}");
+        // Values that are neither numbers nor numeric strings are refused by name, as over HTTP.
+        let err = Invocation::from_json(br#"{"requested_cpu":[1]}"#).unwrap_err();
+        assert!(matches!(err, ParamError::Invalid { name: "requested_cpu", .. }), "{err}");
+        let err = Invocation::from_json(br#"{"requested_cpu":-1}"#).unwrap_err();
+        assert!(matches!(err, ParamError::Invalid { name: "requested_cpu", .. }), "{err}");
     }
 }

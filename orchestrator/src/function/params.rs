@@ -1,4 +1,5 @@
-//! Invocation parameters: parsed from HTTP headers and query, or from a gRPC request and its metadata.
+//! Invocation parameters: parsed from HTTP headers and query, from a gRPC request and its metadata, or from a JSON
+//! object (a Lambda invocation payload).
 
 use std::borrow::Cow;
 
@@ -103,6 +104,38 @@ impl Invocation {
             multiplier: parse_bounded(wire::MULTIPLIER, lookup(metadata, wire::MULTIPLIER), u64::MAX)?,
         })
     }
+
+    /// Parses a JSON object with the HTTP parameter names as keys (numbers or numeric strings); an empty payload,
+    /// `null` and `{}` mean defaults, as does a `null` value for one key.
+    pub fn from_json(payload: &[u8]) -> Result<Self, ParamError> {
+        let not_an_object = |expected| ParamError::Invalid {
+            name: "payload",
+            value: quoted(&String::from_utf8_lossy(payload)),
+            expected,
+        };
+        if payload.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self::default());
+        }
+        let value: serde_json::Value = serde_json::from_slice(payload)
+            .map_err(|e| not_an_object(if e.is_eof() { "complete JSON" } else { "a JSON object" }))?;
+        let object = match value {
+            serde_json::Value::Object(object) => object,
+            serde_json::Value::Null => return Ok(Self::default()),
+            _ => return Err(not_an_object("a JSON object")),
+        };
+        let get = |name| lookup_json(&object, name);
+        Ok(Self {
+            workload: parse_workload(get(wire::WORKLOAD))?,
+            function: get(wire::FUNCTION).unwrap_or_default().into_owned(),
+            requested_cpu_ms: parse_bounded(wire::REQUESTED_CPU, get(wire::REQUESTED_CPU), wire::MAX_CPU_MS)?,
+            requested_memory_mib: parse_bounded(
+                wire::REQUESTED_MEMORY,
+                get(wire::REQUESTED_MEMORY),
+                wire::MAX_MEMORY_MIB,
+            )?,
+            multiplier: parse_bounded(wire::MULTIPLIER, get(wire::MULTIPLIER), u64::MAX)?,
+        })
+    }
 }
 
 fn parse_query(uri: &Uri) -> Result<Vec<(String, String)>, ParamError> {
@@ -116,6 +149,16 @@ fn parse_query(uri: &Uri) -> Result<Vec<(String, String)>, ParamError> {
 /// is not text is reported by the parser that needs a number.
 fn lookup<'a>(headers: &'a HeaderMap, name: &str) -> Option<Cow<'a, str>> {
     headers.get(name).map(|value| String::from_utf8_lossy(value.as_bytes()))
+}
+
+/// A JSON value as the text a header would carry: strings as they are, `null` as absent, anything else as JSON
+/// (which the parsers then reject by name unless it is a number).
+fn lookup_json<'a>(object: &'a serde_json::Map<String, serde_json::Value>, name: &str) -> Option<Cow<'a, str>> {
+    match object.get(name)? {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(text) => Some(Cow::Borrowed(text.as_str())),
+        other => Some(Cow::Owned(other.to_string())),
+    }
 }
 
 fn lookup_query<'a>(query: &'a [(String, String)], name: &str) -> Option<Cow<'a, str>> {
