@@ -50,11 +50,10 @@ impl Platform<'_> {
                 ("localhost".to_owned(), now_us())
             }
             Platform::Remote(remote, cluster) => {
-                let (host, at_ns) = remote.kill(cluster, name).await?;
-                let index = host_index(cluster, &host);
+                let (index, at_ns) = remote.kill(cluster, name).await?;
                 // The host's clock, moved onto the runner's, then onto the loader's.
                 let runner_us = at_ns / 1000 - i128::from(cluster.reports[index].clock_offset_us);
-                (host, runner_us + loader_offset(cluster))
+                (cluster.name(index), runner_us + loader_offset(cluster))
             }
             Platform::External => return Err(format!("cannot kill {name}: the runner did not start this platform")),
         };
@@ -65,7 +64,7 @@ impl Platform<'_> {
     pub async fn restart(&mut self, name: &str) -> Result<Value, String> {
         let host = match self {
             Platform::Local(local) => local.restart(name).await.map(|()| "localhost".to_owned())?,
-            Platform::Remote(remote, cluster) => remote.restart(cluster, name).await?,
+            Platform::Remote(remote, cluster) => cluster.name(remote.restart(cluster, name).await?),
             Platform::External => return Err(format!("cannot restart {name}: the runner did not start this platform")),
         };
         let offset = match self {
@@ -105,10 +104,6 @@ fn now_us() -> i128 {
 /// The loader host's clock minus the runner's, µs.
 fn loader_offset(cluster: &RemoteCluster) -> i128 {
     cluster.with_role(Role::Loader).first().map_or(0, |&i| i128::from(cluster.reports[i].clock_offset_us))
-}
-
-fn host_index(cluster: &RemoteCluster, name: &str) -> usize {
-    (0..cluster.inventory.hosts.len()).find(|&i| cluster.name(i) == name).unwrap_or_default()
 }
 
 #[cfg(test)]

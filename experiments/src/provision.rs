@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -108,11 +108,6 @@ impl ProvisionReport {
     /// Tasks that changed something, over all hosts (0: the cluster was already provisioned).
     pub fn changed(&self) -> u32 {
         self.hosts.iter().map(|host| host.recap.changed).sum()
-    }
-
-    /// The report of the host at `address`.
-    pub fn host(&self, address: &str) -> Option<&HostReport> {
-        self.hosts.iter().find(|host| host.destination.address == address)
     }
 }
 
@@ -261,11 +256,11 @@ pub fn provision_with_output(
 
     let work = WorkDir::create()?;
     let generated = ansible_inventory(inventory, ssh);
-    let inventory_file = work.path.join("inventory.yml");
+    let inventory_file = work.path().join("inventory.yml");
     write(&inventory_file, &serde_json::to_string_pretty(&generated.inventory).expect("JSON of JSON values"))?;
     let mut vars = options.extra_vars.clone();
     vars.insert("faas_binary_dir".into(), binary_dir.0.to_string_lossy().into());
-    let vars_file = work.path.join("extra-vars.json");
+    let vars_file = work.path().join("extra-vars.json");
     write(&vars_file, &Value::Object(vars).to_string())?;
 
     let mut command = Command::new(&options.program);
@@ -277,7 +272,7 @@ pub fn provision_with_output(
         .arg("--forks")
         .arg(options.forks.max(1).to_string())
         .arg(&playbook)
-        .envs(ansible_env(&work.path, ssh.connect_timeout))
+        .envs(ansible_env(work.path(), ssh.connect_timeout))
         .env_remove("ANSIBLE_FORCE_COLOR")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -363,15 +358,15 @@ fn describe(status: ExitStatus) -> String {
 
 /// The generated Ansible inventory and which inventory name is which host.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AnsibleInventory {
+struct AnsibleInventory {
     /// The inventory (Ansible's YAML inventory format; JSON is valid YAML).
-    pub inventory: Value,
+    inventory: Value,
     /// Inventory name and host, in inventory order.
-    pub hosts: Vec<(String, Destination)>,
+    hosts: Vec<(String, Destination)>,
 }
 
 /// The Ansible group of a role (Ansible group names take no `-`).
-pub fn group(role: Role) -> &'static str {
+fn group(role: Role) -> &'static str {
     match role {
         Role::Loader => "loader",
         Role::ControlPlane => "control_plane",
@@ -383,7 +378,7 @@ pub fn group(role: Role) -> &'static str {
 /// Builds the Ansible inventory for `inventory`: each host under a name made from its address, with its address,
 /// port, user and key file, in the groups of its roles; host keys checked against `ssh.known_hosts` (new keys
 /// accepted and recorded only with `insecure_accept_new_host_keys`).
-pub fn ansible_inventory(inventory: &Inventory, ssh: &SessionOptions) -> AnsibleInventory {
+fn ansible_inventory(inventory: &Inventory, ssh: &SessionOptions) -> AnsibleInventory {
     let names = host_names(inventory);
     let mut hosts = Map::new();
     let mut groups: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
@@ -471,7 +466,7 @@ fn ansible_env(work: &Path, connect_timeout: Duration) -> Vec<(&'static str, Str
 
 /// Parses the lines after `PLAY RECAP`: `NAME : ok=N changed=N unreachable=N failed=N skipped=N rescued=N
 /// ignored=N`, by host name. Lines that do not have that shape are left out.
-pub fn parse_recap(lines: &[String]) -> BTreeMap<String, Recap> {
+fn parse_recap(lines: &[String]) -> BTreeMap<String, Recap> {
     let mut recap = BTreeMap::new();
     for line in lines {
         let Some((name, counts)) = line.split_once(" : ") else { continue };
@@ -632,21 +627,21 @@ impl Drop for KillOnDrop {
 /// A private folder for the inventory, the variables and ansible's own files; dropping it closes the SSH master
 /// connections ansible left open (ControlPersist) and removes the folder.
 struct WorkDir {
-    path: PathBuf,
+    /// Removed when dropped, which happens after [`WorkDir`]'s own drop has closed the connections.
+    dir: tempfile::TempDir,
 }
 
 impl WorkDir {
     fn create() -> Result<Self, ProvisionError> {
-        let base = std::env::temp_dir();
-        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let path = base.join(format!("experiments-provision-{}-{}", std::process::id(), stamp.as_nanos()));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .map_err(|source| ProvisionError::Write { path: path.clone(), source })?;
-        let work = WorkDir { path };
+        // Private: the inventory names key files and the control sockets reach the hosts.
+        let dir = tempfile::Builder::new()
+            .prefix("experiments-provision-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()
+            .map_err(|source| ProvisionError::Write { path: std::env::temp_dir(), source })?;
+        let work = WorkDir { dir };
         for sub in ["tmp", "cp"] {
-            let path = work.path.join(sub);
+            let path = work.path().join(sub);
             std::fs::DirBuilder::new()
                 .mode(0o700)
                 .create(&path)
@@ -654,11 +649,15 @@ impl WorkDir {
         }
         Ok(work)
     }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
 }
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
-        if let Ok(sockets) = std::fs::read_dir(self.path.join("cp")) {
+        if let Ok(sockets) = std::fs::read_dir(self.path().join("cp")) {
             for socket in sockets.flatten() {
                 // The control socket alone decides which master is asked; the host name is not used.
                 let _ = Command::new("ssh")
@@ -671,7 +670,6 @@ impl Drop for WorkDir {
                     .status();
             }
         }
-        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 
@@ -834,7 +832,8 @@ PLAY RECAP *********************************************************************
         assert!(text.contains("root@10.0.0.9:22 unreachable at step `Gathering Facts`: Failed to connect"), "{text}");
         assert!(text.contains("root@10.0.0.4:22 failed at step `faas_dirigent : Write the config"), "{text}");
         let ProvisionError::HostsFailed { report, not_run, .. } = error else { panic!("{text}") };
-        assert_eq!(report.host("10.0.0.6").expect("host").recap.ignored, 1);
+        let host = |address: &str| report.hosts.iter().find(|host| host.destination.address == address);
+        assert_eq!(host("10.0.0.6").expect("host").recap.ignored, 1);
         assert!(not_run.is_empty());
 
         // Every host of a play failed: ansible-playbook stops, later plays' hosts are not in the recap.

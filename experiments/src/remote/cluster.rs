@@ -118,15 +118,19 @@ impl RemoteCluster {
     {
         let hosts = Arc::clone(&self.hosts);
         let parallelism = self.parallelism;
-        let run = move || {
-            let destinations: Vec<_> = hosts.destinations().cloned().collect();
-            hosts.run_on(&indices, parallelism, |session| {
-                // Inventory destinations are unique, so a session's destination names its host.
-                let index = destinations.iter().position(|d| d == session.destination()).unwrap_or_default();
-                work(index, session)
+        join(tokio::task::spawn_blocking(move || hosts.run_on(&indices, parallelism, work)).await)
+    }
+
+    /// Runs the short command `command_for_host(index)` on every host, `parallelism` at a time; returns one
+    /// `"{step}: {error}"` per host where it failed.
+    pub async fn on_all_hosts(&self, step: &str, command_for_host: impl Fn(usize) -> String) -> Vec<String> {
+        let commands: Vec<String> = (0..self.inventory.hosts.len()).map(command_for_host).collect();
+        let results = self
+            .on_each((0..commands.len()).collect(), move |index, session| {
+                session.exec_ok(&commands[index], SHORT).map(|_| ())
             })
-        };
-        join(tokio::task::spawn_blocking(run).await)
+            .await;
+        errors(step, results)
     }
 
     /// Uploads the binaries each host needs into its `bin/` (files whose checksum matches are skipped): `dirigent`
@@ -165,13 +169,9 @@ impl RemoteCluster {
     pub async fn finish(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if !self.keep_binaries {
-            let bins: Vec<String> = (0..self.inventory.hosts.len()).map(|i| self.bin(i)).collect();
-            let results = self
-                .on_each((0..bins.len()).collect(), move |index, session| {
-                    session.exec_ok(&format!("rm -rf {}", shell_quote(&bins[index])), SHORT).map(|_| ())
-                })
+            problems = self
+                .on_all_hosts("removing binaries", |index| format!("rm -rf {}", shell_quote(&self.bin(index))))
                 .await;
-            problems.extend(results.into_iter().filter_map(|r| r.err().map(|e| format!("removing binaries: {e}"))));
         }
         let hosts = Arc::clone(&self.hosts);
         let _ = tokio::task::spawn_blocking(move || hosts.disconnect()).await;
@@ -205,6 +205,11 @@ pub fn collect<T>(step: &str, results: Vec<Result<T, SshError>>) -> Result<Vec<T
         }
     }
     if errors.is_empty() { Ok(values) } else { Err(RemoteError::Local(format!("{step}: {}", errors.join("; ")))) }
+}
+
+/// One `"{step}: {error}"` per failed result, in host order.
+pub fn errors<T>(step: &str, results: Vec<Result<T, SshError>>) -> Vec<String> {
+    results.into_iter().filter_map(|result| result.err().map(|e| format!("{step}: {e}"))).collect()
 }
 
 /// The result of a blocking SSH task; a panic there is a bug and goes on unwinding here.

@@ -46,6 +46,16 @@ impl Component {
             n => format!("{}.{n}.{ext}", self.name),
         }
     }
+
+    /// Its PID file on its host, in the folder of run `run_id` (one for all its starts).
+    fn pid_file(&self, cluster: &RemoteCluster, run_id: &str) -> String {
+        format!("{}/{}", RemoteDirigent::run_dir(cluster, self.host, run_id), self.pid_name())
+    }
+
+    /// The name of its PID file inside the run's folder.
+    fn pid_name(&self) -> String {
+        format!("{}.pid", self.name)
+    }
 }
 
 /// What starting one process on a host found.
@@ -113,14 +123,15 @@ impl RemoteDirigent {
 
     async fn start_all(&mut self, cluster: &RemoteCluster, local_dir: &Path) -> Result<(), String> {
         std::fs::create_dir_all(local_dir).map_err(|e| format!("cannot create {}: {e}", local_dir.display()))?;
-        let dirs: Vec<String> =
-            (0..cluster.inventory.hosts.len()).map(|i| Self::run_dir(cluster, i, &self.run_id)).collect();
-        let made = cluster
-            .on_each((0..dirs.len()).collect(), move |index, session| {
-                session.exec_ok(&format!("mkdir -p {}", shell_quote(&dirs[index])), SHORT).map(|_| ())
+        let run_id = &self.run_id;
+        let problems = cluster
+            .on_all_hosts("creating the run folder", |host| {
+                format!("mkdir -p {}", shell_quote(&Self::run_dir(cluster, host, run_id)))
             })
             .await;
-        super::cluster::collect("creating the run folders", made).map_err(|e| e.to_string())?;
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
+        }
 
         let spec = self.spec.clone();
         let control_plane = cluster.with_role(Role::ControlPlane)[0];
@@ -213,12 +224,12 @@ impl RemoteDirigent {
         self.components.iter().map(|c| c.name.clone()).collect()
     }
 
-    /// Kills component `name` with SIGKILL; returns its host's name and the host's clock at the kill, ns since the
-    /// epoch.
-    pub async fn kill(&mut self, cluster: &RemoteCluster, name: &str) -> Result<(String, i128), String> {
+    /// Kills component `name` with SIGKILL; returns its host's inventory index and the host's clock at the kill, ns
+    /// since the epoch.
+    pub async fn kill(&mut self, cluster: &RemoteCluster, name: &str) -> Result<(usize, i128), String> {
         let position = self.position(name)?;
         let component = self.components[position].clone();
-        let pid_file = format!("{}/{}.pid", Self::run_dir(cluster, component.host, &self.run_id), component.name);
+        let pid_file = component.pid_file(cluster, &self.run_id);
         let output = cluster
             .on(component.host, move |session| session.exec_ok(&script::kill_now(&pid_file), SHORT))
             .await
@@ -226,12 +237,12 @@ impl RemoteDirigent {
         let at_ns =
             output.stdout.trim().parse().map_err(|_| format!("killing {name}: no time in '{}'", output.stdout))?;
         self.components[position].down_on_purpose = true;
-        Ok((cluster.name(component.host), at_ns))
+        Ok((component.host, at_ns))
     }
 
     /// Starts component `name` again with its config and the addresses it had (`<name>.<N>.yaml`, uploaded and
-    /// kept locally); returns its host's name.
-    pub async fn restart(&mut self, cluster: &RemoteCluster, name: &str) -> Result<String, String> {
+    /// kept locally); returns its host's inventory index.
+    pub async fn restart(&mut self, cluster: &RemoteCluster, name: &str) -> Result<usize, String> {
         let position = self.position(name)?;
         self.components[position].starts += 1;
         let component = self.components[position].clone();
@@ -243,7 +254,7 @@ impl RemoteDirigent {
             cluster.on(component.host, move |session| Ok(start_on(session, &component, &launch, &config))).await;
         result.map_err(|e| e.to_string()).and_then(|r| r).map_err(|e| format!("restarting {name}: {e}"))?;
         self.components[position].down_on_purpose = false;
-        Ok(cluster.name(self.components[position].host))
+        Ok(self.components[position].host)
     }
 
     fn position(&self, name: &str) -> Result<usize, String> {
@@ -258,10 +269,8 @@ impl RemoteDirigent {
         let mut report = StopReport::default();
         for role in ["worker", "data-plane", "control-plane"] {
             let group: Vec<Component> = self.components.iter().filter(|c| c.role == role).cloned().collect();
-            let pid_files: Vec<(usize, String)> = group
-                .iter()
-                .map(|c| (c.host, format!("{}/{}.pid", Self::run_dir(cluster, c.host, &self.run_id), c.name)))
-                .collect();
+            let pid_files: Vec<(usize, String)> =
+                group.iter().map(|c| (c.host, c.pid_file(cluster, &self.run_id))).collect();
             let results = cluster
                 .on_each(group.iter().map(|c| c.host).collect(), move |host, session| {
                     let pid_file = &pid_files.iter().find(|(h, _)| *h == host).expect("a pid file per host").1;
@@ -320,18 +329,16 @@ impl RemoteDirigent {
                 Ok(())
             })
             .await;
-        results.into_iter().filter_map(|r| r.err().map(|e| format!("collecting logs: {e}"))).collect()
+        super::cluster::errors("collecting logs", results)
     }
 
     /// Removes the run's folder from every host; returns what could not be removed.
     pub async fn remove_run(cluster: &RemoteCluster, run_id: &str) -> Vec<String> {
-        let dirs: Vec<String> = (0..cluster.inventory.hosts.len()).map(|i| Self::run_dir(cluster, i, run_id)).collect();
-        let results = cluster
-            .on_each((0..dirs.len()).collect(), move |host, session| {
-                session.exec_ok(&format!("rm -rf {}", shell_quote(&dirs[host])), SHORT).map(|_| ())
+        cluster
+            .on_all_hosts("removing the run folder", |host| {
+                format!("rm -rf {}", shell_quote(&Self::run_dir(cluster, host, run_id)))
             })
-            .await;
-        results.into_iter().filter_map(|r| r.err().map(|e| format!("removing the run folder: {e}"))).collect()
+            .await
     }
 }
 
@@ -356,7 +363,7 @@ fn start_on(session: &mut Session, component: &Component, launch: &Launch, confi
         config_file,
     ];
     let env = [(RUN_MARKER_VAR, launch.marker.as_str()), ("RUST_LOG", rust_log.as_str())];
-    let start = script::start_detached(&launch.dir, &env, &command, &log, &format!("{name}.pid"));
+    let start = script::start_detached(&launch.dir, &env, &command, &log, &component.pid_name());
     let output = session.exec_ok(&start, SHORT).map_err(|e| step("starting", e))?;
     let pid: u32 = output
         .stdout

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use loader::config::{RunConfig, Workload};
 use loader::driver::StopSignal;
+use serde::Deserialize;
 
 use super::cluster::{RemoteCluster, SHORT};
 use super::dirigent::RemoteDirigent;
@@ -83,7 +84,7 @@ impl RemoteLoad {
     /// writes its files); after `expected` plus a grace period it is killed.
     pub async fn wait(&self, cluster: &RemoteCluster, stop: &StopSignal, expected: Duration) -> Result<(), String> {
         let deadline = Instant::now() + expected + GRACE;
-        let (mut offset, mut interrupted, mut partial) = (0u64, false, String::new());
+        let (mut offset, mut interrupted, mut partial) = (0u64, false, Vec::new());
         let log = format!("{}/loader.log", self.dir);
         loop {
             if stop.is_stopped() && !interrupted {
@@ -99,15 +100,19 @@ impl RemoteLoad {
                 ));
             }
             let (pid, path) = (self.pid, log.clone());
+            // Bytes, not text: the offset counts the log's bytes, which decoding would change for invalid UTF-8.
             let output = cluster
-                .on(self.host, move |session| session.exec_ok(&script::poll_log(pid, &path, offset), SHORT))
+                .on(self.host, move |session| session.exec_ok_bytes(&script::poll_log(pid, &path, offset), SHORT))
                 .await
                 .map_err(|e| format!("following the loader: {e}"))?;
-            let (state, text) = output.stdout.split_once('\n').unwrap_or((output.stdout.as_str(), ""));
-            offset += text.len() as u64;
-            partial.push_str(text);
+            let (state, bytes) = match output.iter().position(|&b| b == b'\n') {
+                Some(end) => (&output[..end], &output[end + 1..]),
+                None => (output.as_slice(), &[][..]),
+            };
+            offset += bytes.len() as u64;
+            partial.extend_from_slice(bytes);
             relay(&mut partial, &cluster.name(self.host));
-            if state == "exited" {
+            if state == b"exited" {
                 return Ok(());
             }
             tokio::time::sleep(POLL_EVERY).await;
@@ -174,32 +179,51 @@ fn trace_upload(
     Ok(files)
 }
 
-/// Logs the complete lines of `partial` and keeps the unfinished rest.
-fn relay(partial: &mut String, host: &str) {
-    while let Some(end) = partial.find('\n') {
-        let line: String = partial.drain(..=end).collect();
+/// Logs the complete lines of `partial` and keeps the unfinished rest (lines are decoded whole, so a character
+/// split across two polls comes out intact).
+fn relay(partial: &mut Vec<u8>, host: &str) {
+    while let Some(end) = partial.iter().position(|&b| b == b'\n') {
+        let line: Vec<u8> = partial.drain(..=end).collect();
+        let line = String::from_utf8_lossy(&line);
         if !line.trim().is_empty() {
             eprintln!("[loader on {host}] {}", line.trim_end());
         }
     }
 }
 
+/// The part of the loader's `summary.json` the counts come from (the loader's own type only serialises). Every
+/// field is required: a summary without one is an error, not zero invocations.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Summary {
+    trustworthy: bool,
+    overall: Overall,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Overall {
+    failures: u64,
+    counts: Counts,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Counts {
+    measured: u64,
+    warmup: u64,
+    warmup_failures: u64,
+}
+
 /// The counts of the `summary.json` in `dir`.
 fn counts(dir: &Path) -> Result<LoadCounts, String> {
     let path = dir.join("summary.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let summary: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let counts = &summary["overall"]["counts"];
-    let number = |value: &serde_json::Value| value.as_u64().unwrap_or(0);
-    let (measured, warmup) = (number(&counts["measured"]), number(&counts["warmup"]));
-    let failed = number(&summary["overall"]["failures"]) + number(&counts["warmupFailures"]);
-    let sent = measured + warmup;
-    Ok(LoadCounts {
-        sent,
-        ok: sent.saturating_sub(failed),
-        failed,
-        trustworthy: summary["trustworthy"].as_bool().unwrap_or(false),
-    })
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let summary: Summary = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let counts = &summary.overall.counts;
+    let sent = counts.measured + counts.warmup;
+    let failed = summary.overall.failures + counts.warmup_failures;
+    Ok(LoadCounts { sent, ok: sent.saturating_sub(failed), failed, trustworthy: summary.trustworthy })
 }
 
 #[cfg(test)]
@@ -214,13 +238,17 @@ mod tests {
         std::fs::write(dir.path().join("summary.json"), summary).unwrap();
         assert_eq!(counts(dir.path()).unwrap(), LoadCounts { sent: 15, ok: 12, failed: 3, trustworthy: true });
         assert!(counts(&dir.path().join("none")).unwrap_err().contains("summary.json"));
+        let partial = r#"{"trustworthy": true, "overall": {"failures": 0, "counts": {"measured": 10}}}"#;
+        std::fs::write(dir.path().join("summary.json"), partial).unwrap();
+        let error = counts(dir.path()).unwrap_err();
+        assert!(error.contains("summary.json") && error.contains("warmup"), "{error}");
     }
 
     #[test]
     fn only_complete_lines_are_relayed() {
-        let mut partial = "one\ntw".to_string();
+        let mut partial = b"one\ntw".to_vec();
         relay(&mut partial, "h");
-        assert_eq!(partial, "tw");
+        assert_eq!(partial, b"tw");
     }
 
     #[test]

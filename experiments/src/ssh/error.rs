@@ -59,6 +59,19 @@ pub enum SshError {
         /// What went wrong.
         reason: String,
     },
+    /// "key file {path} for {host} {reason}; ...".
+    #[error(
+        "key file {path} for {host} {reason}; fix `key_file` (on the host or at the top of the inventory), or leave \
+         it out to use the ssh-agent"
+    )]
+    KeyFile {
+        /// `user@address:port`.
+        host: String,
+        /// The private key file on this machine.
+        path: PathBuf,
+        /// What is wrong with it (missing, not a file, unreadable).
+        reason: String,
+    },
     /// "{host} refused key authentication ({method}): {source}; ...".
     #[error(
         "{host} refused key authentication ({method}): {source}; check that the public key is in \
@@ -119,13 +132,35 @@ pub enum SshError {
         path: String,
         /// What went wrong (local or remote).
         reason: String,
+        /// Whether the cause is a file on this machine (the session is then still usable).
+        local: bool,
     },
 }
 
 impl SshError {
     /// Whether the session may be broken after this error (the pool then reconnects rather than reuse it): true for
-    /// everything except a command that ran and exited non-zero.
+    /// everything except a command that ran and exited non-zero and a transfer that failed on a local file.
     pub fn may_break_session(&self) -> bool {
-        !matches!(self, SshError::Failed { .. })
+        !matches!(self, SshError::Failed { .. } | SshError::Transfer { local: true, .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_remote_causes_may_break_the_session() {
+        let transfer = |local| SshError::Transfer {
+            host: "h".into(),
+            action: "upload to",
+            path: "/r".into(),
+            reason: "x".into(),
+            local,
+        };
+        assert!(!transfer(true).may_break_session());
+        assert!(transfer(false).may_break_session());
+        let failed = SshError::Failed { host: "h".into(), command: "false".into(), status: 1, stderr: String::new() };
+        assert!(!failed.may_break_session());
     }
 }

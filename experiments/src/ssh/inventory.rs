@@ -180,7 +180,7 @@ impl Inventory {
                 .hosts
                 .iter()
                 .enumerate()
-                .map(|(i, entry)| resolve(i, entry, &defaults))
+                .map(|(i, entry)| resolve("hosts", i, entry, &defaults))
                 .collect::<Result<_, _>>()?,
         };
         let inventory = Inventory { hosts };
@@ -233,8 +233,9 @@ struct Defaults<'a> {
     key_file: Option<&'a Path>,
 }
 
-fn resolve(index: usize, entry: &HostEntry, defaults: &Defaults) -> Result<Host, String> {
-    let name = format!("hosts[{index}] ({})", entry.address);
+/// Entry `index` of the list `list` (`hosts` or `nodes`, which error messages name) with the defaults applied.
+fn resolve(list: &str, index: usize, entry: &HostEntry, defaults: &Defaults) -> Result<Host, String> {
+    let name = format!("{list}[{index}] ({})", entry.address);
     check_address(&entry.address).map_err(|reason| format!("{name}: `address` {reason}"))?;
     let user = entry
         .user
@@ -277,8 +278,7 @@ fn paper_placement(words: &[&str], defaults: &Defaults) -> Result<Vec<Host>, Str
                 _ => Role::Worker,
             };
             let entry = parse_node(word, defaults).map_err(|reason| format!("nodes[{index}] `{word}`: {reason}"))?;
-            resolve(index, &HostEntry { roles: vec![role], ..entry }, defaults)
-                .map_err(|e| e.replacen("hosts[", "nodes[", 1))
+            resolve("nodes", index, &HostEntry { roles: vec![role], ..entry }, defaults)
         })
         .collect()
 }

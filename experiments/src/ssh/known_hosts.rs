@@ -4,6 +4,8 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
 use ssh2::{CheckResult, HashType, KnownHostFileKind, KnownHostKeyFormat};
 
 use super::SshError;
@@ -79,16 +81,7 @@ fn append(path: &Path, line: &str) -> std::io::Result<()> {
 
 /// `SHA256:<unpadded base64>`, as `ssh-keygen -l` and ssh print it.
 pub(super) fn fingerprint(sha256: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::from("SHA256:");
-    for chunk in sha256.chunks(3) {
-        let bytes = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = u32::from(bytes[0]) << 16 | u32::from(bytes[1]) << 8 | u32::from(bytes[2]);
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
+    format!("SHA256:{}", STANDARD_NO_PAD.encode(sha256))
 }
 
 #[cfg(test)]

@@ -82,14 +82,15 @@ impl Hosts {
         F: Fn(&mut Session) -> Result<T, SshError> + Sync,
     {
         let indices: Vec<usize> = (0..self.hosts.len()).collect();
-        self.run_on(&indices, parallelism, work)
+        self.run_on(&indices, parallelism, |_, session| work(session))
     }
 
-    /// Like [`Hosts::run_all`] for the hosts at `indices` (results in the order of `indices`).
+    /// Like [`Hosts::run_all`] for the hosts at `indices` (results in the order of `indices`); `work` gets each
+    /// host's index with its session.
     pub fn run_on<T, F>(&self, indices: &[usize], parallelism: usize, work: F) -> Vec<Result<T, SshError>>
     where
         T: Send,
-        F: Fn(&mut Session) -> Result<T, SshError> + Sync,
+        F: Fn(usize, &mut Session) -> Result<T, SshError> + Sync,
     {
         let results: Vec<Mutex<Option<Result<T, SshError>>>> = indices.iter().map(|_| Mutex::new(None)).collect();
         let next = AtomicUsize::new(0);
@@ -100,7 +101,7 @@ impl Hosts {
                     loop {
                         let position = next.fetch_add(1, Ordering::Relaxed);
                         let Some(&index) = indices.get(position) else { break };
-                        let result = self.with(index, &work);
+                        let result = self.with(index, |session| work(index, session));
                         *results[position].lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
                     }
                 });
@@ -125,7 +126,7 @@ impl Hosts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     fn unreachable(port: u16) -> Destination {
         Destination { user: "root".into(), address: "127.0.0.1".into(), port }
@@ -135,9 +136,7 @@ mod tests {
     fn every_host_gets_its_own_result_in_order() {
         let options = SessionOptions { connect_timeout: Duration::from_millis(200), ..SessionOptions::default() };
         let hosts = Hosts::new([unreachable(1), unreachable(2), unreachable(3)], options);
-        let started = Instant::now();
         let results = hosts.run_all(2, |session| Ok(session.destination().port));
-        assert!(started.elapsed() < Duration::from_secs(5));
         assert_eq!(results.len(), 3);
         for (port, result) in (1..=3).zip(results) {
             let error = result.unwrap_err().to_string();

@@ -111,6 +111,15 @@ impl Session {
     /// Connects, checks the host key against `options.known_hosts` and authenticates with the key file or agent.
     pub fn connect(destination: &Destination, options: &SessionOptions) -> Result<Self, SshError> {
         let host = destination.to_string();
+        // Checked before connecting: a path that is wrong here is not the host's refusal.
+        let key_file = options.key_file.as_deref().map(super::expand_home);
+        if let Some(path) = &key_file {
+            check_key_file(path).map_err(|reason| SshError::KeyFile {
+                host: host.clone(),
+                path: path.clone(),
+                reason,
+            })?;
+        }
         let socket = tcp_connect(destination, options.connect_timeout)
             .map_err(|reason| SshError::Connect { host: host.clone(), reason })?;
         let handshake_error = |source| SshError::Handshake { host: host.clone(), source };
@@ -122,7 +131,7 @@ impl Session {
         inner.handshake().map_err(handshake_error)?;
         let known_hosts = super::expand_home(&options.known_hosts);
         known_hosts::verify(&inner, destination, &known_hosts, options.insecure_accept_new_host_keys)?;
-        authenticate(&inner, destination, options.key_file.as_deref().map(super::expand_home).as_deref())?;
+        authenticate(&inner, destination, key_file.as_deref())?;
         Ok(Session { inner, socket, destination: destination.clone(), io_timeout: options.io_timeout, sftp: None })
     }
 
@@ -136,6 +145,34 @@ impl Session {
     /// The login shell must be POSIX-like (`sh`, `bash`, `dash`): the command is prefixed with `echo $$ >&2;`.
     /// Background processes meant to outlive a timed-out command must leave its process group (`setsid`).
     pub fn exec(&mut self, command: &str, timeout: Duration) -> Result<CommandOutput, SshError> {
+        let (status, stdout, stderr) = self.run(command, timeout)?;
+        Ok(CommandOutput { status, stdout: lossy(stdout), stderr })
+    }
+
+    /// Like [`Session::exec`], but a non-zero exit status is an [`SshError::Failed`].
+    pub fn exec_ok(&mut self, command: &str, timeout: Duration) -> Result<CommandOutput, SshError> {
+        let output = self.exec(command, timeout)?;
+        if output.success() { Ok(output) } else { Err(self.failed(command, output.status, &output.stderr)) }
+    }
+
+    /// Like [`Session::exec_ok`], but returns stdout's bytes as the host sent them, for callers that count bytes
+    /// (decoding would change the length of invalid UTF-8 or of a character cut at the end).
+    pub fn exec_ok_bytes(&mut self, command: &str, timeout: Duration) -> Result<Vec<u8>, SshError> {
+        let (status, stdout, stderr) = self.run(command, timeout)?;
+        if status == 0 { Ok(stdout) } else { Err(self.failed(command, status, &stderr)) }
+    }
+
+    fn failed(&self, command: &str, status: i32, stderr: &str) -> SshError {
+        SshError::Failed {
+            host: self.destination.to_string(),
+            command: command.into(),
+            status,
+            stderr: stderr.trim().into(),
+        }
+    }
+
+    /// [`Session::exec`] with stdout undecoded: `(status, stdout, stderr)`.
+    fn run(&mut self, command: &str, timeout: Duration) -> Result<(i32, Vec<u8>, String), SshError> {
         // sshd makes the command's shell a session and process-group leader; its PID ($$) lets a timeout kill the
         // whole group. It arrives as the first stderr line and is removed from the output.
         let wrapped = format!("echo $$ >&2; {command}");
@@ -149,7 +186,7 @@ impl Session {
         let read = self.read_until_eof(&mut channel, deadline);
         self.inner.set_blocking(true);
         let (stdout, stderr, finished) = read.map_err(|e| exec_error(format!("cannot read its output: {e}")))?;
-        let (pid, stderr) = split_pid_line(&stderr);
+        let (pid, stderr) = split_pid_line(&lossy(stderr));
         if !finished {
             // sshd answers a channel close only once the command has exited, so kill first, then close.
             if let Some(pid) = pid {
@@ -165,7 +202,7 @@ impl Session {
                 host: self.destination.to_string(),
                 command: command.into(),
                 timeout,
-                stdout,
+                stdout: lossy(stdout),
                 stderr: stderr.trim().into(),
             });
         }
@@ -174,22 +211,7 @@ impl Session {
             Ok(signal) if signal.exit_signal.is_some() => -1,
             _ => channel.exit_status().map_err(|e| exec_error(format!("no exit status: {e}")))?,
         };
-        Ok(CommandOutput { status, stdout, stderr })
-    }
-
-    /// Like [`Session::exec`], but a non-zero exit status is an [`SshError::Failed`].
-    pub fn exec_ok(&mut self, command: &str, timeout: Duration) -> Result<CommandOutput, SshError> {
-        let output = self.exec(command, timeout)?;
-        if output.success() {
-            Ok(output)
-        } else {
-            Err(SshError::Failed {
-                host: self.destination.to_string(),
-                command: command.into(),
-                status: output.status,
-                stderr: output.stderr.trim().into(),
-            })
-        }
+        Ok((status, stdout, stderr))
     }
 
     /// Uploads `local` to `remote` with permissions `mode` (e.g. `0o755`) over SFTP, creating its folder; skipped
@@ -197,14 +219,9 @@ impl Session {
     /// The file is written next to `remote` and renamed over it, so a running binary can be replaced.
     pub fn upload(&mut self, local: &Path, remote: &str, mode: u32) -> Result<bool, SshError> {
         let host = self.destination.to_string();
-        let transfer_error = |reason: String| SshError::Transfer {
-            host: host.clone(),
-            action: "upload to",
-            path: remote.into(),
-            reason,
-        };
-        let local_sum =
-            sha256_file(local).map_err(|e| transfer_error(format!("cannot read {}: {e}", local.display())))?;
+        let transfer_error = |fault: Fault| fault.into_error(&host, "upload to", remote);
+        let local_sum = sha256_file(local)
+            .map_err(|e| transfer_error(Fault::Local(format!("cannot read {}: {e}", local.display()))))?;
         let quoted = shell_quote(remote);
         let folder = remote.rsplit_once('/').map(|(folder, _)| folder).filter(|f| !f.is_empty()).unwrap_or("/");
         let probe = format!(
@@ -216,12 +233,12 @@ impl Session {
             return Ok(false);
         }
         let partial = format!("{remote}.partial");
-        self.send_file(local, &partial, mode).map_err(&transfer_error)?;
-        let sftp = self.sftp().map_err(&transfer_error)?;
+        self.send_file(local, &partial, mode).map_err(transfer_error)?;
+        let sftp = self.sftp().map_err(|reason| transfer_error(Fault::Remote(reason)))?;
         // OpenSSH's SFTP rename refuses to replace an existing file.
         let _ = sftp.unlink(Path::new(remote));
         sftp.rename(Path::new(&partial), Path::new(remote), None)
-            .map_err(|e| transfer_error(format!("cannot rename {partial} into place: {e}")))?;
+            .map_err(|e| transfer_error(Fault::Remote(format!("cannot rename {partial} into place: {e}"))))?;
         Ok(true)
     }
 
@@ -229,24 +246,32 @@ impl Session {
     /// so a failed download leaves no truncated file). Returns the number of bytes.
     pub fn download(&mut self, remote: &str, local: &Path) -> Result<u64, SshError> {
         let host = self.destination.to_string();
-        let transfer_error = |reason: String| SshError::Transfer {
-            host: host.clone(),
-            action: "download of",
-            path: remote.into(),
-            reason,
-        };
-        let sftp = self.sftp().map_err(&transfer_error)?;
-        let mut source = sftp.open(Path::new(remote)).map_err(|e| transfer_error(format!("cannot open: {e}")))?;
+        let transfer_error = |fault: Fault| fault.into_error(&host, "download of", remote);
+        let remote_error = |reason: String| transfer_error(Fault::Remote(reason));
+        let local_error = |e: std::io::Error| transfer_error(Fault::Local(format!("into {}: {e}", local.display())));
+        let sftp = self.sftp().map_err(remote_error)?;
+        let mut source = sftp.open(Path::new(remote)).map_err(|e| remote_error(format!("cannot open: {e}")))?;
         if let Some(folder) = local.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(folder)
-                .map_err(|e| transfer_error(format!("cannot create {}: {e}", folder.display())))?;
+                .map_err(|e| transfer_error(Fault::Local(format!("cannot create {}: {e}", folder.display()))))?;
         }
         let mut partial_name = local.as_os_str().to_owned();
         partial_name.push(".partial");
         let partial = PathBuf::from(partial_name);
-        let local_error = |e: std::io::Error| transfer_error(format!("into {}: {e}", local.display()));
         let mut sink = std::fs::File::create(&partial).map_err(local_error)?;
-        let bytes = std::io::copy(&mut source, &mut sink).map_err(local_error)?;
+        // Read and write apart (not io::copy) so that an error says which side failed.
+        let mut buffer = vec![0u8; TRANSFER_CHUNK];
+        let mut bytes = 0;
+        loop {
+            let read = match source.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(read) => read,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(remote_error(format!("cannot read: {e}"))),
+            };
+            sink.write_all(&buffer[..read]).map_err(local_error)?;
+            bytes += read as u64;
+        }
         drop(sink);
         std::fs::rename(&partial, local).map_err(local_error)?;
         Ok(bytes)
@@ -258,7 +283,7 @@ impl Session {
         &self,
         channel: &mut ssh2::Channel,
         deadline: Instant,
-    ) -> std::io::Result<(String, String, bool)> {
+    ) -> std::io::Result<(Vec<u8>, Vec<u8>, bool)> {
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         let mut buffer = vec![0u8; 32 * 1024];
         loop {
@@ -268,11 +293,11 @@ impl Session {
                 continue;
             }
             if channel.eof() {
-                return Ok((lossy(stdout), lossy(stderr), true));
+                return Ok((stdout, stderr, true));
             }
             let now = Instant::now();
             if now >= deadline {
-                return Ok((lossy(stdout), lossy(stderr), false));
+                return Ok((stdout, stderr, false));
             }
             self.wait_for_socket((deadline - now).min(POLL_SLICE))?;
         }
@@ -313,31 +338,50 @@ impl Session {
         Ok(self.sftp.as_ref().expect("just set"))
     }
 
-    fn send_file(&mut self, local: &Path, remote: &str, mode: u32) -> Result<(), String> {
-        let mut source = std::fs::File::open(local).map_err(|e| format!("cannot read {}: {e}", local.display()))?;
-        let sftp = self.sftp()?;
+    fn send_file(&mut self, local: &Path, remote: &str, mode: u32) -> Result<(), Fault> {
+        let cannot_read = |e: std::io::Error| Fault::Local(format!("cannot read {}: {e}", local.display()));
+        let mut source = std::fs::File::open(local).map_err(cannot_read)?;
+        let sftp = self.sftp().map_err(Fault::Remote)?;
         let flags = OpenFlags::WRITE | OpenFlags::TRUNCATE;
         let mut sink = sftp
             .open_mode(Path::new(remote), flags, mode as i32, OpenType::File)
-            .map_err(|e| format!("cannot create {remote}: {e}"))?;
+            .map_err(|e| Fault::Remote(format!("cannot create {remote}: {e}")))?;
         // Large writes let libssh2 keep many SFTP packets in flight; std::io::copy's 8 KiB ones wait for acks.
-        let mut buffer = vec![0u8; UPLOAD_CHUNK];
+        let mut buffer = vec![0u8; TRANSFER_CHUNK];
         loop {
-            let read = source.read(&mut buffer).map_err(|e| format!("cannot read {}: {e}", local.display()))?;
+            let read = source.read(&mut buffer).map_err(cannot_read)?;
             if read == 0 {
                 break;
             }
-            sink.write_all(&buffer[..read]).map_err(|e| format!("cannot write {remote}: {e}"))?;
+            sink.write_all(&buffer[..read]).map_err(|e| Fault::Remote(format!("cannot write {remote}: {e}")))?;
         }
         // The creation mode passes through the SFTP server's umask; set it explicitly.
         let stat = ssh2::FileStat { size: None, uid: None, gid: None, perm: Some(mode), atime: None, mtime: None };
-        sink.setstat(stat).map_err(|e| format!("cannot chmod {remote}: {e}"))?;
-        sink.close().map_err(|e| format!("cannot close {remote}: {e}"))
+        sink.setstat(stat).map_err(|e| Fault::Remote(format!("cannot chmod {remote}: {e}")))?;
+        sink.close().map_err(|e| Fault::Remote(format!("cannot close {remote}: {e}")))
     }
 }
 
-/// Bytes handed to libssh2 per SFTP write.
-const UPLOAD_CHUNK: usize = 1 << 20;
+/// Bytes handed to libssh2 per SFTP read or write.
+const TRANSFER_CHUNK: usize = 1 << 20;
+
+/// Which side a transfer failed on: a local file's failure leaves the session usable.
+enum Fault {
+    /// Reading or writing a file on this machine.
+    Local(String),
+    /// The SFTP channel or the host's file.
+    Remote(String),
+}
+
+impl Fault {
+    fn into_error(self, host: &str, action: &'static str, path: &str) -> SshError {
+        let (local, reason) = match self {
+            Fault::Local(reason) => (true, reason),
+            Fault::Remote(reason) => (false, reason),
+        };
+        SshError::Transfer { host: host.into(), action, path: path.into(), reason, local }
+    }
+}
 
 fn tcp_connect(destination: &Destination, timeout: Duration) -> Result<TcpStream, String> {
     let addresses = (destination.address.as_str(), destination.port)
@@ -363,10 +407,6 @@ fn authenticate(session: &ssh2::Session, destination: &Destination, key_file: Op
     let (method, result) = match key_file {
         Some(key) => {
             let method = format!("key file {}", key.display());
-            if !key.is_file() {
-                let source = ssh2::Error::new(ssh2::ErrorCode::Session(-16), "the key file does not exist");
-                return Err(SshError::Auth { host, method, source });
-            }
             let result = session.userauth_pubkey_file(&destination.user, None, key, None);
             (method, result)
         }
@@ -379,6 +419,16 @@ fn authenticate(session: &ssh2::Session, destination: &Destination, key_file: Op
             Err(SshError::Auth { host, method, source })
         }
         Err(source) => Err(SshError::Auth { host, method, source }),
+    }
+}
+
+/// Why the private key at `path` cannot be used from this machine, if it cannot.
+fn check_key_file(path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => std::fs::File::open(path).map(drop).map_err(|e| format!("cannot be read: {e}")),
+        Ok(_) => Err("is not a file".into()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Err("does not exist on this machine".into()),
+        Err(e) => Err(format!("cannot be read: {e}")),
     }
 }
 
@@ -457,5 +507,17 @@ mod tests {
         let error = Session::connect(&d, &SessionOptions::default()).unwrap_err();
         assert!(matches!(error, SshError::Connect { .. }), "{error}");
         assert!(error.to_string().contains("root@127.0.0.1:1"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_key_file_is_named_before_connecting() {
+        // Port 1 on loopback would refuse: the key file is looked at first.
+        let d = Destination { user: "root".into(), address: "127.0.0.1".into(), port: 1 };
+        let options = SessionOptions { key_file: Some("/nonexistent/id_ed25519".into()), ..SessionOptions::default() };
+        let error = Session::connect(&d, &options).unwrap_err();
+        assert!(matches!(error, SshError::KeyFile { .. }), "{error}");
+        let text = error.to_string();
+        assert!(text.contains("/nonexistent/id_ed25519") && text.contains("does not exist on this machine"), "{text}");
+        assert!(!text.contains("authorized_keys"), "{text}");
     }
 }
