@@ -190,7 +190,7 @@ where
     let (area_width, area_height) = area.dim_in_pixel();
     let (mut x, y) = ((area_width as i32 - total).max(0) / 2, area_height as i32 / 2);
     for ((label, color), width) in entries.iter().zip(widths) {
-        let color = palette(color);
+        let color = palette(*color);
         area.draw(&PathElement::new([(x, y), (x + sample, y)], color.stroke_width(4)))?;
         area.draw(&Text::new(label.to_string(), (x + sample + 8, y), font.clone()))?;
         x += sample + 8 + width + gap;
