@@ -14,7 +14,7 @@ use crate::dirigent::local::{Binaries, LocalDirigent, StopReport};
 use crate::platform::Platform;
 use crate::remote::cluster::{RemoteCluster, RemoteError};
 use crate::remote::dirigent::RemoteDirigent;
-use crate::remote::load::RemoteLoad;
+use crate::remote::load::{LoadCounts, RemoteLoad};
 use crate::remote::preflight::HostReport;
 use crate::spec::{ExperimentSpec, set_rate};
 
@@ -437,15 +437,6 @@ impl Run<'_> {
     }
 }
 
-/// What one run's load counted.
-#[derive(Debug, Clone, Copy, Default)]
-struct LoadCounts {
-    sent: u64,
-    ok: u64,
-    failed: u64,
-    trustworthy: bool,
-}
-
 async fn local_load(config: &RunConfig, stop: StopSignal) -> Result<LoadCounts, String> {
     let report = loader::run::run(config, stop).await.map_err(|e| format!("load: {e}"))?;
     let replay = &report.replay;
@@ -476,8 +467,7 @@ impl RemoteRun<'_> {
         // Whatever the loader wrote is fetched, also after a failure.
         let counts = load.collect(cluster, dir).await;
         waited.map_err(|e| format!("load: {e}"))?;
-        let counts = counts.map_err(|e| format!("load: {e}"))?;
-        Ok(LoadCounts { sent: counts.sent, ok: counts.ok, failed: counts.failed, trustworthy: counts.trustworthy })
+        counts.map_err(|e| format!("load: {e}"))
     }
 }
 

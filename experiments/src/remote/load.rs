@@ -20,7 +20,7 @@ const POLL_EVERY: Duration = Duration::from_secs(1);
 /// Time the loader gets beyond its schedule (deploying, draining, writing) before it is killed.
 const GRACE: Duration = Duration::from_secs(300);
 
-/// What the remote loader measured, from its `summary.json`.
+/// What a run's loader measured (on a cluster: read from its `summary.json`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LoadCounts {
     /// Invocations sent, warm-up included.
