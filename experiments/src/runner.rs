@@ -212,7 +212,7 @@ fn component_names(spec: &crate::spec::DirigentSpec, cluster: Option<&RemoteClus
         Some(cluster) => (cluster.with_role(Role::DataPlane).len(), cluster.with_role(Role::Worker).len()),
         None => (1, spec.workers as usize),
     };
-    let name = crate::remote::dirigent::component_name;
+    let name = crate::dirigent::role::component_name;
     std::iter::once(name("control-plane", 0))
         .chain((0..data_planes).map(|i| name("data-plane", i)))
         .chain((0..workers).map(|i| name("worker", i)))

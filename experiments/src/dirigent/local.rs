@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::config;
+use super::role::{self, RoleRecord};
 use crate::process::{ComponentProcess, Launch, ProcessError, processes_with_env};
 use crate::spec::{DirigentSpec, Processes};
 
@@ -74,24 +75,11 @@ pub struct LocalDirigent {
     /// The roles, in start order.
     components: Vec<ComponentProcess>,
     marker: String,
-    /// How each role was started, by name, for a restart.
-    launches: Vec<RoleLaunch>,
-    /// Roles a failure injection killed and left down, whose exit is no surprise at the stop.
-    down_on_purpose: Vec<String>,
+    /// How each role was started, for a restart, in start order.
+    roles: Vec<RoleRecord>,
     spec: DirigentSpec,
     binaries: Binaries,
     dir: PathBuf,
-}
-
-/// How one role was started.
-#[derive(Debug, Clone)]
-struct RoleLaunch {
-    name: String,
-    role: &'static str,
-    config: Value,
-    /// The addresses its first start announced, which a restart binds again.
-    announced: Value,
-    starts: u32,
 }
 
 /// What stopping found.
@@ -189,8 +177,7 @@ impl LocalDirigent {
             proxy: String::new(),
             components: Vec::new(),
             marker: marker.into(),
-            launches: Vec::new(),
-            down_on_purpose: Vec::new(),
+            roles: Vec::new(),
             spec: spec.clone(),
             binaries: binaries.clone(),
             dir: dir.to_owned(),
@@ -232,7 +219,7 @@ impl LocalDirigent {
         self.proxy = required(&data_plane, "proxy")?;
         self.components.push(data_plane);
         for index in 0..spec.workers {
-            let name = format!("worker-{index}");
+            let name = role::component_name("worker", index as usize);
             let worker = config::worker(&spec, HOST, &grpc, index).map_err(|message| ClusterError::Config {
                 role: name.clone(),
                 key: "worker",
@@ -252,8 +239,9 @@ impl LocalDirigent {
     ) -> Result<ComponentProcess, ClusterError> {
         let path = write_config(&self.dir, name, &config)?;
         let process = self.spawn_role(name, role, &path).await?;
-        let announced = process.addresses.clone();
-        self.launches.push(RoleLaunch { name: name.into(), role, config, announced, starts: 0 });
+        let mut record = RoleRecord::new(name.into(), role, config);
+        record.announced = process.addresses.clone();
+        self.roles.push(record);
         Ok(process)
     }
 
@@ -276,30 +264,29 @@ impl LocalDirigent {
 
     /// The names of the roles' processes, in start order.
     pub fn component_names(&self) -> Vec<String> {
-        self.launches.iter().map(|launch| launch.name.clone()).collect()
+        self.roles.iter().map(|role| role.name.clone()).collect()
     }
 
     /// Kills role process `name` with SIGKILL (a failure injection).
     pub fn kill(&mut self, name: &str) -> Result<(), String> {
-        let process = self.components.iter().find(|c| c.name == name).ok_or_else(|| self.unknown(name))?;
-        let pid = process.pid().ok_or_else(|| format!("{name} is not running"))?;
+        let position = role::position(self.roles.iter(), name)?;
+        let process = self.components.iter().find(|c| c.name == name);
+        let pid = process.and_then(ComponentProcess::pid).ok_or_else(|| format!("{name} is not running"))?;
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL)
             .map_err(|e| format!("killing {name} (PID {pid}): {e}"))?;
-        self.down_on_purpose.push(name.into());
+        self.roles[position].down_on_purpose = true;
         Ok(())
     }
 
     /// Starts role process `name` again with its config and the addresses it had (its config and log are
     /// `<name>.<N>.yaml` and `<name>.<N>.log` for the N-th restart).
     pub async fn restart(&mut self, name: &str) -> Result<(), String> {
-        let position = self.launches.iter().position(|l| l.name == name).ok_or_else(|| self.unknown(name))?;
-        self.launches[position].starts += 1;
-        let launch = self.launches[position].clone();
-        let log_name = format!("{name}.{}", launch.starts);
+        let position = role::position(self.roles.iter(), name)?;
+        let config = self.roles[position].restart();
+        let (stem, role) = (self.roles[position].stem(), self.roles[position].role);
         let restarted = async {
-            let config = config::pinned(launch.role, &launch.config, &launch.announced);
-            let path = write_config(&self.dir, &log_name, &config)?;
-            self.spawn_role(&log_name, launch.role, &path).await
+            let path = write_config(&self.dir, &stem, &config)?;
+            self.spawn_role(&stem, role, &path).await
         };
         let mut process = restarted.await.map_err(|e| format!("restarting {name}: {e}"))?;
         process.name = name.into();
@@ -307,12 +294,8 @@ impl LocalDirigent {
         if let Some(old) = self.components.iter().position(|c| c.name == name) {
             self.components[old] = process;
         }
-        self.down_on_purpose.retain(|n| n != name);
+        self.roles[position].down_on_purpose = false;
         Ok(())
-    }
-
-    fn unknown(&self, name: &str) -> String {
-        format!("no role process '{name}' here; there are {}", self.component_names().join(", "))
     }
 
     /// The process ids of the roles.
@@ -325,7 +308,7 @@ impl LocalDirigent {
     pub async fn stop(&mut self) -> StopReport {
         let mut report = StopReport::default();
         while let Some(component) = self.components.pop() {
-            let expected_down = self.down_on_purpose.contains(&component.name);
+            let expected_down = self.roles.iter().any(|r| r.name == component.name && r.down_on_purpose);
             if let Some(note) = component.stop().await
                 && !expected_down
             {

@@ -3,5 +3,6 @@
 
 pub mod config;
 pub mod local;
+pub mod role;
 
 pub use local::{ClusterError, LocalDirigent, StopReport};

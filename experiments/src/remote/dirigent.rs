@@ -12,6 +12,7 @@ use super::cluster::{RemoteCluster, SHORT};
 use super::script;
 use crate::dirigent::config;
 use crate::dirigent::local::{RUN_MARKER_VAR, StopReport, wait_healthy};
+use crate::dirigent::role::{self, RoleRecord};
 use crate::spec::DirigentSpec;
 use crate::ssh::inventory::Role;
 use crate::ssh::{Session, SshError, shell_quote};
@@ -22,29 +23,16 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// One role's process on its host.
 #[derive(Debug, Clone)]
 struct Component {
-    /// `control-plane`, `data-plane`, `data-plane-N`, `worker-N`.
-    name: String,
-    /// The `dirigent` subcommand.
-    role: &'static str,
+    /// Its name, config and starts.
+    record: RoleRecord,
     /// Inventory index of its host.
     host: usize,
-    /// How often it was started (restarts get configs and logs of their own).
-    starts: u32,
-    /// Whether a failure injection left it down on purpose.
-    down_on_purpose: bool,
-    /// Its config as first generated.
-    config: Value,
-    /// The addresses its first start announced, which a restart binds again.
-    announced: Value,
 }
 
 impl Component {
     /// The file name of its current start's config or log (`<name>.<ext>`, `<name>.<N>.<ext>` after N restarts).
     fn file(&self, ext: &str) -> String {
-        match self.starts {
-            0 => format!("{}.{ext}", self.name),
-            n => format!("{}.{n}.{ext}", self.name),
-        }
+        format!("{}.{ext}", self.record.stem())
     }
 
     /// Its PID file on its host, in the folder of run `run_id` (one for all its starts).
@@ -54,7 +42,7 @@ impl Component {
 
     /// The name of its PID file inside the run's folder.
     fn pid_name(&self) -> String {
-        format!("{}.pid", self.name)
+        format!("{}.pid", self.record.name)
     }
 }
 
@@ -174,11 +162,10 @@ impl RemoteDirigent {
     ) -> Result<Vec<Started>, String> {
         let mut group = Vec::new();
         for (index, &host) in hosts.iter().enumerate() {
-            let name = component_name(role, index);
+            let name = role::component_name(role, index);
             let config = make_config(&name, host).map_err(|e| format!("the config of {name}: {e}"))?;
-            let component =
-                Component { name, role, host, starts: 0, down_on_purpose: false, config, announced: Value::Null };
-            write_local(&local_dir.join(component.file("yaml")), &component.config)?;
+            let component = Component { record: RoleRecord::new(name, role, config), host };
+            write_local(&local_dir.join(component.file("yaml")), &component.record.config)?;
             group.push(component);
         }
         let first = self.components.len();
@@ -200,7 +187,7 @@ impl RemoteDirigent {
         for (component, result) in self.components[first..].iter_mut().zip(results) {
             match result.map_err(|e| e.to_string()).and_then(|r| r) {
                 Ok(s) => {
-                    component.announced = s.addresses.clone();
+                    component.record.announced = s.addresses.clone();
                     started.push(s);
                 }
                 Err(e) => errors.push(e),
@@ -221,7 +208,7 @@ impl RemoteDirigent {
 
     /// The names of the components, in start order.
     pub fn component_names(&self) -> Vec<String> {
-        self.components.iter().map(|c| c.name.clone()).collect()
+        self.components.iter().map(|c| c.record.name.clone()).collect()
     }
 
     /// Kills component `name` with SIGKILL; returns its host's inventory index and the host's clock at the kill, ns
@@ -236,7 +223,7 @@ impl RemoteDirigent {
             .map_err(|e| format!("killing {name}: {e}"))?;
         let at_ns =
             output.stdout.trim().parse().map_err(|_| format!("killing {name}: no time in '{}'", output.stdout))?;
-        self.components[position].down_on_purpose = true;
+        self.components[position].record.down_on_purpose = true;
         Ok((component.host, at_ns))
     }
 
@@ -244,23 +231,20 @@ impl RemoteDirigent {
     /// kept locally); returns its host's inventory index.
     pub async fn restart(&mut self, cluster: &RemoteCluster, name: &str) -> Result<usize, String> {
         let position = self.position(name)?;
-        self.components[position].starts += 1;
+        let restart_config = self.components[position].record.restart();
         let component = self.components[position].clone();
         let config = self.local_dir.join(component.file("yaml"));
-        write_local(&config, &config::pinned(component.role, &component.config, &component.announced))
-            .map_err(|e| format!("restarting {name}: {e}"))?;
+        write_local(&config, &restart_config).map_err(|e| format!("restarting {name}: {e}"))?;
         let launch = self.launch(cluster, component.host);
         let result =
             cluster.on(component.host, move |session| Ok(start_on(session, &component, &launch, &config))).await;
         result.map_err(|e| e.to_string()).and_then(|r| r).map_err(|e| format!("restarting {name}: {e}"))?;
-        self.components[position].down_on_purpose = false;
+        self.components[position].record.down_on_purpose = false;
         Ok(self.components[position].host)
     }
 
     fn position(&self, name: &str) -> Result<usize, String> {
-        self.components.iter().position(|c| c.name == name).ok_or_else(|| {
-            format!("no component '{name}' in this cluster; there are {}", self.component_names().join(", "))
-        })
+        role::position(self.components.iter().map(|c| &c.record), name)
     }
 
     /// Stops workers, then data planes, then the control plane; then kills and reports every process left with the
@@ -268,7 +252,7 @@ impl RemoteDirigent {
     pub async fn stop(&mut self, cluster: &RemoteCluster) -> StopReport {
         let mut report = StopReport::default();
         for role in ["worker", "data-plane", "control-plane"] {
-            let group: Vec<Component> = self.components.iter().filter(|c| c.role == role).cloned().collect();
+            let group: Vec<Component> = self.components.iter().filter(|c| c.record.role == role).cloned().collect();
             let pid_files: Vec<(usize, String)> =
                 group.iter().map(|c| (c.host, c.pid_file(cluster, &self.run_id))).collect();
             let results = cluster
@@ -278,10 +262,10 @@ impl RemoteDirigent {
                 })
                 .await;
             for (component, result) in group.iter().zip(results) {
-                let on = format!("{} on {}", component.name, cluster.name(component.host));
+                let on = format!("{} on {}", component.record.name, cluster.name(component.host));
                 match result.map(|output| output.stdout.trim().to_owned()) {
                     Ok(state) if state == "stopped" => {}
-                    Ok(state) if state == "gone" && component.down_on_purpose => {}
+                    Ok(state) if state == "gone" && component.record.down_on_purpose => {}
                     Ok(state) if state == "gone" => report.unclean.push(format!("{on} had exited before the stop")),
                     Ok(_) => report.unclean.push(format!("{on} did not exit within {STOP_GRACE:?} of SIGTERM: killed")),
                     Err(e) => report.errors.push(format!("stopping {on}: {e}")),
@@ -316,7 +300,7 @@ impl RemoteDirigent {
         let dirs: Vec<String> =
             (0..cluster.inventory.hosts.len()).map(|i| Self::run_dir(cluster, i, &self.run_id)).collect();
         let local = local_dir.to_owned();
-        let names: Vec<(usize, String)> = self.components.iter().map(|c| (c.host, c.name.clone())).collect();
+        let names: Vec<(usize, String)> = self.components.iter().map(|c| (c.host, c.record.name.clone())).collect();
         let results = cluster
             .on_each(hosts, move |host, session| {
                 let files = session.exec_ok(&script::list_files(&dirs[host]), SHORT)?.stdout;
@@ -345,7 +329,7 @@ impl RemoteDirigent {
 /// Uploads the config, starts the component detached and waits for its ready line.
 fn start_on(session: &mut Session, component: &Component, launch: &Launch, config: &Path) -> Result<Started, String> {
     let host = session.destination().to_string();
-    let name = &component.name;
+    let name = &component.record.name;
     let step = |what: &str, e: SshError| format!("{what} {name} on {host}: {e}");
     let config_file = component.file("yaml");
     session
@@ -358,7 +342,7 @@ fn start_on(session: &mut Session, component: &Component, launch: &Launch, confi
         "-n".into(),
         launch.nice.to_string(),
         format!("{}/dirigent", launch.bin),
-        component.role.into(),
+        component.record.role.into(),
         "--config".into(),
         config_file,
     ];
@@ -379,14 +363,6 @@ fn start_on(session: &mut Session, component: &Component, launch: &Launch, confi
     let ready: Value = serde_json::from_str(output.stdout.trim())
         .map_err(|e| format!("{name} on {host} printed a bad ready line '{}': {e}", output.stdout.trim()))?;
     Ok(Started { addresses: ready["ready"]["addresses"].clone() })
-}
-
-/// `control-plane`, `data-plane` for the first data plane and `data-plane-N` for the others, `worker-N`.
-pub fn component_name(role: &str, index: usize) -> String {
-    match (role, index) {
-        ("control-plane", _) | ("data-plane", 0) => role.into(),
-        _ => format!("{role}-{index}"),
-    }
 }
 
 fn address_of(started: &Started, key: &str) -> Result<String, String> {
@@ -414,11 +390,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn components_are_named_like_the_local_ones() {
-        assert_eq!(component_name("control-plane", 0), "control-plane");
-        assert_eq!(component_name("data-plane", 0), "data-plane");
-        assert_eq!(component_name("data-plane", 2), "data-plane-2");
-        assert_eq!(component_name("worker", 0), "worker-0");
+    fn hosts_are_listed_once() {
         assert_eq!(unique([3, 1, 3, 2].into_iter()), vec![1, 2, 3]);
     }
 }
