@@ -10,6 +10,7 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -24,20 +25,23 @@ use support::Cluster;
 const PACKAGES: [&str; 3] = ["containerd", "runc", "iptables"];
 const BINARIES: [&str; 3] = ["dirigent", "trace-function", "loader"];
 const SHORT: Duration = Duration::from_secs(10);
+/// How provision() names its private folder in the temp dir (a random suffix follows).
+const PROVISION_FOLDER: &str = "experiments-provision-";
 
 #[test]
 #[ignore = "needs root, network namespaces and ansible-core: scripts/test.sh runs it as root with --ignored"]
 fn the_playbooks_converge_on_a_namespace_cluster_and_a_second_run_changes_nothing() {
-    let binaries = binary_dir();
+    let binaries = support::bin_dir(&BINARIES);
     install_missing_packages();
     let root_namespace_before = root_namespace_state();
     let mut cluster = Cluster::up(4);
     let destinations = cluster.destinations();
-    let inventory = paper_inventory(&cluster, &destinations);
+    let inventory = paper_inventory(&cluster);
     let ssh = cluster.options();
     let paths = cluster.scratch.path().join("provisioned");
     let options = options(&binaries, &paths);
 
+    let folders_before = provision_folders();
     let started = Instant::now();
     let first = provision(&inventory, &ssh, &options).unwrap_or_else(|e| panic!("first run: {e}"));
     eprintln!("first run: {:?}\n{first}", started.elapsed());
@@ -46,16 +50,16 @@ fn the_playbooks_converge_on_a_namespace_cluster_and_a_second_run_changes_nothin
         assert!(host.recap.succeeded() && host.recap.ok > 0, "{}: {:?}", host.destination, host.recap);
     }
     assert!(first.changed() > 0, "a fresh cluster must be changed: {first}");
-    nothing_left_by_provision();
+    nothing_left_by_provision(&folders_before);
     check_the_hosts(&ssh, &destinations, &paths, &binaries);
 
     let started = Instant::now();
     let second = provision(&inventory, &ssh, &options).unwrap_or_else(|e| panic!("second run: {e}"));
     eprintln!("second run: {:?}\n{second}", started.elapsed());
     unchanged(&second);
-    nothing_left_by_provision();
+    nothing_left_by_provision(&folders_before);
 
-    unreachable_host(&cluster, &destinations, &options);
+    unreachable_host(&cluster, &options);
     unknown_host_keys(&cluster, &inventory, &options);
 
     assert_eq!(root_namespace_state(), root_namespace_before, "the root namespace's sysctls or iptables changed");
@@ -63,9 +67,8 @@ fn the_playbooks_converge_on_a_namespace_cluster_and_a_second_run_changes_nothin
 }
 
 /// The paper's placement over the cluster's hosts: h1 loader, h2 control plane, h3 data plane, h4 worker.
-fn paper_inventory(cluster: &Cluster, destinations: &[Destination]) -> Inventory {
-    let list: Vec<String> = destinations.iter().map(|d| format!("{}@{}", d.user, d.address)).collect();
-    Inventory::from_node_list(&list.join(" "), Some(&cluster.dir.join("id_ed25519"))).expect("inventory")
+fn paper_inventory(cluster: &Cluster) -> Inventory {
+    Inventory::from_node_list(&cluster.node_list(), Some(&cluster.dir.join("id_ed25519"))).expect("inventory")
 }
 
 /// The playbooks' paths inside `paths` (the hosts share this machine's filesystem), ports opened (iptables rules
@@ -134,12 +137,10 @@ fn unchanged(report: &ProvisionReport) {
 }
 
 /// A fifth host (a worker) at an address of the cluster's subnet where nothing answers.
-fn unreachable_host(cluster: &Cluster, destinations: &[Destination], options: &ProvisionOptions) {
-    let subnet = destinations[0].address.rsplit_once('.').expect("IPv4 address").0;
-    let ghost = format!("{subnet}.250");
-    let mut list: Vec<String> = destinations.iter().map(|d| format!("{}@{}", d.user, d.address)).collect();
-    list.push(format!("root@{ghost}"));
-    let inventory = Inventory::from_node_list(&list.join(" "), Some(&cluster.dir.join("id_ed25519"))).unwrap();
+fn unreachable_host(cluster: &Cluster, options: &ProvisionOptions) {
+    let ghost = cluster.absent_address();
+    let list = format!("{} root@{ghost}", cluster.node_list());
+    let inventory = Inventory::from_node_list(&list, Some(&cluster.dir.join("id_ed25519"))).unwrap();
     let ssh = SessionOptions { connect_timeout: Duration::from_secs(3), ..cluster.options() };
     let error = provision(&inventory, &ssh, options).expect_err("a run with an unreachable host must fail");
     let message = error.to_string();
@@ -178,55 +179,39 @@ fn unknown_host_keys(cluster: &Cluster, inventory: &Inventory, options: &Provisi
     assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), "", "strict checking must not record keys");
 }
 
-/// provision() closed the SSH connections ansible keeps open (ControlPersist) and removed its folder. The masters
+/// provision()'s private folders (`experiments-provision-<random>` in the temp dir) that exist now.
+fn provision_folders() -> BTreeSet<PathBuf> {
+    std::fs::read_dir(std::env::temp_dir())
+        .expect("temp dir")
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with(PROVISION_FOLDER))
+        .map(|entry| entry.path())
+        .collect()
+}
+
+/// provision() closed the SSH connections ansible keeps open (ControlPersist, control sockets in its folder) and
+/// removed its folder: none but those in `before` (another program's, from before the run) is left. The masters
 /// exit once they have answered the exit request: wait for that with a deadline.
-fn nothing_left_by_provision() {
-    let folder_prefix = format!("experiments-provision-{}-", std::process::id());
-    let deadline = Instant::now() + Duration::from_secs(5);
+fn nothing_left_by_provision(before: &BTreeSet<PathBuf>) {
+    let ours = |cmdline: &str| {
+        cmdline.contains(PROVISION_FOLDER) && !before.iter().any(|folder| cmdline.contains(&*folder.to_string_lossy()))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let masters: Vec<String> = std::fs::read_dir("/proc")
-            .expect("/proc")
-            .flatten()
-            .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
-            .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
-            .filter(|cmdline| cmdline.contains(&folder_prefix) && cmdline.contains("[mux]"))
-            .collect();
+        let masters = support::processes_where(|p| ours(&p.cmdline) && p.cmdline.contains("[mux]"));
         if masters.is_empty() {
             break;
         }
         assert!(Instant::now() < deadline, "SSH master connections left: {masters:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
-        .expect("temp dir")
-        .flatten()
-        .filter(|entry| entry.file_name().to_string_lossy().starts_with(&folder_prefix))
-        .map(|entry| entry.path())
-        .collect();
+    let left: Vec<PathBuf> = provision_folders().difference(before).cloned().collect();
     assert!(left.is_empty(), "provision() left {left:?}");
 }
 
 fn run(ssh: &SessionOptions, host: &Destination, command: &str) -> String {
     let mut session = Session::connect(host, ssh).unwrap_or_else(|e| panic!("{e}"));
     session.exec_ok(command, SHORT).unwrap_or_else(|e| panic!("{e}")).stdout
-}
-
-/// The folder with all of dirigent, trace-function and loader: the workspace's debug build (`cargo test --workspace`
-/// builds it, as scripts/test.sh does before this test), else its release build.
-fn binary_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    ["debug", "release"]
-        .iter()
-        .map(|profile| target.join(profile))
-        .find(|dir| BINARIES.iter().all(|binary| dir.join(binary).is_file()))
-        .unwrap_or_else(|| {
-            panic!(
-                "no folder in {} holds all of {BINARIES:?}: build them first (cargo build -p orchestrator -p loader)",
-                target.display()
-            )
-        })
 }
 
 /// Installs what the playbooks would install, from the root namespace (the namespace hosts reach no mirror).

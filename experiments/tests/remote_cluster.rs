@@ -7,19 +7,9 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use serde_json::Value;
-use support::Cluster;
-
-/// `target/<profile>`, where `dirigent`, `trace-function` and `loader` are.
-fn bin_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_experiments")).parent().unwrap().to_owned();
-    for bin in ["dirigent", "trace-function", "loader"] {
-        assert!(dir.join(bin).is_file(), "{bin} is not in {}: run cargo test --workspace first", dir.display());
-    }
-    dir
-}
+use support::{Cluster, experiments, read_json};
 
 fn trace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../loader/traces/azure-100")
@@ -42,7 +32,7 @@ fn write_spec(dir: &Path, nodes: &str, known_hosts: &Path, key: Option<&Path>, e
          analysis: {{ options: {{ window: 2s }} }}\n{extra}",
         name = spec_name(dir),
         results = dir.join("results").display(),
-        bins = bin_dir().display(),
+        bins = support::bin_dir(&["dirigent", "trace-function", "loader"]).display(),
         known_hosts = known_hosts.display(),
         key = key.map(|key| format!(", key_file: {}", key.display())).unwrap_or_default(),
         trace = trace().display(),
@@ -57,30 +47,11 @@ fn spec_name(dir: &Path) -> String {
     format!("remote-{}", folder.chars().filter(char::is_ascii_alphanumeric).collect::<String>())
 }
 
-fn nodes(cluster: &Cluster) -> String {
-    cluster.destinations().iter().map(|d| format!("{}@{}", d.user, d.address)).collect::<Vec<_>>().join(" ")
-}
-
-fn experiments(args: &[&str]) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_experiments")).args(args).output().unwrap();
-    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    output
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
-}
-
-/// Processes on this machine (the namespace hosts share its process table) whose environment holds `needle`.
-fn processes_with(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
-        if String::from_utf8_lossy(&environ).contains(needle) {
-            found.push(entry.file_name().to_string_lossy().into_owned());
-        }
-    }
-    found
+/// Processes of the run of `dir`'s spec still alive on this machine (the namespace hosts share its process table):
+/// every process the runner starts carries `FAAS_TOOLKIT_RUN=<spec name>-...` in its environment.
+fn processes_of_run(dir: &Path) -> Vec<support::ProcessInfo> {
+    let marker = format!("FAAS_TOOLKIT_RUN={}-", spec_name(dir));
+    support::processes_where(|process| process.environ.contains(&marker))
 }
 
 #[test]
@@ -91,7 +62,7 @@ fn an_experiment_runs_on_namespace_hosts_with_a_worker_and_the_data_plane_killed
     let (known_hosts, key) = (cluster.dir.join("known_hosts"), cluster.dir.join("id_ed25519"));
     let failure = "failures: [ { at: 8s, kill: worker-1, restart_after: 4s }, \
                    { at: 16s, kill: data-plane, restart_after: 2s } ]\n";
-    let spec = write_spec(&dir, &nodes(&cluster), &known_hosts, Some(&key), failure);
+    let spec = write_spec(&dir, &cluster.node_list(), &known_hosts, Some(&key), failure);
     let output = experiments(&["run", spec.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "experiments run failed: {stdout}");
@@ -118,7 +89,7 @@ fn an_experiment_runs_on_namespace_hosts_with_a_worker_and_the_data_plane_killed
     assert!(killed > started && killed < manifest["endedUnixUs"].as_i64().unwrap(), "{manifest}");
     // The restarted data plane listens where the loader sends: requests recover once it has re-registered.
     let at = |i: usize| manifest["events"][i]["unixUs"].as_i64().unwrap();
-    support::assert_outage_and_recovery(&run_dir, at(2), at(3), at(3) + 2_000_000);
+    support::assert_outage_and_recovery(&run_dir, at(2), at(3));
 
     // Analysed locally: the timeline marks the kill.
     let report = read_json(&run_dir.join("report.json"));
@@ -142,7 +113,8 @@ fn an_experiment_runs_on_namespace_hosts_with_a_worker_and_the_data_plane_killed
     assert!(run_dir.join("loader.log").is_file() && run_dir.join("invocations.csv").is_file());
 
     // Nothing left: no process of the run, no run folder on any host; the binaries stay for the next run.
-    assert_eq!(processes_with(&format!("FAAS_TOOLKIT_RUN={}-", spec_name(&dir))), Vec::<String>::new());
+    let left = processes_of_run(&dir);
+    assert!(left.is_empty(), "processes of the run left: {left:?}");
     for host in 1..=5 {
         let root = cluster.dir.join(format!("hosts/h{host}/faas-toolkit"));
         let runs: Vec<_> = std::fs::read_dir(root.join("runs")).map(|d| d.flatten().collect()).unwrap_or_default();
@@ -158,11 +130,11 @@ fn bad_clusters_fail_naming_the_host_and_the_step_and_leave_nothing_running() {
     let mut cluster = Cluster::up(4);
     let dir = cluster.scratch.path().to_owned();
     let (known_hosts, key) = (cluster.dir.join("known_hosts"), cluster.dir.join("id_ed25519"));
-    let good = nodes(&cluster);
+    let good = cluster.node_list();
     let first = cluster.destinations()[0].address.clone();
 
-    // An address on the cluster's bridge where no host answers.
-    let absent = format!("{}.99", first.rsplit_once('.').unwrap().0);
+    // The first node at an address where no host answers.
+    let absent = cluster.absent_address();
     let unreachable = good.replacen(&first, &absent, 1);
     let spec = write_spec(&dir, &unreachable, &known_hosts, Some(&key), "");
     let stderr = failure(&spec);
@@ -205,11 +177,12 @@ fn bad_clusters_fail_naming_the_host_and_the_step_and_leave_nothing_running() {
     let control_plane = format!("root@{}:22", cluster.destinations()[1].address);
     assert!(stdout.contains("control-plane on") && stdout.contains(&control_plane), "{stdout}");
     assert!(stdout.contains("did not start"), "{stdout}");
-    assert_eq!(processes_with(&format!("FAAS_TOOLKIT_RUN={}-", spec_name(&dir))), Vec::<String>::new());
+    let left = processes_of_run(&dir);
+    assert!(left.is_empty(), "processes of the run left: {left:?}");
     cluster.down_and_check();
 }
 
-/// An `ssh-agent` holding one key, killed when dropped.
+/// An `ssh-agent` holding one key, killed when dropped (by the kernel when the test's thread ends without dropping it).
 struct Agent {
     socket: PathBuf,
     process: std::process::Child,
@@ -219,7 +192,8 @@ impl Agent {
     fn start(socket: &Path, key: &Path) -> Agent {
         let mut command = Command::new("ssh-agent");
         command.arg("-D").arg("-a").arg(socket).stdout(std::process::Stdio::null());
-        let agent = Agent { socket: socket.to_owned(), process: command.spawn().expect("ssh-agent (openssh-client)") };
+        let process = support::die_with_test(&mut command).spawn().expect("ssh-agent (openssh-client)");
+        let agent = Agent { socket: socket.to_owned(), process };
         // Ready once ssh-add can talk to it (exit 2: no agent at the socket yet).
         let added = (0..200).find_map(|_| {
             let status = Command::new("ssh-add").arg("-q").arg(key).env("SSH_AUTH_SOCK", socket).status().unwrap();
