@@ -6,7 +6,8 @@
 #   scripts/test-cluster.sh down DIR    stops and removes everything `up DIR` created, then DIR itself;
 #                                       safe to run twice and after a partial or failed `up`
 #
-# Needs root and iproute2; installs openssh-server with apt-get when /usr/sbin/sshd is missing.
+# Needs root; installs with apt-get what is missing of openssh-server (the hosts' sshd), iproute2 (`ip`, namespaces and
+# the bridge) and procps (`pgrep`, `sysctl`: the tests run them on the hosts, which share this machine's files).
 # After `up`, DIR holds:
 #   id_ed25519(.pub)   the client key (authorized for root on every host)
 #   known_hosts        every host's address with the (shared) host key
@@ -36,21 +37,30 @@ usage() {
     exit 2
 }
 
-need_root_and_ip() {
+need_root() {
     [ "$(id -u)" = 0 ] || die "needs root (network namespaces, a bridge, sshd on port 22); run it as root"
-    command -v ip >/dev/null || die "needs iproute2 (the 'ip' command): apt-get install -y iproute2"
-    command -v unshare >/dev/null || die "needs unshare (util-linux)"
 }
 
-install_sshd_if_missing() {
-    if [ -x "$SSHD" ] && [ -x "$SFTP_SERVER" ] && command -v ssh-keygen >/dev/null; then
-        return
-    fi
-    echo "test-cluster: $SSHD missing, installing openssh-server with apt-get" >&2
-    apt-get update -qq >&2 || die "apt-get update failed; install openssh-server by hand"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >&2 ||
-        die "apt-get install openssh-server failed; install it by hand"
-    [ -x "$SSHD" ] || die "openssh-server installed but $SSHD is still missing"
+# `down` needs only `ip`; it must not wait for apt-get, so it only checks.
+need_ip() {
+    command -v ip >/dev/null || die "needs iproute2 (the 'ip' command), which '$0 up' installs"
+}
+
+# Installs, in one apt-get run, the packages of which a needed file is missing; then checks the files are there.
+install_missing() {
+    local missing=()
+    { [ -x "$SSHD" ] && [ -x "$SFTP_SERVER" ] && command -v ssh-keygen >/dev/null; } || missing+=(openssh-server)
+    command -v ip >/dev/null || missing+=(iproute2)
+    { command -v pgrep >/dev/null && command -v sysctl >/dev/null; } || missing+=(procps)
+    command -v unshare >/dev/null || missing+=(util-linux)
+    [ ${#missing[@]} -eq 0 ] && return
+    echo "test-cluster: installing ${missing[*]} with apt-get" >&2
+    apt-get update -qq >&2 || die "apt-get update failed, so ${missing[*]} cannot be installed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 ||
+        die "apt-get install ${missing[*]} failed"
+    [ -x "$SSHD" ] && [ -x "$SFTP_SERVER" ] || die "openssh-server installed but $SSHD or $SFTP_SERVER is still missing"
+    command -v ip >/dev/null && command -v pgrep >/dev/null && command -v sysctl >/dev/null &&
+        command -v unshare >/dev/null || die "installed ${missing[*]}, but ip, pgrep, sysctl or unshare is still missing"
 }
 
 # Records one line in DIR/state/FILE before the thing it names is created, so `down` also finds half-made things.
@@ -108,14 +118,14 @@ wait_ready() {
 }
 
 up() {
-    need_root_and_ip
+    need_root
     case "$N" in '' | *[!0-9]*) die "N must be a number of hosts, got '$N'" ;; esac
     [ "$N" -ge 1 ] && [ "$N" -le "$MAX_HOSTS" ] || die "N must be 1..$MAX_HOSTS, got $N"
     if [ -e "$DIR" ] && [ -n "$(ls -A "$DIR")" ]; then
         die "$DIR exists and is not empty (a cluster already up there?); run '$0 down $DIR' or pick an empty folder"
     fi
     case "$DIR" in *[[:space:]]*) die "DIR must not contain whitespace (sshd_config paths), got '$DIR'" ;; esac
-    install_sshd_if_missing
+    install_missing
 
     mkdir -p "$DIR"
     DIR=$(cd "$DIR" && pwd) # sshd needs absolute paths
@@ -198,7 +208,8 @@ kill_recorded() {
 
 down() {
     [ -d "$DIR" ] || return 0
-    need_root_and_ip
+    need_root
+    need_ip
     # `down` ends with rm -rf: never on a folder `up` did not make.
     if [ ! -f "$DIR/$MARKER" ] && [ -n "$(ls -A "$DIR")" ]; then
         die "$DIR was not made by '$0 up' (no $MARKER in it); not touching it"

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite. Installs and starts what the tests need by itself: protoc comes from the
-# protoc-bin-vendored crate; the SSH tests bring up their own cluster of network namespaces with one sshd each
-# (scripts/test-cluster.sh installs openssh-server when missing). Later issues add containerd, Redis and moto.
+# The whole test suite. Installs and starts what the tests need by itself:
+#   - protoc comes from the protoc-bin-vendored crate;
+#   - ansible-core (apt-get, as root) and ansible-lint (pinned, PyPI, venv under target/) for the playbook checks;
+#   - python3 and python3-venv (apt-get, as root, when `python3 -m venv` cannot work) for those venvs;
+#   - moto[server] (pinned, PyPI, venv under target/), the AWS Lambda emulator loader/tests/lambda_moto.rs starts;
+#   - the root-only tests bring up their own cluster of network namespaces with one sshd each, and
+#     scripts/test-cluster.sh installs openssh-server, iproute2 and procps when missing; the Ansible test installs
+#     the packages the playbooks want (containerd, runc, iptables).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +19,11 @@ if cargo clippy --version >/dev/null 2>&1; then
   cargo clippy --workspace --all-targets --locked -- -D warnings
 else
   echo "clippy is not installed: skipping lints" >&2
+fi
+# `python3 -m venv` needs the venv module and ensurepip, which Debian ships apart (python3-venv).
+if [ "$(id -u)" = 0 ] && ! { python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null; }; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-venv
 fi
 # Ansible playbooks (ansible/): syntax check with ansible-core (installed when missing, as root), then ansible-lint
 # (pinned, from PyPI into a venv under target/; skipped with a message when it cannot be installed).
@@ -33,9 +43,21 @@ else
   echo "ansible-playbook is not installed (not root, so not installed here): skipping the playbook checks" >&2
 fi
 # moto (the AWS Lambda API emulator) for loader/tests/lambda_moto.rs, from PyPI into a venv under target/.
+# Without it that test fails, so a failed install stops the script here, saying why (`set -e` does not stop inside
+# an && list). Reinstalled when the venv holds another version than the pin.
 MOTO_VENV=${CARGO_TARGET_DIR:-$PWD/target}/moto-venv
-if [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
-  python3 -m venv "$MOTO_VENV" && "$MOTO_VENV/bin/pip" install -q "moto[server]"
+MOTO_VERSION=5.2.5
+MOTO_PIN="moto[server]==$MOTO_VERSION"
+moto_installed() {
+  [ -x "$MOTO_VENV/bin/moto_server" ] &&
+    [ "$("$MOTO_VENV/bin/pip" show moto 2>/dev/null | sed -n 's/^Version: //p')" = "$MOTO_VERSION" ]
+}
+if ! moto_installed; then
+  if ! { python3 -m venv "$MOTO_VENV" && "$MOTO_VENV/bin/pip" install -q "$MOTO_PIN"; }; then
+    echo "installing $MOTO_PIN into $MOTO_VENV failed (needs python3 with venv and PyPI access):" \
+      "loader/tests/lambda_moto.rs cannot run" >&2
+    exit 1
+  fi
 fi
 cargo test --workspace --locked
 # Root only: network namespaces and sshd (the test says so and fails when run without root).
