@@ -75,6 +75,11 @@ impl Invocation {
     pub fn from_http(headers: &HeaderMap, uri: &Uri) -> Result<Self, ParamError> {
         let query = parse_query(uri)?;
         let get = |name| lookup(headers, name).or_else(|| lookup_query(&query, name));
+        Self::from_named(get)
+    }
+
+    /// The parameters by their HTTP names, from `get`.
+    fn from_named<'a>(get: impl Fn(&'static str) -> Option<Cow<'a, str>>) -> Result<Self, ParamError> {
         Ok(Self {
             workload: parse_workload(get(wire::WORKLOAD))?,
             function: get(wire::FUNCTION).unwrap_or_default().into_owned(),
@@ -124,17 +129,7 @@ impl Invocation {
             _ => return Err(not_an_object("a JSON object")),
         };
         let get = |name| lookup_json(&object, name);
-        Ok(Self {
-            workload: parse_workload(get(wire::WORKLOAD))?,
-            function: get(wire::FUNCTION).unwrap_or_default().into_owned(),
-            requested_cpu_ms: parse_bounded(wire::REQUESTED_CPU, get(wire::REQUESTED_CPU), wire::MAX_CPU_MS)?,
-            requested_memory_mib: parse_bounded(
-                wire::REQUESTED_MEMORY,
-                get(wire::REQUESTED_MEMORY),
-                wire::MAX_MEMORY_MIB,
-            )?,
-            multiplier: parse_bounded(wire::MULTIPLIER, get(wire::MULTIPLIER), u64::MAX)?,
-        })
+        Self::from_named(get)
     }
 }
 
