@@ -157,6 +157,14 @@ pub enum AcquireError {
     /// the function was deleted while the request waited
     #[error("function '{0}' was deleted while the request waited")]
     Deleted(String),
+    /// the control plane did not send the function's state in time
+    #[error("the data plane has not received function '{function}' from the control plane within {waited:?}")]
+    NotReceived {
+        /// The function.
+        function: String,
+        /// How long the request waited.
+        waited: Duration,
+    },
 }
 
 type WaiterReply = Result<Lease, AcquireError>;
@@ -456,6 +464,21 @@ impl Tombstones {
     }
 }
 
+/// Functions the control plane has announced but whose state has not arrived yet.
+#[derive(Default)]
+struct Announced {
+    /// Whether a resync told the full set of names; until then any name may still arrive.
+    resynced: bool,
+    /// Names in the last resync's set whose state has not arrived yet.
+    pending: HashSet<String>,
+}
+
+impl Announced {
+    fn expects(&self, name: &str) -> bool {
+        !self.resynced || self.pending.contains(name)
+    }
+}
+
 /// All functions this data plane knows, by name.
 pub struct FunctionTable {
     policy: LoadBalancing,
@@ -463,17 +486,64 @@ pub struct FunctionTable {
     /// When each deleted name was deleted, so that a sync sent before the deletion but arriving after it
     /// does not bring the function back. A newer sync (re-registration) clears it.
     tombstones: Mutex<Tombstones>,
+    /// A (re)started data plane serves before the control plane's resync is through; requests for the
+    /// functions still to come wait for them instead of failing with 404.
+    announced: Mutex<Announced>,
+    /// Wakes lookups waiting for announced functions.
+    arrivals: Notify,
 }
 
 impl FunctionTable {
     /// An empty table whose functions balance with `policy`.
     pub fn new(policy: LoadBalancing) -> Self {
-        Self { policy, functions: RwLock::new(HashMap::new()), tombstones: Mutex::default() }
+        Self {
+            policy,
+            functions: RwLock::new(HashMap::new()),
+            tombstones: Mutex::default(),
+            announced: Mutex::default(),
+            arrivals: Notify::new(),
+        }
     }
 
     /// The function named `name`, if registered.
     pub fn get(&self, name: &str) -> Option<Arc<FunctionEntry>> {
         self.functions.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    }
+
+    /// The first of `names` that is registered; waits up to `timeout` while the control plane has yet to
+    /// send one of them (before its first resync, or announced in a resync whose push is under way).
+    pub async fn lookup(&self, names: &[&str], timeout: Duration) -> Result<Arc<FunctionEntry>, AcquireError> {
+        let found = || names.iter().find_map(|name| self.get(name));
+        if let Some(entry) = found() {
+            return Ok(entry);
+        }
+        let function = names.first().copied().unwrap_or_default().to_owned();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let arrival = self.arrivals.notified();
+            tokio::pin!(arrival);
+            // Registered before checking, so an arrival between the check and the wait is not missed.
+            arrival.as_mut().enable();
+            if let Some(entry) = found() {
+                return Ok(entry);
+            }
+            if !names.iter().any(|name| self.announced().expects(name)) {
+                return Err(AcquireError::UnknownFunction(function));
+            }
+            if tokio::time::timeout_at(deadline, arrival).await.is_err() {
+                return Err(AcquireError::NotReceived { function, waited: timeout });
+            }
+        }
+    }
+
+    fn announced(&self) -> MutexGuard<'_, Announced> {
+        self.announced.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks `name` as no longer awaited and wakes the lookups waiting for it.
+    fn arrived(&self, name: &str) {
+        self.announced().pending.remove(name);
+        self.arrivals.notify_waiters();
     }
 
     /// Every function.
@@ -495,6 +565,8 @@ impl FunctionTable {
             let mut tombstones = self.tombstones.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(deleted) = tombstones.get(name) {
                 if version <= deleted {
+                    drop(tombstones);
+                    self.arrived(name);
                     return;
                 }
                 tombstones.remove(name);
@@ -506,6 +578,7 @@ impl FunctionTable {
             Arc::clone(entry)
         };
         let draining = entry.replace(version, concurrency, endpoints);
+        self.arrived(name);
         drain(draining, drain_timeout).await;
     }
 
@@ -521,6 +594,7 @@ impl FunctionTable {
             tombstones.insert(name, version);
             functions.remove(name)
         };
+        self.arrived(name);
         let Some(entry) = removed else { return false };
         let draining = {
             let mut inner = entry.lock();
@@ -539,10 +613,14 @@ impl FunctionTable {
     /// Removes every function not in `keep`, as deletions at `version` (a data plane that missed a deletion
     /// learns of it this way).
     pub async fn retain(&self, keep: &HashSet<String>, version: Version, drain_timeout: Duration) {
-        let names: Vec<String> = {
+        let (names, pending): (Vec<String>, HashSet<String>) = {
             let functions = self.functions.read().unwrap_or_else(|e| e.into_inner());
-            functions.keys().filter(|name| !keep.contains(*name)).cloned().collect()
+            let names = functions.keys().filter(|name| !keep.contains(*name)).cloned().collect();
+            (names, keep.iter().filter(|name| !functions.contains_key(*name)).cloned().collect())
         };
+        // Requests for names outside the set stop waiting now; those in it wait for their push.
+        *self.announced() = Announced { resynced: true, pending };
+        self.arrivals.notify_waiters();
         futures_util::future::join_all(names.iter().map(|name| self.remove(name, version, drain_timeout))).await;
     }
 
@@ -760,5 +838,34 @@ mod tests {
         drop(first);
         let again = entry.acquire(LONG, || {}).await.unwrap();
         assert_eq!(again.lease.endpoint().in_flight(), 1);
+    }
+
+    #[tokio::test]
+    async fn before_the_first_resync_a_lookup_waits_for_the_function() {
+        let table = Arc::new(FunctionTable::new(LoadBalancing::RoundRobin));
+        let waiting = tokio::spawn({
+            let table = Arc::clone(&table);
+            async move { table.lookup(&["f"], LONG).await.map(|entry| entry.name().to_owned()) }
+        });
+        tokio::task::yield_now().await;
+        table.retain(&HashSet::from(["f".to_owned()]), v(1), LONG).await;
+        assert!(!waiting.is_finished(), "f is announced but not yet here");
+        table.sync("f", v(1), 1, vec![spec("a", 1)], LONG).await;
+        assert_eq!(waiting.await.unwrap().unwrap(), "f");
+    }
+
+    #[tokio::test]
+    async fn after_a_resync_only_announced_functions_are_awaited() {
+        let table = FunctionTable::new(LoadBalancing::RoundRobin);
+        let unsynced = table.lookup(&["f"], Duration::from_millis(20)).await.unwrap_err();
+        assert!(matches!(unsynced, AcquireError::NotReceived { .. }), "{unsynced}");
+        table.retain(&HashSet::from(["f".to_owned(), "g".to_owned()]), v(1), LONG).await;
+        let unknown = table.lookup(&["h"], LONG).await.unwrap_err();
+        assert_eq!(unknown, AcquireError::UnknownFunction("h".into()), "h was not announced: no wait");
+        table.sync("g", v(1), 1, vec![], LONG).await;
+        assert_eq!(table.lookup(&["x.default", "g"], LONG).await.unwrap().name(), "g", "the second name is tried");
+        assert!(!table.remove("f", v(2), LONG).await, "f never arrived: nothing to remove");
+        let removed = table.lookup(&["f"], LONG).await.unwrap_err();
+        assert_eq!(removed, AcquireError::UnknownFunction("f".into()), "a removal ends the wait for f");
     }
 }

@@ -97,10 +97,15 @@ impl Proxy {
             }
             return Ok(error(StatusCode::NOT_FOUND, "no function named in the Host header or a /function/{name} path"));
         };
-        let Some(function) = self.table.get(&target.function).or_else(|| self.first_label(&target.function)) else {
-            return Ok(error(StatusCode::NOT_FOUND, &format!("no function named '{}' is registered", target.function)));
+        // Knative-style hosts (`name.namespace.domain`) name the function by their first label.
+        let label = target.function.split_once('.').map_or(target.function.as_str(), |(label, _)| label);
+        let names = [target.function.as_str(), label];
+        let function = match self.table.lookup(&names, self.queue_timeout).await {
+            Ok(function) => function,
+            Err(err) => return Ok(error(acquire_status(&err), &err.to_string())),
         };
-        let grant = match function.acquire(self.queue_timeout, || self.cold_starts.request(function.name())).await {
+        let remaining = self.queue_timeout.saturating_sub(arrived.elapsed());
+        let grant = match function.acquire(remaining, || self.cold_starts.request(function.name())).await {
             Ok(grant) => grant,
             Err(err) => {
                 function.counters.record_failure();
@@ -120,11 +125,6 @@ impl Proxy {
                 response
             }
         })
-    }
-
-    /// Knative-style hosts (`name.namespace.domain`) name the function by their first label.
-    fn first_label(&self, host: &str) -> Option<Arc<super::endpoints::FunctionEntry>> {
-        host.split_once('.').and_then(|(label, _)| self.table.get(label))
     }
 
     async fn forward(
@@ -206,7 +206,9 @@ fn route<B>(request: &Request<B>) -> Option<Target> {
 fn acquire_status(err: &AcquireError) -> StatusCode {
     match err {
         AcquireError::UnknownFunction(_) | AcquireError::Deleted(_) => StatusCode::NOT_FOUND,
-        AcquireError::Timeout { .. } | AcquireError::CreationFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        AcquireError::Timeout { .. } | AcquireError::CreationFailed { .. } | AcquireError::NotReceived { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
     }
 }
 
