@@ -527,7 +527,11 @@ impl FunctionTable {
             if let Some(entry) = found() {
                 return Ok(entry);
             }
-            if !names.iter().any(|name| self.announced().expects(name)) {
+            let expected = {
+                let announced = self.announced();
+                names.iter().any(|name| announced.expects(name))
+            };
+            if !expected {
                 return Err(AcquireError::UnknownFunction(function));
             }
             if tokio::time::timeout_at(deadline, arrival).await.is_err() {
