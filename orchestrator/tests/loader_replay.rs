@@ -46,9 +46,11 @@ fn rows(output: &Path) -> Vec<std::collections::HashMap<String, String>> {
         .collect()
 }
 
-async fn registered_functions(api: &str) -> Vec<Value> {
+/// The names the control plane lists (`GET /v1/functions` answers `{"functions": [...]}`); anything else fails.
+async fn registered_functions(api: &str) -> Vec<String> {
     let list: Value = client().get(format!("http://{api}/v1/functions")).send().await.unwrap().json().await.unwrap();
-    list.as_array().cloned().unwrap_or_default()
+    let functions = list["functions"].as_array().unwrap_or_else(|| panic!("no functions array in {list}"));
+    functions.iter().map(|f| f["name"].as_str().unwrap_or_else(|| panic!("no name in {f}")).to_owned()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,7 +83,8 @@ async fn a_compressed_trace_replay_records_every_invocation() {
     let counts = &summary["overall"]["counts"];
     assert_eq!(counts["measured"].as_u64().unwrap() + counts["warmup"].as_u64().unwrap(), rows.len() as u64);
     assert!(read_json(&config.output.join("manifest.json"))["traceChecksum"].is_string());
-    assert!(registered_functions(&cluster.address("api")).await.is_empty(), "the loader deleted its functions");
+    let left = registered_functions(&cluster.address("api")).await;
+    assert!(left.is_empty(), "the loader deleted its functions, yet these remain: {left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
