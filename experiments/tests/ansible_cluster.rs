@@ -40,6 +40,7 @@ fn the_playbooks_converge_on_a_namespace_cluster_and_a_second_run_changes_nothin
     let ssh = cluster.options();
     let paths = cluster.scratch.path().join("provisioned");
     let options = options(&binaries, &paths);
+    hide_python_apt(&ssh, &destinations, cluster.scratch.path());
 
     let folders_before = provision_folders();
     let started = Instant::now();
@@ -86,6 +87,30 @@ fn options(binaries: &Path, paths: &Path) -> ProvisionOptions {
     let Value::Object(vars) = vars else { unreachable!() };
     options.extra_vars = vars;
     options
+}
+
+/// Hides python3-apt on every host, as on a minimal Debian host that lacks the package (package_facts needed it):
+/// each host's sshd has a mount namespace of its own, so bind mounts over the package's files change what that host
+/// sees and nothing else; they go with the host. (An empty folder over `apt` would import as a namespace package.)
+fn hide_python_apt(ssh: &SessionOptions, destinations: &[Destination], scratch: &Path) {
+    let stand_in = scratch.join("hidden-python-apt");
+    std::fs::create_dir_all(&stand_in).expect("stand-in folder");
+    std::fs::write(stand_in.join("__init__.py"), "raise ImportError('python3-apt is hidden by the test')\n")
+        .expect("stand-in module");
+    let hide = format!(
+        "set -e; packages=/usr/lib/python3/dist-packages; mount --bind {} \"$packages/apt\"; \
+         for module in \"$packages\"/apt_pkg.*.so; do mount --bind /dev/null \"$module\"; done; \
+         for module in apt apt_pkg; do if /usr/bin/python3 -c \"import $module\" 2>/dev/null; then \
+         echo \"$module still imports\" >&2; exit 1; fi; done",
+        experiments::ssh::shell_quote(&stand_in.to_string_lossy())
+    );
+    for host in destinations {
+        run(ssh, host, &hide);
+    }
+    assert!(
+        Command::new("/usr/bin/python3").args(["-c", "import apt"]).status().is_ok_and(|s| s.success()),
+        "hiding python3-apt on the hosts reached the root namespace"
+    );
 }
 
 fn check_the_hosts(ssh: &SessionOptions, destinations: &[Destination], paths: &Path, binaries: &Path) {
