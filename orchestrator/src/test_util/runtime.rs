@@ -98,6 +98,11 @@ impl FakeRuntime {
         true
     }
 
+    /// Whether anyone listens for exit notifications (so that an [`exit`](Self::exit) now is heard).
+    pub fn has_exit_listeners(&self) -> bool {
+        self.exits.receiver_count() > 0
+    }
+
     /// Whether the sandbox is alive, without recording a call.
     pub fn is_alive(&self, id: &str) -> bool {
         lock(&self.sandboxes).contains_key(id)

@@ -337,3 +337,6 @@ fn host_memory_mib() -> u64 {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(1024, |kib| kib / 1024)
 }
+
+#[cfg(test)]
+mod tests;
