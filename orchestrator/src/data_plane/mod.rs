@@ -350,3 +350,6 @@ impl DataPlaneRpc for DataPlaneService {
         Ok(Response::new(Ack {}))
     }
 }
+
+#[cfg(test)]
+mod tests;
