@@ -22,7 +22,8 @@ pub trait Harness: Send + Sync {
     fn serving(&self, id: &str) -> SandboxSpec;
     /// A sandbox that starts and keeps running without ever becoming ready.
     fn never_ready(&self, id: &str) -> SandboxSpec;
-    /// A sandbox that starts and exits by itself before it is ready.
+    /// A sandbox that starts and soon exits by itself, never ready (its readiness is still being waited for
+    /// when it exits).
     fn exits_at_once(&self, id: &str) -> SandboxSpec;
     /// A sandbox that cannot be started.
     fn unstartable(&self, id: &str) -> SandboxSpec;
