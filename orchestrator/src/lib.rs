@@ -4,6 +4,8 @@
 //! lifecycle), the [`data_plane`] (invocation proxy with per-function cold-start queues) and the [`worker`]
 //! (sandboxes behind the [`worker::runtime::SandboxRuntime`] trait). [`standalone`] runs them all in one
 //! process. [`function`] is the workload function every benchmark deploys (binary `trace-function`).
+//! [`peers`] holds the roles' calls to each other behind traits; with the `test-util` feature,
+//! `test_util` has a recording fake of each of those ports and of the runtime, and the runtime contract suite.
 
 pub mod proto {
     //! Generated gRPC code.
@@ -24,5 +26,8 @@ pub mod control_plane;
 pub mod data_plane;
 pub mod function;
 pub mod net;
+pub mod peers;
 pub mod standalone;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
 pub mod worker;

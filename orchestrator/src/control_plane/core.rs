@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::watch;
-use tonic::transport::Channel;
 
 use super::ControlPlaneConfig;
 use super::function::FunctionSpec;
@@ -14,8 +13,7 @@ use super::placement::{PlacementError, Placer, Resources, WorkerLoad};
 use super::state::{DataPlaneRecord, FunctionRecord, SandboxRecord, State, WorkerRecord};
 use super::store::{RegistryStore, StoreError};
 use crate::clock::Clock;
-use crate::proto::dirigent::data_plane_client::DataPlaneClient;
-use crate::proto::dirigent::worker_client::WorkerClient;
+use crate::peers::{DataPlanePeer, PeerConnector, WorkerPeer};
 use crate::proto::dirigent::{
     CreateSandboxReply, CreateSandboxRequest, DataPlaneInfo, FunctionFailure, FunctionRef, FunctionSet, FunctionState,
     KillSandboxRequest, LoadReport, WorkerInfo,
@@ -58,7 +56,7 @@ pub struct Membership {
 /// A sandbox placed on a worker, its resources reserved, not yet created.
 struct PlannedSandbox {
     worker: String,
-    client: WorkerClient<Channel>,
+    client: Arc<dyn WorkerPeer>,
     request: CreateSandboxRequest,
     /// The registration it is for: a function deleted and registered again under the same name is another.
     function_uid: u64,
@@ -75,15 +73,23 @@ pub struct Core {
     state: Mutex<State>,
     placer: Mutex<Placer>,
     store: Arc<dyn RegistryStore>,
+    peers: Arc<dyn PeerConnector>,
     membership: watch::Sender<Membership>,
 }
 
+/// The data planes a push goes to, by name.
+type DataPlanes = Vec<(String, Arc<dyn DataPlanePeer>)>;
+
+/// The workers a kill may go to, by name.
+type Workers = Vec<(String, Arc<dyn WorkerPeer>)>;
+
 impl Core {
-    /// A core with no registrations but those in `store`.
+    /// A core with no registrations but those in `store`, reaching workers and data planes through `peers`.
     pub fn new(
         config: ControlPlaneConfig,
         clock: Arc<dyn Clock>,
         store: Arc<dyn RegistryStore>,
+        peers: Arc<dyn PeerConnector>,
     ) -> Result<Self, StoreError> {
         let mut state = State::default();
         for spec in store.load_functions()? {
@@ -101,6 +107,7 @@ impl Core {
             state: Mutex::new(state),
             placer: Mutex::new(placer),
             store,
+            peers,
             membership: watch::channel(Membership::default()).0,
         })
     }
@@ -170,7 +177,7 @@ impl Core {
         };
         tracing::info!(function = %name, sandboxes = sandboxes.len(), "function deleted");
         let removal = FunctionRef { name: name.to_owned(), generation, incarnation: self.incarnation };
-        let failed = futures_util::future::join_all(data_planes.into_iter().map(|(dp, mut client)| {
+        let failed = futures_util::future::join_all(data_planes.into_iter().map(|(dp, client)| {
             let removal = removal.clone();
             async move {
                 let status = client.remove_function(removal).await.err()?;
@@ -188,7 +195,7 @@ impl Core {
 
     /// Registers (or re-registers) a worker.
     pub fn register_worker(self: &Arc<Self>, info: WorkerInfo) -> Result<(), PeerError> {
-        let client = WorkerClient::new(channel(&info.address)?);
+        let client = self.peers.worker(&info.address)?;
         let mut state = self.state();
         let now = self.clock.now();
         let previous = state.workers.remove(&info.name);
@@ -216,7 +223,7 @@ impl Core {
     /// Makes a (re-)registered worker and the registry agree: sandboxes the registry does not know are
     /// killed (nothing leaks across a control-plane restart), and sandboxes the worker lost are dropped.
     async fn reconcile_worker(&self, name: &str) {
-        let (mut client, recorded) = {
+        let (client, recorded) = {
             let state = self.state();
             let Some(worker) = state.workers.get(name) else { return };
             // Only what was recorded before asking can be judged lost: a creation may finish meanwhile.
@@ -227,10 +234,10 @@ impl Core {
                 .filter(|s| s.worker == name)
                 .map(|s| s.id.clone())
                 .collect();
-            (worker.client.clone(), recorded)
+            (Arc::clone(&worker.client), recorded)
         };
-        let listed = match client.list_sandboxes(crate::proto::dirigent::Ack {}).await {
-            Ok(list) => list.into_inner().sandboxes,
+        let listed = match client.list_sandboxes().await {
+            Ok(list) => list.sandboxes,
             Err(status) => return tracing::warn!(worker = %name, %status, "cannot list the worker's sandboxes"),
         };
         let live: HashSet<&str> = listed.iter().map(|s| s.sandbox_id.as_str()).collect();
@@ -283,13 +290,13 @@ impl Core {
 
     /// Registers a data plane and pushes every function to it.
     pub fn register_data_plane(self: &Arc<Self>, info: DataPlaneInfo) -> Result<(), PeerError> {
-        let client = DataPlaneClient::new(channel(&info.grpc_address)?);
+        let client = self.peers.data_plane(&info.grpc_address)?;
         {
             let mut state = self.state();
             let record = DataPlaneRecord {
                 proxy_address: info.proxy_address.clone(),
                 grpc_address: info.grpc_address.clone(),
-                client: client.clone(),
+                client: Arc::clone(&client),
                 last_seen: self.clock.now(),
                 needs_resync: false,
                 resyncing: true,
@@ -445,8 +452,11 @@ impl Core {
         let index = self.placer.lock().unwrap_or_else(|e| e.into_inner()).place(&loads, resources);
         let index = index.map_err(|e: PlacementError| format!("cannot place a sandbox of '{function}': {e}"))?;
         let worker = loads[index].name.clone();
-        let client =
-            state.workers.get(&worker).map(|w| w.client.clone()).ok_or_else(|| format!("worker {worker} vanished"))?;
+        let client = state
+            .workers
+            .get(&worker)
+            .map(|w| Arc::clone(&w.client))
+            .ok_or_else(|| format!("worker {worker} vanished"))?;
         state.reserve(&worker, resources);
         if let Some(record) = state.functions.get_mut(function) {
             record.creating += 1;
@@ -502,11 +512,11 @@ impl Core {
     /// Creates one planned sandbox; on failure its reservation is released and the reason returned.
     async fn create_sandbox(&self, function: &str, plan: PlannedSandbox) -> Result<(), String> {
         let deadline = self.config.sandbox_create_timeout;
-        let outcome = tokio::time::timeout(deadline, plan.client.clone().create_sandbox(plan.request.clone())).await;
+        let outcome = tokio::time::timeout(deadline, plan.client.create_sandbox(plan.request.clone())).await;
         let worker = &plan.worker;
         let message = match outcome {
             Ok(Ok(reply)) => {
-                self.creation_succeeded(function, plan, reply.into_inner()).await;
+                self.creation_succeeded(function, plan, reply).await;
                 return Ok(());
             }
             Ok(Err(status)) => format!("worker {worker} could not create a sandbox: {}", status.message()),
@@ -546,7 +556,7 @@ impl Core {
                 self.push(snapshot, data_planes).await;
             }
             None => {
-                let _ = plan.client.clone().kill_sandbox(KillSandboxRequest { sandbox_id: reply.sandbox_id }).await;
+                let _ = plan.client.kill_sandbox(KillSandboxRequest { sandbox_id: reply.sandbox_id }).await;
             }
         }
     }
@@ -564,11 +574,7 @@ impl Core {
         };
         let Some(data_planes) = fail else { return };
         let failure = FunctionFailure { name: function.to_owned(), message };
-        futures_util::future::join_all(data_planes.into_iter().map(|(_, mut client)| {
-            let failure = failure.clone();
-            async move { client.fail_queued(failure).await }
-        }))
-        .await;
+        futures_util::future::join_all(data_planes.iter().map(|(_, client)| client.fail_queued(failure.clone()))).await;
     }
 
     /// Removes `count` sandboxes: out of the data planes first (drained), then killed.
@@ -595,7 +601,7 @@ impl Core {
 
     /// Pushes one function's full state to data planes and returns when all have applied it (for removed
     /// endpoints, that includes their drain). A data plane that missed it gets every function again later.
-    async fn push(&self, mut state: FunctionState, data_planes: Vec<(String, DataPlaneClient<Channel>)>) {
+    async fn push(&self, mut state: FunctionState, data_planes: DataPlanes) {
         state.incarnation = self.incarnation;
         let failed = send_state(state, data_planes).await;
         self.mark_for_resync(failed);
@@ -612,7 +618,7 @@ impl Core {
 
     /// Brings one data plane in line with the registry (after it registered, or after a push to it failed):
     /// first it drops every function the registry no longer has, then it gets every function's state.
-    async fn resync(&self, name: String, mut client: DataPlaneClient<Channel>) {
+    async fn resync(&self, name: String, client: Arc<dyn DataPlanePeer>) {
         let (set, states) = {
             let mut state = self.state();
             let generation = state.next_sequence();
@@ -623,7 +629,7 @@ impl Core {
         match client.retain_functions(set).await {
             Ok(_) => {
                 for state in states {
-                    self.push(state, vec![(name.clone(), client.clone())]).await;
+                    self.push(state, vec![(name.clone(), Arc::clone(&client))]).await;
                 }
             }
             Err(status) => {
@@ -638,7 +644,7 @@ impl Core {
 
     /// Resyncs the data planes whose last push failed.
     async fn resync_failed(self: &Arc<Self>) {
-        let targets: Vec<(String, DataPlaneClient<Channel>)> = {
+        let targets: DataPlanes = {
             let mut state = self.state();
             state
                 .data_planes
@@ -648,7 +654,7 @@ impl Core {
                 .map(|(name, d)| {
                     d.needs_resync = false;
                     d.resyncing = true;
-                    (name.clone(), d.client.clone())
+                    (name.clone(), Arc::clone(&d.client))
                 })
                 .collect()
         };
@@ -660,11 +666,11 @@ impl Core {
 
     /// Kills sandboxes already taken out of the registry (and out of the data planes, drained); until then
     /// they are `retiring`, which reconciliation leaves alone.
-    async fn retire(&self, sandboxes: Vec<SandboxRecord>, workers: &[(String, WorkerClient<Channel>)]) {
+    async fn retire(&self, sandboxes: Vec<SandboxRecord>, workers: &[(String, Arc<dyn WorkerPeer>)]) {
         futures_util::future::join_all(sandboxes.iter().map(|sandbox| {
-            let client = workers.iter().find(|(name, _)| *name == sandbox.worker).map(|(_, c)| c.clone());
+            let client = workers.iter().find(|(name, _)| *name == sandbox.worker).map(|(_, c)| Arc::clone(c));
             async move {
-                let Some(mut client) = client else { return };
+                let Some(client) = client else { return };
                 let request = KillSandboxRequest { sandbox_id: sandbox.id.clone() };
                 if let Err(status) = client.kill_sandbox(request).await {
                     tracing::warn!(sandbox = %sandbox.id, worker = %sandbox.worker, %status, "cannot kill a sandbox");
@@ -678,8 +684,8 @@ impl Core {
         }
     }
 
-    fn worker_clients(&self, state: &State) -> Vec<(String, WorkerClient<Channel>)> {
-        state.workers.iter().map(|(name, w)| (name.clone(), w.client.clone())).collect()
+    fn worker_clients(&self, state: &State) -> Workers {
+        state.workers.iter().map(|(name, w)| (name.clone(), Arc::clone(&w.client))).collect()
     }
 
     /// The data planes' proxy addresses, for `/registerService`'s reply.
@@ -698,13 +704,9 @@ fn silent<T>(
     peers.iter().filter(|(_, p)| now.saturating_sub(last_seen(p)) > deadline).map(|(name, _)| name.clone()).collect()
 }
 
-fn channel(address: &str) -> Result<Channel, PeerError> {
-    Ok(crate::net::channel(address)?)
-}
-
 /// Sends one function's full state to data planes, concurrently; returns the names of those that failed.
-async fn send_state(state: FunctionState, data_planes: Vec<(String, DataPlaneClient<Channel>)>) -> Vec<String> {
-    let results = futures_util::future::join_all(data_planes.into_iter().map(|(name, mut client)| {
+async fn send_state(state: FunctionState, data_planes: DataPlanes) -> Vec<String> {
+    let results = futures_util::future::join_all(data_planes.into_iter().map(|(name, client)| {
         let state = state.clone();
         async move {
             let result = client.sync_function(state).await;
@@ -719,81 +721,4 @@ async fn send_state(state: FunctionState, data_planes: Vec<(String, DataPlaneCli
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::clock::ManualClock;
-    use crate::control_plane::store::MemoryStore;
-
-    fn core(clock: &Arc<ManualClock>) -> Arc<Core> {
-        let config = ControlPlaneConfig::default();
-        Arc::new(Core::new(config, Arc::clone(clock) as Arc<dyn Clock>, Arc::new(MemoryStore::default())).unwrap())
-    }
-
-    fn worker(name: &str) -> WorkerInfo {
-        // Nothing listens there: the registration's reconcile call fails and changes nothing.
-        WorkerInfo { name: name.into(), address: "127.0.0.1:1".into(), cpu_millis: 2000, memory_mib: 4096 }
-    }
-
-    fn sandbox(id: &str, worker: &str) -> SandboxRecord {
-        SandboxRecord { id: id.into(), worker: worker.into(), address: "127.0.0.1:2".into(), creation_micros: 1 }
-    }
-
-    #[tokio::test]
-    async fn silent_workers_are_dropped_with_their_sandboxes_and_heartbeats_keep_them() {
-        let clock = Arc::new(ManualClock::default());
-        let core = core(&clock);
-        core.register_worker(worker("quiet")).unwrap();
-        core.register_worker(worker("chatty")).unwrap();
-        let spec = FunctionSpec::from_json(br#"{"name":"f","image":"x"}"#).unwrap();
-        core.register_function(spec).await.unwrap();
-        {
-            let mut state = core.state();
-            let record = state.functions.get_mut("f").unwrap();
-            record.sandboxes.insert("a".into(), sandbox("a", "quiet"));
-            record.sandboxes.insert("b".into(), sandbox("b", "chatty"));
-        }
-        let timeout = core.config.worker_timeout;
-        clock.advance(timeout / 2);
-        core.worker_heartbeat("chatty", 1).unwrap();
-        clock.advance(timeout / 2 + Duration::from_millis(1));
-        core.expire_peers().await;
-
-        let state = core.state();
-        assert!(!state.workers.contains_key("quiet"), "a worker silent for longer than worker_timeout is dropped");
-        assert!(state.workers.contains_key("chatty"), "a heartbeat within the timeout keeps it");
-        let left: Vec<&String> = state.functions["f"].sandboxes.keys().collect();
-        assert_eq!(left, ["b"], "the dropped worker's sandboxes go with it");
-        drop(state);
-        assert!(matches!(core.worker_heartbeat("quiet", 0), Err(PeerError::Unknown(_))), "it must register again");
-    }
-
-    #[tokio::test]
-    async fn registry_errors_keep_what_is_registered() {
-        let clock = Arc::new(ManualClock::default());
-        let core = core(&clock);
-        let spec = FunctionSpec::from_json(br#"{"name":"f","image":"x"}"#).unwrap();
-        core.register_function(spec.clone()).await.unwrap();
-        assert!(matches!(core.register_function(spec).await, Err(RegistryError::Duplicate(_))));
-        assert!(matches!(core.delete_function("g").await, Err(RegistryError::Unknown(_))));
-        assert!(core.state().functions.contains_key("f"));
-        core.delete_function("f").await.unwrap();
-        assert!(core.state().functions.is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_cold_start_request_plans_one_sandbox_and_no_more() {
-        let clock = Arc::new(ManualClock::default());
-        let core = core(&clock);
-        core.register_worker(worker("w")).unwrap();
-        let spec = FunctionSpec::from_json(br#"{"name":"f","image":"x"}"#).unwrap();
-        core.register_function(spec).await.unwrap();
-        core.request_cold_start("f");
-        core.request_cold_start("f");
-        // The test runtime is single-threaded and nothing was awaited, so no creation has run yet: the
-        // second request must have seen the first one's planned creation.
-        let state = core.state();
-        assert_eq!(state.functions["f"].creating, 1);
-        assert_eq!(state.pending.len(), 1);
-        assert_eq!(state.workers["w"].load.sandboxes, 1, "the placement reserved one slot");
-    }
-}
+mod tests;

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, MonotonicClock};
 use crate::net::{self, BindError};
+use crate::peers::{GrpcConnector, PeerConnector};
 use crate::proto::dirigent::control_plane_server::ControlPlaneServer;
 use autoscaler::AutoscalerConfig;
 use placement::PlacementPolicy;
@@ -101,23 +102,25 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Binds the sockets and builds the core with an in-memory store and the real clock.
+    /// Binds the sockets and builds the core with an in-memory store, the real clock and gRPC peers.
     pub async fn bind(config: ControlPlaneConfig) -> Result<Self, ControlPlaneError> {
-        Self::bind_with(config, Arc::new(MonotonicClock::new()), Arc::new(MemoryStore::default())).await
+        let (clock, store) = (Arc::new(MonotonicClock::new()), Arc::new(MemoryStore::default()));
+        Self::bind_with(config, clock, store, Arc::new(GrpcConnector)).await
     }
 
-    /// Binds with a given clock and store.
+    /// Binds with a given clock, store and way of reaching workers and data planes.
     pub async fn bind_with(
         config: ControlPlaneConfig,
         clock: Arc<dyn Clock>,
         store: Arc<dyn store::RegistryStore>,
+        peers: Arc<dyn PeerConnector>,
     ) -> Result<Self, ControlPlaneError> {
         config.autoscaler.validate().map_err(|e| ControlPlaneError::Config(e.to_string()))?;
         let grpc_listener = net::bind("control-plane gRPC", config.grpc_listen).await?;
         let http_listener = net::bind("control-plane HTTP API", config.http_listen).await?;
         let grpc_address = net::advertised(&grpc_listener, &config.advertise_host);
         let http_address = net::advertised(&http_listener, &config.advertise_host);
-        let core = Arc::new(Core::new(config, clock, store)?);
+        let core = Arc::new(Core::new(config, clock, store, peers)?);
         Ok(Self { core, grpc_listener, http_listener, grpc_address, http_address })
     }
 

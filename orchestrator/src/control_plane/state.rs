@@ -3,15 +3,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use serde::Serialize;
-use tonic::transport::Channel;
 
 use super::autoscaler::{AutoscalerConfig, Decision, FunctionAutoscaler, ScaleBounds};
 use super::function::FunctionSpec;
 use super::placement::{Resources, WorkerLoad};
 use crate::data_plane::stats::LATENCY_BUCKETS;
-use crate::proto::dirigent::data_plane_client::DataPlaneClient;
-use crate::proto::dirigent::worker_client::WorkerClient;
+use crate::peers::{DataPlanePeer, WorkerPeer};
 use crate::proto::dirigent::{Endpoint, FunctionLoad, FunctionState};
 
 /// A ready sandbox.
@@ -131,8 +131,8 @@ impl FunctionRecord {
 pub struct WorkerRecord {
     /// Its gRPC address.
     pub address: String,
-    /// Client for its gRPC service.
-    pub client: WorkerClient<Channel>,
+    /// Its service.
+    pub client: Arc<dyn WorkerPeer>,
     /// What it offers and what is placed on it.
     pub load: WorkerLoad,
     /// When it last said it was alive (clock time).
@@ -147,8 +147,8 @@ pub struct DataPlaneRecord {
     pub proxy_address: String,
     /// Its gRPC address.
     pub grpc_address: String,
-    /// Client for its gRPC service.
-    pub client: DataPlaneClient<Channel>,
+    /// Its service.
+    pub client: Arc<dyn DataPlanePeer>,
     /// When it last reported (clock time).
     pub last_seen: Duration,
     /// A push to it failed: it gets every function again.
@@ -216,8 +216,8 @@ impl State {
     }
 
     /// The data planes' clients, for a push outside the lock.
-    pub fn data_plane_clients(&self) -> Vec<(String, DataPlaneClient<Channel>)> {
-        self.data_planes.iter().map(|(name, dp)| (name.clone(), dp.client.clone())).collect()
+    pub fn data_plane_clients(&self) -> Vec<(String, Arc<dyn DataPlanePeer>)> {
+        self.data_planes.iter().map(|(name, dp)| (name.clone(), Arc::clone(&dp.client))).collect()
     }
 
     /// Closes the books on one creation attempt: the sandbox is no longer pending, and its function, if
@@ -318,10 +318,9 @@ mod tests {
             memory_used_mib: 0,
             sandboxes: 0,
         };
-        let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
         let record = WorkerRecord {
             address: String::new(),
-            client: WorkerClient::new(channel),
+            client: crate::test_util::peers::FakePeers::new().worker_at(worker),
             load,
             last_seen: Duration::ZERO,
             count_mismatches: 0,
@@ -332,8 +331,8 @@ mod tests {
 
     const ASKED: Resources = Resources { cpu_millis: 100, memory_mib: 64 };
 
-    #[tokio::test]
-    async fn a_created_sandbox_is_kept_only_for_the_same_live_registration() {
+    #[test]
+    fn a_created_sandbox_is_kept_only_for_the_same_live_registration() {
         let mut state = state_with(1);
         reserved(&mut state, "w");
         assert!(state.settle("f", "f-1", 1, "w", ASKED, true));
@@ -350,8 +349,8 @@ mod tests {
         assert_eq!(state.workers["w"].load.cpu_used_millis, 0);
     }
 
-    #[tokio::test]
-    async fn failures_early_exits_and_dropped_workers_release_everything() {
+    #[test]
+    fn failures_early_exits_and_dropped_workers_release_everything() {
         let mut state = state_with(1);
         reserved(&mut state, "w");
         assert!(!state.settle("f", "f-1", 1, "w", ASKED, false));

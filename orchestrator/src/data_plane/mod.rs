@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::net::{self, AddressError, Backoff, BindError};
-use crate::proto::dirigent::control_plane_client::ControlPlaneClient;
+use crate::peers::{DataPlaneUplink, GrpcControlPlane};
 use crate::proto::dirigent::data_plane_server::{DataPlane as DataPlaneRpc, DataPlaneServer};
 use crate::proto::dirigent::{
     Ack, ColdStartRequest, DataPlaneInfo, FunctionFailure, FunctionLoad, FunctionRef, FunctionSet, FunctionState,
@@ -103,7 +103,7 @@ pub struct DataPlane {
     grpc_listener: TcpListener,
     proxy_address: String,
     grpc_address: String,
-    control_plane: ControlPlaneClient<tonic::transport::Channel>,
+    control_plane: Arc<dyn DataPlaneUplink>,
 }
 
 impl DataPlane {
@@ -115,7 +115,7 @@ impl DataPlane {
         let grpc_address = net::advertised(&grpc_listener, &config.advertise_host);
         let name =
             config.name.clone().unwrap_or_else(|| format!("data-plane-{}", proxy_address.replace([':', '.'], "-")));
-        let channel = net::channel(&config.control_plane)?;
+        let control_plane = Arc::new(GrpcControlPlane::connect(&config.control_plane)?);
         Ok(Self {
             table: Arc::new(FunctionTable::new(config.load_balancing)),
             config,
@@ -124,7 +124,7 @@ impl DataPlane {
             grpc_listener,
             proxy_address,
             grpc_address,
-            control_plane: ControlPlaneClient::new(channel),
+            control_plane,
         })
     }
 
@@ -140,7 +140,8 @@ impl DataPlane {
 
     /// Serves until `shutdown` is cancelled.
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), DataPlaneError> {
-        let cold_starts = spawn_cold_start_requester(self.control_plane.clone(), self.name.clone(), shutdown.clone());
+        let cold_starts =
+            spawn_cold_start_requester(Arc::clone(&self.control_plane), self.name.clone(), shutdown.clone());
         let (table, config) = (Arc::clone(&self.table), self.config.clone());
         let make_handler = move || {
             let proxy = Arc::new(Proxy::new(
@@ -155,7 +156,7 @@ impl DataPlane {
             self.config.proxy_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let http = tokio::spawn(net::serve_http(self.proxy_listener, threads, shutdown.clone(), make_handler));
         let reporter = Reporter {
-            client: self.control_plane.clone(),
+            client: Arc::clone(&self.control_plane),
             table: Arc::clone(&self.table),
             info: DataPlaneInfo {
                 name: self.name.clone(),
@@ -191,7 +192,7 @@ impl ColdStartRequester for ChannelRequester {
 }
 
 fn spawn_cold_start_requester(
-    client: ControlPlaneClient<tonic::transport::Channel>,
+    client: Arc<dyn DataPlaneUplink>,
     data_plane: String,
     shutdown: CancellationToken,
 ) -> Arc<dyn ColdStartRequester> {
@@ -202,7 +203,7 @@ fn spawn_cold_start_requester(
                 received = rx.recv() => match received { Some(f) => f, None => return },
                 () = shutdown.cancelled() => return,
             };
-            let mut client = client.clone();
+            let client = Arc::clone(&client);
             let request = ColdStartRequest { function, data_plane: data_plane.clone() };
             tokio::spawn(async move {
                 if let Err(status) = client.request_cold_start(request.clone()).await {
@@ -216,14 +217,14 @@ fn spawn_cold_start_requester(
 
 /// Registers with the control plane and reports load until shutdown.
 struct Reporter {
-    client: ControlPlaneClient<tonic::transport::Channel>,
+    client: Arc<dyn DataPlaneUplink>,
     table: Arc<FunctionTable>,
     info: DataPlaneInfo,
     interval: Duration,
 }
 
 impl Reporter {
-    async fn run(mut self, shutdown: CancellationToken) {
+    async fn run(self, shutdown: CancellationToken) {
         while self.register(&shutdown).await {
             let mut ticker = tokio::time::interval(self.interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -245,7 +246,7 @@ impl Reporter {
     }
 
     /// Registers, retrying with backoff; false when shut down first.
-    async fn register(&mut self, shutdown: &CancellationToken) -> bool {
+    async fn register(&self, shutdown: &CancellationToken) -> bool {
         // The control plane we register with answers with a full resync, which is the truth even if its
         // clock (its incarnation) is behind its predecessor's; the predecessor sends nothing any more.
         self.table.reset_versions();
@@ -349,3 +350,6 @@ impl DataPlaneRpc for DataPlaneService {
         Ok(Response::new(Ack {}))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -15,7 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::endpoints::{AcquireError, ColdStart, FunctionTable, Grant, Lease};
+use super::endpoints::{AcquireError, ColdStart, FunctionEntry, FunctionTable, Grant, Lease};
 use super::timing::Breakdown;
 
 /// Response body of the proxy: a sandbox's streamed body, or the proxy's own JSON.
@@ -91,31 +91,14 @@ impl Proxy {
     /// Serves one request; never fails (errors become JSON responses).
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
         let arrived = Instant::now();
-        let Some(target) = route(&request) else {
-            if request.uri().path() == "/health" {
-                return Ok(json(StatusCode::OK, r#"{"status":"ok"}"#.to_owned()));
-            }
-            return Ok(error(StatusCode::NOT_FOUND, "no function named in the Host header or a /function/{name} path"));
-        };
-        // Knative-style hosts (`name.namespace.domain`) name the function by their first label.
-        let label = target.function.split_once('.').map_or(target.function.as_str(), |(label, _)| label);
-        let names = [target.function.as_str(), label];
-        let function = match self.table.lookup(&names, self.queue_timeout).await {
-            Ok(function) => function,
-            Err(err) => return Ok(error(acquire_status(&err), &err.to_string())),
-        };
-        let remaining = self.queue_timeout.saturating_sub(arrived.elapsed());
-        let grant = match function.acquire(remaining, || self.cold_starts.request(function.name())).await {
-            Ok(grant) => grant,
-            Err(err) => {
-                function.counters.record_failure();
-                return Ok(error(acquire_status(&err), &err.to_string()));
-            }
+        let Admitted { function, path, grant } = match self.admit(&request, arrived).await {
+            Ok(admitted) => admitted,
+            Err(answer) => return Ok(answer),
         };
         let scheduling = arrived.elapsed();
         let cold = grant.cold_start != ColdStart::None;
         // Counted once the sandbox answered: a request that never reached one is a failure, not an invocation.
-        Ok(match self.forward(request, target.path, grant, arrived).await {
+        Ok(match self.forward(request, path, grant, arrived).await {
             Ok(response) => {
                 function.counters.record_invocation(scheduling, cold);
                 response
@@ -125,6 +108,40 @@ impl Proxy {
                 response
             }
         })
+    }
+
+    /// Finds the request's function and a sandbox for it, queueing when none is free (the request that finds
+    /// the function at zero asks for a cold start); otherwise the answer to send instead, such as a 404 for
+    /// an unknown function or a 503 when no sandbox came.
+    pub(super) async fn admit<B>(
+        &self,
+        request: &Request<B>,
+        arrived: Instant,
+    ) -> Result<Admitted, Response<ProxyBody>> {
+        let Some(target) = route(request) else {
+            if request.uri().path() == "/health" {
+                return Err(json(StatusCode::OK, r#"{"status":"ok"}"#.to_owned()));
+            }
+            return Err(error(
+                StatusCode::NOT_FOUND,
+                "no function named in the Host header or a /function/{name} path",
+            ));
+        };
+        // Knative-style hosts (`name.namespace.domain`) name the function by their first label.
+        let label = target.function.split_once('.').map_or(target.function.as_str(), |(label, _)| label);
+        let names = [target.function.as_str(), label];
+        let function = match self.table.lookup(&names, self.queue_timeout).await {
+            Ok(function) => function,
+            Err(err) => return Err(error(acquire_status(&err), &err.to_string())),
+        };
+        let remaining = self.queue_timeout.saturating_sub(arrived.elapsed());
+        match function.acquire(remaining, || self.cold_starts.request(function.name())).await {
+            Ok(grant) => Ok(Admitted { function, path: target.path, grant }),
+            Err(err) => {
+                function.counters.record_failure();
+                Err(error(acquire_status(&err), &err.to_string()))
+            }
+        }
     }
 
     async fn forward(
@@ -181,6 +198,16 @@ impl Proxy {
         }
         Ok(Response::from_parts(parts, Either::Right(LeasedBody { inner: body, lease: Some(lease) })))
     }
+}
+
+/// A request that got a sandbox.
+pub(super) struct Admitted {
+    /// Its function.
+    pub function: Arc<FunctionEntry>,
+    /// The path to forward when it came as `/function/{name}/...`.
+    pub path: Option<String>,
+    /// The sandbox, and how the request came by it.
+    pub grant: Grant,
 }
 
 /// Which function a request is for, and the path to forward when it came as `/function/{name}/...`.

@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::net::{self, AddressError, Backoff, BindError};
-use crate::proto::dirigent::control_plane_client::ControlPlaneClient;
+use crate::peers::{GrpcControlPlane, WorkerUplink};
 use crate::proto::dirigent::worker_server::{Worker as WorkerRpc, WorkerServer};
 use crate::proto::dirigent::{
     Ack, CreateSandboxReply, CreateSandboxRequest, KillSandboxRequest, SandboxExit, SandboxInfo as SandboxInfoMsg,
@@ -91,26 +90,33 @@ pub struct Worker {
     info: WorkerInfo,
     listener: TcpListener,
     runtime: Arc<dyn SandboxRuntime>,
-    control_plane: ControlPlaneClient<Channel>,
+    control_plane: Arc<dyn WorkerUplink>,
 }
 
 impl Worker {
-    /// Binds the worker's socket and builds its runtime.
+    /// Binds the worker's socket, builds the runtime the config names and reaches the control plane over gRPC.
     pub async fn bind(config: WorkerConfig) -> Result<Self, WorkerError> {
+        let control_plane = Arc::new(GrpcControlPlane::connect(&config.control_plane)?);
+        let runtime = runtime_for(&config);
+        Self::bind_with(config, runtime, control_plane).await
+    }
+
+    /// Binds the worker's socket; sandboxes run in `runtime`, and reports go to `control_plane`.
+    pub async fn bind_with(
+        config: WorkerConfig,
+        runtime: Arc<dyn SandboxRuntime>,
+        control_plane: Arc<dyn WorkerUplink>,
+    ) -> Result<Self, WorkerError> {
         let listener = net::bind("worker gRPC", config.listen).await?;
         let address = net::advertised(&listener, &config.advertise_host);
         let name = config.name.clone().unwrap_or_else(|| format!("worker-{}", address.replace([':', '.'], "-")));
-        let runtime: Arc<dyn SandboxRuntime> = match config.runtime {
-            RuntimeKind::Process => Arc::new(ProcessRuntime::new(config.sandbox_host, config.sandbox_ports)),
-        };
-        let channel = net::channel(&config.control_plane)?;
         let info = WorkerInfo {
             name,
             address,
             cpu_millis: config.cpu_millis.unwrap_or_else(host_cpu_millis),
             memory_mib: config.memory_mib.unwrap_or_else(host_memory_mib),
         };
-        Ok(Self { config, info, listener, runtime, control_plane: ControlPlaneClient::new(channel) })
+        Ok(Self { config, info, listener, runtime, control_plane })
     }
 
     /// The worker's name.
@@ -121,14 +127,14 @@ impl Worker {
     /// Serves until `shutdown` is cancelled, then destroys every sandbox.
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
         let heartbeat = tokio::spawn(heartbeat(
-            self.control_plane.clone(),
+            Arc::clone(&self.control_plane),
             self.info.clone(),
             Arc::clone(&self.runtime),
             self.config.heartbeat_interval,
             shutdown.clone(),
         ));
         let exits = tokio::spawn(report_exits(
-            self.control_plane.clone(),
+            Arc::clone(&self.control_plane),
             self.info.name.clone(),
             Arc::clone(&self.runtime),
             shutdown.clone(),
@@ -150,9 +156,16 @@ impl Worker {
     }
 }
 
+/// The runtime `config` names.
+pub fn runtime_for(config: &WorkerConfig) -> Arc<dyn SandboxRuntime> {
+    match config.runtime {
+        RuntimeKind::Process => Arc::new(ProcessRuntime::new(config.sandbox_host, config.sandbox_ports)),
+    }
+}
+
 /// Registers, then heartbeats; registers again when the control plane has forgotten this worker.
 async fn heartbeat(
-    mut client: ControlPlaneClient<Channel>,
+    client: Arc<dyn WorkerUplink>,
     info: WorkerInfo,
     runtime: Arc<dyn SandboxRuntime>,
     interval: Duration,
@@ -184,7 +197,7 @@ async fn heartbeat(
 
 /// Tells the control plane about sandboxes that exited on their own.
 async fn report_exits(
-    mut client: ControlPlaneClient<Channel>,
+    client: Arc<dyn WorkerUplink>,
     worker: String,
     runtime: Arc<dyn SandboxRuntime>,
     shutdown: CancellationToken,
@@ -324,3 +337,6 @@ fn host_memory_mib() -> u64 {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(1024, |kib| kib / 1024)
 }
+
+#[cfg(test)]
+mod tests;

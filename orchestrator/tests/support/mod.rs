@@ -174,14 +174,24 @@ pub fn cold_start_of(response: &reqwest::Response) -> String {
 
 /// Process ids of live sandboxes whose SANDBOX_ID is in `ids`.
 pub fn sandbox_pids(ids: &[String]) -> Vec<u32> {
+    let wanted: Vec<String> = ids.iter().map(|id| format!("SANDBOX_ID={id}")).collect();
+    live_pids(|environ| environ.iter().any(|var| wanted.iter().any(|w| *var == w.as_bytes())))
+}
+
+/// Process ids of live processes whose environment has every `NAME=value` of `vars`.
+pub fn pids_with_env(vars: &[String]) -> Vec<u32> {
+    live_pids(|environ| vars.iter().all(|wanted| environ.contains(&wanted.as_bytes())))
+}
+
+/// Process ids of live (not zombie) processes whose environment, as `NAME=value` entries, passes `matches`.
+fn live_pids(matches: impl Fn(&[&[u8]]) -> bool) -> Vec<u32> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
         let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
         let is_zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "));
-        let matches =
-            environ.split(|b| *b == 0).any(|var| ids.iter().any(|id| var == format!("SANDBOX_ID={id}").as_bytes()));
-        if matches && !is_zombie {
+        let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+        if matches(&vars) && !is_zombie {
             found.push(pid);
         }
     }

@@ -1,0 +1,372 @@
+//! The core against fake workers and data planes: what it sends, to whom, in what order.
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::control_plane::store::MemoryStore;
+use crate::proto::dirigent::{Endpoint, SandboxExit};
+use crate::test_util::peers::{FakePeers, PeerCall, Sent};
+use crate::test_util::script::{Gate, Step};
+
+/// A core whose workers and data planes are fakes, each registered at an address equal to its name.
+struct Cluster {
+    core: Arc<Core>,
+    peers: Arc<FakePeers>,
+    clock: Arc<ManualClock>,
+}
+
+const DATA_PLANES: [&str; 2] = ["dp-1", "dp-2"];
+
+impl Cluster {
+    fn new() -> Self {
+        let (clock, peers) = (Arc::new(ManualClock::default()), FakePeers::new());
+        let store = Arc::new(MemoryStore::default());
+        let connector = Arc::clone(&peers) as Arc<dyn PeerConnector>;
+        let core = Core::new(ControlPlaneConfig::default(), Arc::clone(&clock) as Arc<dyn Clock>, store, connector);
+        Self { core: Arc::new(core.unwrap()), peers, clock }
+    }
+
+    /// A cluster with `workers` workers and both data planes registered.
+    fn with(workers: &[&str]) -> Self {
+        let cluster = Self::new();
+        for name in workers {
+            cluster.core.register_worker(worker(name)).unwrap();
+        }
+        for name in DATA_PLANES {
+            cluster.register_data_plane(name);
+        }
+        cluster
+    }
+
+    fn register_data_plane(&self, name: &str) {
+        let info = DataPlaneInfo { name: name.into(), grpc_address: name.into(), proxy_address: format!("{name}:80") };
+        self.core.register_data_plane(info).unwrap();
+    }
+
+    async fn register(&self, json: &str) {
+        self.core.register_function(FunctionSpec::from_json(json.as_bytes()).unwrap()).await.unwrap();
+    }
+
+    /// Registers `f` and cold-starts it; returns once both data planes got its sandbox.
+    async fn cold_started(&self) -> CreateSandboxRequest {
+        self.register(r#"{"name":"f","image":"img"}"#).await;
+        self.core.request_cold_start("f");
+        let calls = self
+            .peers
+            .journal()
+            .wait_until("f's endpoint on every data plane", |calls| {
+                DATA_PLANES.iter().all(|dp| pushed(calls, dp, "f").last().is_some_and(|set| set.len() == 1))
+            })
+            .await;
+        calls.into_iter().find_map(|sent| created(&sent).cloned()).expect("a create")
+    }
+
+    /// Keeps the data planes from expiring.
+    fn data_planes_report(&self) {
+        for name in DATA_PLANES {
+            self.core.report_load(LoadReport { data_plane: name.into(), functions: Vec::new() }).unwrap();
+        }
+    }
+}
+
+fn worker(name: &str) -> WorkerInfo {
+    WorkerInfo { name: name.into(), address: name.into(), cpu_millis: 2000, memory_mib: 4096 }
+}
+
+fn sandbox(id: &str, worker: &str) -> SandboxRecord {
+    SandboxRecord { id: id.into(), worker: worker.into(), address: "127.0.0.1:2".into(), creation_micros: 1 }
+}
+
+fn core(clock: &Arc<ManualClock>) -> Arc<Core> {
+    let config = ControlPlaneConfig::default();
+    let (clock, store) = (Arc::clone(clock) as Arc<dyn Clock>, Arc::new(MemoryStore::default()));
+    Arc::new(Core::new(config, clock, store, FakePeers::new()).unwrap())
+}
+
+/// The endpoint sets of `function` pushed to `data_plane`, in order, as sandbox ids.
+fn pushed(calls: &[Sent], data_plane: &str, function: &str) -> Vec<Vec<String>> {
+    calls
+        .iter()
+        .filter(|sent| sent.to == data_plane)
+        .filter_map(|sent| match &sent.call {
+            PeerCall::SyncFunction(state) if state.name == function => {
+                Some(state.endpoints.iter().map(|e| e.sandbox_id.clone()).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn created(sent: &Sent) -> Option<&CreateSandboxRequest> {
+    match &sent.call {
+        PeerCall::CreateSandbox(request) => Some(request),
+        _ => None,
+    }
+}
+
+fn killed(sent: &Sent) -> Option<&str> {
+    match &sent.call {
+        PeerCall::KillSandbox(request) => Some(&request.sandbox_id),
+        _ => None,
+    }
+}
+
+fn is_retain(sent: &Sent) -> bool {
+    matches!(sent.call, PeerCall::RetainFunctions(_))
+}
+
+/// The calls that went to `peer`, after the first `skip` calls of the journal.
+fn calls_to(calls: &[Sent], peer: &str, skip: usize) -> Vec<PeerCall> {
+    calls.iter().skip(skip).filter(|sent| sent.to == peer).map(|sent| sent.call.clone()).collect()
+}
+
+#[tokio::test]
+async fn a_scale_up_creates_on_a_worker_then_pushes_the_endpoint_to_every_data_plane() {
+    let cluster = Cluster::with(&["w-1"]);
+    let request = cluster.cold_started().await;
+    assert_eq!((request.function.as_str(), request.image.as_str()), ("f", "img"));
+    let calls = cluster.peers.journal().calls();
+    let create = calls.iter().position(|sent| sent.to == "w-1" && created(sent).is_some()).unwrap();
+    let reply_address = cluster.peers.worker_at("w-1").sandboxes()[0].address.clone();
+    for dp in DATA_PLANES {
+        let push = calls
+            .iter()
+            .rposition(|sent| {
+                sent.to == dp && matches!(&sent.call, PeerCall::SyncFunction(s) if !s.endpoints.is_empty())
+            })
+            .unwrap();
+        assert!(create < push, "{dp} heard of the sandbox before it was created");
+        let PeerCall::SyncFunction(state) = &calls[push].call else { unreachable!() };
+        let expected =
+            Endpoint { sandbox_id: request.sandbox_id.clone(), address: reply_address.clone(), creation_micros: 1_000 };
+        assert_eq!(state.endpoints, [expected], "{dp} got the worker's answer as the endpoint");
+        assert_eq!(state.incarnation, cluster.core.incarnation);
+    }
+}
+
+#[tokio::test]
+async fn a_worker_that_disappears_takes_its_sandboxes_out_of_every_data_plane() {
+    let cluster = Cluster::with(&["w-1", "w-2"]);
+    cluster.register(r#"{"name":"f","image":"img","min_scale":2,"max_scale":2}"#).await;
+    cluster
+        .peers
+        .journal()
+        .wait_until("two endpoints on every data plane", |calls| {
+            DATA_PLANES.iter().all(|dp| pushed(calls, dp, "f").last().is_some_and(|set| set.len() == 2))
+        })
+        .await;
+    let survivor = cluster.peers.worker_at("w-2").sandboxes()[0].sandbox_id.clone();
+    let timeout = cluster.core.config.worker_timeout;
+    cluster.clock.advance(timeout / 2);
+    cluster.core.worker_heartbeat("w-2", 1).unwrap();
+    cluster.data_planes_report();
+    cluster.clock.advance(timeout / 2 + Duration::from_millis(1));
+    cluster.core.expire_peers().await;
+    cluster
+        .peers
+        .journal()
+        .wait_until("only w-2's sandbox on every data plane", |calls| {
+            DATA_PLANES.iter().all(|dp| pushed(calls, dp, "f").last() == Some(&vec![survivor.clone()]))
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn a_registering_data_plane_first_drops_what_is_gone_then_gets_every_function() {
+    let cluster = Cluster::with(&["w-1"]);
+    let sandbox = cluster.cold_started().await.sandbox_id;
+    cluster.register(r#"{"name":"g","image":"img"}"#).await;
+    for (dp, again) in [("dp-3", "a new data plane"), ("dp-1", "a data plane registering again")] {
+        let before = cluster.peers.journal().calls().len();
+        cluster.register_data_plane(dp);
+        let calls = cluster.peers.journal().wait_until(again, |calls| calls_to(calls, dp, before).len() == 3).await;
+        let resync = calls_to(&calls, dp, before);
+        let PeerCall::RetainFunctions(set) = &resync[0] else { panic!("{again} got {resync:?} first") };
+        assert_eq!(set.names, ["f", "g"], "{again}: retain every registered function");
+        let states: Vec<(&str, Vec<&str>)> = resync[1..]
+            .iter()
+            .map(|call| match call {
+                PeerCall::SyncFunction(s) => {
+                    (s.name.as_str(), s.endpoints.iter().map(|e| e.sandbox_id.as_str()).collect())
+                }
+                other => panic!("{again}: expected the functions' states, got {other:?}"),
+            })
+            .collect();
+        assert_eq!(states, [("f", vec![sandbox.as_str()]), ("g", vec![])], "{again}: every function's full state");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_push_is_followed_by_a_resync_of_that_data_plane_only() {
+    let cluster = Cluster::with(&["w-1"]);
+    cluster.register(r#"{"name":"f","image":"img"}"#).await;
+    let failing_push = |sent: &Sent| sent.to == "dp-1" && matches!(sent.call, PeerCall::SyncFunction(_));
+    cluster.peers.script().push(failing_push, Step::fail(tonic::Status::unavailable("dp-1 is restarting")));
+    cluster.core.request_cold_start("f");
+    let calls = cluster
+        .peers
+        .journal()
+        .wait_until("the endpoint pushed", |calls| pushed(calls, "dp-2", "f").last().is_some_and(|s| s.len() == 1))
+        .await;
+    let after_push = calls.len();
+    cluster.core.expire_peers().await;
+    let calls = cluster
+        .peers
+        .journal()
+        .wait_until("dp-1 resynced", |calls| calls_to(calls, "dp-1", after_push).len() == 2)
+        .await;
+    let resync = calls_to(&calls, "dp-1", after_push);
+    assert!(matches!(&resync[0], PeerCall::RetainFunctions(set) if set.names == ["f"]), "{resync:?}");
+    assert!(matches!(&resync[1], PeerCall::SyncFunction(s) if s.endpoints.len() == 1), "{resync:?}");
+    assert!(!calls[after_push..].iter().any(|sent| sent.to == "dp-2" && is_retain(sent)), "dp-2 missed nothing");
+}
+
+#[tokio::test]
+async fn deletion_drops_the_function_from_every_data_plane_before_killing_its_sandboxes() {
+    let cluster = Cluster::with(&["w-1"]);
+    let sandbox = cluster.cold_started().await.sandbox_id;
+    let gate = Gate::new();
+    let removal = |sent: &Sent| sent.to == "dp-1" && matches!(sent.call, PeerCall::RemoveFunction(_));
+    cluster.peers.script().push(removal, Step::answer().after(&gate));
+    let deleting = tokio::spawn({
+        let core = Arc::clone(&cluster.core);
+        async move { core.delete_function("f").await }
+    });
+    let removed = |calls: &[Sent]| {
+        DATA_PLANES.iter().all(|dp| {
+            calls.iter().any(|s| s.to == *dp && matches!(&s.call, PeerCall::RemoveFunction(r) if r.name == "f"))
+        })
+    };
+    let calls = cluster.peers.journal().wait_until("f removed from every data plane", removed).await;
+    assert!(!calls.iter().any(|sent| killed(sent).is_some()), "a sandbox was killed while dp-1 still routed to it");
+    gate.open();
+    deleting.await.unwrap().unwrap();
+    let calls = cluster.peers.journal().calls();
+    let kills: Vec<&str> = calls.iter().filter_map(killed).collect();
+    assert_eq!(kills, [sandbox.as_str()], "the deleted function's sandbox is killed");
+    assert!(cluster.peers.worker_at("w-1").sandboxes().is_empty());
+}
+
+#[tokio::test]
+async fn a_creation_that_fails_twice_fails_the_queued_requests_on_every_data_plane() {
+    let cluster = Cluster::with(&["w-1"]);
+    cluster.register(r#"{"name":"f","image":"img"}"#).await;
+    for _ in 0..2 {
+        let creation = |sent: &Sent| created(sent).is_some();
+        cluster.peers.script().push(creation, Step::fail(tonic::Status::failed_precondition("no such image")));
+    }
+    cluster.core.request_cold_start("f");
+    let failed = |calls: &[Sent]| {
+        DATA_PLANES.iter().all(|dp| calls.iter().any(|s| s.to == *dp && matches!(s.call, PeerCall::FailQueued(_))))
+    };
+    let calls = cluster.peers.journal().wait_until("the queued requests failed", failed).await;
+    assert_eq!(calls.iter().filter(|sent| created(sent).is_some()).count(), 2, "one creation, tried once more");
+    let PeerCall::FailQueued(failure) = &calls.last().unwrap().call else { panic!("{calls:?}") };
+    assert_eq!(failure.name, "f");
+    assert!(failure.message.contains("no such image"), "the worker's reason reaches the requests: {failure:?}");
+    let state = cluster.core.state();
+    let record = &state.functions["f"];
+    assert_eq!((record.creating, record.counters.creation_failures), (0, 1));
+    assert_eq!(state.workers["w-1"].load.sandboxes, 0, "no reservation is left behind");
+}
+
+#[tokio::test]
+async fn a_sandbox_that_exited_leaves_every_data_plane() {
+    let cluster = Cluster::with(&["w-1"]);
+    let sandbox = cluster.cold_started().await.sandbox_id;
+    let exit =
+        SandboxExit { worker: "w-1".into(), sandbox_id: sandbox, function: "f".into(), reason: "signal 9".into() };
+    cluster.core.sandbox_exited(&exit.function, &exit.sandbox_id, &exit.reason).await;
+    let calls = cluster.peers.journal().calls();
+    for dp in DATA_PLANES {
+        assert_eq!(pushed(&calls, dp, "f").last(), Some(&vec![]), "{dp} still routes to the dead sandbox");
+    }
+    assert_eq!(cluster.core.state().workers["w-1"].load.sandboxes, 0, "its slot is free again");
+}
+
+#[tokio::test]
+async fn reconciling_kills_what_the_registry_does_not_know_and_drops_what_the_worker_lost() {
+    let cluster = Cluster::with(&[]);
+    let leftover = cluster.peers.worker_at("w-1");
+    leftover.add_sandbox("f-999", "f");
+    cluster.core.register_worker(worker("w-1")).unwrap();
+    let calls = cluster
+        .peers
+        .journal()
+        .wait_until("the leftover killed", |calls| calls.iter().any(|sent| killed(sent) == Some("f-999")))
+        .await;
+    let list = calls.iter().position(|sent| matches!(sent.call, PeerCall::ListSandboxes)).unwrap();
+    assert!(list < calls.iter().position(|sent| killed(sent).is_some()).unwrap(), "listed before killing");
+
+    let sandbox = cluster.cold_started().await.sandbox_id;
+    leftover.lose_sandbox(&sandbox);
+    for _ in 0..3 {
+        cluster.core.worker_heartbeat("w-1", 0).unwrap();
+    }
+    cluster
+        .peers
+        .journal()
+        .wait_until("the lost sandbox out of every data plane", |calls| {
+            DATA_PLANES.iter().all(|dp| pushed(calls, dp, "f").last() == Some(&vec![]))
+        })
+        .await;
+    assert!(cluster.core.state().functions["f"].sandboxes.is_empty());
+}
+
+#[tokio::test]
+async fn silent_workers_are_dropped_with_their_sandboxes_and_heartbeats_keep_them() {
+    let clock = Arc::new(ManualClock::default());
+    let core = core(&clock);
+    core.register_worker(worker("quiet")).unwrap();
+    core.register_worker(worker("chatty")).unwrap();
+    let spec = FunctionSpec::from_json(br#"{"name":"f","image":"x"}"#).unwrap();
+    core.register_function(spec).await.unwrap();
+    {
+        let mut state = core.state();
+        let record = state.functions.get_mut("f").unwrap();
+        record.sandboxes.insert("a".into(), sandbox("a", "quiet"));
+        record.sandboxes.insert("b".into(), sandbox("b", "chatty"));
+    }
+    let timeout = core.config.worker_timeout;
+    clock.advance(timeout / 2);
+    core.worker_heartbeat("chatty", 1).unwrap();
+    clock.advance(timeout / 2 + Duration::from_millis(1));
+    core.expire_peers().await;
+
+    let state = core.state();
+    assert!(!state.workers.contains_key("quiet"), "a worker silent for longer than worker_timeout is dropped");
+    assert!(state.workers.contains_key("chatty"), "a heartbeat within the timeout keeps it");
+    let left: Vec<&String> = state.functions["f"].sandboxes.keys().collect();
+    assert_eq!(left, ["b"], "the dropped worker's sandboxes go with it");
+    drop(state);
+    assert!(matches!(core.worker_heartbeat("quiet", 0), Err(PeerError::Unknown(_))), "it must register again");
+}
+
+#[tokio::test]
+async fn registry_errors_keep_what_is_registered() {
+    let clock = Arc::new(ManualClock::default());
+    let core = core(&clock);
+    let spec = FunctionSpec::from_json(br#"{"name":"f","image":"x"}"#).unwrap();
+    core.register_function(spec.clone()).await.unwrap();
+    assert!(matches!(core.register_function(spec).await, Err(RegistryError::Duplicate(_))));
+    assert!(matches!(core.delete_function("g").await, Err(RegistryError::Unknown(_))));
+    assert!(core.state().functions.contains_key("f"));
+    core.delete_function("f").await.unwrap();
+    assert!(core.state().functions.is_empty());
+}
+
+#[tokio::test]
+async fn a_cold_start_request_plans_one_sandbox_and_no_more() {
+    let clock = Arc::new(ManualClock::default());
+    let core = core(&clock);
+    core.register_worker(worker("w")).unwrap();
+    let spec = FunctionSpec::from_json(br#"{"name":"f","image":"x"}"#).unwrap();
+    core.register_function(spec).await.unwrap();
+    core.request_cold_start("f");
+    core.request_cold_start("f");
+    // The test runtime is single-threaded and nothing was awaited, so no creation has run yet: the
+    // second request must have seen the first one's planned creation.
+    let state = core.state();
+    assert_eq!(state.functions["f"].creating, 1);
+    assert_eq!(state.pending.len(), 1);
+    assert_eq!(state.workers["w"].load.sandboxes, 1, "the placement reserved one slot");
+}

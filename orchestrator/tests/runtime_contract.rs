@@ -1,0 +1,85 @@
+//! The sandbox runtime contract (`orchestrator::test_util::contract`) against the process runtime, with
+//! `trace-function` as the image that serves. Each runtime added later gets its own harness and one
+//! `runtime_contract!` line.
+
+mod support;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use orchestrator::test_util::contract::{self, Harness};
+use orchestrator::worker::runtime::ports::PortRange;
+use orchestrator::worker::runtime::process::ProcessRuntime;
+use orchestrator::worker::runtime::{SandboxInfo, SandboxRuntime, SandboxSpec};
+
+/// Each harness gets ports of its own, so that checks running at once never race for one.
+static NEXT_PORTS: AtomicU16 = AtomicU16::new(33_000);
+const PORTS_EACH: u16 = 20;
+
+/// [`ProcessRuntime`] under the contract. Its sandboxes carry this test process's id in their environment,
+/// so that finding them in `/proc` never touches another test's sandbox with the same id.
+struct ProcessHarness {
+    runtime: ProcessRuntime,
+    marker: String,
+}
+
+impl ProcessHarness {
+    fn new() -> Self {
+        let first = NEXT_PORTS.fetch_add(PORTS_EACH, Ordering::Relaxed);
+        let ports = PortRange { first, last: first + PORTS_EACH - 1 };
+        let runtime = ProcessRuntime::new(IpAddr::from([127, 0, 0, 1]), ports);
+        Self { runtime, marker: format!("RUNTIME_CONTRACT_TEST={}", std::process::id()) }
+    }
+
+    fn spec(&self, id: &str, image: &str, args: &[&str]) -> SandboxSpec {
+        let mut spec = contract::spec(id, image, args);
+        let (name, value) = self.marker.split_once('=').unwrap_or_default();
+        spec.env.insert(name.to_owned(), value.to_owned());
+        // trace-function logs each start at info; the test output needs only its warnings.
+        spec.env.insert("RUST_LOG".to_owned(), "warn".to_owned());
+        spec
+    }
+
+    fn pids(&self, sandbox: &SandboxInfo) -> Vec<u32> {
+        support::pids_with_env(&[format!("SANDBOX_ID={}", sandbox.id), self.marker.clone()])
+    }
+}
+
+impl Harness for ProcessHarness {
+    fn runtime(&self) -> &dyn SandboxRuntime {
+        &self.runtime
+    }
+
+    fn serving(&self, id: &str) -> SandboxSpec {
+        self.spec(id, support::TRACE_FUNCTION, &[])
+    }
+
+    fn never_ready(&self, id: &str) -> SandboxSpec {
+        self.spec(id, "/bin/sleep", &["60"])
+    }
+
+    fn exits_at_once(&self, id: &str) -> SandboxSpec {
+        // Not at once: readiness is to be waiting when the exit comes.
+        self.spec(id, "/bin/sh", &["-c", "sleep 0.2; exit 3"])
+    }
+
+    fn unstartable(&self, id: &str) -> SandboxSpec {
+        self.spec(id, "/nonexistent/sandbox-image", &[])
+    }
+
+    fn crash(&self, sandbox: &SandboxInfo) {
+        let pids = self.pids(sandbox);
+        assert!(!pids.is_empty(), "no process of sandbox {} to crash", sandbox.id);
+        for pid in pids {
+            let _ = kill(Pid::from_raw(i32::try_from(pid).unwrap_or(0)), Signal::SIGKILL);
+        }
+    }
+
+    fn running(&self, sandbox: &SandboxInfo) -> bool {
+        !self.pids(sandbox).is_empty()
+    }
+}
+
+orchestrator::runtime_contract!(ProcessHarness::new());
