@@ -14,8 +14,8 @@ pub enum SshError {
         /// The cause (resolution, refusal, timeout).
         reason: String,
     },
-    /// "SSH handshake with {host} failed: {source}".
-    #[error("SSH handshake with {host} failed: {source}")]
+    /// "SSH handshake with {host} failed", with the cause.
+    #[error("SSH handshake with {host} failed")]
     Handshake {
         /// `user@address:port`.
         host: String,
@@ -72,10 +72,10 @@ pub enum SshError {
         /// What is wrong with it (missing, not a file, unreadable).
         reason: String,
     },
-    /// "{host} refused key authentication ({method}): {source}; ...".
+    /// "{host} refused key authentication ({method}); check that ... authorized_keys ...", with the cause.
     #[error(
-        "{host} refused key authentication ({method}): {source}; check that the public key is in \
-         ~/.ssh/authorized_keys of that user on the host"
+        "{host} refused key authentication ({method}); check that the public key is in ~/.ssh/authorized_keys of \
+         that user on the host"
     )]
     Auth {
         /// `user@address:port`.

@@ -6,7 +6,6 @@
 //! `tokio::task::spawn_blocking`, never directly on a runtime thread.
 
 mod error;
-pub mod inventory;
 mod known_hosts;
 mod pool;
 mod session;
