@@ -412,8 +412,9 @@ impl Lifecycle {
         let (component, host) = self.who(index);
         let on = format!("{component} on {host}");
         match result {
+            // Killed on purpose (or never started): whatever is left of it, no surprise; it may still be dying.
+            Ok(_) if self.components[index].down_on_purpose => {}
             Ok(StopState::Stopped) => {}
-            Ok(StopState::Gone) if self.components[index].down_on_purpose => {}
             Ok(StopState::Gone) => report.unclean.push(format!("{on} had exited before the stop")),
             Ok(StopState::ExitedWith(status)) => report.unclean.push(format!("{on} exited with {status} on SIGTERM")),
             Ok(StopState::Killed) => {

@@ -105,7 +105,8 @@ async fn a_component_that_does_not_start_is_named_with_its_host_and_log_and_ever
     let fixture = Fixture::new();
     let reason = "it exited before it was ready; its log ends with: | invalid config: bad key 'colour'";
     fixture.hosts[4].answers.lock().unwrap().fail_start.insert("worker-1".into(), reason.into());
-    fixture.hosts[4].answers.lock().unwrap().stop.insert("worker-1".into(), StopState::Gone);
+    // Killed a moment ago, it may still be dying when the stop comes.
+    fixture.hosts[4].answers.lock().unwrap().stop.insert("worker-1".into(), StopState::ExitedWith("signal: 9".into()));
     let (error, report) = Lifecycle::start(fixture.setup()).await.unwrap_err();
     let message = crate::error_chain(&error);
     assert_eq!(message, format!("worker-1 on root@h4:22 did not start: {reason}"));
@@ -192,7 +193,8 @@ async fn teardown_goes_on_after_a_failure_and_reports_what_did_not_stop_cleanly(
         answers.fail_stop.insert("worker-0".into());
         answers.fail_finish = true;
     }
-    fixture.hosts[4].answers.lock().unwrap().stop.insert("worker-1".into(), StopState::Gone);
+    // Killed a moment ago, it may still be dying when the stop comes.
+    fixture.hosts[4].answers.lock().unwrap().stop.insert("worker-1".into(), StopState::ExitedWith("signal: 9".into()));
     fixture.hosts[2].answers.lock().unwrap().stop.insert("data-plane".into(), StopState::Killed);
     fixture.hosts[1].answers.lock().unwrap().stop.insert("control-plane".into(), StopState::Gone);
     let report = lifecycle.stop().await;

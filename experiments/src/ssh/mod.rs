@@ -10,7 +10,7 @@ mod known_hosts;
 mod pool;
 mod session;
 
-pub use error::SshError;
+pub use error::{ConnectFailure, KeyFileProblem, SshError};
 pub use pool::Hosts;
 pub use session::{CommandOutput, Destination, Session, SessionOptions};
 
