@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::binaries::Binaries;
-use crate::lifecycle::health::ControlPlane;
+use crate::lifecycle::health::{ControlPlane, ControlPlaneApi};
 use crate::lifecycle::host::Host;
 use crate::load::{LoadCounts, LoadError};
 use crate::roles::Placement;
@@ -40,8 +40,10 @@ pub trait Site: Send + Sync {
     fn loader_clock_offset_us(&self) -> i64;
     /// How the loader's dirigent target names the function image.
     fn image(&self, binaries: &Binaries) -> String;
-    /// Who answers the health check.
-    fn control_plane(&self) -> Arc<dyn ControlPlane>;
+    /// Who answers the health check: the control plane's HTTP API.
+    fn control_plane(&self) -> Arc<dyn ControlPlane> {
+        Arc::new(ControlPlaneApi::default())
+    }
     /// Runs `run`'s load with `config`, telling `started` when the loader started (failures count from then).
     fn load<'a>(
         &'a self,

@@ -318,6 +318,14 @@ impl DirigentSpec {
     }
 }
 
+/// The `dirigent` platform of a spec whose `platform:` is `platform` (YAML), for tests.
+#[cfg(test)]
+pub(crate) fn dirigent_spec(platform: &str) -> DirigentSpec {
+    let spec = ExperimentSpec::parse(&format!("name: t\nplatform: {platform}\n")).expect("a valid spec");
+    let PlatformSpec::Dirigent(dirigent) = spec.platform else { panic!("platform {platform} is not dirigent") };
+    dirigent
+}
+
 /// Whether `name` can name a role's process: `control-plane`, `data-plane`, `data-plane-N` or `worker-N`.
 fn is_component_name(name: &str) -> bool {
     let numbered = |prefix: &str| {

@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use super::{SHORT, join, script};
-use crate::lifecycle::host::{Host, HostError, Launch, RUN_MARKER_VAR, StopState, ready_addresses};
+use crate::lifecycle::host::{Host, HostError, HostId, Launch, RUN_MARKER_VAR, StopState, ready_addresses};
 use crate::ssh::{Hosts, Session, SshError, shell_quote};
 
 /// One host of the cluster for one run.
@@ -20,11 +20,9 @@ use crate::ssh::{Hosts, Session, SshError, shell_quote};
 pub struct SshHost {
     /// Its index in the inventory (and in the pool).
     index: usize,
-    /// `user@address:port`.
-    name: String,
-    /// Its address on the connection the runner came in on, which components there listen on.
-    address: String,
-    clock_offset_us: i64,
+    /// `user@address:port`; its address on the connection the runner came in on, which components there listen
+    /// on; its clock offset from preflight.
+    id: HostId,
     /// The run's folder there.
     run_dir: String,
     /// The binaries' folder there.
@@ -39,12 +37,8 @@ pub struct SshHost {
 pub struct SshHostParts {
     /// Its index in the inventory (and in the pool).
     pub index: usize,
-    /// `user@address:port`.
-    pub name: String,
-    /// The address components there listen on.
-    pub address: String,
-    /// Its clock minus the runner's, µs.
-    pub clock_offset_us: i64,
+    /// `user@address:port`, the address components there listen on, its clock offset.
+    pub id: HostId,
     /// The run's folder there.
     pub run_dir: String,
     /// The binaries' folder there.
@@ -58,8 +52,8 @@ pub struct SshHostParts {
 impl SshHost {
     /// The host made of `parts`.
     pub fn new(parts: SshHostParts) -> Self {
-        let SshHostParts { index, name, address, clock_offset_us, run_dir, bin, hosts, permits } = parts;
-        SshHost { index, name, address, clock_offset_us, run_dir, bin, hosts, permits }
+        let SshHostParts { index, id, run_dir, bin, hosts, permits } = parts;
+        SshHost { index, id, run_dir, bin, hosts, permits }
     }
 
     /// Runs `work` with the host's session off the async runtime, as `step`.
@@ -124,16 +118,8 @@ impl SshHost {
 }
 
 impl Host for SshHost {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn address(&self) -> &str {
-        &self.address
-    }
-
-    fn clock_offset_us(&self) -> i64 {
-        self.clock_offset_us
+    fn id(&self) -> &HostId {
+        &self.id
     }
 
     fn prepare(&self) -> BoxFuture<'_, Result<(), HostError>> {

@@ -22,8 +22,7 @@ use self::inventory::{Duty, Inventory, InventoryError};
 use self::loader_host::LoaderProcess;
 use self::preflight::HostReport;
 use crate::binaries::Binaries;
-use crate::lifecycle::health::{ControlPlane, ControlPlaneApi};
-use crate::lifecycle::host::Host;
+use crate::lifecycle::host::{Host, HostId};
 use crate::load::{LoadCounts, LoadError};
 use crate::roles::Placement;
 use crate::site::{RunPlace, Site};
@@ -175,11 +174,15 @@ impl Cluster {
     pub fn hosts_for_run(&self, run_id: &str) -> Vec<Arc<dyn Host>> {
         (0..self.inventory.hosts.len())
             .map(|index| {
+                let report = &self.reports[index];
+                let id = HostId {
+                    name: self.name(index),
+                    address: report.address.clone(),
+                    clock_offset_us: report.clock_offset_us,
+                };
                 let parts = SshHostParts {
                     index,
-                    name: self.name(index),
-                    address: self.reports[index].address.clone(),
-                    clock_offset_us: self.reports[index].clock_offset_us,
+                    id,
                     run_dir: self.run_dir(index, run_id),
                     bin: self.bin(index),
                     hosts: Arc::clone(&self.hosts),
@@ -280,10 +283,6 @@ impl Site for Cluster {
     /// Shipped beside dirigent on every host, where dirigent looks for a bare image name first.
     fn image(&self, _binaries: &Binaries) -> String {
         "trace-function".into()
-    }
-
-    fn control_plane(&self) -> Arc<dyn ControlPlane> {
-        Arc::new(ControlPlaneApi::default())
     }
 
     /// Starts the loader on its host (then tells `started`), waits for it and fetches what it wrote, also after a

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use super::health::{ControlPlane, HealthError};
-use super::host::{Host, HostError, Launch, StopState};
+use super::host::{Host, HostError, HostId, Launch, StopState};
 use crate::roles::Role;
 
 /// One call a fake host got.
@@ -102,9 +102,7 @@ pub struct Answers {
 /// A host that starts nothing and records everything.
 #[derive(Debug)]
 pub struct FakeHost {
-    name: String,
-    address: String,
-    clock_offset_us: i64,
+    id: HostId,
     journal: Journal,
     /// What it answers; tests may change it between calls.
     pub answers: Mutex<Answers>,
@@ -113,13 +111,13 @@ pub struct FakeHost {
 impl FakeHost {
     /// A host named `name` at `address` whose clock is `clock_offset_us` ahead, recording into `journal`.
     pub fn new(name: &str, address: &str, clock_offset_us: i64, journal: &Journal) -> Self {
-        let answers = Mutex::new(Answers::default());
-        FakeHost { name: name.into(), address: address.into(), clock_offset_us, journal: journal.clone(), answers }
+        let id = HostId { name: name.into(), address: address.into(), clock_offset_us };
+        FakeHost { id, journal: journal.clone(), answers: Mutex::new(Answers::default()) }
     }
 
     /// What a component of `role` announces here: fixed ports on the host's address.
     pub fn announced(&self, role: Role, component: &str) -> Value {
-        let at = |port: u16| format!("{}:{port}", self.address);
+        let at = |port: u16| format!("{}:{port}", self.id.address);
         match role {
             Role::ControlPlane => json!({ "grpc": at(4001), "api": at(4002) }),
             Role::DataPlane => json!({ "proxy": at(4003), "grpc": at(4004) }),
@@ -134,27 +132,19 @@ impl FakeHost {
 }
 
 impl Host for FakeHost {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn address(&self) -> &str {
-        &self.address
-    }
-
-    fn clock_offset_us(&self) -> i64 {
-        self.clock_offset_us
+    fn id(&self) -> &HostId {
+        &self.id
     }
 
     fn prepare(&self) -> BoxFuture<'_, Result<(), HostError>> {
-        self.journal.record(Call::Prepare { host: self.name.clone() });
+        self.journal.record(Call::Prepare { host: self.id.name.clone() });
         Box::pin(async { Ok(()) })
     }
 
     fn start<'a>(&'a self, launch: &'a Launch) -> BoxFuture<'a, Result<Value, HostError>> {
         let config = std::fs::read_to_string(&launch.config).expect("the config is written before the start");
         let config = serde_json::from_str(&config).expect("configs are JSON");
-        self.journal.record(Call::Start { host: self.name.clone(), launch: launch.clone(), config });
+        self.journal.record(Call::Start { host: self.id.name.clone(), launch: launch.clone(), config });
         let failure = self.answers.lock().unwrap().fail_start.get(&launch.stem).cloned();
         let announced = self.announced(launch.role, &launch.component);
         Box::pin(async move {
@@ -166,13 +156,13 @@ impl Host for FakeHost {
     }
 
     fn kill<'a>(&'a self, component: &'a str) -> BoxFuture<'a, Result<i128, HostError>> {
-        self.journal.record(Call::Kill { host: self.name.clone(), component: component.into() });
+        self.journal.record(Call::Kill { host: self.id.name.clone(), component: component.into() });
         let at = self.answers.lock().unwrap().kill_at_ns;
         Box::pin(async move { Ok(at) })
     }
 
     fn stop<'a>(&'a self, component: &'a str, _grace: Duration) -> BoxFuture<'a, Result<StopState, HostError>> {
-        self.journal.record(Call::Stop { host: self.name.clone(), component: component.into() });
+        self.journal.record(Call::Stop { host: self.id.name.clone(), component: component.into() });
         let answers = self.answers.lock().unwrap();
         let result = match answers.fail_stop.contains(component) {
             true => Err(Self::failure("stopping")),
@@ -182,13 +172,13 @@ impl Host for FakeHost {
     }
 
     fn sweep<'a>(&'a self, marker: &'a str) -> BoxFuture<'a, Result<Vec<String>, HostError>> {
-        self.journal.record(Call::Sweep { host: self.name.clone(), marker: marker.into() });
+        self.journal.record(Call::Sweep { host: self.id.name.clone(), marker: marker.into() });
         let survivors = self.answers.lock().unwrap().survivors.clone();
         Box::pin(async move { Ok(survivors) })
     }
 
     fn finish<'a>(&'a self, components: &'a [String], _into: &'a Path) -> BoxFuture<'a, Vec<HostError>> {
-        self.journal.record(Call::Finish { host: self.name.clone(), components: components.to_vec() });
+        self.journal.record(Call::Finish { host: self.id.name.clone(), components: components.to_vec() });
         let failed = self.answers.lock().unwrap().fail_finish;
         Box::pin(async move { if failed { vec![Self::failure("collecting logs")] } else { Vec::new() } })
     }

@@ -117,15 +117,34 @@ pub enum HostError {
     },
 }
 
+/// Who a host is to the lifecycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostId {
+    /// How messages and events name it: `localhost`, or `user@address:port`.
+    pub name: String,
+    /// The address components there listen on and advertise to the others.
+    pub address: String,
+    /// Its clock minus this machine's, µs.
+    pub clock_offset_us: i64,
+}
+
 /// A host the lifecycle starts components on. Every method names its host in nothing it returns: the lifecycle
 /// says which component on which host.
 pub trait Host: Send + Sync + fmt::Debug {
+    /// Who it is.
+    fn id(&self) -> &HostId;
     /// How messages and events name it: `localhost`, or `user@address:port`.
-    fn name(&self) -> &str;
+    fn name(&self) -> &str {
+        &self.id().name
+    }
     /// The address components there listen on and advertise to the others.
-    fn address(&self) -> &str;
+    fn address(&self) -> &str {
+        &self.id().address
+    }
     /// Its clock minus this machine's, µs.
-    fn clock_offset_us(&self) -> i64;
+    fn clock_offset_us(&self) -> i64 {
+        self.id().clock_offset_us
+    }
     /// Creates the run's folder there.
     fn prepare(&self) -> BoxFuture<'_, Result<(), HostError>>;
     /// Starts `launch` detached in the run's folder (its config copied there first) and waits for its ready line;

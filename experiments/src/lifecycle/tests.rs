@@ -9,7 +9,7 @@ use super::fake::{Call, FakeControlPlane, FakeHost, Journal};
 use super::host::StopState;
 use super::*;
 use crate::cluster::inventory::Inventory;
-use crate::spec::{ExperimentSpec, PlatformSpec};
+use crate::spec::dirigent_spec;
 
 /// Host 0 the loader, 1 the control plane, 2 the data plane, 3 and 4 the workers.
 const INVENTORY: &str = "nodes: 'root@h0 root@h1 root@h2 root@h3 root@h4'\n";
@@ -40,8 +40,7 @@ impl Fixture {
     }
 
     fn setup(&self) -> Setup {
-        let spec = "name: t\nplatform: { kind: dirigent, nice: 3, worker: { sandbox_ports: 30000-30099 } }\n";
-        let PlatformSpec::Dirigent(spec) = ExperimentSpec::parse(spec).unwrap().platform else { panic!("dirigent") };
+        let spec = dirigent_spec("{ kind: dirigent, nice: 3, worker: { sandbox_ports: 30000-30099 } }");
         let placement = Placement::from_inventory(&Inventory::parse(INVENTORY).unwrap());
         Setup {
             spec,

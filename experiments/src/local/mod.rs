@@ -17,8 +17,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::binaries::Binaries;
-use crate::lifecycle::health::{ControlPlane, ControlPlaneApi};
-use crate::lifecycle::host::{Host, HostError, Launch, RUN_MARKER_VAR, StopState};
+use crate::lifecycle::host::{Host, HostError, HostId, Launch, RUN_MARKER_VAR, StopState};
 use crate::load::{LoadCounts, LoadError};
 use crate::roles::Placement;
 use crate::site::{RunPlace, Site};
@@ -34,8 +33,7 @@ const NICE: &str = "/usr/bin/nice";
 /// This machine, running components as its child processes.
 #[derive(Debug)]
 pub struct LocalHost {
-    name: String,
-    address: String,
+    id: HostId,
     dir: PathBuf,
     dirigent: PathBuf,
     /// The running components by name (a restart replaces the entry of the killed process).
@@ -48,8 +46,7 @@ impl LocalHost {
     pub fn new(address: &str, dir: &Path, dirigent: &Path) -> Self {
         let name = if address == LOOPBACK { "localhost".into() } else { address.into() };
         LocalHost {
-            name,
-            address: address.into(),
+            id: HostId { name, address: address.into(), clock_offset_us: 0 },
             dir: dir.into(),
             dirigent: dirigent.into(),
             processes: Mutex::default(),
@@ -62,16 +59,8 @@ impl LocalHost {
 }
 
 impl Host for LocalHost {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn address(&self) -> &str {
-        &self.address
-    }
-
-    fn clock_offset_us(&self) -> i64 {
-        0
+    fn id(&self) -> &HostId {
+        &self.id
     }
 
     fn prepare(&self) -> BoxFuture<'_, Result<(), HostError>> {
@@ -160,10 +149,6 @@ impl Site for ThisMachine {
 
     fn image(&self, binaries: &Binaries) -> String {
         binaries.trace_function.display().to_string()
-    }
-
-    fn control_plane(&self) -> Arc<dyn ControlPlane> {
-        Arc::new(ControlPlaneApi::default())
     }
 
     fn load<'a>(

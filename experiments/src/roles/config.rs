@@ -165,16 +165,7 @@ fn sandbox_ports(worker: &Value) -> Result<(u16, u16), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{ExperimentSpec, PlatformSpec};
-
-    fn spec(platform: &str) -> DirigentSpec {
-        let PlatformSpec::Dirigent(d) =
-            ExperimentSpec::parse(&format!("name: t\nplatform: {platform}\n")).unwrap().platform
-        else {
-            panic!("not dirigent")
-        };
-        d
-    }
+    use crate::spec::dirigent_spec as spec;
 
     #[test]
     fn user_keys_stay_and_addresses_are_filled_in() {

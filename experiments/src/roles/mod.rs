@@ -142,16 +142,7 @@ pub const START_ORDER: [&[Role]; 3] = [&[Role::ControlPlane, Role::Standalone], 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{ExperimentSpec, PlatformSpec};
-
-    fn spec(platform: &str) -> DirigentSpec {
-        let PlatformSpec::Dirigent(d) =
-            ExperimentSpec::parse(&format!("name: t\nplatform: {platform}\n")).unwrap().platform
-        else {
-            panic!("not dirigent")
-        };
-        d
-    }
+    use crate::spec::dirigent_spec as spec;
 
     #[test]
     fn components_are_named_alike_everywhere() {
