@@ -15,47 +15,25 @@ use super::{SHORT, join, script};
 use crate::lifecycle::host::{Host, HostError, HostId, Launch, RUN_MARKER_VAR, StopState, ready_addresses};
 use crate::ssh::{Hosts, Session, SshError, shell_quote};
 
-/// One host of the cluster for one run.
+/// One host of the cluster for one run (made by [`super::Cluster::hosts_for_run`]).
 #[derive(Debug)]
 pub struct SshHost {
     /// Its index in the inventory (and in the pool).
-    index: usize,
+    pub(super) index: usize,
     /// `user@address:port`; its address on the connection the runner came in on, which components there listen
     /// on; its clock offset from preflight.
-    id: HostId,
+    pub(super) id: HostId,
     /// The run's folder there.
-    run_dir: String,
+    pub(super) run_dir: String,
     /// The binaries' folder there.
-    bin: String,
-    hosts: Arc<Hosts>,
-    /// Shared by the cluster's hosts: at most `parallelism` of them worked on at once.
-    permits: Arc<Semaphore>,
-}
-
-/// Where an [`SshHost`] is and what it shares with the cluster's other hosts.
-#[derive(Debug)]
-pub struct SshHostParts {
-    /// Its index in the inventory (and in the pool).
-    pub index: usize,
-    /// `user@address:port`, the address components there listen on, its clock offset.
-    pub id: HostId,
-    /// The run's folder there.
-    pub run_dir: String,
-    /// The binaries' folder there.
-    pub bin: String,
+    pub(super) bin: String,
     /// The cluster's connections.
-    pub hosts: Arc<Hosts>,
-    /// The cluster's parallelism.
-    pub permits: Arc<Semaphore>,
+    pub(super) hosts: Arc<Hosts>,
+    /// Shared by the cluster's hosts: at most `parallelism` of them worked on at once.
+    pub(super) permits: Arc<Semaphore>,
 }
 
 impl SshHost {
-    /// The host made of `parts`.
-    pub fn new(parts: SshHostParts) -> Self {
-        let SshHostParts { index, id, run_dir, bin, hosts, permits } = parts;
-        SshHost { index, id, run_dir, bin, hosts, permits }
-    }
-
     /// Runs `work` with the host's session off the async runtime, as `step`.
     async fn on<T, F>(&self, step: &'static str, work: F) -> Result<T, HostError>
     where

@@ -29,7 +29,7 @@ use crate::site::{RunPlace, Site};
 use crate::spec::{ClusterSpec, DirigentSpec};
 use crate::ssh::{Hosts, Session, SshError, shell_quote};
 
-pub use host::{SshHost, SshHostParts};
+pub use host::SshHost;
 
 /// Limit for short commands (mkdir, rm, kill).
 pub const SHORT: Duration = Duration::from_secs(30);
@@ -180,15 +180,14 @@ impl Cluster {
                     address: report.address.clone(),
                     clock_offset_us: report.clock_offset_us,
                 };
-                let parts = SshHostParts {
+                Arc::new(SshHost {
                     index,
                     id,
                     run_dir: self.run_dir(index, run_id),
                     bin: self.bin(index),
                     hosts: Arc::clone(&self.hosts),
                     permits: Arc::clone(&self.permits),
-                };
-                Arc::new(SshHost::new(parts)) as Arc<dyn Host>
+                }) as Arc<dyn Host>
             })
             .collect()
     }

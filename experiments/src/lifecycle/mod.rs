@@ -237,30 +237,40 @@ impl Lifecycle {
                 self.configure(index, &grpc)?;
             }
             self.start_group(&group).await?;
-            let first = group[0];
-            match self.components[first].planned.role {
-                Role::ControlPlane => {
-                    grpc = self.address(first, "grpc")?;
-                    self.api = self.address(first, "api")?;
-                }
-                Role::Standalone => {
-                    self.api = self.address(first, "api")?;
-                    self.proxy = self.address(first, "proxy")?;
-                }
-                Role::DataPlane => self.proxy = self.address(first, "proxy")?,
-                Role::Worker => {}
-            }
+            self.learn_addresses(group[0], &mut grpc)?;
         }
-        let placement = &self.setup.placement;
-        // A standalone process registers its own workers and one data plane.
-        let expected = match placement.count(Role::Standalone) {
-            0 => (placement.count(Role::Worker), placement.count(Role::DataPlane)),
-            _ => (self.setup.spec.workers as usize, 1),
-        };
         let control_plane = self.setup.control_plane.as_ref();
-        health::wait_healthy(control_plane, &self.api, expected, self.setup.spec.start_timeout)
+        health::wait_healthy(control_plane, &self.api, self.expected_registrations(), self.setup.spec.start_timeout)
             .await
             .map_err(|source| LifecycleError::Unhealthy { api: self.api.clone(), source })
+    }
+
+    /// Takes what the others need from the first component of a group: the control plane's gRPC address (into
+    /// `grpc`) and API, the first data plane's proxy.
+    fn learn_addresses(&mut self, first: usize, grpc: &mut String) -> Result<(), LifecycleError> {
+        match self.components[first].planned.role {
+            Role::ControlPlane => {
+                *grpc = self.address(first, "grpc")?;
+                self.api = self.address(first, "api")?;
+            }
+            Role::Standalone => {
+                self.api = self.address(first, "api")?;
+                self.proxy = self.address(first, "proxy")?;
+            }
+            Role::DataPlane => self.proxy = self.address(first, "proxy")?,
+            Role::Worker => {}
+        }
+        Ok(())
+    }
+
+    /// `(workers, data planes)` that register with the control plane once everything is up.
+    fn expected_registrations(&self) -> (usize, usize) {
+        let placement = &self.setup.placement;
+        match placement.count(Role::Standalone) {
+            0 => (placement.count(Role::Worker), placement.count(Role::DataPlane)),
+            // A standalone process registers its own workers and one data plane.
+            _ => (self.setup.spec.workers as usize, 1),
+        }
     }
 
     /// The indices of the components for which `keep` holds, in start order.
