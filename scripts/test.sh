@@ -4,6 +4,8 @@
 #   - ansible-core (apt-get, as root) and ansible-lint (pinned, PyPI, venv under target/) for the playbook checks;
 #   - python3 and python3-venv (apt-get, as root, when `python3 -m venv` cannot work) for those venvs;
 #   - moto[server] (pinned, PyPI, venv under target/), the AWS Lambda emulator loader/tests/lambda_moto.rs starts;
+#   - openssh-server (apt-get, as root, when sshd is missing): experiments/tests/ssh_localhost.rs starts its own sshd
+#     on a free port of 127.0.0.1 as the user running the tests (no root needed once it is installed);
 #   - the root-only tests bring up their own cluster of network namespaces with one sshd each, and
 #     scripts/test-cluster.sh installs openssh-server, iproute2 and procps when missing; the Ansible test installs
 #     the packages the playbooks want (containerd, runc, iptables).
@@ -58,6 +60,10 @@ if ! moto_installed; then
       "loader/tests/lambda_moto.rs cannot run" >&2
     exit 1
   fi
+fi
+# sshd and its SFTP server for experiments/tests/ssh_localhost.rs (the test fails saying so when they are missing).
+if [ "$(id -u)" = 0 ] && ! { [ -x /usr/sbin/sshd ] && [ -x /usr/lib/openssh/sftp-server ]; }; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server
 fi
 cargo test --workspace --locked
 # Root only: network namespaces and sshd (the test says so and fails when run without root).

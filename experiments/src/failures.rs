@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -31,25 +31,33 @@ fn schedule(failures: &[FailureSpec]) -> Vec<(Duration, Action)> {
     actions
 }
 
-/// Checks that every failure names a component of the started platform.
-pub fn check(failures: &[FailureSpec], components: &[String]) -> Result<(), String> {
-    for (index, failure) in failures.iter().enumerate() {
-        if !components.contains(&failure.kill) {
-            return Err(format!(
-                "failures[{index}].kill: no component '{}' on this platform; there are {}",
-                failure.kill,
-                components.join(", ")
-            ));
+/// A failure that names no component of the platform.
+#[derive(Debug, thiserror::Error)]
+#[error("failures[{index}].kill: no component '{name}' on this platform; there are {components}")]
+pub struct UnknownComponent {
+    /// Its position in `failures`.
+    pub index: usize,
+    /// The name it gives.
+    pub name: String,
+    /// The components there are, comma-separated.
+    pub components: String,
+}
+
+/// Checks that every failure names a component of the platform.
+pub fn check(failures: &[FailureSpec], components: &[String]) -> Result<(), UnknownComponent> {
+    match failures.iter().position(|failure| !components.contains(&failure.kill)) {
+        None => Ok(()),
+        Some(index) => {
+            Err(UnknownComponent { index, name: failures[index].kill.clone(), components: components.join(", ") })
         }
     }
-    Ok(())
 }
 
 /// Runs the actions of `failures` counted from the loader's start (sent on `started`) until they are done or
 /// `load_done` is notified; returns the events.
 pub async fn inject(
     failures: &[FailureSpec],
-    platform: &mut Platform<'_>,
+    platform: &mut Platform,
     started: tokio::sync::oneshot::Receiver<Instant>,
     load_done: &Notify,
 ) -> Vec<Value> {
@@ -76,8 +84,9 @@ pub async fn inject(
                 events.push(event);
             }
             Err(error) => {
+                let error = crate::error_chain(&error);
                 tracing::warn!("failure injection: {kind} {name}: {error}");
-                events.push(json!({ "kind": format!("{kind}-failed"), "component": name, "detail": error }));
+                events.push(crate::events::failed(kind, name, &error));
             }
         }
     }
@@ -108,6 +117,7 @@ mod tests {
         let components = vec!["control-plane".to_string(), "worker-0".to_string()];
         assert!(check(&[failure(1, "worker-0", None)], &components).is_ok());
         let error = check(&[failure(1, "worker-0", None), failure(1, "worker-3", None)], &components).unwrap_err();
+        let error = error.to_string();
         assert!(error.contains("failures[1]") && error.contains("worker-3") && error.contains("worker-0"), "{error}");
     }
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
-use crate::ssh::inventory::{Inventory, Role};
+use crate::cluster::inventory::{Duty, Inventory};
 use crate::ssh::{Destination, SessionOptions, shell_quote};
 
 /// The program that runs the playbooks.
@@ -171,16 +171,16 @@ pub enum ProvisionError {
         /// What is wrong with it.
         reason: String,
     },
-    /// "cannot write {path} for ansible-playbook: {source}".
-    #[error("cannot write {path} for ansible-playbook: {source}", path = .path.display())]
+    /// "cannot write {path} for ansible-playbook", with the cause.
+    #[error("cannot write {path} for ansible-playbook", path = .path.display())]
     Write {
         /// The file or folder.
         path: PathBuf,
         /// The cause.
         source: std::io::Error,
     },
-    /// "cannot run {program}: {source}".
-    #[error("cannot run {program}: {source}", program = .program.display())]
+    /// "cannot run {program}", with the cause.
+    #[error("cannot run {program}", program = .program.display())]
     Spawn {
         /// The program.
         program: PathBuf,
@@ -366,12 +366,12 @@ struct AnsibleInventory {
 }
 
 /// The Ansible group of a role (Ansible group names take no `-`).
-fn group(role: Role) -> &'static str {
-    match role {
-        Role::Loader => "loader",
-        Role::ControlPlane => "control_plane",
-        Role::DataPlane => "data_plane",
-        Role::Worker => "worker",
+fn group(duty: Duty) -> &'static str {
+    match duty {
+        Duty::Loader => "loader",
+        Duty::ControlPlane => "control_plane",
+        Duty::DataPlane => "data_plane",
+        Duty::Worker => "worker",
     }
 }
 
@@ -382,8 +382,8 @@ fn ansible_inventory(inventory: &Inventory, ssh: &SessionOptions) -> AnsibleInve
     let names = host_names(inventory);
     let mut hosts = Map::new();
     let mut groups: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
-    for role in [Role::Loader, Role::ControlPlane, Role::DataPlane, Role::Worker] {
-        groups.insert(group(role), Map::new());
+    for duty in [Duty::Loader, Duty::ControlPlane, Duty::DataPlane, Duty::Worker] {
+        groups.insert(group(duty), Map::new());
     }
     for (host, name) in inventory.hosts.iter().zip(&names) {
         let mut vars = Map::new();
@@ -405,8 +405,8 @@ fn ansible_inventory(inventory: &Inventory, ssh: &SessionOptions) -> AnsibleInve
         }
         vars.insert("ansible_ssh_common_args".into(), ssh_args.join(" ").into());
         hosts.insert(name.clone(), Value::Object(vars));
-        for role in &host.roles {
-            groups.get_mut(group(*role)).expect("every role has a group").insert(name.clone(), Value::Null);
+        for duty in &host.duties {
+            groups.get_mut(group(*duty)).expect("every duty has a group").insert(name.clone(), Value::Null);
         }
     }
     let children: Map<String, Value> =

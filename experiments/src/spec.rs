@@ -88,7 +88,7 @@ impl PlatformSpec {
     }
 
     /// For a platform the runner does not start, the loader target that reaches it; `None` for dirigent.
-    pub fn external_target(&self) -> Option<Result<TargetConfig, String>> {
+    pub fn external_target(&self) -> Option<Result<TargetConfig, SpecInvalid>> {
         let (kind, settings) = match self {
             PlatformSpec::Dirigent(_) => return None,
             PlatformSpec::Knative(settings) => ("knative", settings),
@@ -98,7 +98,7 @@ impl PlatformSpec {
         };
         let mut target = settings.clone();
         target.insert("kind".into(), kind.into());
-        Some(serde_json::from_value(target.into()).map_err(|e| format!("platform ({kind}): {e}")))
+        Some(serde_json::from_value(target.into()).map_err(|source| SpecInvalid::Target { kind, source }))
     }
 }
 
@@ -173,59 +173,93 @@ pub struct SweepSpec {
 /// Why a spec is unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    /// "cannot read {path}: {source}".
-    #[error("cannot read {path}: {source}")]
+    /// "cannot read {path}", with the cause.
+    #[error("cannot read {path}", path = .path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// The cause.
         source: std::io::Error,
     },
-    /// "invalid experiment spec {path}: {message}".
-    #[error("invalid experiment spec {path}: {message}")]
+    /// "invalid experiment spec {path}", with what is wrong.
+    #[error("invalid experiment spec {path}", path = .path.display())]
     Invalid {
         /// The file.
         path: PathBuf,
         /// What is wrong, naming the key (and the line when the parser knows it).
-        message: String,
+        source: SpecInvalid,
     },
+}
+
+/// What is wrong with a spec's content; the message names the key (and the line when the parser knows it).
+#[derive(Debug, thiserror::Error)]
+pub enum SpecInvalid {
+    /// The YAML does not fit the spec's keys and types.
+    #[error(transparent)]
+    Yaml(Box<serde_saphyr::Error>),
+    /// "platform ({kind})", with what the loader's target config said.
+    #[error("platform ({kind})")]
+    Target {
+        /// The platform kind.
+        kind: &'static str,
+        /// The cause.
+        source: serde_json::Error,
+    },
+    /// "load: {0}", what the loader's config check said.
+    #[error("load: {0}")]
+    Load(String),
+    /// "{key}", with what is wrong with the inventory there.
+    #[error("{key}")]
+    Inventory {
+        /// `cluster` or `cluster.inventory`.
+        key: &'static str,
+        /// What is wrong.
+        source: crate::cluster::inventory::InventoryInvalid,
+    },
+    /// A rule the types cannot express: "{0}", naming the key and what to do.
+    #[error("{0}")]
+    Rule(String),
 }
 
 impl ExperimentSpec {
     /// Reads and checks a spec file; relative paths inside it stay relative to the working directory.
     pub fn load(path: &Path) -> Result<Self, SpecError> {
         let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read { path: path.into(), source })?;
-        Self::parse(&text).map_err(|message| SpecError::Invalid { path: path.into(), message })
+        Self::parse(&text).map_err(|source| SpecError::Invalid { path: path.into(), source })
     }
 
     /// Parses and checks spec text.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, SpecInvalid> {
         let options = serde_saphyr::options! { strict_booleans: true };
-        let spec: Self = serde_saphyr::from_str_with_options(text, options).map_err(|e| e.to_string())?;
+        let spec: Self =
+            serde_saphyr::from_str_with_options(text, options).map_err(|e| SpecInvalid::Yaml(Box::new(e)))?;
         spec.validate()?;
         Ok(spec)
     }
 
     /// Checks what the types cannot; the message names the key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SpecInvalid> {
+        let rule = |message: String| Err(SpecInvalid::Rule(message));
         if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            return Err(format!("name '{}' must be non-empty letters, digits, '-', '_' or '.'", self.name));
+            return rule(format!("name '{}' must be non-empty letters, digits, '-', '_' or '.'", self.name));
         }
         if self.load.target != TargetConfig::default() {
-            return Err("load.target is decided by `platform`; remove it".into());
+            return rule("load.target is decided by `platform`; remove it".into());
         }
         if self.load.output != RunConfig::default().output {
-            return Err("load.output is decided by the runner (see `output`); remove it".into());
+            return rule("load.output is decided by the runner (see `output`); remove it".into());
         }
         match (self.platform.dirigent(), self.platform.external_target()) {
             (Some(dirigent), _) => dirigent.validate()?,
             (None, Some(target)) => {
                 target?;
                 if self.cluster.is_some() {
-                    return Err("cluster: only platform `dirigent` runs on a cluster's hosts; remove `cluster`".into());
+                    return rule(
+                        "cluster: only platform `dirigent` runs on a cluster's hosts; remove `cluster`".into(),
+                    );
                 }
                 if !self.failures.is_empty() {
-                    return Err("failures: the runner can kill roles of platform `dirigent` only".into());
+                    return rule("failures: the runner can kill roles of platform `dirigent` only".into());
                 }
             }
             (None, None) => {}
@@ -235,10 +269,10 @@ impl ExperimentSpec {
         }
         for (index, failure) in self.failures.iter().enumerate() {
             if self.platform.dirigent().is_some_and(|d| d.processes == Processes::Standalone) {
-                return Err(format!("failures[{index}]: `processes: standalone` has no separate role to kill"));
+                return rule(format!("failures[{index}]: `processes: standalone` has no separate role to kill"));
             }
             if !is_component_name(&failure.kill) {
-                return Err(format!(
+                return rule(format!(
                     "failures[{index}].kill '{}' must be control-plane, data-plane, data-plane-N or worker-N",
                     failure.kill
                 ));
@@ -247,7 +281,7 @@ impl ExperimentSpec {
         for rate in self.rates() {
             let mut config = self.load.clone();
             set_rate(&mut config.workload, rate)?;
-            config.validate().map_err(|message| format!("load: {message}"))?;
+            config.validate().map_err(SpecInvalid::Load)?;
         }
         Ok(())
     }
@@ -262,25 +296,34 @@ impl ExperimentSpec {
 }
 
 impl DirigentSpec {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), SpecInvalid> {
+        let rule = |message: String| Err(SpecInvalid::Rule(message));
         if self.workers == 0 {
-            return Err("platform.workers must be at least 1".into());
+            return rule("platform.workers must be at least 1".into());
         }
         for (key, section) in
             [("control_plane", &self.control_plane), ("data_plane", &self.data_plane), ("worker", &self.worker)]
         {
             if !section.is_object() {
-                return Err(format!("platform.{key} must be a mapping of the role's config keys"));
+                return rule(format!("platform.{key} must be a mapping of the role's config keys"));
             }
         }
         if self.nice > 19 {
-            return Err(format!("platform.nice must be between 0 and 19, got {}", self.nice));
+            return rule(format!("platform.nice must be between 0 and 19, got {}", self.nice));
         }
         if self.start_timeout.is_zero() {
-            return Err("platform.start_timeout must be above 0".into());
+            return rule("platform.start_timeout must be above 0".into());
         }
         Ok(())
     }
+}
+
+/// The `dirigent` platform of a spec whose `platform:` is `platform` (YAML), for tests.
+#[cfg(test)]
+pub(crate) fn dirigent_spec(platform: &str) -> DirigentSpec {
+    let spec = ExperimentSpec::parse(&format!("name: t\nplatform: {platform}\n")).expect("a valid spec");
+    let PlatformSpec::Dirigent(dirigent) = spec.platform else { panic!("platform {platform} is not dirigent") };
+    dirigent
 }
 
 /// Whether `name` can name a role's process: `control-plane`, `data-plane`, `data-plane-N` or `worker-N`.
@@ -292,12 +335,14 @@ fn is_component_name(name: &str) -> bool {
 }
 
 /// Sets the rate of a synthetic workload (`None` leaves it); a trace replay has no rate to sweep.
-pub fn set_rate(workload: &mut Workload, rate: Option<f64>) -> Result<(), String> {
+pub fn set_rate(workload: &mut Workload, rate: Option<f64>) -> Result<(), SpecInvalid> {
     let Some(rate) = rate else { return Ok(()) };
     match workload {
         Workload::Rps(rps) => rps.rate = rate,
         Workload::ColdStarts(cold) => cold.rate = rate,
-        Workload::Trace => return Err("sweep.rates needs load.workload of kind rps or cold-starts".into()),
+        Workload::Trace => {
+            return Err(SpecInvalid::Rule("sweep.rates needs load.workload of kind rps or cold-starts".into()));
+        }
     }
     Ok(())
 }
@@ -337,7 +382,7 @@ mod tests {
                 "workload.rate",
             ),
         ] {
-            let err = ExperimentSpec::parse(text).unwrap_err();
+            let err = crate::error_chain(&ExperimentSpec::parse(text).unwrap_err());
             assert!(err.contains(key), "{text}: {err}");
         }
     }

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use experiments::cluster::inventory::Inventory;
 use experiments::provision::{ProvisionError, ProvisionOptions, ProvisionReport, provision};
-use experiments::ssh::inventory::Inventory;
 use experiments::ssh::{Destination, Session, SessionOptions};
 use serde_json::{Value, json};
 use support::Cluster;

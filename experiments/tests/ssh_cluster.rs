@@ -184,7 +184,7 @@ fn preflight_reports_the_host_its_busy_ports_and_a_clock_offset_within_its_bound
     let mut cluster = Cluster::up(1);
     let destination = cluster.destinations().remove(0);
     let mut session = Session::connect(&destination, &cluster.options()).expect("connect");
-    let report = experiments::remote::preflight::check(&mut session, &[22, 9090]).expect("preflight");
+    let report = experiments::cluster::preflight::check(&mut session, &[22, 9090]).expect("preflight");
     assert_eq!(report.os, "Linux");
     assert!(!report.arch.is_empty() && report.cores >= 1, "{report:?}");
     assert_eq!((report.home.as_str(), report.address.as_str()), ("/root", destination.address.as_str()));

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use experiments::dirigent::local::Binaries;
+use experiments::binaries::Binaries;
 use experiments::provision::{ProvisionOptions, provision};
 use experiments::spec::{ClusterSpec, ExperimentSpec, SpecError};
 
@@ -87,7 +87,7 @@ impl ClusterArgs {
                 spec.cluster.as_mut().context("--insecure-accept-new-host-keys needs a cluster (--inventory)")?;
             cluster.insecure_accept_new_host_keys = true;
         }
-        spec.validate().map_err(|message| SpecError::Invalid { path: path.into(), message })?;
+        spec.validate().map_err(|source| SpecError::Invalid { path: path.into(), source })?;
         Ok(spec)
     }
 }
@@ -124,7 +124,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cluster =
                 spec.cluster.as_ref().context("provision needs a cluster: a `cluster` section or --inventory")?;
             let spec_bins = spec.platform.dirigent().and_then(|platform| platform.bin_dir.clone());
-            let binaries = Binaries::locate(bin_dir.or(spec_bins).as_deref()).map_err(anyhow::Error::msg)?;
+            let binaries = Binaries::locate(bin_dir.or(spec_bins).as_deref())?;
             let bin_dir = binaries.dirigent.parent().map(PathBuf::from).unwrap_or_default();
             let mut options = ProvisionOptions::new(playbooks, bin_dir);
             options.forks = cluster.parallelism;

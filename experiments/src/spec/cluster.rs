@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::SpecInvalid;
+use crate::cluster::inventory::{Inventory, InventoryError, InventoryFile, InventoryInvalid};
 use crate::ssh::SessionOptions;
-use crate::ssh::inventory::{Inventory, InventoryError, InventoryFile};
 
 /// Where the platform and the loader run when not on this machine: hosts over SSH, with their roles.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,40 +62,42 @@ impl ClusterSpec {
 
     /// Checks what the types cannot (an inline inventory fully, a file only once it is read); the message names the
     /// key.
-    pub fn validate(&self) -> Result<(), String> {
-        if let Source::Inline(inline) = self.source().map_err(|e| format!("cluster: {e}"))? {
-            Inventory::from_file(inline.clone()).map_err(|e| format!("cluster.inventory: {e}"))?;
+    pub fn validate(&self) -> Result<(), SpecInvalid> {
+        let source = self.source().map_err(|source| SpecInvalid::Inventory { key: "cluster", source })?;
+        if let Source::Inline(inline) = source {
+            Inventory::from_file(inline.clone())
+                .map_err(|source| SpecInvalid::Inventory { key: "cluster.inventory", source })?;
         }
         let safe = |c: char| c.is_ascii_alphanumeric() || "/._-".contains(c);
         if self.remote_dir.is_empty() || !self.remote_dir.chars().all(safe) || self.remote_dir.contains("..") {
-            return Err(format!(
+            return Err(SpecInvalid::Rule(format!(
                 "cluster.remote_dir '{}' must be a non-empty path of letters, digits, '/', '.', '_' or '-' without '..'",
                 self.remote_dir
-            ));
+            )));
         }
         if self.parallelism == 0 {
-            return Err("cluster.parallelism must be at least 1".into());
+            return Err(SpecInvalid::Rule("cluster.parallelism must be at least 1".into()));
         }
         Ok(())
     }
 
     /// The inventory: read from `inventory_file`, or the inline one.
     pub fn inventory(&self) -> Result<Inventory, InventoryError> {
-        let source = self.source().map_err(|message| InventoryError::Invalid { path: "cluster".into(), message })?;
+        let source = self.source().map_err(|source| InventoryError::Invalid { path: "cluster".into(), source })?;
         match source {
             Source::File(path) => Inventory::load(path),
             Source::Inline(inline) => Inventory::from_file(inline.clone())
-                .map_err(|message| InventoryError::Invalid { path: "cluster.inventory".into(), message }),
+                .map_err(|source| InventoryError::Invalid { path: "cluster.inventory".into(), source }),
         }
     }
 
     /// Exactly one of `inventory_file` and `inventory`.
-    fn source(&self) -> Result<Source<'_>, String> {
+    fn source(&self) -> Result<Source<'_>, InventoryInvalid> {
         match (&self.inventory_file, &self.inventory) {
             (Some(path), None) => Ok(Source::File(path)),
             (None, Some(inline)) => Ok(Source::Inline(inline)),
-            (Some(_), Some(_)) => Err("give `inventory_file` or `inventory`, not both".into()),
-            (None, None) => Err("give `inventory_file` or an inline `inventory`".into()),
+            (Some(_), Some(_)) => Err(InventoryInvalid::FileAndInline),
+            (None, None) => Err(InventoryInvalid::NoSource),
         }
     }
 

@@ -1,7 +1,66 @@
 //! What can go wrong talking to a host; every message names the host (`user@address:port`) and the step.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// Why no TCP connection to a host could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectFailure {
+    /// "cannot resolve {address}: {error}".
+    #[error("cannot resolve {address}: {error}")]
+    Resolve {
+        /// The host name.
+        address: String,
+        /// What the resolver said.
+        error: std::io::Error,
+    },
+    /// "{address} resolves to no address".
+    #[error("{address} resolves to no address")]
+    NoAddress {
+        /// The host name.
+        address: String,
+    },
+    /// "{address}: no answer within {timeout:?}".
+    #[error("{address}: no answer within {timeout:?}")]
+    NoAnswer {
+        /// The last address tried.
+        address: SocketAddr,
+        /// The limit.
+        timeout: Duration,
+    },
+    /// "{address}: {error}".
+    #[error("{address}: {error}")]
+    Refused {
+        /// The last address tried.
+        address: SocketAddr,
+        /// What connecting said.
+        error: std::io::Error,
+    },
+    /// "cannot use the socket: {error}".
+    #[error("cannot use the socket: {error}")]
+    Socket {
+        /// What the system said.
+        error: std::io::Error,
+    },
+}
+
+/// Why a private key file cannot be used from this machine.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileProblem {
+    /// "does not exist on this machine".
+    #[error("does not exist on this machine")]
+    Missing,
+    /// "is not a file".
+    #[error("is not a file")]
+    NotAFile,
+    /// "cannot be read: {error}".
+    #[error("cannot be read: {error}")]
+    Unreadable {
+        /// What reading said.
+        error: std::io::Error,
+    },
+}
 
 /// Why an SSH step failed.
 #[derive(Debug, thiserror::Error)]
@@ -12,10 +71,10 @@ pub enum SshError {
         /// `user@address:port`.
         host: String,
         /// The cause (resolution, refusal, timeout).
-        reason: String,
+        reason: ConnectFailure,
     },
-    /// "SSH handshake with {host} failed: {source}".
-    #[error("SSH handshake with {host} failed: {source}")]
+    /// "SSH handshake with {host} failed", with the cause.
+    #[error("SSH handshake with {host} failed")]
     Handshake {
         /// `user@address:port`.
         host: String,
@@ -70,12 +129,12 @@ pub enum SshError {
         /// The private key file on this machine.
         path: PathBuf,
         /// What is wrong with it (missing, not a file, unreadable).
-        reason: String,
+        reason: KeyFileProblem,
     },
-    /// "{host} refused key authentication ({method}): {source}; ...".
+    /// "{host} refused key authentication ({method}); check that ... authorized_keys ...", with the cause.
     #[error(
-        "{host} refused key authentication ({method}): {source}; check that the public key is in \
-         ~/.ssh/authorized_keys of that user on the host"
+        "{host} refused key authentication ({method}); check that the public key is in ~/.ssh/authorized_keys of \
+         that user on the host"
     )]
     Auth {
         /// `user@address:port`.

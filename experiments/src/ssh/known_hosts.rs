@@ -38,7 +38,7 @@ pub(super) fn verify(
         CheckResult::NotFound if accept_new => {
             tracing::warn!(host = %host, %fingerprint, known_hosts = %path.display(), "accepting a new host key");
             let line = known_hosts_line(session, &known_hosts_name(destination), key, key_type.into())
-                .map_err(&known_hosts_error)?;
+                .map_err(|e| known_hosts_error(format!("cannot record the key: {e}")))?;
             append(path, &line).map_err(|e| known_hosts_error(format!("cannot append: {e}")))
         }
         CheckResult::NotFound => Err(SshError::UnknownHostKey { host, fingerprint, known_hosts: path.into() }),
@@ -61,12 +61,13 @@ fn known_hosts_line(
     name: &str,
     key: &[u8],
     format: KnownHostKeyFormat,
-) -> Result<String, String> {
-    let mut fresh = session.known_hosts().map_err(|e| e.to_string())?;
-    fresh.add(name, key, "", format).map_err(|e| e.to_string())?;
-    let hosts = fresh.hosts().map_err(|e| e.to_string())?;
-    let host = hosts.first().ok_or("libssh2 did not record the key")?;
-    fresh.write_string(host, KnownHostFileKind::OpenSSH).map_err(|e| e.to_string())
+) -> Result<String, ssh2::Error> {
+    let mut fresh = session.known_hosts()?;
+    fresh.add(name, key, "", format)?;
+    let hosts = fresh.hosts()?;
+    let not_recorded = || ssh2::Error::new(ssh2::ErrorCode::Session(-1), "libssh2 did not record the key");
+    let host = hosts.first().ok_or_else(not_recorded)?;
+    fresh.write_string(host, KnownHostFileKind::OpenSSH)
 }
 
 fn append(path: &Path, line: &str) -> std::io::Result<()> {

@@ -6,12 +6,11 @@
 //! `tokio::task::spawn_blocking`, never directly on a runtime thread.
 
 mod error;
-pub mod inventory;
 mod known_hosts;
 mod pool;
 mod session;
 
-pub use error::SshError;
+pub use error::{ConnectFailure, KeyFileProblem, SshError};
 pub use pool::Hosts;
 pub use session::{CommandOutput, Destination, Session, SessionOptions};
 

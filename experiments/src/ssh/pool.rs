@@ -4,8 +4,8 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::inventory::Inventory;
 use super::{Destination, Session, SessionOptions, SshError};
+use crate::cluster::inventory::Inventory;
 
 /// A set of hosts with one lazily opened, reused [`Session`] each. Blocking: from async code call it inside
 /// `tokio::task::spawn_blocking` (it starts its own threads for parallel work).

@@ -11,6 +11,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use sha2::{Digest, Sha256};
 use ssh2::{BlockDirections, MethodType, OpenFlags, OpenType};
 
+use super::error::{ConnectFailure, KeyFileProblem};
 use super::{SshError, known_hosts, shell_quote};
 
 /// Key exchanges in order of preference, pinned because a run opens one connection per host: post-quantum hybrids
@@ -126,7 +127,9 @@ impl Session {
         let mut inner = ssh2::Session::new().map_err(handshake_error)?;
         inner.set_timeout(millis(options.io_timeout));
         inner.method_pref(MethodType::Kex, KEX_PREFERENCE).map_err(handshake_error)?;
-        let handle = socket.try_clone().map_err(|e| SshError::Connect { host: host.clone(), reason: e.to_string() })?;
+        let handle = socket
+            .try_clone()
+            .map_err(|error| SshError::Connect { host: host.clone(), reason: ConnectFailure::Socket { error } })?;
         inner.set_tcp_stream(handle);
         inner.handshake().map_err(handshake_error)?;
         let known_hosts = super::expand_home(&options.known_hosts);
@@ -234,7 +237,7 @@ impl Session {
         }
         let partial = format!("{remote}.partial");
         self.send_file(local, &partial, mode).map_err(transfer_error)?;
-        let sftp = self.sftp().map_err(|reason| transfer_error(Fault::Remote(reason)))?;
+        let sftp = self.sftp().map_err(|e| transfer_error(Fault::Remote(format!("cannot start SFTP: {e}"))))?;
         // OpenSSH's SFTP rename refuses to replace an existing file.
         let _ = sftp.unlink(Path::new(remote));
         sftp.rename(Path::new(&partial), Path::new(remote), None)
@@ -249,7 +252,7 @@ impl Session {
         let transfer_error = |fault: Fault| fault.into_error(&host, "download of", remote);
         let remote_error = |reason: String| transfer_error(Fault::Remote(reason));
         let local_error = |e: std::io::Error| transfer_error(Fault::Local(format!("into {}: {e}", local.display())));
-        let sftp = self.sftp().map_err(remote_error)?;
+        let sftp = self.sftp().map_err(|e| remote_error(format!("cannot start SFTP: {e}")))?;
         let mut source = sftp.open(Path::new(remote)).map_err(|e| remote_error(format!("cannot open: {e}")))?;
         if let Some(folder) = local.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(folder)
@@ -331,9 +334,9 @@ impl Session {
         }
     }
 
-    fn sftp(&mut self) -> Result<&ssh2::Sftp, String> {
+    fn sftp(&mut self) -> Result<&ssh2::Sftp, ssh2::Error> {
         if self.sftp.is_none() {
-            self.sftp = Some(self.inner.sftp().map_err(|e| format!("cannot start SFTP: {e}"))?);
+            self.sftp = Some(self.inner.sftp()?);
         }
         Ok(self.sftp.as_ref().expect("just set"))
     }
@@ -341,7 +344,7 @@ impl Session {
     fn send_file(&mut self, local: &Path, remote: &str, mode: u32) -> Result<(), Fault> {
         let cannot_read = |e: std::io::Error| Fault::Local(format!("cannot read {}: {e}", local.display()));
         let mut source = std::fs::File::open(local).map_err(cannot_read)?;
-        let sftp = self.sftp().map_err(Fault::Remote)?;
+        let sftp = self.sftp().map_err(|e| Fault::Remote(format!("cannot start SFTP: {e}")))?;
         let flags = OpenFlags::WRITE | OpenFlags::TRUNCATE;
         let mut sink = sftp
             .open_mode(Path::new(remote), flags, mode as i32, OpenType::File)
@@ -383,11 +386,11 @@ impl Fault {
     }
 }
 
-fn tcp_connect(destination: &Destination, timeout: Duration) -> Result<TcpStream, String> {
+fn tcp_connect(destination: &Destination, timeout: Duration) -> Result<TcpStream, ConnectFailure> {
     let addresses = (destination.address.as_str(), destination.port)
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {}: {e}", destination.address))?;
-    let mut last = format!("{} resolves to no address", destination.address);
+        .map_err(|error| ConnectFailure::Resolve { address: destination.address.clone(), error })?;
+    let mut last = ConnectFailure::NoAddress { address: destination.address.clone() };
     for address in addresses {
         match TcpStream::connect_timeout(&address, timeout) {
             Ok(socket) => {
@@ -395,8 +398,8 @@ fn tcp_connect(destination: &Destination, timeout: Duration) -> Result<TcpStream
                 let _ = socket.set_nodelay(true);
                 return Ok(socket);
             }
-            Err(e) if e.kind() == ErrorKind::TimedOut => last = format!("{address}: no answer within {timeout:?}"),
-            Err(e) => last = format!("{address}: {e}"),
+            Err(e) if e.kind() == ErrorKind::TimedOut => last = ConnectFailure::NoAnswer { address, timeout },
+            Err(error) => last = ConnectFailure::Refused { address, error },
         }
     }
     Err(last)
@@ -423,12 +426,14 @@ fn authenticate(session: &ssh2::Session, destination: &Destination, key_file: Op
 }
 
 /// Why the private key at `path` cannot be used from this machine, if it cannot.
-fn check_key_file(path: &Path) -> Result<(), String> {
+fn check_key_file(path: &Path) -> Result<(), KeyFileProblem> {
     match std::fs::metadata(path) {
-        Ok(meta) if meta.is_file() => std::fs::File::open(path).map(drop).map_err(|e| format!("cannot be read: {e}")),
-        Ok(_) => Err("is not a file".into()),
-        Err(e) if e.kind() == ErrorKind::NotFound => Err("does not exist on this machine".into()),
-        Err(e) => Err(format!("cannot be read: {e}")),
+        Ok(meta) if meta.is_file() => {
+            std::fs::File::open(path).map(drop).map_err(|error| KeyFileProblem::Unreadable { error })
+        }
+        Ok(_) => Err(KeyFileProblem::NotAFile),
+        Err(e) if e.kind() == ErrorKind::NotFound => Err(KeyFileProblem::Missing),
+        Err(error) => Err(KeyFileProblem::Unreadable { error }),
     }
 }
 

@@ -9,10 +9,8 @@ use loader::config::{RunConfig, Workload};
 use loader::driver::StopSignal;
 use serde::Deserialize;
 
-use super::cluster::{RemoteCluster, SHORT};
-use super::dirigent::RemoteDirigent;
-use super::script;
-use crate::ssh::inventory::Role;
+use super::{Cluster, SHORT, script};
+use crate::load::LoadCounts;
 use crate::ssh::{SshError, shell_quote};
 
 /// How often the loader's log is read.
@@ -20,45 +18,109 @@ const POLL_EVERY: Duration = Duration::from_secs(1);
 /// Time the loader gets beyond its schedule (deploying, draining, writing) before it is killed.
 const GRACE: Duration = Duration::from_secs(300);
 
-/// What a run's loader measured (on a cluster: read from its `summary.json`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LoadCounts {
-    /// Invocations sent, warm-up included.
-    pub sent: u64,
-    /// Of those, successful.
-    pub ok: u64,
-    /// Of those, failed.
-    pub failed: u64,
-    /// Whether the send lag stayed under its threshold.
-    pub trustworthy: bool,
+/// Why the load on the loader host failed; every message names the host or the file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoaderHostError {
+    /// "cannot read the trace {path}", with the cause.
+    #[error("cannot read the trace {path}", path = .path.display())]
+    Trace {
+        /// The trace folder.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// "cannot write {path}", with the cause.
+    #[error("cannot write {path}", path = .path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// "{step}", with the SSH error (which names the host).
+    #[error("{step}")]
+    Ssh {
+        /// What was being done.
+        step: &'static str,
+        /// The cause.
+        source: Box<SshError>,
+    },
+    /// "starting the loader on {host}: no PID in '{answer}'".
+    #[error("starting the loader on {host}: no PID in '{answer}'")]
+    NoPid {
+        /// The loader host.
+        host: String,
+        /// What it printed.
+        answer: String,
+    },
+    /// "the loader on {host} ran {grace:?} past its schedule: killed".
+    #[error("the loader on {host} ran {grace:?} past its schedule: killed")]
+    Overran {
+        /// The loader host.
+        host: String,
+        /// The time it had beyond its schedule.
+        grace: Duration,
+    },
+    /// "the loader on {host} left no usable summary.json; its log ends with: {tail}", with why.
+    #[error("the loader on {host} left no usable summary.json; its log ends with: {tail}")]
+    Summary {
+        /// The loader host.
+        host: String,
+        /// The last lines of its log.
+        tail: String,
+        /// What is wrong with the summary.
+        source: SummaryError,
+    },
+}
+
+/// Why a `summary.json` could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SummaryError {
+    /// "cannot read {path}", with the cause.
+    #[error("cannot read {path}", path = .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// "{path}", with what the parser said.
+    #[error("{path}", path = .path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: serde_json::Error,
+    },
 }
 
 /// The loader of one run on the loader host.
 #[derive(Debug)]
-pub struct RemoteLoad {
+pub struct LoaderProcess {
     /// Inventory index of the loader host.
     pub host: usize,
     dir: String,
     pid: u32,
 }
 
-impl RemoteLoad {
+impl LoaderProcess {
     /// Uploads `config` (its trace too, for a trace replay) and starts `loader run` on the loader host, writing
     /// into the run's folder there; the config as sent is kept as `local_dir/loader.yaml`.
     pub async fn start(
-        cluster: &RemoteCluster,
+        cluster: &Cluster,
         config: &RunConfig,
         run_id: &str,
         local_dir: &Path,
-    ) -> Result<Self, String> {
-        let host = cluster.with_role(Role::Loader)[0];
-        let dir = format!("{}/load", RemoteDirigent::run_dir(cluster, host, run_id));
+    ) -> Result<Self, LoaderHostError> {
+        let host = cluster.loader_host();
+        let dir = format!("{}/load", cluster.run_dir(host, run_id));
         let mut config = config.clone();
         config.output = PathBuf::from(format!("{dir}/out"));
         let trace = trace_upload(cluster, host, &mut config)?;
         let local_config = local_dir.join("loader.yaml");
-        let text = serde_json::to_string_pretty(&config).map_err(|e| format!("the loader config: {e}"))? + "\n";
-        std::fs::write(&local_config, text).map_err(|e| format!("cannot write {}: {e}", local_config.display()))?;
+        let text = serde_json::to_string_pretty(&config).expect("a loader config is JSON") + "\n";
+        std::fs::write(&local_config, text)
+            .map_err(|source| LoaderHostError::Write { path: local_config.clone(), source })?;
         let bin = cluster.bin(host);
         let remote_dir = dir.clone();
         let pid = cluster
@@ -74,15 +136,15 @@ impl RemoteLoad {
                 session.exec_ok(&script::start_detached(&remote_dir, &env, &command, "loader.log", "loader.pid"), SHORT)
             })
             .await
-            .map_err(|e| format!("starting the loader: {e}"))?
+            .map_err(|source| LoaderHostError::Ssh { step: "starting the loader", source: Box::new(source) })?
             .stdout;
-        let pid = pid.trim().parse().map_err(|_| format!("starting the loader on {}: no PID", cluster.name(host)))?;
-        Ok(RemoteLoad { host, dir, pid })
+        let pid = pid.trim().parse().map_err(|_| LoaderHostError::NoPid { host: cluster.name(host), answer: pid })?;
+        Ok(LoaderProcess { host, dir, pid })
     }
 
     /// Relays the loader's output until it exits; `stop` sends it SIGINT once (it then stops sending, drains and
     /// writes its files); after `expected` plus a grace period it is killed.
-    pub async fn wait(&self, cluster: &RemoteCluster, stop: &StopSignal, expected: Duration) -> Result<(), String> {
+    pub async fn wait(&self, cluster: &Cluster, stop: &StopSignal, expected: Duration) -> Result<(), LoaderHostError> {
         let deadline = Instant::now() + expected + GRACE;
         let (mut offset, mut interrupted, mut partial) = (0u64, false, Vec::new());
         let log = format!("{}/loader.log", self.dir);
@@ -93,18 +155,14 @@ impl RemoteLoad {
             }
             if Instant::now() >= deadline {
                 self.signal(cluster, "KILL").await?;
-                return Err(format!(
-                    "the loader on {} ran {:?} past its schedule: killed",
-                    cluster.name(self.host),
-                    GRACE
-                ));
+                return Err(LoaderHostError::Overran { host: cluster.name(self.host), grace: GRACE });
             }
             let (pid, path) = (self.pid, log.clone());
             // Bytes, not text: the offset counts the log's bytes, which decoding would change for invalid UTF-8.
             let output = cluster
                 .on(self.host, move |session| session.exec_ok_bytes(&script::poll_log(pid, &path, offset), SHORT))
                 .await
-                .map_err(|e| format!("following the loader: {e}"))?;
+                .map_err(|source| LoaderHostError::Ssh { step: "following the loader", source: Box::new(source) })?;
             let (state, bytes) = match output.iter().position(|&b| b == b'\n') {
                 Some(end) => (&output[..end], &output[end + 1..]),
                 None => (output.as_slice(), &[][..]),
@@ -119,17 +177,18 @@ impl RemoteLoad {
         }
     }
 
-    async fn signal(&self, cluster: &RemoteCluster, signal: &'static str) -> Result<(), String> {
+    async fn signal(&self, cluster: &Cluster, signal: &'static str) -> Result<(), LoaderHostError> {
         let pid = self.pid;
+        let step = if signal == "INT" { "sending SIGINT to the loader" } else { "sending SIGKILL to the loader" };
         cluster
             .on(self.host, move |session| session.exec_ok(&script::signal(pid, signal), SHORT))
             .await
-            .map(|_| ())
-            .map_err(|e| format!("sending SIG{signal} to the loader: {e}"))
+            .map(drop)
+            .map_err(|source| LoaderHostError::Ssh { step, source: Box::new(source) })
     }
 
     /// Downloads the loader's run folder and its log into `local_dir` and reads the counts of its summary.
-    pub async fn collect(&self, cluster: &RemoteCluster, local_dir: &Path) -> Result<LoadCounts, String> {
+    pub async fn collect(&self, cluster: &Cluster, local_dir: &Path) -> Result<LoadCounts, LoaderHostError> {
         let (dir, local) = (self.dir.clone(), local_dir.to_owned());
         let fetched = cluster
             .on(self.host, move |session| {
@@ -142,13 +201,14 @@ impl RemoteLoad {
                 Ok::<_, SshError>(())
             })
             .await;
-        fetched.map_err(|e| format!("collecting the loader's results: {e}"))?;
-        counts(local_dir).map_err(|e| {
-            let tail = crate::process::log_tail(&local_dir.join("loader.log"));
-            format!(
-                "the loader on {} left no usable summary.json ({e}); its log ends with: {tail}",
-                cluster.name(self.host)
-            )
+        fetched.map_err(|source| LoaderHostError::Ssh {
+            step: "collecting the loader's results",
+            source: Box::new(source),
+        })?;
+        counts(local_dir).map_err(|source| LoaderHostError::Summary {
+            host: cluster.name(self.host),
+            tail: crate::local::log_tail(&local_dir.join("loader.log")),
+            source,
         })
     }
 }
@@ -156,17 +216,17 @@ impl RemoteLoad {
 /// For a trace replay: the trace's files and where they go on the loader host (a folder shared by the runs, so
 /// unchanged files are not sent again); `config.trace` is pointed there.
 fn trace_upload(
-    cluster: &RemoteCluster,
+    cluster: &Cluster,
     host: usize,
     config: &mut RunConfig,
-) -> Result<Vec<(PathBuf, String)>, String> {
+) -> Result<Vec<(PathBuf, String)>, LoaderHostError> {
     if !matches!(config.workload, Workload::Trace) {
         return Ok(Vec::new());
     }
     let name = config.trace.file_name().map_or_else(|| "trace".into(), |n| n.to_string_lossy().into_owned());
     let remote = format!("{}/traces/{name}", cluster.root(host));
     let entries = std::fs::read_dir(&config.trace)
-        .map_err(|e| format!("cannot read the trace {}: {e}", config.trace.display()))?;
+        .map_err(|source| LoaderHostError::Trace { path: config.trace.clone(), source })?;
     let mut files = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
@@ -216,10 +276,10 @@ struct Counts {
 }
 
 /// The counts of the `summary.json` in `dir`.
-fn counts(dir: &Path) -> Result<LoadCounts, String> {
+fn counts(dir: &Path) -> Result<LoadCounts, SummaryError> {
     let path = dir.join("summary.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let summary: Summary = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(&path).map_err(|source| SummaryError::Read { path: path.clone(), source })?;
+    let summary: Summary = serde_json::from_str(&text).map_err(|source| SummaryError::Parse { path, source })?;
     let counts = &summary.overall.counts;
     let sent = counts.measured + counts.warmup;
     let failed = summary.overall.failures + counts.warmup_failures;
@@ -237,10 +297,10 @@ mod tests {
             "counts": {"measured": 10, "ok": 8, "warmup": 5, "warmupFailures": 1}}}"#;
         std::fs::write(dir.path().join("summary.json"), summary).unwrap();
         assert_eq!(counts(dir.path()).unwrap(), LoadCounts { sent: 15, ok: 12, failed: 3, trustworthy: true });
-        assert!(counts(&dir.path().join("none")).unwrap_err().contains("summary.json"));
+        assert!(crate::error_chain(&counts(&dir.path().join("none")).unwrap_err()).contains("summary.json"));
         let partial = r#"{"trustworthy": true, "overall": {"failures": 0, "counts": {"measured": 10}}}"#;
         std::fs::write(dir.path().join("summary.json"), partial).unwrap();
-        let error = counts(dir.path()).unwrap_err();
+        let error = crate::error_chain(&counts(dir.path()).unwrap_err());
         assert!(error.contains("summary.json") && error.contains("warmup"), "{error}");
     }
 

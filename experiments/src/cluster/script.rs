@@ -146,6 +146,17 @@ mod tests {
         assert!(stderr.contains("exited before it was ready") && stderr.contains("bad config"), "{stderr}");
     }
 
+    /// Waits until the process in `pid_file` is dead: SIGKILL takes effect a moment after `kill` returns. Bounded,
+    /// so that a kill that never lands fails the test.
+    fn wait_dead(pid_file: &str) {
+        let pid_file = shell_quote(pid_file);
+        let dead = format!(
+            "{ALIVE} pid=$(cat {pid_file}); end=$(( $(date +%s) + 10 )); \
+             while alive \"$pid\"; do [ \"$(date +%s)\" -ge \"$end\" ] && exit 1; sleep 0.01; done"
+        );
+        assert_eq!(sh(&dead).0, 0, "the process in {pid_file} is still alive 10 s after SIGKILL");
+    }
+
     #[test]
     fn kills_report_the_time_and_marked_processes_are_found() {
         let dir = tempfile::tempdir().unwrap();
@@ -158,10 +169,12 @@ mod tests {
         let (status, stdout, _) = sh(&kill_now(&pid_file));
         assert_eq!(status, 0);
         assert!(stdout.trim().parse::<u128>().unwrap() > 1_600_000_000_000_000_000);
+        wait_dead(&pid_file);
         assert_eq!(sh(&kill_now(&pid_file)).0, 3, "a dead process cannot be killed again");
         let (_, stdout, _) = sh(&kill_marked("FAAS_TEST_MARK", &marker));
         let d: String = std::fs::read_to_string(dir.path().join("d.pid")).unwrap().trim().into();
         assert_eq!(stdout, format!("{d} sleep\n"));
+        wait_dead(&dir.path().join("d.pid").display().to_string());
         assert_eq!(sh(&kill_marked("FAAS_TEST_MARK", &marker)).1, "", "nothing is left the second time");
         let (_, files, _) = sh(&list_files(path));
         assert_eq!(files, "c.log\nc.pid\nd.log\nd.pid\n");

@@ -11,27 +11,22 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// How long a component may take to exit after SIGTERM before it is killed.
-pub const STOP_GRACE: Duration = Duration::from_secs(10);
+use crate::lifecycle::host::{StopState, ready_addresses};
 
-/// Why a component did not start or stop cleanly.
+/// Why a component did not start (the lifecycle says which one).
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
-    /// "cannot start {name} ({program}): {source}".
-    #[error("cannot start {name} ({program}): {source}")]
+    /// "cannot start {program}", with the cause.
+    #[error("cannot start {program}", program = .program.display())]
     Spawn {
-        /// The component.
-        name: String,
         /// The executable.
         program: PathBuf,
         /// The cause.
         source: std::io::Error,
     },
-    /// "{name} exited before it was ready ({status}); its log {log} ends with: {tail}".
-    #[error("{name} exited before it was ready ({status}); its log {log} ends with: {tail}")]
+    /// "it exited before it was ready ({status}); its log {log} ends with: {tail}".
+    #[error("it exited before it was ready ({status}); its log {log} ends with: {tail}", log = .log.display())]
     Exited {
-        /// The component.
-        name: String,
         /// How it exited.
         status: String,
         /// Its log file.
@@ -39,11 +34,9 @@ pub enum ProcessError {
         /// The last lines of the log.
         tail: String,
     },
-    /// "{name} printed no ready line within {timeout:?}; see its log {log}".
-    #[error("{name} printed no ready line within {timeout:?}; see its log {log}")]
+    /// "it printed no ready line within {timeout:?}; see its log {log}".
+    #[error("it printed no ready line within {timeout:?}; see its log {log}", log = .log.display())]
     NotReady {
-        /// The component.
-        name: String,
         /// The limit.
         timeout: Duration,
         /// Its log file.
@@ -54,8 +47,6 @@ pub enum ProcessError {
 /// A running component.
 #[derive(Debug)]
 pub struct ComponentProcess {
-    /// Name, e.g. `control-plane` or `worker-1`.
-    pub name: String,
     /// The `addresses` object of its ready line.
     pub addresses: serde_json::Value,
     /// Its stderr log.
@@ -66,7 +57,7 @@ pub struct ComponentProcess {
 /// What to start.
 #[derive(Debug, Clone)]
 pub struct Launch<'a> {
-    /// Component name (log file `<name>.log`).
+    /// The stem of its log file (`<name>.log`).
     pub name: &'a str,
     /// The executable.
     pub program: &'a Path,
@@ -84,8 +75,7 @@ impl ComponentProcess {
     /// Starts `launch` and waits for its ready line (`{"ready": {"addresses": ...}}` on stdout).
     pub async fn start(launch: Launch<'_>) -> Result<Self, ProcessError> {
         let log = launch.log_dir.join(format!("{}.log", launch.name));
-        let spawn_error =
-            |source| ProcessError::Spawn { name: launch.name.into(), program: launch.program.into(), source };
+        let spawn_error = |source| ProcessError::Spawn { program: launch.program.into(), source };
         let log_file = std::fs::File::create(&log).map_err(spawn_error)?;
         let mut command = Command::new(launch.program);
         command
@@ -99,7 +89,7 @@ impl ComponentProcess {
         prepare_child(&mut command);
         let mut child = command.spawn().map_err(spawn_error)?;
         let stdout = child.stdout.take().expect("stdout is piped");
-        let mut process = ComponentProcess { name: launch.name.into(), addresses: serde_json::Value::Null, log, child };
+        let mut process = ComponentProcess { addresses: serde_json::Value::Null, log, child };
         let ready = tokio::time::timeout(launch.ready_timeout, ready_line(stdout)).await;
         match ready {
             Ok(Some(addresses)) => {
@@ -109,11 +99,7 @@ impl ComponentProcess {
             Ok(None) => Err(process.exited().await),
             Err(_) => {
                 process.kill().await;
-                Err(ProcessError::NotReady {
-                    name: process.name.clone(),
-                    timeout: launch.ready_timeout,
-                    log: process.log.clone(),
-                })
+                Err(ProcessError::NotReady { timeout: launch.ready_timeout, log: process.log.clone() })
             }
         }
     }
@@ -128,20 +114,22 @@ impl ComponentProcess {
         self.addresses.get(key).and_then(|a| a.as_str()).map(str::to_owned)
     }
 
-    /// SIGTERM, then SIGKILL after [`STOP_GRACE`]; returns a note when it had to be killed or failed.
-    pub async fn stop(mut self) -> Option<String> {
-        let pid = self.child.id()?;
-        let pid = Pid::from_raw(pid as i32);
-        if kill(pid, Signal::SIGTERM).is_err() {
-            return None;
+    /// SIGTERM, then SIGKILL after `grace`; says how it ended.
+    pub async fn stop(mut self, grace: Duration) -> StopState {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return StopState::Gone;
         }
-        match tokio::time::timeout(STOP_GRACE, self.child.wait()).await {
-            Ok(Ok(status)) if status.success() => None,
-            Ok(Ok(status)) => Some(format!("{} exited with {status}; see {}", self.name, self.log.display())),
-            Ok(Err(e)) => Some(format!("cannot wait for {}: {e}", self.name)),
+        let Some(pid) = self.child.id() else { return StopState::Gone };
+        if kill(Pid::from_raw(pid as i32), Signal::SIGTERM).is_err() {
+            return StopState::Gone;
+        }
+        match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(Ok(status)) if status.success() => StopState::Stopped,
+            Ok(Ok(status)) => StopState::ExitedWith(status.to_string()),
+            Ok(Err(e)) => StopState::ExitedWith(format!("an unknown status ({e})")),
             Err(_) => {
                 self.kill().await;
-                Some(format!("{} did not stop within {STOP_GRACE:?} and was killed", self.name))
+                StopState::Killed
             }
         }
     }
@@ -155,7 +143,7 @@ impl ComponentProcess {
             Ok(status) => status.to_string(),
             Err(e) => format!("unknown: {e}"),
         };
-        ProcessError::Exited { name: self.name.clone(), status, log: self.log.clone(), tail: log_tail(&self.log) }
+        ProcessError::Exited { status, log: self.log.clone(), tail: log_tail(&self.log) }
     }
 }
 
@@ -163,12 +151,10 @@ impl ComponentProcess {
 async fn ready_line(stdout: tokio::process::ChildStdout) -> Option<serde_json::Value> {
     let mut lines = BufReader::new(stdout).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line)
-            && let Some(ready) = value.get("ready")
-        {
+        if let Some(addresses) = ready_addresses(&line) {
             // Keep draining stdout in the background so the component never blocks on a full pipe.
             tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            return Some(ready.get("addresses").cloned().unwrap_or(serde_json::Value::Null));
+            return Some(addresses);
         }
     }
     None
@@ -245,8 +231,9 @@ mod tests {
         assert_eq!(p.address("api").as_deref(), Some("127.0.0.1:1"));
         let pid = p.pid().unwrap();
         assert!(marked_within(pid, Duration::from_secs(5)).await, "pid {pid} never showed PROBE_MARKER");
-        // sleep dies of SIGTERM, which is not a clean exit: the note says so.
-        assert!(p.stop().await.unwrap().contains("probe exited"));
+        // sleep dies of SIGTERM, which is not a clean exit: the state says so.
+        let state = p.stop(Duration::from_secs(10)).await;
+        assert!(matches!(&state, StopState::ExitedWith(status) if status.contains("SIGTERM")), "{state:?}");
         assert!(!processes_with_env("PROBE_MARKER=yes").contains(&pid));
     }
 

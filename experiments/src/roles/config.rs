@@ -1,9 +1,33 @@
 //! The orchestrator's role configs, generated from the spec's sections: the user's keys, with the addresses the
 //! runner decides filled in. They are written as JSON, which every YAML parser (and `dirigent --config`) reads.
+//! They stay untyped JSON values here until the role config types have one definition shared with the
+//! orchestrator.
 
 use serde_json::{Map, Value, json};
 
+use super::{Planned, Role};
 use crate::spec::DirigentSpec;
+
+/// Why a role config cannot be made from the spec.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// "platform.worker.sandbox_ports must be a range like "20000-29999", got {text}".
+    #[error("platform.worker.sandbox_ports must be a range like \"20000-29999\", got {text}")]
+    SandboxPorts {
+        /// What the spec says.
+        text: Value,
+    },
+    /// "platform.worker.sandbox_ports {low}-{high} has fewer ports than the {slots} workers".
+    #[error("platform.worker.sandbox_ports {low}-{high} has fewer ports than the {slots} workers")]
+    TooFewSandboxPorts {
+        /// The range's first port.
+        low: u16,
+        /// The range's last port.
+        high: u16,
+        /// The workers that share it.
+        slots: u32,
+    },
+}
 
 /// The orchestrator's default sandbox port range (outside the kernel's ephemeral range).
 pub const DEFAULT_SANDBOX_PORTS: (u16, u16) = (20000, 29999);
@@ -48,9 +72,24 @@ pub fn data_plane(spec: &DirigentSpec, host: &str, control_plane_grpc: &str) -> 
     )
 }
 
+/// The config of component `planned` on a host with address `host`, pointed at the control plane's gRPC address.
+pub fn for_component(
+    spec: &DirigentSpec,
+    planned: &Planned,
+    host: &str,
+    control_plane_grpc: &str,
+) -> Result<Value, ConfigError> {
+    Ok(match planned.role {
+        Role::ControlPlane => control_plane(spec, host),
+        Role::DataPlane => data_plane(spec, host, control_plane_grpc),
+        Role::Worker => worker_in_slot(spec, host, control_plane_grpc, &planned.name, planned.slot, planned.slots)?,
+        Role::Standalone => standalone(spec, host),
+    })
+}
+
 /// Worker `index` of the spec's workers on one host: its own slice of the sandbox port range, so workers on one
 /// host never collide.
-pub fn worker(spec: &DirigentSpec, host: &str, control_plane_grpc: &str, index: u32) -> Result<Value, String> {
+pub fn worker(spec: &DirigentSpec, host: &str, control_plane_grpc: &str, index: u32) -> Result<Value, ConfigError> {
     worker_in_slot(spec, host, control_plane_grpc, &format!("worker-{index}"), index, spec.workers)
 }
 
@@ -62,11 +101,11 @@ pub fn worker_in_slot(
     name: &str,
     slot: u32,
     slots: u32,
-) -> Result<Value, String> {
+) -> Result<Value, ConfigError> {
     let (low, high) = sandbox_ports(&spec.worker)?;
     let width = (u32::from(high) - u32::from(low) + 1) / slots.max(1);
     if width == 0 {
-        return Err(format!("platform.worker.sandbox_ports {low}-{high} has fewer ports than the {slots} workers"));
+        return Err(ConfigError::TooFewSandboxPorts { low, high, slots });
     }
     let first = u32::from(low) + slot * width;
     Ok(merge(
@@ -89,16 +128,16 @@ pub fn standalone(spec: &DirigentSpec, host: &str) -> Value {
 
 /// `config` of a `role` process with the addresses it announced (`{"grpc": ..., "api": ...}`) as its listen
 /// addresses, so a restart binds the ports its peers and the loader already know instead of new ephemeral ones.
-pub fn pinned(role: &str, config: &Value, announced: &Value) -> Value {
+pub fn pinned(role: Role, config: &Value, announced: &Value) -> Value {
     let keys: &[(&[&str], &str)] = match role {
-        "control-plane" => &[(&["grpc_listen"], "grpc"), (&["http_listen"], "api")],
-        "data-plane" => &[(&["proxy_listen"], "proxy"), (&["grpc_listen"], "grpc")],
-        "standalone" => &[
+        Role::ControlPlane => &[(&["grpc_listen"], "grpc"), (&["http_listen"], "api")],
+        Role::DataPlane => &[(&["proxy_listen"], "proxy"), (&["grpc_listen"], "grpc")],
+        Role::Standalone => &[
             (&["control_plane", "grpc_listen"], "grpc"),
             (&["control_plane", "http_listen"], "api"),
             (&["data_plane", "proxy_listen"], "proxy"),
         ],
-        _ => &[],
+        Role::Worker => &[],
     };
     let mut config = config.clone();
     for (path, key) in keys {
@@ -112,9 +151,9 @@ pub fn pinned(role: &str, config: &Value, announced: &Value) -> Value {
 }
 
 /// The `sandbox_ports` range of a worker section (`"A-B"`), or the default.
-fn sandbox_ports(worker: &Value) -> Result<(u16, u16), String> {
+fn sandbox_ports(worker: &Value) -> Result<(u16, u16), ConfigError> {
     let Some(text) = worker.get("sandbox_ports") else { return Ok(DEFAULT_SANDBOX_PORTS) };
-    let bad = || format!("platform.worker.sandbox_ports must be a range like \"20000-29999\", got {text}");
+    let bad = || ConfigError::SandboxPorts { text: text.clone() };
     let (low, high) = text.as_str().and_then(|t| t.split_once('-')).ok_or_else(bad)?;
     let (low, high): (u16, u16) = (low.trim().parse().map_err(|_| bad())?, high.trim().parse().map_err(|_| bad())?);
     if low > high {
@@ -126,16 +165,7 @@ fn sandbox_ports(worker: &Value) -> Result<(u16, u16), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{ExperimentSpec, PlatformSpec};
-
-    fn spec(platform: &str) -> DirigentSpec {
-        let PlatformSpec::Dirigent(d) =
-            ExperimentSpec::parse(&format!("name: t\nplatform: {platform}\n")).unwrap().platform
-        else {
-            panic!("not dirigent")
-        };
-        d
-    }
+    use crate::spec::dirigent_spec as spec;
 
     #[test]
     fn user_keys_stay_and_addresses_are_filled_in() {
@@ -158,25 +188,29 @@ mod tests {
         assert_eq!(ports, vec![json!("30000-30099"), json!("30100-30199"), json!("30200-30299")]);
         assert_eq!(worker(&d, "127.0.0.1", "cp:1", 1).unwrap()["name"], "worker-1");
         let d = spec("{ kind: dirigent, workers: 3, worker: { sandbox_ports: 30000-30001 } }");
-        assert!(worker(&d, "h", "cp:1", 0).unwrap_err().contains("sandbox_ports"));
+        assert!(worker(&d, "h", "cp:1", 0).unwrap_err().to_string().contains("sandbox_ports"));
         let d = spec("{ kind: dirigent, worker: { sandbox_ports: lots } }");
-        assert!(worker(&d, "h", "cp:1", 0).unwrap_err().contains("sandbox_ports"));
+        assert!(worker(&d, "h", "cp:1", 0).unwrap_err().to_string().contains("sandbox_ports"));
     }
 
     #[test]
     fn a_restart_config_binds_the_announced_addresses() {
         let d = spec("{ kind: dirigent, control_plane: { placement: random } }");
         let announced = json!({ "grpc": "10.0.0.1:4001", "api": "10.0.0.1:4002", "proxy": "10.0.0.1:4003" });
-        let cp = pinned("control-plane", &control_plane(&d, "10.0.0.1"), &announced);
+        let cp = pinned(Role::ControlPlane, &control_plane(&d, "10.0.0.1"), &announced);
         assert_eq!((&cp["grpc_listen"], &cp["http_listen"]), (&json!("10.0.0.1:4001"), &json!("10.0.0.1:4002")));
         assert_eq!(cp["placement"], "random");
-        let dp = pinned("data-plane", &data_plane(&d, "10.0.0.1", "cp:1"), &json!({ "proxy": "10.0.0.1:4003" }));
+        let dp = pinned(Role::DataPlane, &data_plane(&d, "10.0.0.1", "cp:1"), &json!({ "proxy": "10.0.0.1:4003" }));
         assert_eq!((&dp["proxy_listen"], &dp["grpc_listen"]), (&json!("10.0.0.1:4003"), &json!("10.0.0.1:0")));
-        let s = pinned("standalone", &standalone(&d, "10.0.0.1"), &announced);
+        let s = pinned(Role::Standalone, &standalone(&d, "10.0.0.1"), &announced);
         assert_eq!(s["control_plane"]["http_listen"], "10.0.0.1:4002");
         assert_eq!(s["data_plane"]["proxy_listen"], "10.0.0.1:4003");
         let w = worker(&d, "10.0.0.1", "cp:1", 0).unwrap();
-        assert_eq!(pinned("worker", &w, &json!({ "name": "worker-0" })), w, "workers register anew: nothing to pin");
+        assert_eq!(
+            pinned(Role::Worker, &w, &json!({ "name": "worker-0" })),
+            w,
+            "workers register anew: nothing to pin"
+        );
     }
 
     #[test]

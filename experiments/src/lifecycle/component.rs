@@ -1,0 +1,69 @@
+//! One component of a run as the lifecycle remembers it, locally and on a cluster: where it runs, its config, what
+//! it announced, and how often it was started, which is what a restart needs.
+
+use serde_json::Value;
+
+use crate::roles::{Planned, config};
+
+/// A component of a run.
+#[derive(Debug, Clone)]
+pub struct Component {
+    /// Its name, role and host.
+    pub planned: Planned,
+    /// Its config as first generated.
+    pub config: Value,
+    /// The addresses its first start announced, which a restart binds again.
+    pub announced: Value,
+    /// How often it was restarted (each start has a config and a log of its own).
+    pub restarts: u32,
+    /// Whether it was launched at all (a start that failed counts: its process may still run).
+    pub launched: bool,
+    /// Whether it is down on purpose (a failure injection killed it, or its start failed and said so), so its
+    /// absence is no surprise at the stop.
+    pub down_on_purpose: bool,
+}
+
+impl Component {
+    /// A component not started yet.
+    pub fn new(planned: Planned, config: Value) -> Self {
+        Component { planned, config, announced: Value::Null, restarts: 0, launched: false, down_on_purpose: false }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.planned.name
+    }
+
+    /// The file name stem of its current start: `<name>`, then `<name>.<N>` after N restarts.
+    pub fn stem(&self) -> String {
+        match self.restarts {
+            0 => self.planned.name.clone(),
+            n => format!("{}.{n}", self.planned.name),
+        }
+    }
+
+    /// Counts a restart and returns its config: the first one, bound to the addresses the first start announced.
+    pub fn restart(&mut self) -> Value {
+        self.restarts += 1;
+        config::pinned(self.planned.role, &self.config, &self.announced)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roles::Role;
+    use serde_json::json;
+
+    #[test]
+    fn restarts_number_their_files_and_keep_the_announced_addresses() {
+        let planned = Planned { name: "data-plane".into(), role: Role::DataPlane, host: 0, slot: 0, slots: 1 };
+        let mut component = Component::new(planned, json!({ "proxy_listen": "h:0" }));
+        assert_eq!(component.stem(), "data-plane");
+        component.announced = json!({ "proxy": "h:4003" });
+        assert_eq!(component.restart()["proxy_listen"], "h:4003");
+        assert_eq!(component.stem(), "data-plane.1");
+        component.restart();
+        assert_eq!(component.stem(), "data-plane.2");
+    }
+}
