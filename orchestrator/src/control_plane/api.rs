@@ -1,4 +1,5 @@
 //! The user-facing HTTP API: Dirigent's `/registerService`, JSON `/v1/functions`, `/health`, `/metrics`.
+//! Its bodies are the `contracts::api` types, the ones its clients read.
 
 use std::sync::Arc;
 
@@ -8,12 +9,12 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Serialize;
-use serde_json::json;
+use contracts::api::{
+    self as wire, DataPlaneList, Deleted, ErrorBody, FunctionList, FunctionSpec, FunctionView, Health, ProxyAddresses,
+    SpecError, WorkerList,
+};
 
 use super::core::{Core, RegistryError};
-use super::function::{FunctionSpec, SpecError};
-use super::state::{FunctionCounters, FunctionRecord, SandboxRecord};
 
 /// An API error: a status and a message, sent as `{"error": message}`.
 #[derive(Debug)]
@@ -24,7 +25,7 @@ pub struct ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        (self.status, Json(ErrorBody { error: self.message })).into_response()
     }
 }
 
@@ -48,13 +49,13 @@ impl From<RegistryError> for ApiError {
 /// The API's routes.
 pub fn router(core: Arc<Core>) -> Router {
     Router::new()
-        .route("/registerService", axum::routing::post(register_service))
-        .route("/v1/functions", get(list_functions).post(create_function))
-        .route("/v1/functions/{name}", get(get_function).delete(delete_function))
-        .route("/v1/workers", get(list_workers))
-        .route("/v1/data-planes", get(list_data_planes))
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
+        .route(wire::REGISTER_SERVICE_PATH, axum::routing::post(register_service))
+        .route(wire::FUNCTIONS_PATH, get(list_functions).post(create_function))
+        .route(&wire::function_path("{name}"), get(get_function).delete(delete_function))
+        .route(wire::WORKERS_PATH, get(list_workers))
+        .route(wire::DATA_PLANES_PATH, get(list_data_planes))
+        .route(wire::HEALTH_PATH, get(health))
+        .route(wire::METRICS_PATH, get(metrics))
         .fallback(|| async { ApiError { status: StatusCode::NOT_FOUND, message: "no such API path".into() } })
         .with_state(core)
 }
@@ -80,110 +81,45 @@ async fn register_service(AxumState(core): Api, body: Bytes) -> Result<String, A
     let spec = FunctionSpec::from_form(&body)?;
     let registering = Arc::clone(&core);
     detached(async move { registering.register_function(spec).await }).await?;
-    Ok(core.proxy_addresses().join(";"))
+    Ok(ProxyAddresses(core.proxy_addresses()).to_string())
 }
 
-async fn create_function(AxumState(core): Api, body: Bytes) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+async fn create_function(AxumState(core): Api, body: Bytes) -> Result<(StatusCode, Json<FunctionView>), ApiError> {
     let spec = FunctionSpec::from_json(&body)?;
     let name = spec.name.clone();
     let registering = Arc::clone(&core);
     detached(async move { registering.register_function(spec).await }).await?;
-    let view = function_view(&core, &name).ok_or(RegistryError::Unknown(name))?;
+    let view = core.function(&name).ok_or(RegistryError::Unknown(name))?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-async fn list_functions(AxumState(core): Api) -> Json<serde_json::Value> {
-    let state = core.state();
-    Json(json!({ "functions": state.functions.values().map(view).collect::<Vec<_>>() }))
+async fn list_functions(AxumState(core): Api) -> Json<FunctionList> {
+    Json(FunctionList { functions: core.functions() })
 }
 
-async fn get_function(AxumState(core): Api, Path(name): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
-    function_view(&core, &name).map(Json).ok_or_else(|| RegistryError::Unknown(name).into())
+async fn get_function(AxumState(core): Api, Path(name): Path<String>) -> Result<Json<FunctionView>, ApiError> {
+    core.function(&name).map(Json).ok_or_else(|| RegistryError::Unknown(name).into())
 }
 
-async fn delete_function(AxumState(core): Api, Path(name): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn delete_function(AxumState(core): Api, Path(name): Path<String>) -> Result<Json<Deleted>, ApiError> {
     let deleting = (Arc::clone(&core), name.clone());
     detached(async move { deleting.0.delete_function(&deleting.1).await }).await?;
-    Ok(Json(json!({ "deleted": name })))
+    Ok(Json(Deleted { deleted: name }))
 }
 
-async fn list_workers(AxumState(core): Api) -> Json<serde_json::Value> {
-    let state = core.state();
-    let workers: Vec<_> = state
-        .workers
-        .iter()
-        .map(|(name, w)| {
-            json!({
-                "name": name, "address": w.address, "sandboxes": w.load.sandboxes,
-                "cpu_capacity_millis": w.load.cpu_capacity_millis, "cpu_used_millis": w.load.cpu_used_millis,
-                "memory_capacity_mib": w.load.memory_capacity_mib, "memory_used_mib": w.load.memory_used_mib,
-            })
-        })
-        .collect();
-    Json(json!({ "workers": workers }))
+async fn list_workers(AxumState(core): Api) -> Json<WorkerList> {
+    Json(WorkerList { workers: core.workers() })
 }
 
-async fn list_data_planes(AxumState(core): Api) -> Json<serde_json::Value> {
-    let state = core.state();
-    let data_planes: Vec<_> = state
-        .data_planes
-        .iter()
-        .map(|(name, d)| json!({ "name": name, "proxy_address": d.proxy_address, "grpc_address": d.grpc_address }))
-        .collect();
-    Json(json!({ "data_planes": data_planes }))
+async fn list_data_planes(AxumState(core): Api) -> Json<DataPlaneList> {
+    Json(DataPlaneList { data_planes: core.data_planes() })
 }
 
-async fn health(AxumState(core): Api) -> Json<serde_json::Value> {
-    let state = core.state();
-    Json(json!({
-        "status": "ok",
-        "functions": state.functions.len(),
-        "workers": state.workers.len(),
-        "data_planes": state.data_planes.len(),
-    }))
+async fn health(AxumState(core): Api) -> Json<Health> {
+    Json(core.health())
 }
 
 async fn metrics(AxumState(core): Api) -> impl IntoResponse {
-    let text = super::metrics::render(&core.state());
+    let text = super::metrics::render(&core.overview());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
-}
-
-/// A function as the API shows it: its spec and its live status.
-#[derive(Serialize)]
-struct FunctionView<'a> {
-    #[serde(flatten)]
-    spec: &'a FunctionSpec,
-    status: StatusView<'a>,
-}
-
-#[derive(Serialize)]
-struct StatusView<'a> {
-    ready: u32,
-    creating: u32,
-    desired: Option<u32>,
-    panicking: bool,
-    concurrency: f64,
-    queued: u64,
-    sandboxes: Vec<&'a SandboxRecord>,
-    counters: &'a FunctionCounters,
-    last_error: Option<&'a str>,
-}
-
-fn view(record: &FunctionRecord) -> serde_json::Value {
-    let status = StatusView {
-        ready: record.ready(),
-        creating: record.creating,
-        desired: record.last_decision.map(|d| d.desired),
-        panicking: record.last_decision.is_some_and(|d| d.panicking),
-        concurrency: record.concurrency(),
-        queued: record.queued(),
-        sandboxes: record.sandboxes.values().collect(),
-        counters: &record.counters,
-        last_error: record.last_error.as_deref(),
-    };
-    serde_json::to_value(FunctionView { spec: &record.spec, status }).unwrap_or_default()
-}
-
-fn function_view(core: &Core, name: &str) -> Option<serde_json::Value> {
-    core.state().functions.get(name).map(view)
 }

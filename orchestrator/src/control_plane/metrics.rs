@@ -2,16 +2,62 @@
 
 use std::fmt::Write as _;
 
-use super::state::State;
+use contracts::api::{FunctionStatus, FunctionView};
+
 use crate::data_plane::stats::LATENCY_BUCKETS;
 
+/// What `/metrics` shows: the functions' views, how many peers are registered, the latency histogram.
+#[derive(Debug, Clone, Default)]
+pub struct Overview {
+    /// Every registered function, by name.
+    pub functions: Vec<FunctionView>,
+    /// Registered workers.
+    pub workers: usize,
+    /// Registered data planes.
+    pub data_planes: usize,
+    /// Scheduling latency over all functions.
+    pub latency: LatencyHistogram,
+}
+
+/// Scheduling-latency histogram summed over data planes.
+#[derive(Debug, Clone)]
+pub struct LatencyHistogram {
+    /// Counts per bucket of [`LATENCY_BUCKETS`], plus +Inf.
+    pub buckets: Vec<u64>,
+    /// Sum of the observations, seconds.
+    pub sum_seconds: f64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self { buckets: vec![0; LATENCY_BUCKETS.len() + 1], sum_seconds: 0.0 }
+    }
+}
+
+impl LatencyHistogram {
+    /// Adds a data plane's bucket counts (ignoring a report with a different bucket layout).
+    pub fn add(&mut self, buckets: &[u64], sum_seconds: f64) {
+        if buckets.len() != self.buckets.len() {
+            return;
+        }
+        for (total, add) in self.buckets.iter_mut().zip(buckets) {
+            *total += add;
+        }
+        if sum_seconds.is_finite() {
+            self.sum_seconds += sum_seconds;
+        }
+    }
+}
+
 /// Renders every metric.
-pub fn render(state: &State) -> String {
+pub fn render(state: &Overview) -> String {
     let mut out = String::with_capacity(4096);
     gauge(&mut out, "dirigent_functions", "Registered functions.", state.functions.len() as f64);
-    gauge(&mut out, "dirigent_workers", "Registered workers.", state.workers.len() as f64);
-    gauge(&mut out, "dirigent_data_planes", "Registered data planes.", state.data_planes.len() as f64);
-    per_function(&mut out, state, "dirigent_sandboxes", "gauge", "Ready sandboxes per function.", |f| f.ready() as f64);
+    gauge(&mut out, "dirigent_workers", "Registered workers.", state.workers as f64);
+    gauge(&mut out, "dirigent_data_planes", "Registered data planes.", state.data_planes as f64);
+    per_function(&mut out, state, "dirigent_sandboxes", "gauge", "Ready sandboxes per function.", |f| {
+        f64::from(f.ready)
+    });
     per_function(
         &mut out,
         state,
@@ -26,10 +72,10 @@ pub fn render(state: &State) -> String {
         "dirigent_queue_depth",
         "gauge",
         "Requests queued for a sandbox, over all data planes.",
-        |f| f.queued() as f64,
+        |f| f.queued as f64,
     );
     per_function(&mut out, state, "dirigent_desired_scale", "gauge", "The autoscaler's last desired scale.", |f| {
-        f.last_decision.map_or(0.0, |d| f64::from(d.desired))
+        f.desired.map_or(0.0, f64::from)
     });
     per_function(
         &mut out,
@@ -76,20 +122,20 @@ fn gauge(out: &mut String, name: &str, help: &str, value: f64) {
 
 fn per_function(
     out: &mut String,
-    state: &State,
+    state: &Overview,
     name: &str,
     kind: &str,
     help: &str,
-    value: impl Fn(&super::state::FunctionRecord) -> f64,
+    value: impl Fn(&FunctionStatus) -> f64,
 ) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    for (function, record) in &state.functions {
+    for function in &state.functions {
         // Function names are DNS labels, so they need no escaping inside the label value.
-        let _ = writeln!(out, "{name}{{function=\"{function}\"}} {}", value(record));
+        let _ = writeln!(out, "{name}{{function=\"{}\"}} {}", function.spec.name, value(&function.status));
     }
 }
 
-fn histogram(out: &mut String, state: &State) {
+fn histogram(out: &mut String, state: &Overview) {
     let name = "dirigent_scheduling_latency_seconds";
     let _ = writeln!(
         out,
@@ -111,7 +157,7 @@ mod tests {
 
     #[test]
     fn histogram_is_cumulative() {
-        let mut state = State::default();
+        let mut state = Overview::default();
         let mut buckets = vec![0; LATENCY_BUCKETS.len() + 1];
         buckets[0] = 2;
         buckets[3] = 1;

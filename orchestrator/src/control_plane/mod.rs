@@ -4,11 +4,9 @@
 pub mod api;
 pub mod autoscaler;
 pub mod core;
-pub mod function;
 pub mod grpc;
 pub mod metrics;
 pub mod placement;
-pub mod state;
 pub mod store;
 
 use std::net::SocketAddr;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::function::FunctionSpec;
+use contracts::api::FunctionSpec;
 
 /// A persistence operation failed.
 #[derive(Debug, thiserror::Error)]

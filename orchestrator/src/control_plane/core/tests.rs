@@ -1,9 +1,14 @@
 //! The core against fake workers and data planes: what it sends, to whom, in what order.
 
+use std::time::Duration;
+
+use contracts::api::FunctionSpec;
+
 use super::*;
 use crate::clock::ManualClock;
+use crate::control_plane::autoscaler::AutoscalerConfig;
 use crate::control_plane::store::MemoryStore;
-use crate::proto::dirigent::{Endpoint, SandboxExit};
+use crate::proto::dirigent::{CreateSandboxRequest, DataPlaneInfo, Endpoint, LoadReport, SandboxExit, WorkerInfo};
 use crate::test_util::peers::{FakePeers, PeerCall, Sent};
 use crate::test_util::script::{Gate, Step};
 
@@ -72,8 +77,13 @@ fn worker(name: &str) -> WorkerInfo {
     WorkerInfo { name: name.into(), address: name.into(), cpu_millis: 2000, memory_mib: 4096 }
 }
 
-fn sandbox(id: &str, worker: &str) -> SandboxRecord {
-    SandboxRecord { id: id.into(), worker: worker.into(), address: "127.0.0.1:2".into(), creation_micros: 1 }
+/// Sandboxes placed on `worker`, ready or being created, as the API shows them.
+fn placed_on(core: &Core, worker: &str) -> u32 {
+    core.workers().into_iter().find(|w| w.name == worker).map(|w| w.sandboxes).expect("a registered worker")
+}
+
+fn sandbox(id: &str, worker: &str) -> Sandbox {
+    Sandbox { id: id.into(), worker: worker.into(), address: "127.0.0.1:2".into(), creation_micros: 1 }
 }
 
 fn core(clock: &Arc<ManualClock>) -> Arc<Core> {
@@ -263,10 +273,9 @@ async fn a_creation_that_fails_twice_fails_the_queued_requests_on_every_data_pla
     let PeerCall::FailQueued(failure) = &calls.last().unwrap().call else { panic!("{calls:?}") };
     assert_eq!(failure.name, "f");
     assert!(failure.message.contains("no such image"), "the worker's reason reaches the requests: {failure:?}");
-    let state = cluster.core.state();
-    let record = &state.functions["f"];
+    let record = cluster.core.function("f").unwrap().status;
     assert_eq!((record.creating, record.counters.creation_failures), (0, 1));
-    assert_eq!(state.workers["w-1"].load.sandboxes, 0, "no reservation is left behind");
+    assert_eq!(placed_on(&cluster.core, "w-1"), 0, "no reservation is left behind");
 }
 
 #[tokio::test]
@@ -280,7 +289,7 @@ async fn a_sandbox_that_exited_leaves_every_data_plane() {
     for dp in DATA_PLANES {
         assert_eq!(pushed(&calls, dp, "f").last(), Some(&vec![]), "{dp} still routes to the dead sandbox");
     }
-    assert_eq!(cluster.core.state().workers["w-1"].load.sandboxes, 0, "its slot is free again");
+    assert_eq!(placed_on(&cluster.core, "w-1"), 0, "its slot is free again");
 }
 
 #[tokio::test]
@@ -309,7 +318,7 @@ async fn reconciling_kills_what_the_registry_does_not_know_and_drops_what_the_wo
             DATA_PLANES.iter().all(|dp| pushed(calls, dp, "f").last() == Some(&vec![]))
         })
         .await;
-    assert!(cluster.core.state().functions["f"].sandboxes.is_empty());
+    assert!(cluster.core.function("f").unwrap().status.sandboxes.is_empty());
 }
 
 #[tokio::test]
@@ -321,10 +330,10 @@ async fn silent_workers_are_dropped_with_their_sandboxes_and_heartbeats_keep_the
     let spec = FunctionSpec::from_json(br#"{"name":"f","image":"x"}"#).unwrap();
     core.register_function(spec).await.unwrap();
     {
-        let mut state = core.state();
-        let record = state.functions.get_mut("f").unwrap();
-        record.sandboxes.insert("a".into(), sandbox("a", "quiet"));
-        record.sandboxes.insert("b".into(), sandbox("b", "chatty"));
+        let mut state = core.locked();
+        let record = state.registry.get_mut("f").unwrap();
+        record.add_sandbox(sandbox("a", "quiet"));
+        record.add_sandbox(sandbox("b", "chatty"));
     }
     let timeout = core.config.worker_timeout;
     clock.advance(timeout / 2);
@@ -332,12 +341,11 @@ async fn silent_workers_are_dropped_with_their_sandboxes_and_heartbeats_keep_the
     clock.advance(timeout / 2 + Duration::from_millis(1));
     core.expire_peers().await;
 
-    let state = core.state();
-    assert!(!state.workers.contains_key("quiet"), "a worker silent for longer than worker_timeout is dropped");
-    assert!(state.workers.contains_key("chatty"), "a heartbeat within the timeout keeps it");
-    let left: Vec<&String> = state.functions["f"].sandboxes.keys().collect();
+    let workers: Vec<String> = core.workers().into_iter().map(|w| w.name).collect();
+    assert!(!workers.contains(&"quiet".to_owned()), "a worker silent for longer than worker_timeout is dropped");
+    assert!(workers.contains(&"chatty".to_owned()), "a heartbeat within the timeout keeps it");
+    let left: Vec<String> = core.function("f").unwrap().status.sandboxes.into_iter().map(|s| s.id).collect();
     assert_eq!(left, ["b"], "the dropped worker's sandboxes go with it");
-    drop(state);
     assert!(matches!(core.worker_heartbeat("quiet", 0), Err(PeerError::Unknown(_))), "it must register again");
 }
 
@@ -349,9 +357,9 @@ async fn registry_errors_keep_what_is_registered() {
     core.register_function(spec.clone()).await.unwrap();
     assert!(matches!(core.register_function(spec).await, Err(RegistryError::Duplicate(_))));
     assert!(matches!(core.delete_function("g").await, Err(RegistryError::Unknown(_))));
-    assert!(core.state().functions.contains_key("f"));
+    assert!(core.function("f").is_some());
     core.delete_function("f").await.unwrap();
-    assert!(core.state().functions.is_empty());
+    assert!(core.functions().is_empty());
 }
 
 #[tokio::test]
@@ -365,8 +373,79 @@ async fn a_cold_start_request_plans_one_sandbox_and_no_more() {
     core.request_cold_start("f");
     // The test runtime is single-threaded and nothing was awaited, so no creation has run yet: the
     // second request must have seen the first one's planned creation.
-    let state = core.state();
-    assert_eq!(state.functions["f"].creating, 1);
-    assert_eq!(state.pending.len(), 1);
-    assert_eq!(state.workers["w"].load.sandboxes, 1, "the placement reserved one slot");
+    assert_eq!(core.function("f").unwrap().status.creating, 1);
+    assert_eq!(core.locked().lifecycle.pending_count(), 1);
+    assert_eq!(placed_on(&core, "w"), 1, "the placement reserved one slot");
+}
+
+// ---- settling a creation: lifecycle, registry and reservation in one step --------------------------------
+
+fn state_with(function_uid: u64) -> State {
+    let mut state = State::default();
+    let spec = FunctionSpec::from_json(br#"{"name":"f","image":"x","cpu_millis":100,"memory_mib":64}"#).unwrap();
+    let mut record = FunctionRecord::new(spec, function_uid, &AutoscalerConfig::default());
+    let _ = record.start_creation("f-1".into());
+    state.registry.insert(record);
+    state.lifecycle.begin("f-1");
+    state
+}
+
+fn reserved(state: &mut State, worker: &str) {
+    let info = WorkerInfo { name: worker.into(), address: String::new(), cpu_millis: 1000, memory_mib: 1024 };
+    state.members.add_worker(info, FakePeers::new().worker_at(worker), Duration::ZERO);
+    state.members.reserve(worker, ASKED);
+}
+
+const ASKED: Resources = Resources { cpu_millis: 100, memory_mib: 64 };
+
+/// The creation of `f-1` for registration `uid` of `f`, placed on `worker`.
+fn plan(uid: u64, worker: &str) -> PlannedSandbox {
+    let request = CreateSandboxRequest { sandbox_id: "f-1".into(), function: "f".into(), ..Default::default() };
+    let client = FakePeers::new().worker_at(worker);
+    PlannedSandbox { worker: worker.into(), client, request, function_uid: uid, resources: ASKED }
+}
+
+fn creating(state: &State) -> u32 {
+    state.registry.get("f").unwrap().creating()
+}
+
+fn placed(state: &State, worker: &str) -> (u32, u64) {
+    state.members.load(worker).map(|l| (l.sandboxes, l.cpu_used_millis)).unwrap()
+}
+
+#[test]
+fn a_created_sandbox_is_kept_only_for_the_same_live_registration() {
+    let mut state = state_with(1);
+    reserved(&mut state, "w");
+    assert!(state.settle("f", &plan(1, "w"), true));
+    assert_eq!(creating(&state), 0);
+    assert_eq!(placed(&state, "w").0, 1, "a kept sandbox keeps its reservation");
+    assert_eq!(state.lifecycle.pending_count(), 0);
+
+    // Deleted and registered again under the same name while the sandbox started.
+    let mut state = state_with(2);
+    reserved(&mut state, "w");
+    assert!(!state.settle("f", &plan(1, "w"), true));
+    assert_eq!(creating(&state), 1, "the new registration's own creation is untouched");
+    assert_eq!(placed(&state, "w").0, 0);
+    assert_eq!(placed(&state, "w").1, 0);
+}
+
+#[test]
+fn failures_early_exits_and_dropped_workers_release_everything() {
+    let mut state = state_with(1);
+    reserved(&mut state, "w");
+    assert!(!state.settle("f", &plan(1, "w"), false));
+    assert_eq!((creating(&state), placed(&state, "w").0), (0, 0));
+
+    let mut state = state_with(1);
+    reserved(&mut state, "w");
+    state.lifecycle.exited_early_for_test("f-1");
+    assert!(!state.settle("f", &plan(1, "w"), true), "it died before it was recorded");
+    assert_eq!(state.lifecycle.early_exits(), 0);
+    assert_eq!(creating(&state), 0);
+
+    let mut state = state_with(1);
+    assert!(!state.settle("f", &plan(1, "gone"), true), "its worker was dropped meanwhile");
+    assert_eq!(creating(&state), 0, "no creation stays counted forever");
 }

@@ -1,0 +1,318 @@
+//! Membership: the registered workers (with what is placed on them) and data planes, their heartbeats and
+//! their expiry; a re-registering worker is reconciled with the registry.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use contracts::api::{DataPlaneView, WorkerView};
+
+use super::{Core, DataPlanes, Membership, PeerError, Workers};
+use crate::control_plane::placement::{Resources, WorkerLoad};
+use crate::peers::{DataPlanePeer, WorkerPeer};
+use crate::proto::dirigent::{DataPlaneInfo, KillSandboxRequest, LoadReport, WorkerInfo};
+
+/// A worker's heartbeats whose sandbox count differed from the registry's, in a row, before they reconcile.
+const MISMATCHES_BEFORE_RECONCILE: u32 = 3;
+
+struct WorkerRecord {
+    address: String,
+    client: Arc<dyn WorkerPeer>,
+    /// What it offers and what is placed on it (the placement's ledger).
+    load: WorkerLoad,
+    /// When it last said it was alive (clock time).
+    last_seen: Duration,
+    /// Heartbeats in a row whose sandbox count differed from the registry's.
+    count_mismatches: u32,
+}
+
+struct DataPlaneRecord {
+    proxy_address: String,
+    grpc_address: String,
+    client: Arc<dyn DataPlanePeer>,
+    /// When it last reported (clock time).
+    last_seen: Duration,
+}
+
+/// The registered workers and data planes, by name.
+#[derive(Default)]
+pub(super) struct Members {
+    workers: BTreeMap<String, WorkerRecord>,
+    data_planes: BTreeMap<String, DataPlaneRecord>,
+}
+
+impl Members {
+    /// Adds (or replaces) a worker; a re-registering one keeps what is placed on it.
+    pub(super) fn add_worker(&mut self, info: WorkerInfo, client: Arc<dyn WorkerPeer>, now: Duration) {
+        let previous = self.workers.remove(&info.name);
+        let (cpu_used_millis, memory_used_mib, sandboxes) =
+            previous.map_or((0, 0, 0), |w| (w.load.cpu_used_millis, w.load.memory_used_mib, w.load.sandboxes));
+        let load = WorkerLoad {
+            name: info.name.clone(),
+            cpu_capacity_millis: info.cpu_millis,
+            memory_capacity_mib: info.memory_mib,
+            cpu_used_millis,
+            memory_used_mib,
+            sandboxes,
+        };
+        let record = WorkerRecord { address: info.address, client, load, last_seen: now, count_mismatches: 0 };
+        self.workers.insert(info.name, record);
+    }
+
+    /// Notes a heartbeat; returns whether the worker and the registry should reconcile now.
+    fn heartbeat(&mut self, name: &str, sandboxes: u32, now: Duration) -> Result<bool, PeerError> {
+        let worker = self.workers.get_mut(name).ok_or_else(|| PeerError::Unknown(format!("worker {name}")))?;
+        worker.last_seen = now;
+        if worker.load.sandboxes == sandboxes {
+            worker.count_mismatches = 0;
+        } else {
+            worker.count_mismatches += 1;
+        }
+        // Every few mismatching heartbeats, not once: a reconcile may fail or leave a real difference.
+        Ok(worker.count_mismatches > 0 && worker.count_mismatches % MISMATCHES_BEFORE_RECONCILE == 0)
+    }
+
+    pub(super) fn has_worker(&self, name: &str) -> bool {
+        self.workers.contains_key(name)
+    }
+
+    pub(super) fn worker_client(&self, name: &str) -> Option<Arc<dyn WorkerPeer>> {
+        self.workers.get(name).map(|w| Arc::clone(&w.client))
+    }
+
+    /// The workers' clients, for kills outside the lock.
+    pub(super) fn worker_clients(&self) -> Workers {
+        self.workers.iter().map(|(name, w)| (name.clone(), Arc::clone(&w.client))).collect()
+    }
+
+    /// What each worker offers and has placed, for a placement decision.
+    pub(super) fn loads(&self) -> Vec<WorkerLoad> {
+        self.workers.values().map(|w| w.load.clone()).collect()
+    }
+
+    #[cfg(test)]
+    pub(super) fn load(&self, name: &str) -> Option<&WorkerLoad> {
+        self.workers.get(name).map(|w| &w.load)
+    }
+
+    /// Reserves a sandbox's resources on its worker.
+    pub(super) fn reserve(&mut self, worker: &str, resources: Resources) {
+        if let Some(w) = self.workers.get_mut(worker) {
+            w.load.cpu_used_millis += resources.cpu_millis;
+            w.load.memory_used_mib += resources.memory_mib;
+            w.load.sandboxes += 1;
+        }
+    }
+
+    /// Releases a sandbox's resources on its worker.
+    pub(super) fn release(&mut self, worker: &str, resources: Resources) {
+        if let Some(w) = self.workers.get_mut(worker) {
+            w.load.cpu_used_millis = w.load.cpu_used_millis.saturating_sub(resources.cpu_millis);
+            w.load.memory_used_mib = w.load.memory_used_mib.saturating_sub(resources.memory_mib);
+            w.load.sandboxes = w.load.sandboxes.saturating_sub(1);
+        }
+    }
+
+    fn add_data_plane(&mut self, info: &DataPlaneInfo, client: Arc<dyn DataPlanePeer>, now: Duration) {
+        let record = DataPlaneRecord {
+            proxy_address: info.proxy_address.clone(),
+            grpc_address: info.grpc_address.clone(),
+            client,
+            last_seen: now,
+        };
+        self.data_planes.insert(info.name.clone(), record);
+    }
+
+    fn data_plane_seen(&mut self, name: &str, now: Duration) -> Result<(), PeerError> {
+        let dp = self.data_planes.get_mut(name).ok_or_else(|| PeerError::Unknown(format!("data plane {name}")))?;
+        dp.last_seen = now;
+        Ok(())
+    }
+
+    pub(super) fn data_plane_client(&self, name: &str) -> Option<Arc<dyn DataPlanePeer>> {
+        self.data_planes.get(name).map(|d| Arc::clone(&d.client))
+    }
+
+    /// The data planes' clients, for a push outside the lock.
+    pub(super) fn data_plane_clients(&self) -> DataPlanes {
+        self.data_planes.iter().map(|(name, dp)| (name.clone(), Arc::clone(&dp.client))).collect()
+    }
+
+    /// Drops the workers and data planes not heard from within their timeouts; returns their names.
+    fn expire(&mut self, now: Duration, worker_timeout: Duration, data_plane_timeout: Duration) -> Expired {
+        let workers = silent(&self.workers, |w| w.last_seen, now, worker_timeout);
+        let data_planes = silent(&self.data_planes, |d| d.last_seen, now, data_plane_timeout);
+        for name in &workers {
+            self.workers.remove(name);
+        }
+        for name in &data_planes {
+            self.data_planes.remove(name);
+        }
+        Expired { workers, data_planes }
+    }
+
+    pub(super) fn counts(&self) -> Membership {
+        Membership { workers: self.workers.len(), data_planes: self.data_planes.len() }
+    }
+
+    pub(super) fn worker_views(&self) -> Vec<WorkerView> {
+        let view = |(name, w): (&String, &WorkerRecord)| WorkerView {
+            name: name.clone(),
+            address: w.address.clone(),
+            sandboxes: w.load.sandboxes,
+            cpu_capacity_millis: w.load.cpu_capacity_millis,
+            cpu_used_millis: w.load.cpu_used_millis,
+            memory_capacity_mib: w.load.memory_capacity_mib,
+            memory_used_mib: w.load.memory_used_mib,
+        };
+        self.workers.iter().map(view).collect()
+    }
+
+    pub(super) fn data_plane_views(&self) -> Vec<DataPlaneView> {
+        let view = |(name, d): (&String, &DataPlaneRecord)| DataPlaneView {
+            name: name.clone(),
+            proxy_address: d.proxy_address.clone(),
+            grpc_address: d.grpc_address.clone(),
+        };
+        self.data_planes.iter().map(view).collect()
+    }
+
+    pub(super) fn proxy_addresses(&self) -> Vec<String> {
+        self.data_planes.values().map(|d| d.proxy_address.clone()).collect()
+    }
+}
+
+/// Who missed their deadline.
+struct Expired {
+    workers: Vec<String>,
+    data_planes: Vec<String>,
+}
+
+/// Names of the peers not heard from within `deadline`.
+fn silent<T>(
+    peers: &BTreeMap<String, T>,
+    last_seen: impl Fn(&T) -> Duration,
+    now: Duration,
+    deadline: Duration,
+) -> Vec<String> {
+    peers.iter().filter(|(_, p)| now.saturating_sub(last_seen(p)) > deadline).map(|(name, _)| name.clone()).collect()
+}
+
+impl Core {
+    /// Registers (or re-registers) a worker.
+    pub fn register_worker(self: &Arc<Self>, info: WorkerInfo) -> Result<(), PeerError> {
+        let client = self.peers.worker(&info.address)?;
+        let name = info.name.clone();
+        {
+            let mut state = self.locked();
+            tracing::info!(worker = %info.name, address = %info.address, "worker registered");
+            state.members.add_worker(info, client, self.clock.now());
+            self.publish_membership(&state);
+        }
+        let core = Arc::clone(self);
+        tokio::spawn(async move { core.reconcile_worker(&name).await });
+        Ok(())
+    }
+
+    /// Makes a (re-)registered worker and the registry agree: sandboxes the registry does not know are
+    /// killed (nothing leaks across a control-plane restart), and sandboxes the worker lost are dropped.
+    pub(super) async fn reconcile_worker(&self, name: &str) {
+        let (client, recorded) = {
+            let state = self.locked();
+            let Some(client) = state.members.worker_client(name) else { return };
+            // Only what was recorded before asking can be judged lost: a creation may finish meanwhile.
+            (client, state.registry.sandboxes_on(name))
+        };
+        let listed = match client.list_sandboxes().await {
+            Ok(list) => list.sandboxes,
+            Err(status) => return tracing::warn!(worker = %name, %status, "cannot list the worker's sandboxes"),
+        };
+        let live: HashSet<&str> = listed.iter().map(|s| s.sandbox_id.as_str()).collect();
+        let (unknown, pushes, data_planes) = {
+            let mut state = self.locked();
+            let unknown: Vec<String> =
+                listed.iter().filter(|s| !state.knows_sandbox(&s.sandbox_id)).map(|s| s.sandbox_id.clone()).collect();
+            let pushes = state.drop_sandboxes(|s| recorded.contains(&s.id) && !live.contains(s.id.as_str()));
+            (unknown, pushes, state.members.data_plane_clients())
+        };
+        for id in unknown {
+            tracing::info!(worker = %name, sandbox = %id, "killing a sandbox the registry does not know");
+            let _ = client.kill_sandbox(KillSandboxRequest { sandbox_id: id }).await;
+        }
+        for push in pushes {
+            self.push(push, data_planes.clone()).await;
+        }
+    }
+
+    /// Notes a worker's heartbeat. When the worker's sandbox count disagrees with the registry's for
+    /// several heartbeats in a row (creations and kills in flight disagree briefly), the two reconcile:
+    /// this catches a lost exit report.
+    pub fn worker_heartbeat(self: &Arc<Self>, name: &str, sandboxes: u32) -> Result<(), PeerError> {
+        let now = self.clock.now();
+        let reconcile = self.locked().members.heartbeat(name, sandboxes, now)?;
+        if reconcile {
+            let core = Arc::clone(self);
+            let name = name.to_owned();
+            tokio::spawn(async move { core.reconcile_worker(&name).await });
+        }
+        Ok(())
+    }
+
+    /// Registers a data plane and pushes every function to it.
+    pub fn register_data_plane(self: &Arc<Self>, info: DataPlaneInfo) -> Result<(), PeerError> {
+        let client = self.peers.data_plane(&info.grpc_address)?;
+        {
+            let mut state = self.locked();
+            state.members.add_data_plane(&info, Arc::clone(&client), self.clock.now());
+            state.distribution.resync_started(&info.name);
+            self.publish_membership(&state);
+        }
+        tracing::info!(data_plane = %info.name, proxy = %info.proxy_address, "data plane registered");
+        let core = Arc::clone(self);
+        tokio::spawn(async move { core.resync(info.name, client).await });
+        Ok(())
+    }
+
+    /// Takes a data plane's load report (its heartbeat too).
+    pub fn report_load(&self, report: LoadReport) -> Result<(), PeerError> {
+        let now = self.clock.now();
+        let mut state = self.locked();
+        state.members.data_plane_seen(&report.data_plane, now)?;
+        for load in report.functions {
+            state.latency.add(&load.latency_buckets, load.latency_sum_seconds);
+            if let Some(function) = state.registry.get_mut(&load.function) {
+                function.add_load(&report.data_plane, load);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops workers and data planes that stopped reporting, and the sandboxes on those workers.
+    pub async fn expire_peers(self: &Arc<Self>) {
+        let now = self.clock.now();
+        let (pushes, data_planes) = {
+            let mut state = self.locked();
+            let (worker_timeout, data_plane_timeout) = (self.config.worker_timeout, self.config.data_plane_timeout);
+            let expired = state.members.expire(now, worker_timeout, data_plane_timeout);
+            for name in &expired.data_planes {
+                tracing::warn!(data_plane = %name, "data plane stopped reporting; dropped");
+                state.registry.forget_loads(name);
+                state.distribution.forget(name);
+            }
+            for name in &expired.workers {
+                tracing::warn!(worker = %name, "worker missed its heartbeats; dropped with its sandboxes");
+            }
+            if !expired.workers.is_empty() || !expired.data_planes.is_empty() {
+                self.publish_membership(&state);
+            }
+            let pushes = state.drop_sandboxes(|s| expired.workers.contains(&s.worker));
+            (pushes, state.members.data_plane_clients())
+        };
+        // In the background: a push waits for drains, and this runs on the autoscaler's loop.
+        for push in pushes {
+            let (core, data_planes) = (Arc::clone(self), data_planes.clone());
+            tokio::spawn(async move { core.push(push, data_planes).await });
+        }
+        self.resync_failed().await;
+    }
+}
