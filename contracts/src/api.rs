@@ -298,9 +298,8 @@ pub struct FunctionCounters {
     pub creation_failures: u64,
 }
 
-/// `GET /v1/functions`.
+/// `GET /v1/functions`; the list is required, so that an answer of another shape fails to read.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
 pub struct FunctionList {
     /// Every registered function, by name.
     pub functions: Vec<FunctionView>,
@@ -335,7 +334,6 @@ pub struct WorkerView {
 
 /// `GET /v1/workers`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
 pub struct WorkerList {
     /// Every registered worker, by name.
     pub workers: Vec<WorkerView>,
@@ -355,7 +353,6 @@ pub struct DataPlaneView {
 
 /// `GET /v1/data-planes`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
 pub struct DataPlaneList {
     /// Every registered data plane, by name.
     pub data_planes: Vec<DataPlaneView>,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use loader::config::{ColdStartWorkload, DriverConfig, RunConfig, TargetConfig, Workload};
 use loader::driver::StopSignal;
 use loader::schedule::ScheduleConfig;
+use contracts::api::{self, FunctionList};
 use serde_json::Value;
 use support::*;
 
@@ -48,9 +49,10 @@ fn rows(output: &Path) -> Vec<std::collections::HashMap<String, String>> {
 
 /// The names the control plane lists (`GET /v1/functions` answers `{"functions": [...]}`); anything else fails.
 async fn registered_functions(api: &str) -> Vec<String> {
-    let list: Value = client().get(format!("http://{api}/v1/functions")).send().await.unwrap().json().await.unwrap();
-    let functions = list["functions"].as_array().unwrap_or_else(|| panic!("no functions array in {list}"));
-    functions.iter().map(|f| f["name"].as_str().unwrap_or_else(|| panic!("no name in {f}")).to_owned()).collect()
+    let response = client().get(format!("http://{api}{}", api::FUNCTIONS_PATH)).send().await.unwrap();
+    let text = response.text().await.unwrap();
+    let list: FunctionList = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not a function list ({e}): {text}"));
+    list.functions.into_iter().map(|f| f.spec.name).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use contracts::api::Health;
 use support::*;
 
 /// Workers sharing a host get their own sandbox port ranges, as standalone gives its workers.
@@ -29,25 +29,23 @@ async fn roles_in_separate_processes_serve_and_clean_up() {
         Role::start("worker", &worker_yaml(&grpc, "22000-22999")),
     ];
 
-    let http = client();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let health: Value = http.get(format!("http://{api}/health")).send().await.unwrap().json().await.unwrap();
-        if health["workers"] == 2 && health["data_planes"] == 1 {
+        let health = health(&api).await;
+        if health.workers == 2 && health.data_planes == 1 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "roles did not register: {health}");
+        assert!(std::time::Instant::now() < deadline, "roles did not register: {health:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     // Two sandboxes from the start: least-loaded placement puts one on each worker.
-    assert_eq!(register(&api, "split", json!({ "min_scale": 2, "max_scale": 2 })).await.status(), 201);
+    assert_eq!(register(&api, "split", |s| (s.min_scale, s.max_scale) = (2, 2)).await.status(), 201);
     let view =
-        wait_for_function(&api, "split", Duration::from_secs(20), "two ready sandboxes", |v| v["status"]["ready"] == 2)
+        wait_for_function(&api, "split", Duration::from_secs(20), "two ready sandboxes", |v| v.status.ready == 2)
             .await;
-    let placed: std::collections::BTreeSet<&str> =
-        view["status"]["sandboxes"].as_array().unwrap().iter().filter_map(|s| s["worker"].as_str()).collect();
-    assert_eq!(placed.len(), 2, "one sandbox per worker: {view}");
+    let placed: std::collections::BTreeSet<&str> = view.status.sandboxes.iter().map(|s| s.worker.as_str()).collect();
+    assert_eq!(placed.len(), 2, "one sandbox per worker: {view:?}");
     for _ in 0..4 {
         let response = invoke(&proxy, "split", 0).await;
         assert_eq!(response.status(), 200);
@@ -58,14 +56,14 @@ async fn roles_in_separate_processes_serve_and_clean_up() {
 
     // A worker that dies takes its sandboxes with it (no orphans) and the control plane drops it.
     workers[0].crash();
-    let workers_left = |v: &Value| v["workers"] == 1;
+    let workers_left = |v: &Health| v.workers == 1;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let health: Value = http.get(format!("http://{api}/health")).send().await.unwrap().json().await.unwrap();
+        let health = health(&api).await;
         if workers_left(&health) {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "dead worker not dropped: {health}");
+        assert!(std::time::Instant::now() < deadline, "dead worker not dropped: {health:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(sandbox_pids(&ids).len(), 1, "the dead worker's sandbox died with it");

@@ -4,7 +4,8 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use contracts::api::{self, Deleted, ErrorBody, Health};
+use serde_json::Value;
 use support::*;
 
 const FAST_AUTOSCALER: &str = "stable_window: 2s, panic_window: 400ms, tick: 200ms";
@@ -64,7 +65,7 @@ async fn cold_then_warm_through_both_routes_and_protocols() {
     assert_eq!(over_h2.status(), 200);
 
     let view = function(&api, "hello").await;
-    assert_eq!(view["status"]["ready"], 1, "one sandbox served all sequential requests: {view}");
+    assert_eq!(view.status.ready, 1, "one sandbox served all sequential requests: {view:?}");
     let ids = sandbox_ids(&view);
     assert_eq!(sandbox_pids(&ids).len(), 1, "the sandbox is a live process");
 
@@ -80,11 +81,11 @@ async fn errors_are_clear_and_nothing_registered_is_lost() {
 
     let unknown = invoke(&proxy, "nobody", 0).await;
     assert_eq!(unknown.status(), 404);
-    assert!(unknown.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("nobody"));
+    assert!(unknown.json::<ErrorBody>().await.unwrap().error.contains("nobody"));
 
     // A bare image name is found beside the dirigent binary.
-    assert_eq!(register(&api, "keep", json!({ "image": "trace-function" })).await.status(), 201);
-    let duplicate = register(&api, "keep", json!({})).await;
+    assert_eq!(register(&api, "keep", |s| s.image = "trace-function".into()).await.status(), 201);
+    let duplicate = register(&api, "keep", |_| {}).await;
     assert_eq!(duplicate.status(), 409);
     assert!(duplicate.text().await.unwrap().contains("already registered"));
 
@@ -106,14 +107,14 @@ async fn errors_are_clear_and_nothing_registered_is_lost() {
     assert_eq!(http.delete(format!("http://{api}/v1/functions/ghost")).send().await.unwrap().status(), 404);
 
     // A function whose image cannot start fails its queued request with 503 and the reason, not a hang.
-    assert_eq!(register(&api, "broken", json!({ "image": "/nonexistent/function" })).await.status(), 201);
+    assert_eq!(register(&api, "broken", |s| s.image = "/nonexistent/function".into()).await.status(), 201);
     let broken = invoke(&proxy, "broken", 0).await;
     assert_eq!(broken.status(), 503);
-    let message = broken.json::<Value>().await.unwrap()["error"].as_str().unwrap().to_owned();
+    let message = broken.json::<ErrorBody>().await.unwrap().error;
     assert!(message.contains("/nonexistent/function"), "{message}");
 
-    let list: Value = http.get(format!("http://{api}/v1/functions")).send().await.unwrap().json().await.unwrap();
-    let names: Vec<&str> = list["functions"].as_array().unwrap().iter().filter_map(|f| f["name"].as_str()).collect();
+    let list = functions(&api).await;
+    let names: Vec<&str> = list.functions.iter().map(|f| f.spec.name.as_str()).collect();
     assert_eq!(names, ["broken", "keep"], "bad requests lost nothing");
     assert_eq!(invoke(&proxy, "keep", 0).await.status(), 200);
 }
@@ -122,7 +123,7 @@ async fn errors_are_clear_and_nothing_registered_is_lost() {
 async fn scales_up_under_concurrent_load_then_to_zero() {
     let mut cluster = Role::start("standalone", &standalone_yaml(2, FAST_AUTOSCALER));
     let (api, proxy) = (cluster.address("api"), cluster.address("proxy"));
-    assert_eq!(register(&api, "busy", json!({ "max_scale": 4 })).await.status(), 201);
+    assert_eq!(register(&api, "busy", |s| s.max_scale = 4).await.status(), 201);
 
     // Four requests at once on a concurrency-1 function: the queue and the panic window must add sandboxes.
     let load: Vec<_> = (0..4)
@@ -134,7 +135,7 @@ async fn scales_up_under_concurrent_load_then_to_zero() {
         })
         .collect();
     let scaled = wait_for_function(&api, "busy", Duration::from_secs(30), "scale-up to 2+", |v| {
-        v["status"]["ready"].as_u64().unwrap_or(0) >= 2
+        v.status.ready >= 2
     })
     .await;
     let mut ids = sandbox_ids(&scaled);
@@ -143,10 +144,10 @@ async fn scales_up_under_concurrent_load_then_to_zero() {
     }
     let at_peak = function(&api, "busy").await;
     ids.extend(sandbox_ids(&at_peak));
-    assert!(at_peak["status"]["ready"].as_u64().unwrap() <= 4, "max_scale holds: {at_peak}");
+    assert!(at_peak.status.ready <= 4, "max_scale holds: {at_peak:?}");
 
     // No traffic for a whole stable window: back to zero, and the processes are gone.
-    wait_for_function(&api, "busy", Duration::from_secs(30), "scale to zero", |v| v["status"]["ready"] == 0).await;
+    wait_for_function(&api, "busy", Duration::from_secs(30), "scale to zero", |v| v.status.ready == 0).await;
     assert_sandboxes_gone(&ids);
 
     let metrics = client().get(format!("http://{api}/metrics")).send().await.unwrap().text().await.unwrap();
@@ -159,7 +160,7 @@ async fn scales_up_under_concurrent_load_then_to_zero() {
 async fn deleting_drains_and_kills_and_crashed_sandboxes_are_replaced() {
     let cluster = Role::start("standalone", &standalone_yaml(1, ""));
     let (api, proxy) = (cluster.address("api"), cluster.address("proxy"));
-    assert_eq!(register(&api, "victim", json!({})).await.status(), 201);
+    assert_eq!(register(&api, "victim", |_| {}).await.status(), 201);
     assert_eq!(invoke(&proxy, "victim", 0).await.status(), 200);
     let first = sandbox_ids(&function(&api, "victim").await);
 
@@ -168,7 +169,7 @@ async fn deleting_drains_and_kills_and_crashed_sandboxes_are_replaced() {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
     }
     wait_for_function(&api, "victim", Duration::from_secs(10), "crashed sandbox removed", |v| {
-        v["status"]["ready"] == 0
+        v.status.ready == 0
     })
     .await;
     // The registry drops the sandbox just before the data plane hears of it: a request in that window
@@ -186,8 +187,9 @@ async fn deleting_drains_and_kills_and_crashed_sandboxes_are_replaced() {
     let second = sandbox_ids(&function(&api, "victim").await);
     assert_ne!(first, second);
 
-    let deleted = client().delete(format!("http://{api}/v1/functions/victim")).send().await.unwrap();
+    let deleted = client().delete(format!("http://{api}{}", api::function_path("victim"))).send().await.unwrap();
     assert_eq!(deleted.status(), 200);
+    assert_eq!(deleted.json::<Deleted>().await.unwrap().deleted, "victim");
     assert_sandboxes_gone(&second);
     assert_eq!(invoke(&proxy, "victim", 0).await.status(), 404);
 }
@@ -208,6 +210,6 @@ async fn membership_changes_after_start_do_not_freeze_the_control_plane() {
     assert!(matches!(registered, Ok(Ok(_))), "the registration must answer: {registered:?}");
     let health =
         tokio::time::timeout(Duration::from_secs(10), client().get(format!("http://{api}/health")).send()).await;
-    let health: Value = health.expect("the API must still answer").unwrap().json().await.unwrap();
-    assert_eq!(health["workers"], 2, "{health}");
+    let health: Health = health.expect("the API must still answer").unwrap().json().await.unwrap();
+    assert_eq!(health.workers, 2, "{health:?}");
 }

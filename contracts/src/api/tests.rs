@@ -73,6 +73,8 @@ fn a_function_view_is_its_spec_flattened_beside_its_status() {
     let list = FunctionList { functions: vec![view()] };
     let text = serde_json::to_string(&list).unwrap();
     assert_eq!(serde_json::from_str::<FunctionList>(&text).unwrap(), list);
+    assert!(serde_json::from_str::<FunctionList>("[]").is_err(), "a bare array is not a function list");
+    assert!(serde_json::from_str::<FunctionList>("{}").is_err(), "the list is required");
 }
 
 #[test]

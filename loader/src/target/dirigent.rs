@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use contracts::api::{self, FunctionSpec};
 use futures_util::FutureExt;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -64,17 +65,16 @@ impl DirigentTarget {
     }
 
     async fn register(&self, function: &FunctionDeployment) -> Result<(), TargetError> {
-        let mut spec = serde_json::json!({
-            "name": function.name,
-            "image": function.image.clone().unwrap_or_else(|| self.config.image.clone()),
-            "min_scale": function.min_scale,
-        });
+        let image = function.image.clone().unwrap_or_else(|| self.config.image.clone());
+        let mut spec = FunctionSpec::new(function.name.clone(), image);
+        spec.min_scale = function.min_scale;
+        // 0 leaves the control plane's own bound.
         if function.max_scale > 0 {
-            spec["max_scale"] = function.max_scale.into();
+            spec.max_scale = function.max_scale;
         }
         let deploy_error = |message: String| TargetError::Deploy { function: function.name.clone(), message };
-        let (status, body) =
-            self.call(Method::POST, "/v1/functions", Some(spec.to_string())).await.map_err(deploy_error)?;
+        let body = serde_json::to_string(&spec).map_err(|e| deploy_error(e.to_string()))?;
+        let (status, body) = self.call(Method::POST, api::FUNCTIONS_PATH, Some(body)).await.map_err(deploy_error)?;
         // A function left registered by an earlier run is reused, as its sandboxes are the platform's business.
         if status.is_success() || status == StatusCode::CONFLICT {
             self.deployed.lock().unwrap_or_else(|e| e.into_inner()).push(function.name.clone());
@@ -104,7 +104,7 @@ impl Target for DirigentTarget {
             let names = std::mem::take(&mut *self.deployed.lock().unwrap_or_else(|e| e.into_inner()));
             let mut failed = Vec::new();
             for name in names {
-                match self.call(Method::DELETE, &format!("/v1/functions/{name}"), None).await {
+                match self.call(Method::DELETE, &api::function_path(&name), None).await {
                     Ok((status, _)) if status.is_success() || status == StatusCode::NOT_FOUND => {}
                     Ok((status, body)) => failed.push(format!("{name}: {status} {body}")),
                     Err(message) => failed.push(format!("{name}: {message}")),

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use contracts::api::{self, FunctionSpec, FunctionView};
 
 /// How long `dirigent` may take to print its ready line.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -145,14 +145,15 @@ impl Api {
     pub fn new(address: &str) -> Self {
         Self {
             client: reqwest::Client::new(),
-            base: format!("http://{address}/v1/functions"),
+            base: format!("http://{address}{}", api::FUNCTIONS_PATH),
             image: env!("CARGO_BIN_EXE_trace-function").to_owned(),
         }
     }
 
     /// Registers `name` with the given scale bounds.
     pub async fn register(&self, name: &str, min_scale: usize, max_scale: usize) -> anyhow::Result<()> {
-        let spec = json!({ "name": name, "image": self.image, "min_scale": min_scale, "max_scale": max_scale });
+        let mut spec = FunctionSpec::new(name, self.image.clone());
+        (spec.min_scale, spec.max_scale) = (u32::try_from(min_scale)?, u32::try_from(max_scale)?);
         let response = self.client.post(&self.base).json(&spec).send().await.context("POST /v1/functions")?;
         ensure_status(response, reqwest::StatusCode::CREATED, &format!("registering {name}")).await
     }
@@ -163,8 +164,8 @@ impl Api {
         ensure_status(response, reqwest::StatusCode::OK, &format!("deleting {name}")).await
     }
 
-    /// The function's JSON view.
-    pub async fn function(&self, name: &str) -> anyhow::Result<Value> {
+    /// The function's view.
+    pub async fn function(&self, name: &str) -> anyhow::Result<FunctionView> {
         let response = self.client.get(format!("{}/{name}", self.base)).send().await?;
         let response = response.error_for_status().with_context(|| format!("GET /v1/functions/{name}"))?;
         Ok(response.json().await?)
@@ -172,26 +173,22 @@ impl Api {
 
     /// Polls until `name` has `count` ready sandboxes (bounded); returns their addresses.
     pub async fn wait_ready(&self, name: &str, count: usize) -> anyhow::Result<Vec<String>> {
-        let mut last = Value::Null;
+        let mut last = None;
         for _ in 0..POLL_ATTEMPTS {
-            last = self.function(name).await?;
-            let addresses = sandbox_addresses(&last);
-            if last["status"]["ready"].as_u64() == Some(count as u64) && addresses.len() == count {
+            let view = self.function(name).await?;
+            let addresses: Vec<String> = view.status.sandboxes.iter().map(|s| s.address.clone()).collect();
+            if view.status.ready as usize == count && addresses.len() == count {
                 return Ok(addresses);
             }
+            last = Some(view.status);
             tokio::time::sleep(POLL_INTERVAL).await;
         }
         bail!(
-            "{name} did not reach {count} ready sandboxes within {:?}; last status: {}",
+            "{name} did not reach {count} ready sandboxes within {:?}; last status: {:?}",
             POLL_INTERVAL * POLL_ATTEMPTS,
-            last["status"]
+            last
         )
     }
-}
-
-fn sandbox_addresses(function: &Value) -> Vec<String> {
-    let sandboxes = function["status"]["sandboxes"].as_array().map(Vec::as_slice).unwrap_or_default();
-    sandboxes.iter().filter_map(|s| s["address"].as_str().map(str::to_owned)).collect()
 }
 
 async fn ensure_status(response: reqwest::Response, expected: reqwest::StatusCode, what: &str) -> anyhow::Result<()> {

@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use contracts::api::{self, FunctionList, FunctionSpec, FunctionView, Health};
 use serde_json::Value;
 
 /// The workload function binary.
@@ -121,18 +122,26 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
 }
 
-/// Registers `trace-function` as `name` through the JSON API, with extra JSON fields.
-pub async fn register(api: &str, name: &str, extra: Value) -> reqwest::Response {
-    let mut body = serde_json::json!({ "name": name, "image": TRACE_FUNCTION });
-    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
-        body.extend(extra.clone());
-    }
-    client().post(format!("http://{api}/v1/functions")).json(&body).send().await.unwrap()
+/// Registers `trace-function` as `name` through the JSON API, with the spec changed by `adjust`.
+pub async fn register(api: &str, name: &str, adjust: impl FnOnce(&mut FunctionSpec)) -> reqwest::Response {
+    let mut spec = FunctionSpec::new(name, TRACE_FUNCTION);
+    adjust(&mut spec);
+    client().post(format!("http://{api}{}", api::FUNCTIONS_PATH)).json(&spec).send().await.unwrap()
 }
 
-/// A function's JSON view.
-pub async fn function(api: &str, name: &str) -> Value {
-    client().get(format!("http://{api}/v1/functions/{name}")).send().await.unwrap().json().await.unwrap()
+/// A function's view.
+pub async fn function(api: &str, name: &str) -> FunctionView {
+    client().get(format!("http://{api}{}", api::function_path(name))).send().await.unwrap().json().await.unwrap()
+}
+
+/// Every registered function (`GET /v1/functions`).
+pub async fn functions(api: &str) -> FunctionList {
+    client().get(format!("http://{api}{}", api::FUNCTIONS_PATH)).send().await.unwrap().json().await.unwrap()
+}
+
+/// What the control plane has registered (`GET /health`).
+pub async fn health(api: &str) -> Health {
+    client().get(format!("http://{api}{}", api::HEALTH_PATH)).send().await.unwrap().json().await.unwrap()
 }
 
 /// Polls `check` on the function's view until it holds, or panics after `within`.
@@ -141,15 +150,15 @@ pub async fn wait_for_function(
     name: &str,
     within: Duration,
     what: &str,
-    check: impl Fn(&Value) -> bool,
-) -> Value {
+    check: impl Fn(&FunctionView) -> bool,
+) -> FunctionView {
     let deadline = Instant::now() + within;
     loop {
         let view = function(api, name).await;
         if check(&view) {
             return view;
         }
-        assert!(Instant::now() < deadline, "{what}: not reached within {within:?}; last view {view}");
+        assert!(Instant::now() < deadline, "{what}: not reached within {within:?}; last view {view:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -199,13 +208,8 @@ fn live_pids(matches: impl Fn(&[&[u8]]) -> bool) -> Vec<u32> {
 }
 
 /// Sandbox ids in a function view.
-pub fn sandbox_ids(view: &Value) -> Vec<String> {
-    view["status"]["sandboxes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s["id"].as_str().map(str::to_owned))
-        .collect()
+pub fn sandbox_ids(view: &FunctionView) -> Vec<String> {
+    view.status.sandboxes.iter().map(|s| s.id.clone()).collect()
 }
 
 /// Waits until none of the sandboxes is alive, or panics.
