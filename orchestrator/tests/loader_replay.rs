@@ -6,10 +6,10 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use contracts::api::{self, FunctionList};
 use loader::config::{ColdStartWorkload, DriverConfig, RunConfig, TargetConfig, Workload};
 use loader::driver::StopSignal;
 use loader::schedule::ScheduleConfig;
-use contracts::api::{self, FunctionList};
 use serde_json::Value;
 use support::*;
 
@@ -51,7 +51,8 @@ fn rows(output: &Path) -> Vec<std::collections::HashMap<String, String>> {
 async fn registered_functions(api: &str) -> Vec<String> {
     let response = client().get(format!("http://{api}{}", api::FUNCTIONS_PATH)).send().await.unwrap();
     let text = response.text().await.unwrap();
-    let list: FunctionList = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not a function list ({e}): {text}"));
+    let list: FunctionList =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not a function list ({e}): {text}"));
     list.functions.into_iter().map(|f| f.spec.name).collect()
 }
 

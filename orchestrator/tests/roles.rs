@@ -42,8 +42,7 @@ async fn roles_in_separate_processes_serve_and_clean_up() {
     // Two sandboxes from the start: least-loaded placement puts one on each worker.
     assert_eq!(register(&api, "split", |s| (s.min_scale, s.max_scale) = (2, 2)).await.status(), 201);
     let view =
-        wait_for_function(&api, "split", Duration::from_secs(20), "two ready sandboxes", |v| v.status.ready == 2)
-            .await;
+        wait_for_function(&api, "split", Duration::from_secs(20), "two ready sandboxes", |v| v.status.ready == 2).await;
     let placed: std::collections::BTreeSet<&str> = view.status.sandboxes.iter().map(|s| s.worker.as_str()).collect();
     assert_eq!(placed.len(), 2, "one sandbox per worker: {view:?}");
     for _ in 0..4 {

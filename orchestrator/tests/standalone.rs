@@ -134,10 +134,8 @@ async fn scales_up_under_concurrent_load_then_to_zero() {
             })
         })
         .collect();
-    let scaled = wait_for_function(&api, "busy", Duration::from_secs(30), "scale-up to 2+", |v| {
-        v.status.ready >= 2
-    })
-    .await;
+    let scaled =
+        wait_for_function(&api, "busy", Duration::from_secs(30), "scale-up to 2+", |v| v.status.ready >= 2).await;
     let mut ids = sandbox_ids(&scaled);
     for request in load {
         assert_eq!(request.await.unwrap(), 200);
@@ -168,10 +166,8 @@ async fn deleting_drains_and_kills_and_crashed_sandboxes_are_replaced() {
     for pid in sandbox_pids(&first) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
     }
-    wait_for_function(&api, "victim", Duration::from_secs(10), "crashed sandbox removed", |v| {
-        v.status.ready == 0
-    })
-    .await;
+    wait_for_function(&api, "victim", Duration::from_secs(10), "crashed sandbox removed", |v| v.status.ready == 0)
+        .await;
     // The registry drops the sandbox just before the data plane hears of it: a request in that window
     // reaches the dead address and gets 502, so wait until the data plane has caught up.
     let mut again = invoke(&proxy, "victim", 0).await;

@@ -6,10 +6,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use contracts::api::{self, FunctionSpec, FunctionView};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::Deserialize;
-use contracts::api::{self, FunctionSpec, FunctionView};
 
 /// How long `dirigent` may take to print its ready line.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);

@@ -8,7 +8,9 @@ use super::*;
 use crate::clock::ManualClock;
 use crate::control_plane::autoscaler::AutoscalerConfig;
 use crate::control_plane::store::MemoryStore;
-use crate::proto::dirigent::{CreateSandboxRequest, DataPlaneInfo, Endpoint, LoadReport, SandboxExit, WorkerInfo};
+use crate::proto::dirigent::{
+    CreateSandboxRequest, DataPlaneInfo, Endpoint, FunctionLoad, LoadReport, SandboxExit, WorkerInfo,
+};
 use crate::test_util::peers::{FakePeers, PeerCall, Sent};
 use crate::test_util::script::{Gate, Step};
 
@@ -151,6 +153,45 @@ async fn a_scale_up_creates_on_a_worker_then_pushes_the_endpoint_to_every_data_p
         assert_eq!(state.endpoints, [expected], "{dp} got the worker's answer as the endpoint");
         assert_eq!(state.incarnation, cluster.core.incarnation);
     }
+}
+
+#[tokio::test]
+async fn an_autoscaler_tick_that_scales_up_pushes_each_new_endpoint_to_every_data_plane() {
+    let cluster = Cluster::with(&["w-1", "w-2"]);
+    cluster.register(r#"{"name":"f","image":"img"}"#).await;
+    let load = FunctionLoad { function: "f".into(), average_concurrency: 3.0, ..FunctionLoad::default() };
+    cluster.core.report_load(LoadReport { data_plane: "dp-1".into(), functions: vec![load] }).unwrap();
+    cluster.core.tick().await;
+    let calls = cluster
+        .peers
+        .journal()
+        .wait_until("three endpoints on every data plane", |calls| {
+            DATA_PLANES.iter().all(|dp| pushed(calls, dp, "f").last().is_some_and(|set| set.len() == 3))
+        })
+        .await;
+    let created: Vec<&str> = calls.iter().filter_map(created).map(|r| r.sandbox_id.as_str()).collect();
+    assert_eq!(created.len(), 3, "concurrency 3 at target 1 asks for three sandboxes: {created:?}");
+    for dp in DATA_PLANES {
+        // In generation order (the order a data plane applies them); before the first sandbox, the
+        // registration and the data plane's resync push f's empty set.
+        let mut states: Vec<(u64, usize)> = calls
+            .iter()
+            .filter(|sent| sent.to == dp)
+            .filter_map(|sent| match &sent.call {
+                PeerCall::SyncFunction(s) if s.name == "f" => Some((s.generation, s.endpoints.len())),
+                _ => None,
+            })
+            .collect();
+        states.sort_unstable();
+        let sizes: Vec<usize> = states.into_iter().map(|(_, n)| n).skip_while(|n| *n == 0).collect();
+        assert_eq!(sizes, [1, 2, 3], "{dp} hears of each sandbox as it becomes ready, in full sets");
+        let mut last = pushed(&calls, dp, "f").pop().unwrap();
+        last.sort_unstable();
+        let mut expected: Vec<String> = created.iter().map(|id| (*id).to_owned()).collect();
+        expected.sort_unstable();
+        assert_eq!(last, expected, "{dp} routes to exactly the created sandboxes");
+    }
+    assert_eq!(cluster.core.function("f").unwrap().status.ready, 3);
 }
 
 #[tokio::test]
