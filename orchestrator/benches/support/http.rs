@@ -12,8 +12,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-const WORKLOAD: HeaderName = HeaderName::from_static("workload");
-const EMPTY: HeaderValue = HeaderValue::from_static("empty");
+const WORKLOAD: HeaderName = HeaderName::from_static(contracts::workload::WORKLOAD);
+const EMPTY: HeaderValue = HeaderValue::from_static(contracts::workload::WORKLOAD_EMPTY);
 const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
 /// Where an invocation goes: a sandbox directly, or the data plane with the function in `Host`.

@@ -159,7 +159,7 @@ pub async fn invoke(proxy: &str, name: &str, cpu_ms: u64) -> reqwest::Response {
     client()
         .get(format!("http://{proxy}/"))
         .header("Host", name)
-        .header("requested_cpu", cpu_ms.to_string())
+        .header(contracts::workload::REQUESTED_CPU, cpu_ms.to_string())
         .send()
         .await
         .unwrap()
