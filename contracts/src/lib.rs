@@ -4,5 +4,5 @@
 
 #[cfg(feature = "grpc")]
 pub mod proto;
-pub mod workload;
 pub mod server_timing;
+pub mod workload;

@@ -4,9 +4,9 @@ use std::net::TcpListener;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
+use contracts::workload::{self, ErrorReply, FunctionReply};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use contracts::workload::{self, ErrorReply, FunctionReply};
 use orchestrator::proto::faas::FaasRequest;
 use orchestrator::proto::faas::executor_client::ExecutorClient;
 use reqwest::{Client, StatusCode, Version};

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use contracts::server_timing::{self, ColdStart, ServerTiming};
 use contracts::workload::{Parameters, ReceivedReply};
 use http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
@@ -14,7 +15,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::server_timing::{cold_start_from_desc, parse_server_timing};
 use super::{BoxFuture, FunctionDeployment, Target, TargetError, TargetResponse};
 use crate::record::Outcome;
 use crate::schedule::Invocation;
@@ -159,12 +159,12 @@ impl HttpTarget {
         let status = response.status();
         let breakdown = response
             .headers()
-            .get_all("server-timing")
+            .get_all(server_timing::HEADER)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect::<Vec<_>>()
             .join(", ");
-        let breakdown = parse_server_timing(&breakdown);
+        let breakdown = ServerTiming::parse(&breakdown);
         let body = match response.into_body().collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(e) => {
@@ -185,7 +185,7 @@ fn reply_to_response(status: StatusCode, body: &[u8], breakdown: crate::record::
     } else {
         Outcome::Ok
     };
-    let cold_start = reply.cold_start.or_else(|| breakdown.cold_start.as_deref().and_then(cold_start_from_desc));
+    let cold_start = reply.cold_start.or_else(|| breakdown.cold_start_kind().map(ColdStart::is_cold));
     TargetResponse {
         outcome,
         actual_duration_us: reply.execution_time,

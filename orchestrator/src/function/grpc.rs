@@ -6,9 +6,9 @@ use tonic::{Request, Response, Status};
 
 use super::instance::{Instance, InvokeError};
 use super::params::{Invocation, Workload};
-use contracts::workload;
 use crate::proto::faas::executor_server::Executor;
 use crate::proto::faas::{FaasReply, FaasRequest};
+use contracts::workload;
 
 /// Serves `Execute` with the same work as an HTTP invocation.
 #[derive(Debug, Clone)]

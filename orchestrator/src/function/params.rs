@@ -6,8 +6,8 @@ use std::borrow::Cow;
 use axum::extract::Query;
 use http::{HeaderMap, Uri};
 
-use contracts::workload;
 use crate::proto::faas::FaasRequest;
+use contracts::workload;
 
 /// What an invocation does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -83,7 +83,11 @@ impl Invocation {
         Ok(Self {
             workload: parse_workload(get(workload::WORKLOAD))?,
             function: get(workload::FUNCTION).unwrap_or_default().into_owned(),
-            requested_cpu_ms: parse_bounded(workload::REQUESTED_CPU, get(workload::REQUESTED_CPU), workload::MAX_CPU_MS)?,
+            requested_cpu_ms: parse_bounded(
+                workload::REQUESTED_CPU,
+                get(workload::REQUESTED_CPU),
+                workload::MAX_CPU_MS,
+            )?,
             requested_memory_mib: parse_bounded(
                 workload::REQUESTED_MEMORY,
                 get(workload::REQUESTED_MEMORY),
@@ -100,7 +104,11 @@ impl Invocation {
         Ok(Self {
             workload: parse_workload(lookup(metadata, workload::WORKLOAD))?,
             function: function.into_owned(),
-            requested_cpu_ms: bounded(workload::REQUESTED_CPU, request.runtime_in_milli_sec.into(), workload::MAX_CPU_MS)?,
+            requested_cpu_ms: bounded(
+                workload::REQUESTED_CPU,
+                request.runtime_in_milli_sec.into(),
+                workload::MAX_CPU_MS,
+            )?,
             requested_memory_mib: bounded(
                 workload::REQUESTED_MEMORY,
                 request.memory_in_mebi_bytes.into(),
@@ -167,9 +175,11 @@ fn parse_workload(value: Option<Cow<'_, str>>) -> Result<Workload, ParamError> {
     match value.trim() {
         name if name.eq_ignore_ascii_case(workload::WORKLOAD_TRACE) => Ok(Workload::Trace),
         name if name.eq_ignore_ascii_case(workload::WORKLOAD_EMPTY) => Ok(Workload::Empty),
-        _ => {
-            Err(ParamError::Invalid { name: workload::WORKLOAD, value: quoted(&value), expected: "\"trace\" or \"empty\"" })
-        }
+        _ => Err(ParamError::Invalid {
+            name: workload::WORKLOAD,
+            value: quoted(&value),
+            expected: "\"trace\" or \"empty\"",
+        }),
     }
 }
 

@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use contracts::server_timing::{self, ServerTiming};
 use serde_json::Value;
 
 /// The workload function binary.
@@ -167,9 +168,8 @@ pub async fn invoke(proxy: &str, name: &str, cpu_ms: u64) -> reqwest::Response {
 
 /// The `coldstart` description in a response's Server-Timing header.
 pub fn cold_start_of(response: &reqwest::Response) -> String {
-    let timing = response.headers().get("server-timing").expect("Server-Timing header").to_str().unwrap();
-    let part = timing.split(',').map(str::trim).find(|p| p.starts_with("coldstart;")).expect("coldstart metric");
-    part.trim_start_matches("coldstart;desc=").trim_matches('"').to_owned()
+    let header = response.headers().get(server_timing::HEADER).expect("Server-Timing header").to_str().unwrap();
+    ServerTiming::parse(header).cold_start.expect("coldstart metric")
 }
 
 /// Process ids of live sandboxes whose SANDBOX_ID is in `ids`.
