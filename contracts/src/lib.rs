@@ -4,5 +4,6 @@
 
 #[cfg(feature = "grpc")]
 pub mod proto;
+pub mod ready;
 pub mod server_timing;
 pub mod workload;

@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use contracts::ready::ReadyLine;
 use contracts::server_timing::{self, ServerTiming};
 use serde_json::Value;
 
@@ -15,8 +16,8 @@ const DIRIGENT: &str = env!("CARGO_BIN_EXE_dirigent");
 /// A `dirigent` child process; SIGTERMed (then SIGKILLed) on drop.
 pub struct Role {
     child: Option<Child>,
-    /// The `addresses` object of its ready line.
-    pub addresses: Value,
+    /// Its ready line.
+    pub ready: ReadyLine,
     _config: tempfile::NamedTempFile,
 }
 
@@ -38,20 +39,19 @@ impl Role {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(value) = serde_json::from_str::<Value>(&line) {
-                    let _ = tx.send(value);
+                if let Some(ready) = ReadyLine::parse(&line) {
+                    let _ = tx.send(ready);
                 }
             }
         });
-        let mut role_process = Role { child: Some(child), addresses: Value::Null, _config: config };
-        let ready = rx.recv_timeout(Duration::from_secs(30)).expect("dirigent printed no ready line");
-        role_process.addresses = ready["ready"]["addresses"].clone();
+        let mut role_process = Role { child: Some(child), ready: ReadyLine::default(), _config: config };
+        role_process.ready = rx.recv_timeout(Duration::from_secs(30)).expect("dirigent printed no ready line");
         role_process
     }
 
     /// An address from the ready line.
     pub fn address(&self, key: &str) -> String {
-        self.addresses[key].as_str().unwrap_or_else(|| panic!("no '{key}' in {}", self.addresses)).to_owned()
+        self.ready.address(key).unwrap_or_else(|| panic!("no '{key}' in {}", self.ready.to_line())).to_owned()
     }
 
     /// The process id.
