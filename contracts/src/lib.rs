@@ -3,3 +3,8 @@
 //! schema and the one YAML loader. Light on dependencies on purpose: the analysis links it and nothing heavier.
 
 pub mod api;
+#[cfg(feature = "grpc")]
+pub mod proto;
+pub mod ready;
+pub mod server_timing;
+pub mod workload;

@@ -33,19 +33,10 @@ impl Outcome {
     }
 }
 
-/// The platform's own breakdown of one request, where it reveals one (the bundled orchestrator's
-/// `Server-Timing`: queue, coldstart, create, proxy).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PlatformBreakdown {
-    /// Time queued for a sandbox, µs.
-    pub queue_us: Option<u64>,
-    /// Sandbox creation time for a cold request, µs.
-    pub create_us: Option<u64>,
-    /// The platform's own proxy overhead, µs.
-    pub proxy_us: Option<u64>,
-    /// `none`, `triggered` or `waited`, as the platform said.
-    pub cold_start: Option<String>,
-}
+/// The platform's own breakdown of one request, where it reveals one: the bundled orchestrator's `Server-Timing`
+/// (queue, coldstart, create, proxy), parsed into the contract's type. The name stays because the run-folder writers
+/// and the analysis' tests name it.
+pub use contracts::server_timing::ServerTiming as PlatformBreakdown;
 
 /// One invocation, as measured.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,18 +7,9 @@
 //! [`peers`] holds the roles' calls to each other behind traits; with the `test-util` feature,
 //! `test_util` has a recording fake of each of those ports and of the runtime, and the runtime contract suite.
 
-pub mod proto {
-    //! Generated gRPC code.
-    #![allow(missing_docs, clippy::all)]
-    pub mod dirigent {
-        //! The internal contract between the roles.
-        tonic::include_proto!("dirigent");
-    }
-    pub mod faas {
-        //! vHive's workload function contract.
-        tonic::include_proto!("faas");
-    }
-}
+/// The generated gRPC code, kept at its old path: it lives in `contracts` so the loader shares it without
+/// linking the orchestrator.
+pub use contracts::proto;
 
 pub mod clock;
 pub mod config;

@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use orchestrator::function::wire::FunctionReply;
+use contracts::workload::FunctionReply;
 use tokio::sync::mpsc;
 
 /// How long the test waits for each invocation's result.

@@ -4,9 +4,9 @@ use std::net::TcpListener;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
+use contracts::workload::{self, ErrorReply, FunctionReply};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use orchestrator::function::wire::{self, ErrorReply, FunctionReply};
 use orchestrator::proto::faas::FaasRequest;
 use orchestrator::proto::faas::executor_client::ExecutorClient;
 use reqwest::{Client, StatusCode, Version};
@@ -47,7 +47,7 @@ impl FunctionProcess {
             if let Some(status) = self.child.try_wait().expect("poll child") {
                 panic!("trace-function exited before becoming ready: {status}");
             }
-            if let Ok(response) = client.get(self.url(wire::HEALTH_PATH)).send().await
+            if let Ok(response) = client.get(self.url(workload::HEALTH_PATH)).send().await
                 && response.status() == StatusCode::OK
             {
                 return;
@@ -126,18 +126,18 @@ async fn http1_invocation_spins_holds_memory_and_reports_cold_start_once() {
     let function = FunctionProcess::start().await;
     let client = http1();
     let headers = [
-        (wire::WORKLOAD, "trace"),
-        (wire::FUNCTION, "fn-http1"),
-        (wire::REQUESTED_CPU, "50"),
-        (wire::REQUESTED_MEMORY, "8"),
-        (wire::MULTIPLIER, "155"),
+        (workload::WORKLOAD, "trace"),
+        (workload::FUNCTION, "fn-http1"),
+        (workload::REQUESTED_CPU, "50"),
+        (workload::REQUESTED_MEMORY, "8"),
+        (workload::MULTIPLIER, "155"),
     ];
 
     let response = invoke(&client, &function, &headers).await;
     assert_eq!(response.version(), Version::HTTP_11);
     assert_eq!(response.status(), StatusCode::OK);
     let first: FunctionReply = response.json().await.expect("JSON reply");
-    assert_eq!(first.status, wire::STATUS_OK);
+    assert_eq!(first.status, workload::STATUS_OK);
     assert_eq!(first.function, "fn-http1");
     assert!(!first.machine_name.is_empty());
     assert!(first.execution_time >= 50_000, "{first:?}");
@@ -155,7 +155,7 @@ async fn http1_invocation_spins_holds_memory_and_reports_cold_start_once() {
 async fn h2c_invocation_with_query_parameters_where_headers_win() {
     let function = FunctionProcess::start().await;
     let url = function.url("/?function=fn-h2c&requested_cpu=1&requested_memory=2");
-    let response = h2c().get(url).header(wire::REQUESTED_CPU, "30").send().await.expect("send");
+    let response = h2c().get(url).header(workload::REQUESTED_CPU, "30").send().await.expect("send");
     assert_eq!(response.version(), Version::HTTP_2);
     assert_eq!(response.status(), StatusCode::OK);
     let reply: FunctionReply = response.json().await.expect("JSON reply");
@@ -178,7 +178,7 @@ async fn grpc_execute_spins_and_reports_memory() {
     let too_much = FaasRequest { memory_in_mebi_bytes: u32::MAX, ..FaasRequest::default() };
     let status = client.execute(too_much).await.expect_err("out of range");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert!(status.message().contains(wire::REQUESTED_MEMORY), "{status:?}");
+    assert!(status.message().contains(workload::REQUESTED_MEMORY), "{status:?}");
 }
 
 #[tokio::test]
@@ -186,11 +186,11 @@ async fn bad_parameters_get_400_with_json_naming_them() {
     let function = FunctionProcess::start().await;
     let client = http1();
     for (name, value) in [
-        (wire::REQUESTED_CPU, "abc"),
-        (wire::REQUESTED_MEMORY, "-1"),
-        (wire::MULTIPLIER, "x1"),
-        (wire::WORKLOAD, "nonsense"),
-        (wire::REQUESTED_CPU, "100000000"),
+        (workload::REQUESTED_CPU, "abc"),
+        (workload::REQUESTED_MEMORY, "-1"),
+        (workload::MULTIPLIER, "x1"),
+        (workload::WORKLOAD, "nonsense"),
+        (workload::REQUESTED_CPU, "100000000"),
     ] {
         let response = invoke(&client, &function, &[(name, value)]).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{name}: {value}");
@@ -204,11 +204,11 @@ async fn bad_parameters_get_400_with_json_naming_them() {
 #[tokio::test]
 async fn empty_workload_does_no_work() {
     let function = FunctionProcess::start().await;
-    let headers = [(wire::WORKLOAD, "empty"), (wire::FUNCTION, "fn-empty"), (wire::REQUESTED_CPU, "60000")];
+    let headers = [(workload::WORKLOAD, "empty"), (workload::FUNCTION, "fn-empty"), (workload::REQUESTED_CPU, "60000")];
     let response = invoke(&http1(), &function, &headers).await;
     assert_eq!(response.status(), StatusCode::OK);
     let reply: FunctionReply = response.json().await.expect("JSON reply");
-    assert_eq!(reply.status, wire::STATUS_OK_EMPTY);
+    assert_eq!(reply.status, workload::STATUS_OK_EMPTY);
     assert!(reply.is_ok());
     assert_eq!((reply.function.as_str(), reply.execution_time), ("fn-empty", 0));
     assert_eq!(reply.requested_cpu_ms, 60_000);
@@ -219,11 +219,11 @@ async fn health_answers_while_an_invocation_spins_and_sigterm_exits_cleanly() {
     let mut function = FunctionProcess::start().await;
     let client = h2c();
     let spinning = tokio::spawn({
-        let request = client.post(function.url("/")).header(wire::REQUESTED_CPU, "4000");
+        let request = client.post(function.url("/")).header(workload::REQUESTED_CPU, "4000");
         async move { request.send().await.expect("send").json::<FunctionReply>().await.expect("JSON reply") }
     });
     function.wait_cpu_ticks(20).await;
-    let health = client.get(function.url(wire::HEALTH_PATH)).send().await.expect("health");
+    let health = client.get(function.url(workload::HEALTH_PATH)).send().await.expect("health");
     assert_eq!(health.status(), StatusCode::OK);
     assert!(!spinning.is_finished(), "the health probe waited for the spin");
 
@@ -241,10 +241,10 @@ async fn any_path_and_method_is_an_invocation() {
     for request in
         [client.get(function.url("/")), client.put(function.url("/some/path")), client.post(function.url("/health"))]
     {
-        let response = request.header(wire::WORKLOAD, "empty").send().await.expect("send");
+        let response = request.header(workload::WORKLOAD, "empty").send().await.expect("send");
         assert_eq!(response.status(), StatusCode::OK);
         let reply: FunctionReply = response.json().await.expect("JSON reply");
-        assert_eq!(reply.status, wire::STATUS_OK_EMPTY);
+        assert_eq!(reply.status, workload::STATUS_OK_EMPTY);
     }
 }
 
@@ -264,7 +264,7 @@ async fn http1_connection_is_reused_after_a_request_body() {
         let (status, body) = read_response(&mut stream).await;
         assert!(status.starts_with("HTTP/1.1 200"), "round {round}: {status}");
         let reply: FunctionReply = serde_json::from_slice(&body).expect("JSON reply");
-        assert_eq!(reply.status, wire::STATUS_OK_EMPTY);
+        assert_eq!(reply.status, workload::STATUS_OK_EMPTY);
     }
 
     /// Reads one response with a `content-length` body; returns its status line and body.

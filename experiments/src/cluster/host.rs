@@ -7,12 +7,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use contracts::ready::ReadyLine;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use super::{SHORT, join, script};
-use crate::lifecycle::host::{Host, HostError, HostId, Launch, RUN_MARKER_VAR, StopState, ready_addresses};
+use crate::lifecycle::host::{Host, HostError, HostId, Launch, RUN_MARKER_VAR, StopState, announced};
 use crate::ssh::{Hosts, Session, SshError, shell_quote};
 
 /// One host of the cluster for one run (made by [`super::Cluster::hosts_for_run`]).
@@ -76,7 +77,7 @@ impl SshHost {
             return Err(HostError::NotReady { reason: reason.join(" | ") });
         }
         let line = output.stdout.trim();
-        ready_addresses(line).ok_or_else(|| HostError::ReadyLine { line: line.into() })
+        ReadyLine::parse(line).map(|ready| announced(&ready)).ok_or_else(|| HostError::ReadyLine { line: line.into() })
     }
 
     /// Downloads the logs of `components` (every start's) into `into`.

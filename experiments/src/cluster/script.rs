@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use contracts::ready;
+
 use crate::ssh::shell_quote;
 
 /// `alive PID`: true while the process exists and is not a zombie.
@@ -32,19 +34,20 @@ pub fn start_detached(dir: &str, env: &[(&str, &str)], command: &[String], log: 
     )
 }
 
-/// Waits on the host until `log` holds a line starting with `{"ready"` (printed then, exit 0), the process `pid`
+/// Waits on the host until `log` holds a ready line (one starting with [`ready::PREFIX`]; printed then, exit 0), the process `pid`
 /// exits (exit 3, the log's tail on stderr) or `timeout` passes (exit 4).
 pub fn wait_ready(dir: &str, pid: u32, log: &str, timeout: Duration) -> String {
     format!(
         r#"{ALIVE} cd {dir} || exit 2; end=$(( $(date +%s) + {secs} ));
 while :; do
-  if line=$(grep -m1 '^{{"ready"' {log}); then printf '%s\n' "$line"; exit 0; fi
+  if line=$(grep -m1 '^{prefix}' {log}); then printf '%s\n' "$line"; exit 0; fi
   if ! alive {pid}; then echo "it exited before it was ready; its log ends with:" >&2; tail -n 15 {log} >&2; exit 3; fi
   if [ "$(date +%s)" -ge "$end" ]; then echo "no ready line within {secs} s; its log ends with:" >&2; tail -n 15 {log} >&2; exit 4; fi
   sleep {POLL}
 done"#,
         dir = shell_quote(dir),
         log = shell_quote(log),
+        prefix = ready::PREFIX,
         secs = timeout.as_secs().max(1),
     )
 }

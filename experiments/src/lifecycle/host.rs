@@ -7,6 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use contracts::ready::ReadyLine;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
@@ -161,12 +162,13 @@ pub trait Host: Send + Sync + fmt::Debug {
     fn finish<'a>(&'a self, components: &'a [String], into: &'a Path) -> BoxFuture<'a, Vec<HostError>>;
 }
 
-/// The `addresses` of a ready line (`{"ready": {"role": ..., "addresses": {...}}}`), `Null` when it has none;
-/// `None` when the line is no ready line.
-pub fn ready_addresses(line: &str) -> Option<Value> {
-    let value: Value = serde_json::from_str(line.trim()).ok()?;
-    let ready = value.get("ready")?;
-    Some(ready.get("addresses").cloned().unwrap_or(Value::Null))
+/// The addresses a ready line announced, as the lifecycle keeps them: a JSON object (the role configs a restart pins
+/// them into are JSON), `Null` when it announced none.
+pub fn announced(ready: &ReadyLine) -> Value {
+    if ready.addresses.is_empty() {
+        return Value::Null;
+    }
+    Value::Object(ready.addresses.iter().map(|(name, address)| (name.clone(), address.as_str().into())).collect())
 }
 
 #[cfg(test)]
@@ -176,11 +178,12 @@ mod tests {
 
     #[test]
     fn ready_lines_give_their_addresses() {
+        let ready = |line| ReadyLine::parse(line).as_ref().map(announced);
         let line = r#"{"ready":{"role":"data-plane","addresses":{"proxy":"127.0.0.1:4003"}}}"#;
-        assert_eq!(ready_addresses(line), Some(json!({ "proxy": "127.0.0.1:4003" })));
-        assert_eq!(ready_addresses(r#"{"ready":{"role":"worker"}}"#), Some(Value::Null));
-        assert_eq!(ready_addresses(r#"{"level":"info"}"#), None);
-        assert_eq!(ready_addresses("starting"), None);
+        assert_eq!(ready(line), Some(json!({ "proxy": "127.0.0.1:4003" })));
+        assert_eq!(ready(r#"{"ready":{"role":"worker"}}"#), Some(Value::Null));
+        assert_eq!(ready(r#"{"level":"info"}"#), None);
+        assert_eq!(ready("starting"), None);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::binaries::Binaries;
-use crate::lifecycle::host::{Host, HostError, HostId, Launch, RUN_MARKER_VAR, StopState};
+use crate::lifecycle::host::{Host, HostError, HostId, Launch, RUN_MARKER_VAR, StopState, announced};
 use crate::load::{LoadCounts, LoadError};
 use crate::roles::Placement;
 use crate::site::{RunPlace, Site};
@@ -86,7 +86,7 @@ impl Host for LocalHost {
                 ready_timeout: launch.ready_timeout,
             })
             .await?;
-            let addresses = process.addresses.clone();
+            let addresses = announced(&process.ready);
             // A restart replaces the killed process, whose exit nobody needs any more.
             self.processes().insert(launch.component.clone(), process);
             Ok(addresses)

@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use contracts::ready::ReadyLine;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::lifecycle::host::{StopState, ready_addresses};
+use crate::lifecycle::host::StopState;
 
 /// Why a component did not start (the lifecycle says which one).
 #[derive(Debug, thiserror::Error)]
@@ -47,8 +48,8 @@ pub enum ProcessError {
 /// A running component.
 #[derive(Debug)]
 pub struct ComponentProcess {
-    /// The `addresses` object of its ready line.
-    pub addresses: serde_json::Value,
+    /// Its ready line.
+    pub ready: ReadyLine,
     /// Its stderr log.
     pub log: PathBuf,
     child: Child,
@@ -72,7 +73,7 @@ pub struct Launch<'a> {
 }
 
 impl ComponentProcess {
-    /// Starts `launch` and waits for its ready line (`{"ready": {"addresses": ...}}` on stdout).
+    /// Starts `launch` and waits for its ready line ([`ReadyLine`] on stdout).
     pub async fn start(launch: Launch<'_>) -> Result<Self, ProcessError> {
         let log = launch.log_dir.join(format!("{}.log", launch.name));
         let spawn_error = |source| ProcessError::Spawn { program: launch.program.into(), source };
@@ -89,11 +90,11 @@ impl ComponentProcess {
         prepare_child(&mut command);
         let mut child = command.spawn().map_err(spawn_error)?;
         let stdout = child.stdout.take().expect("stdout is piped");
-        let mut process = ComponentProcess { addresses: serde_json::Value::Null, log, child };
+        let mut process = ComponentProcess { ready: ReadyLine::default(), log, child };
         let ready = tokio::time::timeout(launch.ready_timeout, ready_line(stdout)).await;
         match ready {
-            Ok(Some(addresses)) => {
-                process.addresses = addresses;
+            Ok(Some(ready)) => {
+                process.ready = ready;
                 Ok(process)
             }
             Ok(None) => Err(process.exited().await),
@@ -111,7 +112,7 @@ impl ComponentProcess {
 
     /// An address from the ready line.
     pub fn address(&self, key: &str) -> Option<String> {
-        self.addresses.get(key).and_then(|a| a.as_str()).map(str::to_owned)
+        self.ready.address(key).map(str::to_owned)
     }
 
     /// SIGTERM, then SIGKILL after `grace`; says how it ended.
@@ -147,14 +148,14 @@ impl ComponentProcess {
     }
 }
 
-/// The `addresses` of the first JSON ready line, or `None` when stdout closes first.
-async fn ready_line(stdout: tokio::process::ChildStdout) -> Option<serde_json::Value> {
+/// The first ready line, or `None` when stdout closes first.
+async fn ready_line(stdout: tokio::process::ChildStdout) -> Option<ReadyLine> {
     let mut lines = BufReader::new(stdout).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        if let Some(addresses) = ready_addresses(&line) {
+        if let Some(ready) = ReadyLine::parse(&line) {
             // Keep draining stdout in the background so the component never blocks on a full pipe.
             tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            return Some(addresses);
+            return Some(ready);
         }
     }
     None

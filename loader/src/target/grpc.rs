@@ -12,11 +12,8 @@ use super::{BoxFuture, FunctionDeployment, Target, TargetError, TargetResponse};
 use crate::record::Outcome;
 use crate::schedule::Invocation;
 
-/// Generated client of vHive's faas.proto.
-#[allow(missing_docs, clippy::all)]
-pub mod faas {
-    tonic::include_proto!("faas");
-}
+/// Generated client (and, for tests, server) of vHive's faas.proto.
+pub use contracts::proto::faas;
 
 use faas::FaasRequest;
 use faas::executor_client::ExecutorClient;

@@ -7,13 +7,14 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use contracts::server_timing::{self, ColdStart, ServerTiming};
+use contracts::workload::{Parameters, ReceivedReply};
 use http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::server_timing::{cold_start_from_desc, parse_server_timing};
 use super::{BoxFuture, FunctionDeployment, Target, TargetError, TargetResponse};
 use crate::record::Outcome;
 use crate::schedule::Invocation;
@@ -48,42 +49,6 @@ impl HttpTargetConfig {
             http2_prior_knowledge: false,
             pool_max_idle_per_host: 4096,
         }
-    }
-}
-
-/// The fields of the workload function's JSON reply the loader records.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReplyFields {
-    /// `Status`, if present.
-    pub status: Option<String>,
-    /// `ExecutionTime`, µs.
-    pub execution_time_us: Option<u64>,
-    /// `MemoryUsageKb` converted to MiB (rounded up).
-    pub memory_mib: Option<u32>,
-    /// `ColdStart`.
-    pub cold_start: Option<bool>,
-}
-
-impl ReplyFields {
-    /// Whether `Status` (if any) reports success: `OK` or `OK - ...`.
-    pub fn status_ok(&self) -> bool {
-        self.status.as_deref().is_none_or(|s| s == "OK" || s.starts_with("OK - "))
-    }
-}
-
-/// Parses the workload function's JSON reply; a body that is not a JSON object yields empty fields.
-pub fn parse_reply(body: &[u8]) -> ReplyFields {
-    let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return ReplyFields::default();
-    };
-    ReplyFields {
-        status: map.get("Status").and_then(|v| v.as_str()).map(str::to_string),
-        execution_time_us: map.get("ExecutionTime").and_then(|v| v.as_u64()),
-        memory_mib: map
-            .get("MemoryUsageKb")
-            .and_then(|v| v.as_u64())
-            .map(|kb| u32::try_from(kb.div_ceil(1024)).unwrap_or(u32::MAX)),
-        cold_start: map.get("ColdStart").and_then(|v| v.as_bool()),
     }
 }
 
@@ -170,13 +135,10 @@ impl HttpTarget {
         invocation: &Invocation,
     ) -> Result<Request<Empty<Bytes>>, String> {
         let url = self.config.url_template.replace(FUNCTION_PLACEHOLDER, function_name);
-        let mut builder = Request::builder()
-            .method(Method::GET)
-            .uri(url)
-            .header("workload", "trace")
-            .header("function", function_name)
-            .header("requested_cpu", invocation.runtime_ms.to_string())
-            .header("requested_memory", invocation.memory_mib.to_string());
+        let mut builder = Request::builder().method(Method::GET).uri(url);
+        for (name, value) in Parameters::trace(function_name, invocation.runtime_ms, invocation.memory_mib).pairs() {
+            builder = builder.header(name, value);
+        }
         if let Some(host) = host {
             builder = builder.header(http::header::HOST, host);
         } else if let Some(host) = &self.config.host_template {
@@ -197,12 +159,12 @@ impl HttpTarget {
         let status = response.status();
         let breakdown = response
             .headers()
-            .get_all("server-timing")
+            .get_all(server_timing::HEADER)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect::<Vec<_>>()
             .join(", ");
-        let breakdown = parse_server_timing(&breakdown);
+        let breakdown = ServerTiming::parse(&breakdown);
         let body = match response.into_body().collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(e) => {
@@ -217,17 +179,17 @@ impl HttpTarget {
 }
 
 fn reply_to_response(status: StatusCode, body: &[u8], breakdown: crate::record::PlatformBreakdown) -> TargetResponse {
-    let fields = parse_reply(body);
-    let outcome = if !status.is_success() || !fields.status_ok() {
+    let reply = ReceivedReply::parse(body);
+    let outcome = if !status.is_success() || !reply.status_ok() {
         Outcome::Status(status.as_u16(), body_excerpt(body))
     } else {
         Outcome::Ok
     };
-    let cold_start = fields.cold_start.or_else(|| breakdown.cold_start.as_deref().and_then(cold_start_from_desc));
+    let cold_start = reply.cold_start.or_else(|| breakdown.cold_start_kind().map(ColdStart::is_cold));
     TargetResponse {
         outcome,
-        actual_duration_us: fields.execution_time_us,
-        actual_memory_mib: fields.memory_mib,
+        actual_duration_us: reply.execution_time,
+        actual_memory_mib: reply.memory_mib(),
         cold_start,
         breakdown,
     }
@@ -263,25 +225,6 @@ impl Target for HttpTarget {
 mod tests {
     use super::*;
     use crate::record::PlatformBreakdown;
-
-    #[test]
-    fn parses_trace_function_reply() {
-        let body = br#"{"Status":"OK","Function":"f","ExecutionTime":25000,"MemoryUsageKb":2049,"ColdStart":true}"#;
-        let fields = parse_reply(body);
-        assert_eq!(fields.execution_time_us, Some(25_000));
-        assert_eq!(fields.memory_mib, Some(3));
-        assert_eq!(fields.cold_start, Some(true));
-        assert!(fields.status_ok());
-        assert_eq!(parse_reply(br#"{"MemoryUsageKb":0}"#).memory_mib, Some(0));
-    }
-
-    #[test]
-    fn non_json_or_partial_reply_gives_empty_fields() {
-        assert_eq!(parse_reply(b"hello"), ReplyFields::default());
-        assert_eq!(parse_reply(b"[1,2]"), ReplyFields::default());
-        assert_eq!(parse_reply(br#"{"ExecutionTime":"x"}"#), ReplyFields::default());
-        assert!(parse_reply(b"").status_ok());
-    }
 
     #[test]
     fn maps_status_and_cold_start() {

@@ -7,7 +7,6 @@ pub mod grpc;
 pub mod http;
 pub mod knative;
 pub mod lambda;
-pub mod server_timing;
 
 use std::collections::BTreeMap;
 

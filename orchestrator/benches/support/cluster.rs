@@ -10,6 +10,8 @@ use contracts::api::{self, FunctionSpec, FunctionView};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::Deserialize;
+use contracts::ready::ReadyLine;
+use serde_json::{Value, json};
 
 /// How long `dirigent` may take to print its ready line.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -19,8 +21,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 const POLL_ATTEMPTS: u32 = 3_000;
 
-/// Where the started cluster listens (the `addresses` of its ready line).
-#[derive(Debug, Clone, Deserialize)]
+/// Where the started cluster listens (from the `addresses` of its ready line).
+#[derive(Debug, Clone)]
 pub struct Addresses {
     /// The control plane's HTTP API.
     pub api: String,
@@ -28,14 +30,11 @@ pub struct Addresses {
     pub proxy: String,
 }
 
-#[derive(Deserialize)]
-struct ReadyLine {
-    ready: Ready,
-}
-
-#[derive(Deserialize)]
-struct Ready {
-    addresses: Addresses,
+impl Addresses {
+    /// The addresses a standalone's ready line announces, if it has both.
+    fn announced(ready: &ReadyLine) -> Option<Self> {
+        Some(Self { api: ready.address("api")?.to_owned(), proxy: ready.address("proxy")?.to_owned() })
+    }
 }
 
 /// A running `dirigent standalone`; dropping it sends SIGTERM and waits (SIGKILL after [`STOP_TIMEOUT`]).
@@ -117,8 +116,8 @@ fn wait_ready_line(stdout: std::process::ChildStdout) -> anyhow::Result<Addresse
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { return };
-            if let Ok(ready) = serde_json::from_str::<ReadyLine>(&line) {
-                let _ = tx.send(ready.ready.addresses);
+            if let Some(addresses) = ReadyLine::parse(&line).as_ref().and_then(Addresses::announced) {
+                let _ = tx.send(addresses);
             }
         }
     });

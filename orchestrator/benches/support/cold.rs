@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+use contracts::server_timing::ColdStart;
 use serde::Serialize;
 use tokio::sync::Barrier;
 
@@ -125,9 +126,9 @@ fn summarise(outcomes: Vec<Outcome>, wall_s: f64) -> ColdPhase {
             Ok(reply) => {
                 latency.push(reply.latency_us);
                 let timing = reply.timing.unwrap_or_default();
-                not_triggered += usize::from(!timing.triggered());
-                create.extend(timing.create_us);
-                queue.extend(timing.queue_us);
+                not_triggered += usize::from(timing.cold_start_kind() != Some(ColdStart::Triggered));
+                create.extend(timing.create_us.map(|us| us as f64));
+                queue.extend(timing.queue_us.map(|us| us as f64));
             }
             Err(err) => {
                 failures += 1;

@@ -1,10 +1,11 @@
 //! The benchmark's HTTP client: one pooled keep-alive HTTP/1.1 connection per client task, the same for
-//! the data-plane path and the direct path, plus the `Server-Timing` parser.
+//! the data-plane path and the direct path, reading the `Server-Timing` header with the contract's parser.
 
 use std::time::Instant;
 
 use anyhow::Context;
 use bytes::Bytes;
+use contracts::server_timing::{self, ServerTiming};
 use http::header::{HOST, HeaderName, HeaderValue};
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty};
@@ -12,9 +13,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-const WORKLOAD: HeaderName = HeaderName::from_static("workload");
-const EMPTY: HeaderValue = HeaderValue::from_static("empty");
-const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+const WORKLOAD: HeaderName = HeaderName::from_static(contracts::workload::WORKLOAD);
+const EMPTY: HeaderValue = HeaderValue::from_static(contracts::workload::WORKLOAD_EMPTY);
+const SERVER_TIMING: HeaderName = HeaderName::from_static(server_timing::HEADER);
 
 /// Where an invocation goes: a sandbox directly, or the data plane with the function in `Host`.
 #[derive(Debug, Clone)]
@@ -106,53 +107,5 @@ impl Invoker {
         response.into_body().collect().await?;
         anyhow::ensure!(status.is_success(), "GET {uri} answered {status}");
         Ok(())
-    }
-}
-
-/// The data plane's `Server-Timing` header, durations in µs.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ServerTiming {
-    /// `queue;dur`.
-    pub queue_us: Option<f64>,
-    /// `coldstart;desc`: `none`, `triggered` or `waited`.
-    pub cold_start: Option<String>,
-    /// `create;dur` (cold requests only).
-    pub create_us: Option<f64>,
-    /// `proxy;dur`: the data plane's own time.
-    pub proxy_us: Option<f64>,
-}
-
-impl ServerTiming {
-    /// Parses `queue;dur=0.012, coldstart;desc="none", proxy;dur=0.031`; unknown metrics are ignored.
-    pub fn parse(header: &str) -> Self {
-        let mut timing = Self::default();
-        for metric in header.split(',') {
-            let mut params = metric.split(';').map(str::trim);
-            let name = params.next().unwrap_or_default();
-            for param in params {
-                let Some((key, value)) = param.split_once('=') else {
-                    continue;
-                };
-                let micros = || value.parse::<f64>().ok().map(|ms| ms * 1e3);
-                match (name, key) {
-                    ("queue", "dur") => timing.queue_us = micros(),
-                    ("create", "dur") => timing.create_us = micros(),
-                    ("proxy", "dur") => timing.proxy_us = micros(),
-                    ("coldstart", "desc") => timing.cold_start = Some(value.trim_matches('"').to_owned()),
-                    _ => {}
-                }
-            }
-        }
-        timing
-    }
-
-    /// Whether the data plane says this request triggered a cold start.
-    pub fn triggered(&self) -> bool {
-        self.cold_start.as_deref() == Some("triggered")
-    }
-
-    /// Whether the data plane says a free sandbox served this request.
-    pub fn warm(&self) -> bool {
-        self.cold_start.as_deref() == Some("none")
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+use contracts::server_timing::ColdStart;
 use serde::Serialize;
 use tokio::sync::Barrier;
 
@@ -119,9 +120,9 @@ async fn client_task(target: Target, warmup: usize, requests: usize, start: Arc<
         reply.ensure_success()?;
         samples.latency_us.push(reply.latency_us);
         if let Some(timing) = reply.timing {
-            samples.not_warm += usize::from(!timing.warm());
-            samples.proxy_us.extend(timing.proxy_us);
-            samples.queue_us.extend(timing.queue_us);
+            samples.not_warm += usize::from(timing.cold_start_kind() != Some(ColdStart::None));
+            samples.proxy_us.extend(timing.proxy_us.map(|us| us as f64));
+            samples.queue_us.extend(timing.queue_us.map(|us| us as f64));
         }
     }
     Ok(samples)

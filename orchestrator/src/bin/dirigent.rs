@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use contracts::ready::ReadyLine;
 use orchestrator::config::{self, StandaloneConfig};
 use orchestrator::control_plane::{ControlPlane, ControlPlaneConfig};
 use orchestrator::data_plane::{DataPlane, DataPlaneConfig};
@@ -55,8 +56,8 @@ enum Role {
 }
 
 /// One JSON line on stdout once a role serves, so scripts and tests wait on it instead of sleeping.
-fn announce_ready(role: &str, addresses: serde_json::Value) {
-    println!("{}", json!({ "ready": { "role": role, "addresses": addresses } }));
+fn announce_ready<'a>(role: &str, addresses: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    println!("{}", ReadyLine::new(role, addresses).to_line());
 }
 
 /// `--check`: the config parsed; `checked` is the validation the role would otherwise run when it starts.
@@ -124,8 +125,9 @@ async fn run() -> anyhow::Result<()> {
                 return config_ok(config.control_plane.autoscaler.validate());
             }
             let cluster = Standalone::bind(config).await.context("starting dirigent standalone")?;
-            let addresses = serde_json::to_value(cluster.addresses())?;
-            cluster.serve(shutdown, || announce_ready("standalone", addresses)).await?;
+            let addresses = cluster.addresses();
+            let announced = [("api", addresses.api.as_str()), ("grpc", &addresses.grpc), ("proxy", &addresses.proxy)];
+            cluster.serve(shutdown, || announce_ready("standalone", announced)).await?;
         }
         Role::ControlPlane { config } => {
             let config: ControlPlaneConfig = config::load(config.as_deref())?;
@@ -135,7 +137,7 @@ async fn run() -> anyhow::Result<()> {
             let control_plane = ControlPlane::bind(config).await.context("starting the control plane")?;
             announce_ready(
                 "control-plane",
-                json!({ "grpc": control_plane.grpc_address(), "api": control_plane.http_address() }),
+                [("grpc", control_plane.grpc_address()), ("api", control_plane.http_address())],
             );
             control_plane.serve(shutdown).await?;
         }
@@ -145,10 +147,7 @@ async fn run() -> anyhow::Result<()> {
                 return config_ok(Ok::<(), std::convert::Infallible>(()));
             }
             let data_plane = DataPlane::bind(config).await.context("starting the data plane")?;
-            announce_ready(
-                "data-plane",
-                json!({ "proxy": data_plane.proxy_address(), "grpc": data_plane.grpc_address() }),
-            );
+            announce_ready("data-plane", [("proxy", data_plane.proxy_address()), ("grpc", data_plane.grpc_address())]);
             data_plane.serve(shutdown).await?;
         }
         Role::Worker { config } => {
@@ -157,7 +156,7 @@ async fn run() -> anyhow::Result<()> {
                 return config_ok(Ok::<(), std::convert::Infallible>(()));
             }
             let worker = Worker::bind(config).await.context("starting the worker")?;
-            announce_ready("worker", json!({ "name": worker.name() }));
+            announce_ready("worker", [("name", worker.name())]);
             worker.serve(shutdown).await?;
         }
     }

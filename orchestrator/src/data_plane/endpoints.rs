@@ -92,16 +92,8 @@ pub struct EndpointSpec {
     pub creation: Duration,
 }
 
-/// How a request came by its sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColdStart {
-    /// A sandbox was free.
-    None,
-    /// This request found the function at zero and asked for the cold start.
-    Triggered,
-    /// This request waited and got a sandbox created while it waited.
-    Waited,
-}
+/// How a request came by its sandbox; the data plane says it in `Server-Timing`, so the type is the contract's.
+pub use contracts::server_timing::ColdStart;
 
 /// Exclusive use of one unit of a sandbox's concurrency; given back on drop.
 #[derive(Debug)]

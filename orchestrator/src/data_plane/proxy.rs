@@ -16,12 +16,12 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::endpoints::{AcquireError, ColdStart, FunctionEntry, FunctionTable, Grant, Lease};
-use super::timing::Breakdown;
+use super::timing::server_timing;
 
 /// Response body of the proxy: a sandbox's streamed body, or the proxy's own JSON.
 pub type ProxyBody = Either<Full<Bytes>, LeasedBody<Incoming>>;
 
-const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+const SERVER_TIMING: HeaderName = HeaderName::from_static(contracts::server_timing::HEADER);
 const HOP_BY_HOP: [&str; 5] = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"];
 
 /// A response body that holds the sandbox lease until the last byte is through, so that a sandbox with
@@ -189,11 +189,10 @@ impl Proxy {
                 }
             };
         let upstream = upstream_start.elapsed();
-        let creation = (cold_start != ColdStart::None).then(|| lease.endpoint().creation);
+        let creation = cold_start.is_cold().then(|| lease.endpoint().creation);
         let (mut parts, body) = response.into_parts();
-        let breakdown =
-            Breakdown { queued, cold_start, creation, proxy: arrived.elapsed().saturating_sub(queued + upstream) };
-        if let Ok(value) = HeaderValue::try_from(breakdown.header_value()) {
+        let timing = server_timing(queued, cold_start, creation, arrived.elapsed().saturating_sub(queued + upstream));
+        if let Ok(value) = HeaderValue::try_from(timing.header_value()) {
             parts.headers.append(SERVER_TIMING, value);
         }
         Ok(Response::from_parts(parts, Either::Right(LeasedBody { inner: body, lease: Some(lease) })))

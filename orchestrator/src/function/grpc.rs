@@ -6,9 +6,9 @@ use tonic::{Request, Response, Status};
 
 use super::instance::{Instance, InvokeError};
 use super::params::{Invocation, Workload};
-use super::wire;
 use crate::proto::faas::executor_server::Executor;
 use crate::proto::faas::{FaasReply, FaasRequest};
+use contracts::workload;
 
 /// Serves `Execute` with the same work as an HTTP invocation.
 #[derive(Debug, Clone)]
@@ -40,8 +40,8 @@ impl Executor for FaasExecutor {
 /// Dirigent's gRPC function says `OK - <host>` (`OK - EMPTY - <host>`); the function name goes in between if known.
 fn message(invocation: &Invocation, hostname: &str) -> String {
     let status = match invocation.workload {
-        Workload::Trace => wire::STATUS_OK,
-        Workload::Empty => wire::STATUS_OK_EMPTY,
+        Workload::Trace => workload::STATUS_OK,
+        Workload::Empty => workload::STATUS_OK_EMPTY,
     };
     match invocation.function.as_str() {
         "" => format!("{status} - {hostname}"),

@@ -13,11 +13,11 @@ use http_body_util::BodyExt;
 
 use super::instance::{Completed, Instance};
 use super::params::{Invocation, Workload};
-use super::wire::{self, ErrorReply, FunctionReply};
+use contracts::workload::{self, ErrorReply, FunctionReply};
 
 /// The HTTP routes; every request that is not a health probe is an invocation.
 pub(super) fn routes(instance: Arc<Instance>) -> Router {
-    Router::new().route(wire::HEALTH_PATH, get(health).fallback(invoke)).fallback(invoke).with_state(instance)
+    Router::new().route(workload::HEALTH_PATH, get(health).fallback(invoke)).fallback(invoke).with_state(instance)
 }
 
 async fn health() -> StatusCode {
@@ -64,8 +64,8 @@ fn is_grpc(headers: &HeaderMap) -> bool {
 /// The JSON reply for a completed invocation (also the Lambda runtime's response).
 pub(super) fn reply(instance: &Instance, invocation: Invocation, completed: Completed) -> FunctionReply {
     let status = match invocation.workload {
-        Workload::Trace => wire::STATUS_OK,
-        Workload::Empty => wire::STATUS_OK_EMPTY,
+        Workload::Trace => workload::STATUS_OK,
+        Workload::Empty => workload::STATUS_OK_EMPTY,
     };
     FunctionReply {
         status: status.to_owned(),

@@ -2,15 +2,14 @@
 //!
 //! One port serves HTTP/1.1, cleartext HTTP/2 (prior knowledge) and gRPC (`faas.Executor/Execute`). `GET /health`
 //! is the readiness probe; any other request is an invocation whose parameters come from the headers (or the query)
-//! named in [`wire`]: spin the CPU for `requested_cpu` ms against the clock while holding `requested_memory` MiB with
-//! every page written, then reply with Dirigent's JSON ([`wire::FunctionReply`]).
+//! named in [`contracts::workload`]: spin the CPU for `requested_cpu` ms against the clock while holding `requested_memory` MiB with
+//! every page written, then reply with Dirigent's JSON ([`contracts::workload::FunctionReply`]).
 
 mod grpc;
 mod http;
 pub mod instance;
 pub mod lambda;
 pub mod params;
-pub mod wire;
 pub mod work;
 
 use std::future::Future;

@@ -6,8 +6,8 @@ use std::borrow::Cow;
 use axum::extract::Query;
 use http::{HeaderMap, Uri};
 
-use super::wire;
 use crate::proto::faas::FaasRequest;
+use contracts::workload;
 
 /// What an invocation does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -26,9 +26,9 @@ pub struct Invocation {
     pub workload: Workload,
     /// Function name, echoed in the reply.
     pub function: String,
-    /// CPU time to spin, in milliseconds (at most [`wire::MAX_CPU_MS`]).
+    /// CPU time to spin, in milliseconds (at most [`workload::MAX_CPU_MS`]).
     pub requested_cpu_ms: u64,
-    /// Memory to hold while spinning, in MiB (at most [`wire::MAX_MEMORY_MIB`]).
+    /// Memory to hold while spinning, in MiB (at most [`workload::MAX_MEMORY_MIB`]).
     pub requested_memory_mib: u64,
     /// The loader's iteration multiplier, echoed only.
     pub multiplier: u64,
@@ -81,32 +81,40 @@ impl Invocation {
     /// The parameters by their HTTP names, from `get`.
     fn from_named<'a>(get: impl Fn(&'static str) -> Option<Cow<'a, str>>) -> Result<Self, ParamError> {
         Ok(Self {
-            workload: parse_workload(get(wire::WORKLOAD))?,
-            function: get(wire::FUNCTION).unwrap_or_default().into_owned(),
-            requested_cpu_ms: parse_bounded(wire::REQUESTED_CPU, get(wire::REQUESTED_CPU), wire::MAX_CPU_MS)?,
-            requested_memory_mib: parse_bounded(
-                wire::REQUESTED_MEMORY,
-                get(wire::REQUESTED_MEMORY),
-                wire::MAX_MEMORY_MIB,
+            workload: parse_workload(get(workload::WORKLOAD))?,
+            function: get(workload::FUNCTION).unwrap_or_default().into_owned(),
+            requested_cpu_ms: parse_bounded(
+                workload::REQUESTED_CPU,
+                get(workload::REQUESTED_CPU),
+                workload::MAX_CPU_MS,
             )?,
-            multiplier: parse_bounded(wire::MULTIPLIER, get(wire::MULTIPLIER), u64::MAX)?,
+            requested_memory_mib: parse_bounded(
+                workload::REQUESTED_MEMORY,
+                get(workload::REQUESTED_MEMORY),
+                workload::MAX_MEMORY_MIB,
+            )?,
+            multiplier: parse_bounded(workload::MULTIPLIER, get(workload::MULTIPLIER), u64::MAX)?,
         })
     }
 
     /// Parses a gRPC `Execute` request: runtime and memory from the message, `workload`, `function` and `multiplier`
     /// from the metadata; the function name falls back to the request's `message`.
     pub fn from_grpc(metadata: &HeaderMap, request: &FaasRequest) -> Result<Self, ParamError> {
-        let function = lookup(metadata, wire::FUNCTION).unwrap_or(Cow::Borrowed(request.message.as_str()));
+        let function = lookup(metadata, workload::FUNCTION).unwrap_or(Cow::Borrowed(request.message.as_str()));
         Ok(Self {
-            workload: parse_workload(lookup(metadata, wire::WORKLOAD))?,
+            workload: parse_workload(lookup(metadata, workload::WORKLOAD))?,
             function: function.into_owned(),
-            requested_cpu_ms: bounded(wire::REQUESTED_CPU, request.runtime_in_milli_sec.into(), wire::MAX_CPU_MS)?,
-            requested_memory_mib: bounded(
-                wire::REQUESTED_MEMORY,
-                request.memory_in_mebi_bytes.into(),
-                wire::MAX_MEMORY_MIB,
+            requested_cpu_ms: bounded(
+                workload::REQUESTED_CPU,
+                request.runtime_in_milli_sec.into(),
+                workload::MAX_CPU_MS,
             )?,
-            multiplier: parse_bounded(wire::MULTIPLIER, lookup(metadata, wire::MULTIPLIER), u64::MAX)?,
+            requested_memory_mib: bounded(
+                workload::REQUESTED_MEMORY,
+                request.memory_in_mebi_bytes.into(),
+                workload::MAX_MEMORY_MIB,
+            )?,
+            multiplier: parse_bounded(workload::MULTIPLIER, lookup(metadata, workload::MULTIPLIER), u64::MAX)?,
         })
     }
 
@@ -165,11 +173,13 @@ fn parse_workload(value: Option<Cow<'_, str>>) -> Result<Workload, ParamError> {
         return Ok(Workload::default());
     };
     match value.trim() {
-        name if name.eq_ignore_ascii_case(wire::WORKLOAD_TRACE) => Ok(Workload::Trace),
-        name if name.eq_ignore_ascii_case(wire::WORKLOAD_EMPTY) => Ok(Workload::Empty),
-        _ => {
-            Err(ParamError::Invalid { name: wire::WORKLOAD, value: quoted(&value), expected: "\"trace\" or \"empty\"" })
-        }
+        name if name.eq_ignore_ascii_case(workload::WORKLOAD_TRACE) => Ok(Workload::Trace),
+        name if name.eq_ignore_ascii_case(workload::WORKLOAD_EMPTY) => Ok(Workload::Empty),
+        _ => Err(ParamError::Invalid {
+            name: workload::WORKLOAD,
+            value: quoted(&value),
+            expected: "\"trace\" or \"empty\"",
+        }),
     }
 }
 
@@ -284,10 +294,10 @@ mod tests {
 
     #[test]
     fn rejects_values_above_limits() {
-        let cpu = (wire::MAX_CPU_MS + 1).to_string();
+        let cpu = (workload::MAX_CPU_MS + 1).to_string();
         let error = parse(&[("requested_cpu", &cpu)], "/").unwrap_err();
         assert!(matches!(error, ParamError::TooLarge { name: "requested_cpu", .. }), "{error}");
-        let memory = (wire::MAX_MEMORY_MIB + 1).to_string();
+        let memory = (workload::MAX_MEMORY_MIB + 1).to_string();
         let error = parse(&[("requested_memory", &memory)], "/").unwrap_err();
         assert!(matches!(error, ParamError::TooLarge { name: "requested_memory", .. }), "{error}");
         let error = parse(&[("requested_cpu", "99999999999999999999999")], "/").unwrap_err();

@@ -6,6 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use contracts::api::{self, FunctionList, FunctionSpec, FunctionView, Health};
+use contracts::ready::ReadyLine;
+use contracts::server_timing::{self, ServerTiming};
 use serde_json::Value;
 
 /// The workload function binary.
@@ -15,8 +17,8 @@ const DIRIGENT: &str = env!("CARGO_BIN_EXE_dirigent");
 /// A `dirigent` child process; SIGTERMed (then SIGKILLed) on drop.
 pub struct Role {
     child: Option<Child>,
-    /// The `addresses` object of its ready line.
-    pub addresses: Value,
+    /// Its ready line.
+    pub ready: ReadyLine,
     _config: tempfile::NamedTempFile,
 }
 
@@ -38,20 +40,19 @@ impl Role {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(value) = serde_json::from_str::<Value>(&line) {
-                    let _ = tx.send(value);
+                if let Some(ready) = ReadyLine::parse(&line) {
+                    let _ = tx.send(ready);
                 }
             }
         });
-        let mut role_process = Role { child: Some(child), addresses: Value::Null, _config: config };
-        let ready = rx.recv_timeout(Duration::from_secs(30)).expect("dirigent printed no ready line");
-        role_process.addresses = ready["ready"]["addresses"].clone();
+        let mut role_process = Role { child: Some(child), ready: ReadyLine::default(), _config: config };
+        role_process.ready = rx.recv_timeout(Duration::from_secs(30)).expect("dirigent printed no ready line");
         role_process
     }
 
     /// An address from the ready line.
     pub fn address(&self, key: &str) -> String {
-        self.addresses[key].as_str().unwrap_or_else(|| panic!("no '{key}' in {}", self.addresses)).to_owned()
+        self.ready.address(key).unwrap_or_else(|| panic!("no '{key}' in {}", self.ready.to_line())).to_owned()
     }
 
     /// The process id.
@@ -168,7 +169,7 @@ pub async fn invoke(proxy: &str, name: &str, cpu_ms: u64) -> reqwest::Response {
     client()
         .get(format!("http://{proxy}/"))
         .header("Host", name)
-        .header("requested_cpu", cpu_ms.to_string())
+        .header(contracts::workload::REQUESTED_CPU, cpu_ms.to_string())
         .send()
         .await
         .unwrap()
@@ -176,9 +177,8 @@ pub async fn invoke(proxy: &str, name: &str, cpu_ms: u64) -> reqwest::Response {
 
 /// The `coldstart` description in a response's Server-Timing header.
 pub fn cold_start_of(response: &reqwest::Response) -> String {
-    let timing = response.headers().get("server-timing").expect("Server-Timing header").to_str().unwrap();
-    let part = timing.split(',').map(str::trim).find(|p| p.starts_with("coldstart;")).expect("coldstart metric");
-    part.trim_start_matches("coldstart;desc=").trim_matches('"').to_owned()
+    let header = response.headers().get(server_timing::HEADER).expect("Server-Timing header").to_str().unwrap();
+    ServerTiming::parse(header).cold_start.expect("coldstart metric")
 }
 
 /// Process ids of live sandboxes whose SANDBOX_ID is in `ids`.

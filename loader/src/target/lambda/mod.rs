@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use contracts::workload::{Parameters, ReceivedReply};
 use futures_util::{FutureExt, StreamExt};
 use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -23,7 +24,7 @@ use tokio::sync::Semaphore;
 
 use self::client::{ApiError, ApiResponse, LambdaClient, query_encode};
 use self::credentials::AwsCredentials;
-use super::http::{body_excerpt, parse_reply};
+use super::http::body_excerpt;
 use super::{BoxFuture, FunctionDeployment, Target, TargetError, TargetResponse};
 use crate::record::Outcome;
 use crate::schedule::Invocation;
@@ -287,13 +288,7 @@ pub fn memory_for(config: &LambdaConfig, function: &FunctionDeployment) -> u32 {
 
 /// The Invoke payload: the workload function's parameters as JSON.
 pub fn invoke_payload(function: &str, invocation: &Invocation) -> String {
-    serde_json::json!({
-        "workload": "trace",
-        "function": function,
-        "requested_cpu": invocation.runtime_ms,
-        "requested_memory": invocation.memory_mib,
-    })
-    .to_string()
+    Parameters::trace(function, invocation.runtime_ms, invocation.memory_mib).to_json().to_string()
 }
 
 /// Maps an Invoke answer to a response: `X-Amz-Function-Error` and non-OK statuses are failures with their reason,
@@ -310,20 +305,20 @@ pub(crate) fn invoke_response(response: &ApiResponse) -> TargetResponse {
         };
         return TargetResponse::from_outcome(outcome);
     }
-    let fields = parse_reply(&response.body);
+    let reply = ReceivedReply::parse(&response.body);
     let outcome = if let Some(kind) = response.headers.get("x-amz-function-error") {
         let kind = kind.to_str().unwrap_or("function error");
         Outcome::Status(status.as_u16(), format!("function error ({kind}): {}", body_excerpt(&response.body)))
-    } else if !fields.status_ok() {
+    } else if !reply.status_ok() {
         Outcome::Status(status.as_u16(), body_excerpt(&response.body))
     } else {
         Outcome::Ok
     };
     TargetResponse {
         outcome,
-        actual_duration_us: fields.execution_time_us,
-        actual_memory_mib: fields.memory_mib,
-        cold_start: fields.cold_start,
+        actual_duration_us: reply.execution_time,
+        actual_memory_mib: reply.memory_mib(),
+        cold_start: reply.cold_start,
         breakdown: Default::default(),
     }
 }
