@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::Path;
 
+use contracts::run_folder::{MAX_RECORDED_US, Manifest, RunSummary};
 use hdrhistogram::Histogram;
-use loader::output::MAX_RECORDED_US;
 
 use crate::columns::{Columns, Failure, Row};
-use crate::meta::{LoaderSummary, ManifestSummary, read_manifest, read_summary};
+use crate::meta::{read_manifest, read_summary};
 use crate::model::{Counts, FunctionResult, Percentiles, Rates, RunAnalysis, Samples, Shares};
 use crate::timeline::TimelineAccumulator;
 use crate::{AnalyzeError, Options};
@@ -251,15 +251,15 @@ impl Accumulator {
         mut self,
         run_dir: &Path,
         options: &Options,
-        summary: Option<LoaderSummary>,
-        manifest: Option<ManifestSummary>,
+        summary: Option<RunSummary>,
+        manifest: Option<Manifest>,
     ) -> RunAnalysis {
         self.counts.cold_starts = self.cold_starts_known.then_some(self.cold_starts);
         let mut functions: Vec<FunctionResult> =
             std::mem::take(&mut self.functions).into_iter().map(|(name, sums)| sums.finish(name)).collect();
         functions.sort_by(|a, b| a.name.cmp(&b.name));
         let requested = summary.as_ref().and_then(|summary| summary.overall.requested_rate_per_s);
-        let requested = requested.or_else(|| manifest.as_ref().and_then(ManifestSummary::workload_rate));
+        let requested = requested.or_else(|| manifest.as_ref().and_then(Manifest::workload_rate));
         let per_function = |value: fn(&FunctionResult) -> Option<f64>| {
             Percentiles::of_values(&functions.iter().filter_map(value).collect::<Vec<_>>())
         };
@@ -300,10 +300,10 @@ impl Accumulator {
     /// `(start, end)` of the analysed part of the schedule, Unix µs: after the excluded leading window and (unless
     /// included) the warm-up, whose length is the loader summary's run minus measured duration; up to the
     /// schedule's end when the summary gives it.
-    fn analysed_span(&self, origin: u64, summary: Option<&LoaderSummary>) -> (u64, u64) {
+    fn analysed_span(&self, origin: u64, summary: Option<&RunSummary>) -> (u64, u64) {
         let seconds = |s: f64| (s.max(0.0) * 1e6) as u64;
         let run = summary.and_then(|s| s.run_duration_s);
-        let warmup = match (run, summary.and_then(|s| s.measured_duration_s)) {
+        let warmup = match (run, summary.map(|s| s.measured_duration_s)) {
             (Some(run), Some(measured)) if !self.include_warmup => seconds(run - measured),
             _ => 0,
         };

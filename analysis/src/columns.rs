@@ -1,26 +1,13 @@
-//! The columns of `invocations.csv`, looked up by header name. The names come from the loader's own
-//! [`INVOCATIONS_HEADER`], so the schema lives in one place; a vHive loader CSV (only the vHive columns) is read too,
-//! with the missing columns treated as unknown.
+//! The columns of `invocations.csv`, looked up by name through the run-folder contract
+//! ([`contracts::run_folder::Column`]), so the schema lives in one place; a vHive loader CSV (only the vHive
+//! columns, and some of its own) is read too, with the missing columns treated as unknown.
 
 use std::path::Path;
 
+use contracts::run_folder::{Column, HeaderIndex};
 use csv::ByteRecord;
-use loader::output::INVOCATIONS_HEADER;
 
 use crate::AnalyzeError;
-
-const PHASE: &str = INVOCATIONS_HEADER[0];
-const INSTANCE: &str = INVOCATIONS_HEADER[1];
-const START_TIME: &str = INVOCATIONS_HEADER[3];
-const REQUESTED_DURATION: &str = INVOCATIONS_HEADER[4];
-const RESPONSE_TIME: &str = INVOCATIONS_HEADER[5];
-const ACTUAL_DURATION: &str = INVOCATIONS_HEADER[6];
-const CONNECTION_TIMEOUT: &str = INVOCATIONS_HEADER[7];
-const FUNCTION_TIMEOUT: &str = INVOCATIONS_HEADER[8];
-const INTENDED_TIME: &str = INVOCATIONS_HEADER[10];
-const SEND_LAG: &str = INVOCATIONS_HEADER[11];
-const COLD_START: &str = INVOCATIONS_HEADER[12];
-const OUTCOME: &str = INVOCATIONS_HEADER[14];
 
 const INTEGER_US: &str = "a non-negative integer (µs)";
 const BOOLEAN: &str = "true or false";
@@ -64,7 +51,7 @@ pub(crate) struct Row<'a> {
 pub(crate) struct Columns {
     phase: Option<usize>,
     instance: usize,
-    time: (usize, &'static str),
+    time: (usize, Column),
     requested: usize,
     response: usize,
     actual: usize,
@@ -85,26 +72,27 @@ impl Columns {
     /// Finds the columns in `header`; `instance`, `startTime`, `requestedDuration`, `responseTime` and
     /// `actualDuration` are required, the rest optional.
     pub fn from_header(path: &Path, header: &ByteRecord) -> Result<Self, AnalyzeError> {
-        let find = |name: &str| header.iter().position(|cell| cell == name.as_bytes());
-        let require = |name: &'static str| {
-            find(name).ok_or_else(|| AnalyzeError::MissingColumn { path: path.to_path_buf(), column: name })
+        let index = HeaderIndex::new(header);
+        let find = |column| index.get(column);
+        let require = |column: Column| {
+            find(column).ok_or_else(|| AnalyzeError::MissingColumn { path: path.to_path_buf(), column: column.name() })
         };
-        let time = match find(INTENDED_TIME) {
-            Some(index) => (index, INTENDED_TIME),
-            None => (require(START_TIME)?, START_TIME),
+        let time = match find(Column::IntendedTime) {
+            Some(index) => (index, Column::IntendedTime),
+            None => (require(Column::StartTime)?, Column::StartTime),
         };
         Ok(Self {
-            phase: find(PHASE),
-            instance: require(INSTANCE)?,
+            phase: find(Column::Phase),
+            instance: require(Column::Instance)?,
             time,
-            requested: require(REQUESTED_DURATION)?,
-            response: require(RESPONSE_TIME)?,
-            actual: require(ACTUAL_DURATION)?,
-            connection: find(CONNECTION_TIMEOUT),
-            timeout: find(FUNCTION_TIMEOUT),
-            send_lag: find(SEND_LAG),
-            cold: find(COLD_START),
-            outcome: find(OUTCOME),
+            requested: require(Column::RequestedDuration)?,
+            response: require(Column::ResponseTime)?,
+            actual: require(Column::ActualDuration)?,
+            connection: find(Column::ConnectionTimeout),
+            timeout: find(Column::FunctionTimeout),
+            send_lag: find(Column::SendLag),
+            cold: find(Column::ColdStart),
+            outcome: find(Column::Outcome),
         })
     }
 
@@ -117,19 +105,19 @@ impl Columns {
     pub fn row<'r>(&self, path: &'r Path, record: &'r ByteRecord) -> Result<Row<'r>, AnalyzeError> {
         let cells = Cells { path, record };
         let phase = match self.phase {
-            Some(index) => cells.optional_u64(index, PHASE)?,
+            Some(index) => cells.optional_u64(index, Column::Phase)?,
             None => None,
         };
         Ok(Row {
             warmup: phase == Some(1),
             function: cells.get(self.instance),
             time_us: cells.required_u64(self.time.0, self.time.1)?,
-            requested_us: cells.required_u64(self.requested, REQUESTED_DURATION)?,
-            response_us: cells.required_u64(self.response, RESPONSE_TIME)?,
-            actual_us: cells.optional_u64(self.actual, ACTUAL_DURATION)?,
+            requested_us: cells.required_u64(self.requested, Column::RequestedDuration)?,
+            response_us: cells.required_u64(self.response, Column::ResponseTime)?,
+            actual_us: cells.optional_u64(self.actual, Column::ActualDuration)?,
             failure: self.failure(&cells)?,
-            cold: self.cold.map(|index| cells.optional_bool(index, COLD_START)).transpose()?.flatten(),
-            send_lag_us: self.send_lag.map(|index| cells.optional_u64(index, SEND_LAG)).transpose()?.flatten(),
+            cold: self.cold.map(|index| cells.optional_bool(index, Column::ColdStart)).transpose()?.flatten(),
+            send_lag_us: self.send_lag.map(|index| cells.optional_u64(index, Column::SendLag)).transpose()?.flatten(),
         })
     }
 
@@ -139,10 +127,10 @@ impl Columns {
             Some(index) => cells.optional_bool(index, name).map(|value| value == Some(true)),
             None => Ok(false),
         };
-        if flag(self.connection, CONNECTION_TIMEOUT)? {
+        if flag(self.connection, Column::ConnectionTimeout)? {
             return Ok(Some(Failure::Connection));
         }
-        if flag(self.timeout, FUNCTION_TIMEOUT)? {
+        if flag(self.timeout, Column::FunctionTimeout)? {
             return Ok(Some(Failure::Timeout));
         }
         Ok(match self.outcome.map(|index| cells.get(index)) {
@@ -159,18 +147,18 @@ impl<'r> Cells<'r> {
         self.record.get(index).unwrap_or_default()
     }
 
-    fn error(&self, index: usize, column: &'static str, expected: &'static str) -> AnalyzeError {
+    fn error(&self, index: usize, column: Column, expected: &'static str) -> AnalyzeError {
         AnalyzeError::Field {
             path: self.path.to_path_buf(),
             line: self.record.position().map_or(0, csv::Position::line),
             column_index: index + 1,
-            column,
+            column: column.name(),
             value: String::from_utf8_lossy(self.get(index)).into_owned(),
             expected,
         }
     }
 
-    fn optional_u64(&self, index: usize, column: &'static str) -> Result<Option<u64>, AnalyzeError> {
+    fn optional_u64(&self, index: usize, column: Column) -> Result<Option<u64>, AnalyzeError> {
         let cell = self.get(index);
         if cell.is_empty() {
             return Ok(None);
@@ -178,11 +166,11 @@ impl<'r> Cells<'r> {
         parse_u64(cell).map(Some).ok_or_else(|| self.error(index, column, INTEGER_US))
     }
 
-    fn required_u64(&self, index: usize, column: &'static str) -> Result<u64, AnalyzeError> {
+    fn required_u64(&self, index: usize, column: Column) -> Result<u64, AnalyzeError> {
         self.optional_u64(index, column)?.ok_or_else(|| self.error(index, column, INTEGER_US))
     }
 
-    fn optional_bool(&self, index: usize, column: &'static str) -> Result<Option<bool>, AnalyzeError> {
+    fn optional_bool(&self, index: usize, column: Column) -> Result<Option<bool>, AnalyzeError> {
         match self.get(index) {
             b"" => Ok(None),
             b"true" | b"1" => Ok(Some(true)),
@@ -217,10 +205,28 @@ mod tests {
     }
 
     #[test]
-    fn names_match_the_loader_header() {
-        let names = [PHASE, INSTANCE, START_TIME, REQUESTED_DURATION, RESPONSE_TIME, ACTUAL_DURATION];
-        assert_eq!(names, ["phase", "instance", "startTime", "requestedDuration", "responseTime", "actualDuration"]);
-        let more = [CONNECTION_TIMEOUT, FUNCTION_TIMEOUT, INTENDED_TIME, SEND_LAG, COLD_START, OUTCOME];
-        assert_eq!(more, ["connectionTimeout", "functionTimeout", "intendedTime", "sendLag", "coldStart", "outcome"]);
+    fn a_vhive_only_header_reads_with_our_columns_unknown() {
+        let header = ByteRecord::from(vec![
+            "phase",
+            "instance",
+            "invocationID",
+            "startTime",
+            "requestedDuration",
+            "responseTime",
+            "actualDuration",
+            "actualMemoryUsage",
+            "memoryAllocationTimeout",
+            "connectionTimeout",
+            "functionTimeout",
+        ]);
+        let columns = Columns::from_header(Path::new("invocations.csv"), &header).unwrap();
+        assert!(!columns.has_cold_starts());
+        assert_eq!((columns.time, columns.connection, columns.timeout), ((3, Column::StartTime), Some(9), Some(10)));
+        assert_eq!((columns.send_lag, columns.outcome), (None, None));
+        let mut record =
+            ByteRecord::from(vec!["2", "f", "min0.inv0", "1000", "10", "30", "", "5", "false", "true", "false"]);
+        record.set_position(Some(csv::Position::new()));
+        let row = columns.row(Path::new("invocations.csv"), &record).unwrap();
+        assert_eq!((row.time_us, row.actual_us, row.failure, row.cold), (1000, None, Some(Failure::Connection), None));
     }
 }

@@ -1,49 +1,46 @@
-//! The manifest's free-form `events` (e.g. injected failures) as [`Event`]s on the timeline's axis. Events come from
-//! several tools, so every key is optional: a missing or null key is `None`, a non-string value is kept as JSON text.
+//! The manifest's events (e.g. injected failures, read tolerantly by [`contracts::run_folder::Event`]) as the
+//! report's [`Event`]s on the timeline's axis.
 
-use serde_json::Value;
+use contracts::run_folder::Event as ManifestEvent;
 
 use crate::model::Event;
 
-/// The events in `raw` (the manifest's order), timed from `origin_us` (the run's start, Unix µs) when known.
-pub(crate) fn from_manifest(raw: &[Value], origin_us: Option<u64>) -> Vec<Event> {
-    raw.iter().map(|event| from_value(event, origin_us)).collect()
+/// The events in `events` (the manifest's order), timed from `origin_us` (the run's start, Unix µs) when known.
+pub(crate) fn from_manifest(events: &[ManifestEvent], origin_us: Option<u64>) -> Vec<Event> {
+    events.iter().map(|event| from_event(event, origin_us)).collect()
 }
 
-fn from_value(event: &Value, origin_us: Option<u64>) -> Event {
-    let text = |key: &str| match event.get(key)? {
-        Value::Null => None,
-        Value::String(text) => Some(text.clone()),
-        other => Some(other.to_string()),
-    };
+fn from_event(event: &ManifestEvent, origin_us: Option<u64>) -> Event {
     Event {
-        kind: text("kind"),
-        component: text("component"),
-        host: text("host"),
-        detail: text("detail"),
-        at_s: event.get("unixUs").zip(origin_us).and_then(|(unix_us, origin)| seconds_since(unix_us, origin)),
+        kind: event.kind.as_ref().map(|kind| kind.as_str().to_owned()),
+        component: event.component.clone(),
+        host: event.host.clone(),
+        detail: event.detail.clone(),
+        at_s: event.unix_us.zip(origin_us).map(|(unix_us, origin)| seconds_since(unix_us, origin)),
     }
 }
 
-/// Seconds from `origin_us` to `unix_us` (an integer is exact; a fractional number is read as f64).
-fn seconds_since(unix_us: &Value, origin_us: u64) -> Option<f64> {
-    let delta_us = match unix_us.as_i64() {
-        Some(us) => (i128::from(us) - i128::from(origin_us)) as f64,
-        None => unix_us.as_f64()? - origin_us as f64,
-    };
-    Some(delta_us / 1e6)
+/// Seconds from `origin_us` to `unix_us` (negative before it).
+fn seconds_since(unix_us: i64, origin_us: u64) -> f64 {
+    (i128::from(unix_us) - i128::from(origin_us)) as f64 / 1e6
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
+
+    /// The manifest's events as the analysis reads them: through the contract type.
+    fn from_json(raw: &[Value], origin_us: Option<u64>) -> Vec<Event> {
+        let events: Vec<ManifestEvent> = serde_json::from_value(Value::Array(raw.to_vec())).unwrap();
+        from_manifest(&events, origin_us)
+    }
 
     const ORIGIN_US: u64 = 1_764_000_000_000_000;
 
     fn one(event: Value, origin_us: Option<u64>) -> Event {
-        from_manifest(&[event], origin_us).remove(0)
+        from_json(&[event], origin_us).remove(0)
     }
 
     #[test]
@@ -53,7 +50,7 @@ mod tests {
                    "unixUs": 1_764_000_000_123_456u64, "detail": "SIGKILL"}),
             json!({"kind": "restart", "component": "worker-1", "host": "10.200.1.14", "unixUs": 1_764_000_005_123_456u64}),
         ];
-        let events = from_manifest(&raw, Some(ORIGIN_US));
+        let events = from_json(&raw, Some(ORIGIN_US));
         let kill = Event {
             kind: Some("kill".into()),
             component: Some("worker-1".into()),

@@ -6,7 +6,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::Options;
-use crate::meta::{LoaderSummary, ManifestSummary};
+use contracts::run_folder::{Manifest, RunSummary};
 
 /// Count, mean and percentiles of a distribution (µs for latencies, a plain ratio for slowdown).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -227,9 +227,9 @@ pub struct RunAnalysis {
     /// The loader's verdict on its own send lag; `None` when the run folder has no `summary.json`.
     pub trustworthy: Option<bool>,
     /// From `manifest.json`, when present.
-    pub manifest: Option<ManifestSummary>,
+    pub manifest: Option<Manifest>,
     /// From `summary.json`, when present.
-    pub loader_summary: Option<LoaderSummary>,
+    pub loader_summary: Option<RunSummary>,
     /// Counts.
     pub counts: Counts,
     /// Shares of the analysed invocations.

@@ -15,14 +15,9 @@ pub enum ReportError {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// A JSON document could not be serialized.
-    #[error("cannot serialize {path}: {source}")]
-    Json {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: serde_json::Error,
-    },
+    /// A JSON document could not be written (the error names it).
+    #[error(transparent)]
+    Json(#[from] contracts::json_file::JsonFileError),
     /// A plot could not be drawn.
     #[error("cannot draw {path}: {message}")]
     Plot {
@@ -48,10 +43,9 @@ pub(crate) fn write_text(dir: &Path, name: &str, text: &str) -> Result<PathBuf, 
     Ok(path)
 }
 
-/// Writes `value` as pretty JSON with a trailing newline to `dir/name` and returns the path.
+/// Writes `value` as pretty JSON with a trailing newline to `dir/name` (atomically) and returns the path.
 pub(crate) fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<PathBuf, ReportError> {
-    let mut text =
-        serde_json::to_string_pretty(value).map_err(|source| ReportError::Json { path: dir.join(name), source })?;
-    text.push('\n');
-    write_text(dir, name, &text)
+    let path = dir.join(name);
+    contracts::json_file::write_pretty(&path, value)?;
+    Ok(path)
 }

@@ -91,7 +91,9 @@ fn outline_rows(analysis: &RunAnalysis) -> Vec<Vec<String>> {
         ("events", event_count(&analysis.events)),
     ]);
     let mut rows: Vec<Vec<String>> = rows.into_iter().map(|(key, value)| vec![key.to_owned(), value]).collect();
-    rows.extend(manifest.config_summary().into_iter().map(|(key, value)| vec![format!("config `{key}`"), value]));
+    rows.extend(
+        crate::meta::config_summary(manifest).into_iter().map(|(key, value)| vec![format!("config `{key}`"), value]),
+    );
     rows
 }
 
@@ -205,7 +207,7 @@ fn send_lag_text(analysis: &RunAnalysis) -> String {
         row.extend(values);
         rows.push(row);
     }
-    let threshold = loader.and_then(|summary| summary.send_lag_threshold_us).map(|us| micros(us as f64));
+    let threshold = loader.map(|summary| micros(summary.send_lag_threshold_us as f64));
     format!(
         "{}\nThreshold for a trustworthy run (send-lag p99): {}. Verdict: **{}**.\n",
         table(&distribution_header(), &rows),

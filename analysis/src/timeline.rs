@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use contracts::run_folder::MAX_RECORDED_US;
 use hdrhistogram::Histogram;
-use loader::output::MAX_RECORDED_US;
 
 use crate::model::{Timeline, Window};
 

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use analysis::{AnalyzeError, Options, RunAnalysis, analyze};
-use loader::output::INVOCATIONS_HEADER;
+use contracts::run_folder::INVOCATIONS_HEADER;
 
 const START_US: u64 = 1_000_000_000;
 
@@ -53,10 +53,16 @@ fn fixture_csv() -> String {
 
 fn write_fixture(dir: &Path, csv: &str, trustworthy: bool) {
     std::fs::write(dir.join("invocations.csv"), csv).unwrap();
+    // A summary as the loader writes it (every key it has always written), with no runDurationS like an older one.
+    let counts = serde_json::json!({"measured": 8, "ok": 5, "connectionFailed": 1, "timeout": 1, "statusError": 1,
+                                    "coldStarts": 2, "warmup": 1, "warmupFailures": 0});
     let summary = serde_json::json!({
         "sendLagThresholdUs": 1000, "measuredDurationS": 8.0, "trustworthy": trustworthy,
-        "overall": {"requestedRatePerS": 1.0, "achievedRatePerS": 1.0, "maxSendLagUs": 100,
-                    "sendLagUs": {"count": 8, "p50": 100, "p90": 100, "p99": 100, "p999": 100, "max": 100}},
+        "overall": {"counts": counts, "failures": 3, "requestedRatePerS": 1.0, "achievedRatePerS": 1.0,
+                    "okRatePerS": 0.625, "responseTimeUs": null, "schedulingLatencyUs": null,
+                    "meanSchedulingLatencyUs": null, "geomeanSlowdown": null, "maxSendLagUs": 100,
+                    "sendLagUs": {"count": 8, "p50": 100, "p90": 100, "p99": 100, "p999": 100, "max": 100},
+                    "trustworthy": trustworthy},
         "functions": []
     });
     std::fs::write(dir.join("summary.json"), summary.to_string()).unwrap();

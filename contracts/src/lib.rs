@@ -8,3 +8,6 @@ pub mod proto;
 pub mod ready;
 pub mod server_timing;
 pub mod workload;
+pub mod bench;
+pub mod json_file;
+pub mod run_folder;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use contracts::run_folder::{Event, EventKind};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -60,7 +60,7 @@ pub async fn inject(
     platform: &mut Platform,
     started: tokio::sync::oneshot::Receiver<Instant>,
     load_done: &Notify,
-) -> Vec<Value> {
+) -> Vec<Event> {
     let mut events = Vec::new();
     let started = tokio::select! {
         started = started => match started {
@@ -75,8 +75,8 @@ pub async fn inject(
             () = load_done.notified() => break,
         }
         let (result, kind, name) = match &action {
-            Action::Kill(name) => (platform.kill(name).await, "kill", name),
-            Action::Restart(name) => (platform.restart(name).await, "restart", name),
+            Action::Kill(name) => (platform.kill(name).await, EventKind::Kill, name),
+            Action::Restart(name) => (platform.restart(name).await, EventKind::Restart, name),
         };
         match result {
             Ok(event) => {
@@ -86,7 +86,7 @@ pub async fn inject(
             Err(error) => {
                 let error = crate::error_chain(&error);
                 tracing::warn!("failure injection: {kind} {name}: {error}");
-                events.push(crate::events::failed(kind, name, &error));
+                events.push(Event::failed(kind, name, &error));
             }
         }
     }

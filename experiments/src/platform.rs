@@ -1,7 +1,7 @@
 //! The platform of one run: started by the runner (its [`Lifecycle`], on this machine or on a cluster's hosts), or
 //! one the runner neither starts nor stops (Knative, Lambda, any HTTP or gRPC endpoint).
 
-use serde_json::Value;
+use contracts::run_folder::Event;
 
 use crate::lifecycle::{Lifecycle, LifecycleError, StopReport};
 
@@ -48,7 +48,7 @@ impl Platform {
     }
 
     /// Kills component `name` with SIGKILL; returns the event for the manifest.
-    pub async fn kill(&mut self, name: &str) -> Result<Value, PlatformError> {
+    pub async fn kill(&mut self, name: &str) -> Result<Event, PlatformError> {
         match self {
             Platform::Started(lifecycle) => Ok(lifecycle.kill(name).await?),
             Platform::External => Err(PlatformError::External { action: "kill", component: name.into() }),
@@ -56,7 +56,7 @@ impl Platform {
     }
 
     /// Starts component `name` again; returns the event for the manifest (stamped when it was ready).
-    pub async fn restart(&mut self, name: &str) -> Result<Value, PlatformError> {
+    pub async fn restart(&mut self, name: &str) -> Result<Event, PlatformError> {
         match self {
             Platform::Started(lifecycle) => Ok(lifecycle.restart(name).await?),
             Platform::External => Err(PlatformError::External { action: "restart", component: name.into() }),

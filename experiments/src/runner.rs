@@ -6,9 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use contracts::json_file::{JsonFileError, write_pretty};
+use contracts::run_folder::{Event, HostFacts};
 use loader::config::{RunConfig, TargetConfig};
 use loader::driver::StopSignal;
-use loader::output::{HostFacts, format_rfc3339, git_commit};
+use loader::output::{format_rfc3339, git_commit};
 use serde::Serialize;
 
 use crate::binaries::{Binaries, BinariesError};
@@ -53,14 +55,9 @@ pub enum ExperimentError {
     /// The cluster cannot be used.
     #[error(transparent)]
     Cluster(#[from] ClusterError),
-    /// "cannot write {path}", with the cause.
-    #[error("cannot write {path}", path = .path.display())]
-    Write {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
+    /// `experiment.json` could not be written (the error names it).
+    #[error(transparent)]
+    Write(#[from] JsonFileError),
 }
 
 /// Why one run failed (recorded in its entry, with its causes).
@@ -103,7 +100,7 @@ pub struct RunEntry {
     /// Why its analysis failed, if it did.
     pub analysis_error: Option<String>,
     /// Injected failures (also in the run's `manifest.json`).
-    pub events: Vec<serde_json::Value>,
+    pub events: Vec<Event>,
     /// Wall-clock seconds of the run's phases.
     pub phases: RunPhases,
 }
@@ -198,7 +195,7 @@ pub async fn run_experiment(spec: &ExperimentSpec, stop: StopSignal) -> Result<E
         record.sweep_error = analyse(spec, &mut record.runs, &record.folder).err().map(|e| crate::error_chain(&e));
     }
     record.ended_at = format_rfc3339(SystemTime::now());
-    write_json(&record.folder.join("experiment.json"), &record)?;
+    write_pretty(&record.folder.join("experiment.json"), &record)?;
     Ok(record)
 }
 
@@ -405,7 +402,7 @@ impl Run<'_> {
         &self,
         platform: &mut Platform,
         stop: StopSignal,
-        events: &mut Vec<serde_json::Value>,
+        events: &mut Vec<Event>,
     ) -> Result<LoadCounts, RunError> {
         let config = self.load_config(platform)?;
         let done = tokio::sync::Notify::new();
@@ -439,11 +436,6 @@ impl Run<'_> {
         };
         Ok(config)
     }
-}
-
-fn write_json(path: &Path, value: &impl Serialize) -> Result<(), ExperimentError> {
-    let text = serde_json::to_string_pretty(value).unwrap_or_default();
-    std::fs::write(path, text + "\n").map_err(|source| ExperimentError::Write { path: path.into(), source })
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ fn main() -> anyhow::Result<()> {
         _ => {}
     }
     let settings = Settings::from_env()?;
-    let before = report::loadavg();
+    let before = contracts::bench::loadavg();
     let server = ServerProcess::start(settings.server_threads)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let bench = Bench {
@@ -58,14 +58,12 @@ fn main() -> anyhow::Result<()> {
     drop(server);
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let ceiling_per_s = report::ceiling(&rates, search.as_ref());
-    let loadavg = [before, report::loadavg()];
+    let loadavg = [before, contracts::bench::loadavg()];
     let results =
         Results { settings, cpus, loadavg, timer_baseline, rates, search, wrk, ceiling_per_s, schedule_rss, run_rss };
     report::print(&results);
     let path = Path::new(JSON_REPORT);
-    report::write_json(&results, path)?;
-    let shown = path.canonicalize().unwrap_or_else(|_| path.to_owned());
-    println!("\nwritten to {}", shown.display());
+    contracts::bench::publish(&results, path)?;
     Ok(())
 }
 

@@ -35,7 +35,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     // Installed before dirigent starts: from here on SIGINT and SIGTERM end the run through the guard's Drop.
     let mut interrupt = Interrupt::install(&runtime)?;
-    let before = report::loadavg();
+    let before = contracts::bench::loadavg();
     let dirigent = Dirigent::start(settings.workers)?;
     let measured = runtime.block_on(async {
         tokio::select! {
@@ -46,12 +46,10 @@ fn main() -> anyhow::Result<()> {
     drop(runtime);
     drop(dirigent);
     let (warm, cold) = measured?;
-    let results = Results { settings, loadavg: [before, report::loadavg()], warm, cold };
+    let results = Results { settings, loadavg: [before, contracts::bench::loadavg()], warm, cold };
     report::print(&results);
     let path = Path::new(JSON_REPORT);
-    report::write_json(&results, path)?;
-    let shown = path.canonicalize().unwrap_or_else(|_| path.to_owned());
-    println!("\nwritten to {}", shown.display());
+    contracts::bench::publish(&results, path)?;
     Ok(())
 }
 

@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use contracts::json_file::{JsonFileError, write_pretty};
+use contracts::run_folder::{RunSummary, SUMMARY_JSON};
 use loader::config::{RunConfig, Workload};
 use loader::driver::StopSignal;
-use serde::Deserialize;
 
 use super::{Cluster, SHORT, script};
 use crate::load::LoadCounts;
@@ -29,14 +30,9 @@ pub enum LoaderHostError {
         /// The cause.
         source: std::io::Error,
     },
-    /// "cannot write {path}", with the cause.
-    #[error("cannot write {path}", path = .path.display())]
-    Write {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
+    /// The config as sent could not be kept (the error names the file).
+    #[error(transparent)]
+    Write(#[from] JsonFileError),
     /// "{step}", with the SSH error (which names the host).
     #[error("{step}")]
     Ssh {
@@ -118,9 +114,7 @@ impl LoaderProcess {
         config.output = PathBuf::from(format!("{dir}/out"));
         let trace = trace_upload(cluster, host, &mut config)?;
         let local_config = local_dir.join("loader.yaml");
-        let text = serde_json::to_string_pretty(&config).expect("a loader config is JSON") + "\n";
-        std::fs::write(&local_config, text)
-            .map_err(|source| LoaderHostError::Write { path: local_config.clone(), source })?;
+        write_pretty(&local_config, &config)?;
         let bin = cluster.bin(host);
         let remote_dir = dir.clone();
         let pid = cluster
@@ -251,37 +245,13 @@ fn relay(partial: &mut Vec<u8>, host: &str) {
     }
 }
 
-/// The part of the loader's `summary.json` the counts come from (the loader's own type only serialises). Every
-/// field is required: a summary without one is an error, not zero invocations.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Summary {
-    trustworthy: bool,
-    overall: Overall,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Overall {
-    failures: u64,
-    counts: Counts,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Counts {
-    measured: u64,
-    warmup: u64,
-    warmup_failures: u64,
-}
-
 /// The counts of the `summary.json` in `dir`.
 fn counts(dir: &Path) -> Result<LoadCounts, SummaryError> {
-    let path = dir.join("summary.json");
+    let path = dir.join(SUMMARY_JSON);
     let text = std::fs::read_to_string(&path).map_err(|source| SummaryError::Read { path: path.clone(), source })?;
-    let summary: Summary = serde_json::from_str(&text).map_err(|source| SummaryError::Parse { path, source })?;
+    let summary: RunSummary = serde_json::from_str(&text).map_err(|source| SummaryError::Parse { path, source })?;
     let counts = &summary.overall.counts;
-    let sent = counts.measured + counts.warmup;
+    let sent = counts.sent();
     let failed = summary.overall.failures + counts.warmup_failures;
     Ok(LoadCounts { sent, ok: sent.saturating_sub(failed), failed, trustworthy: summary.trustworthy })
 }
@@ -293,12 +263,23 @@ mod tests {
     #[test]
     fn counts_come_from_the_summary() {
         let dir = tempfile::tempdir().unwrap();
-        let summary = r#"{"trustworthy": true, "overall": {"failures": 2,
-            "counts": {"measured": 10, "ok": 8, "warmup": 5, "warmupFailures": 1}}}"#;
-        std::fs::write(dir.path().join("summary.json"), summary).unwrap();
+        // A summary as the loader writes it: the contract type requires every key it has always written.
+        let summary = |counts: &str| {
+            format!(
+                r#"{{"sendLagThresholdUs": 100, "measuredDurationS": 1.0, "trustworthy": true, "functions": [],
+                   "overall": {{"failures": 2, "counts": {counts}, "requestedRatePerS": null,
+                   "achievedRatePerS": 10.0, "okRatePerS": 8.0, "responseTimeUs": null, "schedulingLatencyUs": null,
+                   "meanSchedulingLatencyUs": null, "geomeanSlowdown": null, "sendLagUs": null, "maxSendLagUs": 0,
+                   "trustworthy": true}}}}"#
+            )
+        };
+        let measured = r#"{"measured": 10, "ok": 8, "connectionFailed": 0, "timeout": 0, "statusError": 2,
+                         "coldStarts": 0"#;
+        let whole = summary(&format!(r#"{measured}, "warmup": 5, "warmupFailures": 1}}"#));
+        std::fs::write(dir.path().join("summary.json"), whole).unwrap();
         assert_eq!(counts(dir.path()).unwrap(), LoadCounts { sent: 15, ok: 12, failed: 3, trustworthy: true });
         assert!(crate::error_chain(&counts(&dir.path().join("none")).unwrap_err()).contains("summary.json"));
-        let partial = r#"{"trustworthy": true, "overall": {"failures": 0, "counts": {"measured": 10}}}"#;
+        let partial = summary(&format!("{measured}}}"));
         std::fs::write(dir.path().join("summary.json"), partial).unwrap();
         let error = crate::error_chain(&counts(dir.path()).unwrap_err());
         assert!(error.contains("summary.json") && error.contains("warmup"), "{error}");

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use contracts::run_folder::{Event, EventKind};
 use futures_util::future::join_all;
 use serde_json::Value;
 
@@ -363,7 +364,7 @@ impl Lifecycle {
 
     /// Kills component `name` with SIGKILL (a failure injection); returns the event for the manifest, stamped with
     /// the host's time of the kill moved onto the loader's clock.
-    pub async fn kill(&mut self, name: &str) -> Result<Value, LifecycleError> {
+    pub async fn kill(&mut self, name: &str) -> Result<Event, LifecycleError> {
         let index = self.position(name)?;
         let host = self.host(index);
         let at_ns = host.kill(name).await.map_err(|source| {
@@ -371,14 +372,15 @@ impl Lifecycle {
             LifecycleError::Kill { component, host, source }
         })?;
         let runner_us = at_ns / 1000 - i128::from(host.clock_offset_us());
-        let event = crate::events::event("kill", name, host.name(), self.on_loader_clock(runner_us), Some("SIGKILL"));
+        let at_us = self.on_loader_clock(runner_us);
+        let event = crate::events::event(EventKind::Kill, name, host.name(), at_us, Some("SIGKILL"));
         self.components[index].down_on_purpose = true;
         Ok(event)
     }
 
     /// Starts component `name` again with its config and the addresses it first announced (`<name>.<N>.yaml` and
     /// `<name>.<N>.log` for the N-th restart); returns the event for the manifest, stamped when it was ready.
-    pub async fn restart(&mut self, name: &str) -> Result<Value, LifecycleError> {
+    pub async fn restart(&mut self, name: &str) -> Result<Event, LifecycleError> {
         let index = self.position(name)?;
         let config = self.components[index].restart();
         self.write_config(index, &config)?;
@@ -388,8 +390,8 @@ impl Lifecycle {
             let (component, host) = self.who(index);
             LifecycleError::Restart { component, host, source }
         })?;
-        let event =
-            crate::events::event("restart", name, host.name(), self.on_loader_clock((self.setup.clock)()), None);
+        let at_us = self.on_loader_clock((self.setup.clock)());
+        let event = crate::events::event(EventKind::Restart, name, host.name(), at_us, None);
         self.components[index].down_on_purpose = false;
         Ok(event)
     }

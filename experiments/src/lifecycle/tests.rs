@@ -140,11 +140,11 @@ async fn kills_and_restarts_are_stamped_on_the_loader_s_clock() {
     let mut lifecycle = fixture.start().await;
     // worker-0's host (h3) reads its clock at the kill: 1 000 000 000 µs there, which is 300 µs ahead of here.
     fixture.hosts[3].answers.lock().unwrap().kill_at_ns = 1_000_000_000_000;
-    let kill = lifecycle.kill("worker-0").await.unwrap();
+    let kill = serde_json::to_value(lifecycle.kill("worker-0").await.unwrap()).unwrap();
     let expected = json!({ "kind": "kill", "component": "worker-0", "role": "worker", "host": "root@h3:22",
         "unixUs": 1_000_000_000 - 300 + LOADER_OFFSET_US, "detail": "SIGKILL" });
     assert_eq!(kill, expected);
-    let restart = lifecycle.restart("worker-0").await.unwrap();
+    let restart = serde_json::to_value(lifecycle.restart("worker-0").await.unwrap()).unwrap();
     assert_eq!((&restart["kind"], &restart["host"]), (&json!("restart"), &json!("root@h3:22")));
     assert_eq!(restart["unixUs"], fixed_clock() as i64 + LOADER_OFFSET_US, "ready now, here, on the loader's clock");
     let unknown = crate::error_chain(&lifecycle.kill("worker-9").await.unwrap_err());

@@ -127,9 +127,10 @@ async fn a_run_starts_the_platform_loads_it_injects_the_failures_and_stops_it() 
     };
     assert_eq!((config.target, config.output), (target, dir.path().to_owned()), "aimed at the started platform");
 
-    let kinds: Vec<&str> = entry.events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let events: Vec<serde_json::Value> = entry.events.iter().map(|e| serde_json::to_value(e).unwrap()).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["kill", "restart"]);
-    assert!(entry.events.iter().all(|e| e["component"] == "worker-1" && e["host"] == "root@h4:22"), "{entry:?}");
+    assert!(events.iter().all(|e| e["component"] == "worker-1" && e["host"] == "root@h4:22"), "{entry:?}");
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["events"], json!(entry.events), "the manifest holds the events");

@@ -1,8 +1,6 @@
 //! The report: tables on stdout, each figure next to its target, and the same figures as JSON.
 
-use std::path::Path;
-
-use anyhow::Context;
+use contracts::bench::verdict;
 use serde::Serialize;
 
 use super::Settings;
@@ -49,21 +47,6 @@ pub struct Results {
 pub fn ceiling(rates: &[RateCase], search: Option<&Search>) -> f64 {
     let steps = search.map_or(&[][..], |s| &s.steps[..]);
     rates.iter().chain(steps).map(|case| case.achieved_per_s).fold(0.0, f64::max)
-}
-
-/// The machine's load averages, as `/proc/loadavg` says them.
-pub fn loadavg() -> String {
-    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
-}
-
-/// Writes `results` as pretty JSON to `path`, creating its directory.
-pub fn write_json(results: &Results, path: &Path) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let json = serde_json::to_string_pretty(results)?;
-    std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))
 }
 
 /// Prints the tables.
@@ -258,8 +241,4 @@ fn print_rss(schedule: Option<&ScheduleRss>, run: Option<&RunRss>, s: &Settings)
 /// KiB as decimal megabytes, the unit.
 fn megabytes(kb: u64) -> String {
     format!("{:.1} MB", kb as f64 * 1024.0 / 1e6)
-}
-
-fn verdict(met: bool, target: &str) -> String {
-    format!("target {target}: {}", if met { "met" } else { "MISSED" })
 }

@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use contracts::run_folder::{RunSummary, SUMMARY_JSON};
 use nix::sys::resource::{UsageWho, getrusage};
 use serde::{Deserialize, Serialize};
 
@@ -216,17 +217,17 @@ pub fn measure_run(
     std::fs::create_dir_all(&log_dir)?;
     let args = vec!["run".into(), "--config".into(), config.display().to_string()];
     let probed = run_probed(loader, &args, &log_dir)?;
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(output.join("summary.json"))?)?;
-    let overall = &summary["overall"];
+    let summary: RunSummary = serde_json::from_slice(&std::fs::read(output.join(SUMMARY_JSON))?)?;
+    let overall = summary.overall;
     Ok(RunRss {
         minutes,
         invocations: count,
         compression,
         probed,
-        measured: overall["counts"]["measured"].as_u64().unwrap_or(0),
-        failures: overall["failures"].as_u64().unwrap_or(0),
-        send_lag_p99_us: overall["sendLagUs"]["p99"].as_u64().unwrap_or(0),
-        achieved_per_s: overall["achievedRatePerS"].as_f64().unwrap_or(0.0),
+        measured: overall.counts.measured,
+        failures: overall.failures,
+        send_lag_p99_us: overall.send_lag_us.map_or(0, |lag| lag.p99),
+        achieved_per_s: overall.achieved_rate_per_s,
     })
 }
 

@@ -16,14 +16,9 @@ pub enum OutputError {
     /// Writing a CSV row failed (usually an I/O error underneath).
     #[error("cannot write invocations CSV row: {0}")]
     Csv(#[from] csv::Error),
-    /// A JSON document could not be written.
-    #[error("cannot write JSON to {path}: {source}")]
-    Json {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: serde_json::Error,
-    },
+    /// A JSON document (`summary.json`, `manifest.json`) could not be written.
+    #[error(transparent)]
+    Json(#[from] contracts::json_file::JsonFileError),
     /// A record names a function index that has no name.
     #[error("invocation record names function index {index}, but only {known} function names were given")]
     UnknownFunction {

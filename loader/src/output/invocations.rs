@@ -1,37 +1,15 @@
-//! Streaming `invocations.csv`: the vHive loader's columns (same names and units) first, then ours.
+//! Streaming `invocations.csv`: the columns of [`contracts::run_folder::Column`], in its order, by name.
 
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
+use contracts::run_folder::{Column, INVOCATIONS_HEADER};
+
 use crate::record::{InvocationRecord, Outcome};
 
 use super::OutputError;
-
-/// The header of `invocations.csv`: vHive's ten columns, then intended time, send lag, cold start, scheduling
-/// latency, outcome label and the platform's breakdown (all times in µs, memory in MiB).
-pub const INVOCATIONS_HEADER: [&str; 19] = [
-    "phase",
-    "instance",
-    "invocationID",
-    "startTime",
-    "requestedDuration",
-    "responseTime",
-    "actualDuration",
-    "connectionTimeout",
-    "functionTimeout",
-    "actualMemoryUsage",
-    "intendedTime",
-    "sendLag",
-    "coldStart",
-    "schedulingLatency",
-    "outcome",
-    "queueTime",
-    "createTime",
-    "proxyTime",
-    "platformColdStart",
-];
 
 /// Streams one CSV row per [`InvocationRecord`]; nothing is kept beyond the CSV writer's own 8 KiB buffer.
 pub struct InvocationsCsv<W: Write> {
@@ -62,28 +40,9 @@ impl<W: Write> InvocationsCsv<W> {
         if index >= self.names.len() {
             return Err(OutputError::UnknownFunction { index: record.function, known: self.names.len() });
         }
-        let breakdown = &record.breakdown;
-        self.number(Some(u64::from(record.phase.code())))?;
-        self.writer.write_field(&self.names[index])?;
-        self.cell.clear();
-        let _ = write!(self.cell, "min{}.inv{}", record.minute, record.index_in_minute);
-        self.writer.write_field(&self.cell)?;
-        self.number(Some(record.sent_unix_us))?;
-        self.number(Some(record.requested_duration_us))?;
-        self.number(Some(record.response_time_us))?;
-        self.number(record.actual_duration_us)?;
-        self.boolean(Some(matches!(record.outcome, Outcome::ConnectionFailed(_))))?;
-        self.boolean(Some(matches!(record.outcome, Outcome::Timeout)))?;
-        self.number(record.actual_memory_mib.map(u64::from))?;
-        self.number(Some(record.intended_unix_us))?;
-        self.number(Some(record.send_lag_us()))?;
-        self.boolean(record.cold_start)?;
-        self.number(record.scheduling_latency_us())?;
-        self.writer.write_field(record.outcome.label())?;
-        self.number(breakdown.queue_us)?;
-        self.number(breakdown.create_us)?;
-        self.number(breakdown.proxy_us)?;
-        self.writer.write_field(breakdown.cold_start.as_deref().unwrap_or(""))?;
+        for column in Column::ALL {
+            self.cell(column, record, index)?;
+        }
         self.writer.write_record(None::<&[u8]>)?;
         Ok(())
     }
@@ -96,6 +55,45 @@ impl<W: Write> InvocationsCsv<W> {
     /// Flushes and returns the underlying writer.
     pub fn into_inner(self) -> Result<W, OutputError> {
         self.writer.into_inner().map_err(|error| OutputError::Csv(error.into_error().into()))
+    }
+
+    /// Writes `record`'s cell of `column`; `function` is its checked index into the names.
+    fn cell(&mut self, column: Column, record: &InvocationRecord, function: usize) -> Result<(), OutputError> {
+        let breakdown = &record.breakdown;
+        match column {
+            Column::Phase => self.number(Some(u64::from(record.phase.code()))),
+            Column::Instance => {
+                self.writer.write_field(&self.names[function])?;
+                Ok(())
+            }
+            Column::InvocationId => {
+                self.cell.clear();
+                let _ = write!(self.cell, "min{}.inv{}", record.minute, record.index_in_minute);
+                self.writer.write_field(&self.cell)?;
+                Ok(())
+            }
+            Column::StartTime => self.number(Some(record.sent_unix_us)),
+            Column::RequestedDuration => self.number(Some(record.requested_duration_us)),
+            Column::ResponseTime => self.number(Some(record.response_time_us)),
+            Column::ActualDuration => self.number(record.actual_duration_us),
+            Column::ConnectionTimeout => self.boolean(Some(matches!(record.outcome, Outcome::ConnectionFailed(_)))),
+            Column::FunctionTimeout => self.boolean(Some(matches!(record.outcome, Outcome::Timeout))),
+            Column::ActualMemoryUsage => self.number(record.actual_memory_mib.map(u64::from)),
+            Column::IntendedTime => self.number(Some(record.intended_unix_us)),
+            Column::SendLag => self.number(Some(record.send_lag_us())),
+            Column::ColdStart => self.boolean(record.cold_start),
+            Column::SchedulingLatency => self.number(record.scheduling_latency_us()),
+            Column::Outcome => self.text(&record.outcome.label()),
+            Column::QueueTime => self.number(breakdown.queue_us),
+            Column::CreateTime => self.number(breakdown.create_us),
+            Column::ProxyTime => self.number(breakdown.proxy_us),
+            Column::PlatformColdStart => self.text(breakdown.cold_start.as_deref().unwrap_or("")),
+        }
+    }
+
+    fn text(&mut self, text: &str) -> Result<(), OutputError> {
+        self.writer.write_field(text)?;
+        Ok(())
     }
 
     fn number(&mut self, value: Option<u64>) -> Result<(), OutputError> {

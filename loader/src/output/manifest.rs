@@ -7,13 +7,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use contracts::json_file::write_pretty;
+use contracts::run_folder::{Event, HostFacts, LoaderVersion, Manifest};
 
 use crate::schedule::seed::{FNV_OFFSET, fnv1a64_extend};
 use crate::trace::parse::{DURATIONS_FILE, INVOCATIONS_FILE, MEMORY_FILE};
 
 use super::OutputError;
-use super::summary::write_json;
 
 /// FNV-1a-64 over the trace directory's `invocations.csv`, `durations.csv` and `memory.csv`, in that order, each
 /// preceded by its file name and byte length (so content cannot shift between files unnoticed); 16 hex digits.
@@ -76,57 +76,8 @@ pub struct ManifestInputs {
     pub started: SystemTime,
     /// When the run ended.
     pub ended: SystemTime,
-    /// Notable events (e.g. injected failures), in order; free-form JSON.
-    pub events: Vec<serde_json::Value>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct LoaderVersion {
-    version: &'static str,
-    git_commit: String,
-}
-
-/// Facts about the machine a run ran on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HostFacts {
-    /// `/proc/sys/kernel/hostname`.
-    pub hostname: String,
-    /// Cores available to this process.
-    pub nproc: usize,
-    /// `/proc/sys/kernel/osrelease`.
-    pub kernel: String,
-}
-
-impl HostFacts {
-    /// The facts of this machine.
-    pub fn collect() -> Self {
-        HostFacts {
-            hostname: read_trimmed("/proc/sys/kernel/hostname"),
-            nproc: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
-            kernel: read_trimmed("/proc/sys/kernel/osrelease"),
-        }
-    }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Manifest<'a> {
-    loader: LoaderVersion,
-    host: HostFacts,
-    started_at: String,
-    ended_at: String,
-    started_unix_us: u128,
-    ended_unix_us: u128,
-    seed: u64,
-    trace_checksum: Option<&'a str>,
-    config: &'a serde_json::Value,
-    events: &'a [serde_json::Value],
-}
-
-fn read_trimmed(path: &str) -> String {
-    std::fs::read_to_string(path).map(|text| text.trim().to_owned()).unwrap_or_else(|_| "unknown".into())
+    /// Notable events (e.g. injected failures), in order.
+    pub events: Vec<Event>,
 }
 
 /// The git commit of the source tree this loader was built from (`git rev-parse HEAD` run in the crate's
@@ -143,8 +94,8 @@ pub fn git_commit() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn unix_us(time: SystemTime) -> u128 {
-    time.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros()
+fn unix_us(time: SystemTime) -> u64 {
+    u64::try_from(time.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Writes `manifest.json` at `path`: `loader` {version, gitCommit}, `host` {hostname, nproc, kernel},
@@ -152,16 +103,16 @@ fn unix_us(time: SystemTime) -> u128 {
 /// `events`.
 pub fn write_manifest(path: &Path, inputs: &ManifestInputs) -> Result<(), OutputError> {
     let manifest = Manifest {
-        loader: LoaderVersion { version: env!("CARGO_PKG_VERSION"), git_commit: git_commit() },
+        loader: LoaderVersion { version: Some(env!("CARGO_PKG_VERSION").into()), git_commit: Some(git_commit()) },
         host: HostFacts::collect(),
-        started_at: format_rfc3339(inputs.started),
-        ended_at: format_rfc3339(inputs.ended),
-        started_unix_us: unix_us(inputs.started),
-        ended_unix_us: unix_us(inputs.ended),
-        seed: inputs.seed,
-        trace_checksum: inputs.trace_checksum.as_deref(),
-        config: &inputs.config,
-        events: &inputs.events,
+        started_at: Some(format_rfc3339(inputs.started)),
+        ended_at: Some(format_rfc3339(inputs.ended)),
+        started_unix_us: Some(unix_us(inputs.started)),
+        ended_unix_us: Some(unix_us(inputs.ended)),
+        seed: Some(inputs.seed),
+        trace_checksum: inputs.trace_checksum.clone(),
+        config: inputs.config.clone(),
+        events: inputs.events.clone(),
     };
-    write_json(path, &manifest)
+    Ok(write_pretty(path, &manifest)?)
 }

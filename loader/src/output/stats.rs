@@ -2,13 +2,11 @@
 //! grows with the number of functions and the magnitude of the largest value (capped), never with the number of
 //! invocations.
 
+use contracts::run_folder::{Counts, MAX_RECORDED_US};
 use hdrhistogram::Histogram;
 
 use crate::record::{InvocationRecord, Outcome};
 use crate::schedule::Phase;
-
-/// Values above this (1 hour, in µs) are recorded as this, which bounds each histogram's size.
-pub const MAX_RECORDED_US: u64 = 3_600_000_000;
 
 /// Significant decimal digits of the run-wide histograms (0.1% resolution; at most about 190 KB each).
 const OVERALL_DIGITS: u8 = 3;
@@ -16,35 +14,6 @@ const OVERALL_DIGITS: u8 = 3;
 /// Significant decimal digits of the per-function histograms: 1% resolution keeps each at most about 27 KB, so a
 /// replay of thousands of functions stays within tens of MB.
 const PER_FUNCTION_DIGITS: u8 = 2;
-
-/// Invocation counts. Everything except `warmup*` counts measured invocations only.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Counts {
-    /// Measured invocations sent.
-    pub measured: u64,
-    /// Measured invocations that succeeded.
-    pub ok: u64,
-    /// Measured invocations that could not connect (vHive's `connectionTimeout`).
-    pub connection_failed: u64,
-    /// Measured invocations that timed out (vHive's `functionTimeout`).
-    pub timeout: u64,
-    /// Measured invocations answered with a non-success status.
-    pub status_error: u64,
-    /// Measured invocations that met a cold start (as far as the platform tells).
-    pub cold_starts: u64,
-    /// Warm-up invocations sent (excluded from every histogram and from the counts above).
-    pub warmup: u64,
-    /// Warm-up invocations that failed.
-    pub warmup_failures: u64,
-}
-
-impl Counts {
-    /// Measured invocations that failed, of any kind.
-    pub fn failures(&self) -> u64 {
-        self.connection_failed + self.timeout + self.status_error
-    }
-}
 
 /// Counts and histograms (µs) for one function, or for the whole run.
 #[derive(Debug, Clone)]

@@ -1,14 +1,14 @@
-//! `summary.json`: counts, percentiles, rates and the trustworthy flag, per function and overall.
+//! `summary.json` ([`RunSummary`]) computed from the run's statistics: counts, percentiles, rates and the
+//! trustworthy flag, per function and overall.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::Path;
 
+use contracts::json_file::write_pretty;
+use contracts::run_folder::{Percentiles, RunSummary, StatsSummary};
 use hdrhistogram::Histogram;
-use serde::Serialize;
 
 use super::OutputError;
-use super::stats::{Counts, FunctionStats, RunStats};
+use super::stats::{FunctionStats, RunStats};
 
 /// What the summary needs beyond the records themselves.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,87 +23,16 @@ pub struct SummaryInputs {
     pub send_lag_threshold_us: u64,
 }
 
-/// Percentiles of one histogram, µs; `null` in JSON when nothing was recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Percentiles {
-    /// Number of values recorded.
-    pub count: u64,
-    /// Median.
-    pub p50: u64,
-    /// 90th percentile.
-    pub p90: u64,
-    /// 99th percentile.
-    pub p99: u64,
-    /// 99.9th percentile.
-    pub p999: u64,
-    /// Largest value (capped at [`super::MAX_RECORDED_US`]).
-    pub max: u64,
-}
-
-impl Percentiles {
-    /// Percentiles of `histogram`, or `None` when it is empty.
-    pub fn of(histogram: &Histogram<u64>) -> Option<Self> {
-        (!histogram.is_empty()).then(|| Self {
-            count: histogram.len(),
-            p50: histogram.value_at_quantile(0.5),
-            p90: histogram.value_at_quantile(0.9),
-            p99: histogram.value_at_quantile(0.99),
-            p999: histogram.value_at_quantile(0.999),
-            max: histogram.max(),
-        })
-    }
-}
-
-/// The summary of one function, or of the whole run (then `name` is absent).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StatsSummary {
-    /// The function's stable name; absent for the overall summary.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Invocation counts (measured unless named `warmup*`).
-    pub counts: Counts,
-    /// Measured failures of any kind.
-    pub failures: u64,
-    /// Scheduled measured invocations per second, if the schedule's counts were given.
-    pub requested_rate_per_s: Option<f64>,
-    /// Measured invocations sent per second.
-    pub achieved_rate_per_s: f64,
-    /// Successful measured invocations per second.
-    pub ok_rate_per_s: f64,
-    /// Response-time percentiles, µs.
-    pub response_time_us: Option<Percentiles>,
-    /// Scheduling-latency percentiles, µs.
-    pub scheduling_latency_us: Option<Percentiles>,
-    /// Mean scheduling latency, µs.
-    pub mean_scheduling_latency_us: Option<f64>,
-    /// Geometric-mean slowdown (response time / requested duration) of successful invocations.
-    pub geomean_slowdown: Option<f64>,
-    /// Send-lag percentiles, µs.
-    pub send_lag_us: Option<Percentiles>,
-    /// Largest send lag, µs.
-    pub max_send_lag_us: u64,
-    /// Send-lag p99 ≤ the threshold (true when nothing was measured).
-    pub trustworthy: bool,
-}
-
-/// The whole `summary.json` document.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RunSummary {
-    /// The send-lag p99 threshold used for `trustworthy`, µs.
-    pub send_lag_threshold_us: u64,
-    /// Length of the measured phase, seconds.
-    pub measured_duration_s: f64,
-    /// Length of the whole schedule, warm-up included, seconds.
-    pub run_duration_s: f64,
-    /// The overall `trustworthy` flag (same as `overall.trustworthy`).
-    pub trustworthy: bool,
-    /// Over all functions.
-    pub overall: StatsSummary,
-    /// Per function, in index order.
-    pub functions: Vec<StatsSummary>,
+/// Percentiles of `histogram`, or `None` when it is empty (`null` in `summary.json`).
+pub fn percentiles_of(histogram: &Histogram<u64>) -> Option<Percentiles> {
+    (!histogram.is_empty()).then(|| Percentiles {
+        count: histogram.len(),
+        p50: histogram.value_at_quantile(0.5),
+        p90: histogram.value_at_quantile(0.9),
+        p99: histogram.value_at_quantile(0.99),
+        p999: histogram.value_at_quantile(0.999),
+        max: histogram.max(),
+    })
 }
 
 fn rate(count: u64, duration_s: f64) -> f64 {
@@ -117,7 +46,7 @@ fn summarize_one(
     inputs: &SummaryInputs,
 ) -> StatsSummary {
     let duration = inputs.measured_duration_s;
-    let send_lag_us = Percentiles::of(&stats.send_lag);
+    let send_lag_us = percentiles_of(&stats.send_lag);
     let trustworthy = send_lag_us.as_ref().is_none_or(|lag| lag.p99 <= inputs.send_lag_threshold_us);
     StatsSummary {
         name,
@@ -126,8 +55,8 @@ fn summarize_one(
         requested_rate_per_s: scheduled.map(|count| rate(count, duration)),
         achieved_rate_per_s: rate(stats.counts.measured, duration),
         ok_rate_per_s: rate(stats.counts.ok, duration),
-        response_time_us: Percentiles::of(&stats.response_time),
-        scheduling_latency_us: Percentiles::of(&stats.scheduling_latency),
+        response_time_us: percentiles_of(&stats.response_time),
+        scheduling_latency_us: percentiles_of(&stats.scheduling_latency),
         mean_scheduling_latency_us: stats.mean_scheduling_latency_us(),
         geomean_slowdown: stats.geomean_slowdown(),
         send_lag_us,
@@ -154,7 +83,7 @@ pub fn summarize(stats: &RunStats, inputs: &SummaryInputs) -> RunSummary {
     RunSummary {
         send_lag_threshold_us: inputs.send_lag_threshold_us,
         measured_duration_s: inputs.measured_duration_s,
-        run_duration_s: inputs.run_duration_s,
+        run_duration_s: Some(inputs.run_duration_s),
         trustworthy: overall.trustworthy,
         overall,
         functions,
@@ -163,16 +92,5 @@ pub fn summarize(stats: &RunStats, inputs: &SummaryInputs) -> RunSummary {
 
 /// Writes `summary.json` (pretty-printed) at `path`.
 pub fn write_summary(path: &Path, stats: &RunStats, inputs: &SummaryInputs) -> Result<(), OutputError> {
-    write_json(path, &summarize(stats, inputs))
-}
-
-/// Writes `value` as pretty JSON with a trailing newline at `path`.
-pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), OutputError> {
-    let io_error = |source| OutputError::Io { path: path.to_path_buf(), source };
-    let file = File::create(path).map_err(io_error)?;
-    let mut writer = BufWriter::new(file);
-    serde_json::to_writer_pretty(&mut writer, value)
-        .map_err(|source| OutputError::Json { path: path.to_path_buf(), source })?;
-    writer.write_all(b"\n").map_err(io_error)?;
-    writer.flush().map_err(io_error)
+    Ok(write_pretty(path, &summarize(stats, inputs))?)
 }

@@ -2,6 +2,8 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use contracts::run_folder::{Event, EventKind, INVOCATIONS_HEADER, MAX_RECORDED_US};
+
 use super::*;
 use crate::record::{InvocationRecord, Outcome, PlatformBreakdown};
 use crate::schedule::Phase;
@@ -102,7 +104,7 @@ fn percentiles_on_known_inputs() {
     let function = &stats.functions()[0];
     // Overall 3 significant digits: exact to within 0.1 %; per function 2: within 1 %.
     for (stats, per_mille) in [(stats.overall(), 1), (function, 10)] {
-        let response = Percentiles::of(&stats.response_time).unwrap();
+        let response = percentiles_of(&stats.response_time).unwrap();
         let close = |actual: u64, wanted: u64| actual.abs_diff(wanted) * 1000 <= wanted * per_mille;
         assert_eq!(response.count, 1000);
         assert!(close(response.p50, 500_000), "{response:?}");
@@ -111,13 +113,13 @@ fn percentiles_on_known_inputs() {
         assert!(close(response.p999, 999_000), "{response:?}");
         assert!(close(response.max, 1_000_000), "{response:?}");
     }
-    let lag = Percentiles::of(&stats.overall().send_lag).unwrap();
+    let lag = percentiles_of(&stats.overall().send_lag).unwrap();
     assert_eq!((lag.p50, lag.p99, lag.max), (500, 990, 1000));
-    let lag = Percentiles::of(&function.send_lag).unwrap();
+    let lag = percentiles_of(&function.send_lag).unwrap();
     assert_eq!((lag.p50, lag.p99, lag.max), (501, 991, 1003), "1 % resolution per function");
     assert_eq!(function.max_send_lag_us, 1000);
     assert_eq!(function.mean_scheduling_latency_us(), Some(500_500.0));
-    assert!(Percentiles::of(&stats.functions()[1].response_time).is_none());
+    assert!(percentiles_of(&stats.functions()[1].response_time).is_none());
 }
 
 #[test]
@@ -261,7 +263,7 @@ fn manifest_has_the_documented_keys() {
         trace_checksum: Some("0123456789abcdef".into()),
         started: UNIX_EPOCH + Duration::from_secs(10),
         ended: UNIX_EPOCH + Duration::from_secs(70),
-        events: vec![serde_json::json!({"kind": "kill"})],
+        events: vec![Event { kind: Some(EventKind::Kill), ..Event::default() }],
     };
     write_manifest(&path, &inputs).unwrap();
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();

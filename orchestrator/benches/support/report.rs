@@ -1,8 +1,6 @@
 //! The report: a table on stdout and the same figures as JSON.
 
-use std::path::Path;
-
-use anyhow::Context;
+use contracts::bench::verdict;
 use serde::Serialize;
 
 use super::Settings;
@@ -28,21 +26,6 @@ pub struct Results {
     pub warm: Vec<WarmCase>,
     /// Cold starts.
     pub cold: ColdResult,
-}
-
-/// The machine's load averages, as `/proc/loadavg` says them.
-pub fn loadavg() -> String {
-    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
-}
-
-/// Writes `results` as pretty JSON to `path`, creating its directory.
-pub fn write_json(results: &Results, path: &Path) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let json = serde_json::to_string_pretty(results)?;
-    std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))
 }
 
 /// Prints the tables.
@@ -147,8 +130,4 @@ fn print_phase(label: &str, phase: &ColdPhase) {
 /// `p50/p99` in µs.
 fn p50_p99(summary: Summary) -> String {
     format!("{:.0}/{:.0}", summary.p50_us, summary.p99_us)
-}
-
-fn verdict(met: bool, target: &str) -> String {
-    format!("target {target}: {}", if met { "met" } else { "MISSED" })
 }
