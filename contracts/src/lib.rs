@@ -1,3 +1,6 @@
 //! Everything that crosses a crate or process boundary, defined once: the protos, the workload request and reply,
 //! the Server-Timing format, the ready line, the control plane's REST types, the role configs, the run-folder
 //! schema and the one YAML loader. Light on dependencies on purpose: the analysis links it and nothing heavier.
+
+pub mod config;
+pub mod yaml;
