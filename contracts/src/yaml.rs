@@ -17,6 +17,8 @@ use serde::de::DeserializeOwned;
 #[derive(Debug)]
 pub struct YamlError {
     key: String,
+    /// The line it happened on, as written (shortened), so the message shows what the reader saw.
+    text: String,
     error: serde_saphyr::Error,
 }
 
@@ -46,10 +48,12 @@ impl fmt::Display for YamlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The parser's message already ends with "at line L, column C".
         write!(f, "{}", self.error.without_snippet())?;
-        if !self.key.is_empty() {
-            write!(f, " (key `{}`)", self.key)?;
+        match (self.key.is_empty(), self.text.is_empty()) {
+            (false, false) => write!(f, " (key `{}`, in `{}`)", self.key, self.text),
+            (false, true) => write!(f, " (key `{}`)", self.key),
+            (true, false) => write!(f, " (in `{}`)", self.text),
+            (true, true) => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -105,7 +109,23 @@ pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
             error.into_inner()
         })
     })
-    .map_err(|error| YamlError { key: key.into_inner(), error })
+    .map_err(|error| {
+        let text = error.location().map(|l| line_text(text, l.line())).unwrap_or_default();
+        YamlError { key: key.into_inner(), text, error }
+    })
+}
+
+/// Line `line` (1-based) of `text`, trimmed and cut to a length that fits in one message.
+fn line_text(text: &str, line: u64) -> String {
+    const MAX: usize = 80;
+    let Some(found) = usize::try_from(line).ok().and_then(|l| text.lines().nth(l.checked_sub(1)?)) else {
+        return String::new();
+    };
+    let found = found.trim();
+    match found.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}...", &found[..cut]),
+        None => found.to_owned(),
+    }
 }
 
 /// `serde_path_to_error` writes the top as "."; here the top is the empty path.
@@ -180,6 +200,10 @@ mod tests {
 
         let err = parse::<Outer>("placment: random\n").unwrap_err();
         assert_eq!(err.key(), "placment");
+        assert!(err.to_string().contains("in `placment: random`"), "shows the line: {err}");
+        let long = format!("word: x\ninner: {{ n: 1, tick: soon }} # {}\n", "x".repeat(200));
+        let err = parse::<Outer>(&long).unwrap_err().to_string();
+        assert!(err.contains("in `inner: { n: 1, tick: soon }") && err.len() < 300, "{err}");
         let err = parse::<Outer>("word: [1\n").unwrap_err();
         assert!(err.line().is_some(), "a syntax error has a place too: {err}");
     }
