@@ -3,11 +3,13 @@
 //! schema and the one YAML loader. Light on dependencies on purpose: the analysis links it and nothing heavier.
 
 pub mod api;
+pub mod bench;
+pub mod config;
+pub mod json_file;
 #[cfg(feature = "grpc")]
 pub mod proto;
 pub mod ready;
+pub mod run_folder;
 pub mod server_timing;
 pub mod workload;
-pub mod bench;
-pub mod json_file;
-pub mod run_folder;
+pub mod yaml;

@@ -22,7 +22,6 @@ use crate::lifecycle::{Lifecycle, LifecycleError, Setup, StopReport, system_cloc
 use crate::load::{LoadCounts, LoadError};
 use crate::local::ThisMachine;
 use crate::platform::Platform;
-use crate::roles::CheckError;
 use crate::site::{RunPlace, Site};
 use crate::spec::{ExperimentSpec, SpecInvalid, set_rate};
 
@@ -40,9 +39,6 @@ pub enum ExperimentError {
         /// The cause.
         source: std::io::Error,
     },
-    /// A role config is invalid.
-    #[error(transparent)]
-    Check(#[from] CheckError),
     /// "load", with what is wrong with a run's load.
     #[error("load")]
     Load(#[source] SpecInvalid),
@@ -163,7 +159,6 @@ pub async fn run_experiment(spec: &ExperimentSpec, stop: StopSignal) -> Result<E
     let binaries = match spec.platform.dirigent() {
         Some(platform) => {
             let binaries = Binaries::locate(platform.bin_dir.as_deref())?;
-            crate::roles::check_configs(platform, &binaries).await?;
             Some(binaries)
         }
         None => None,

@@ -6,6 +6,10 @@ mod cluster;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use contracts::config::{
+    ControlPlaneConfig, DataPlaneConfig, InvalidConfig, RoleConfig, StandaloneConfig, WorkerConfig,
+};
+use contracts::yaml::YamlError;
 use loader::config::{RunConfig, TargetConfig, Workload};
 use serde::{Deserialize, Serialize};
 
@@ -60,7 +64,10 @@ fn default_output() -> PathBuf {
 }
 
 /// The platform under test.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Read through a buffer (as any internally tagged enum is) with its own key path, so an error inside names the
+/// key (`platform.worker.sandbox_ports`), which the parser alone could not follow into the buffer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum PlatformSpec {
     /// The bundled orchestrator, started by the runner (on this machine or on a cluster's hosts).
@@ -77,6 +84,46 @@ pub enum PlatformSpec {
 
 /// The settings of a platform the runner does not start: a loader target's keys (without `kind`).
 pub type TargetSettings = serde_json::Map<String, serde_json::Value>;
+
+impl<'de> Deserialize<'de> for PlatformSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let serde_json::Value::Object(mut settings) = serde_json::Value::deserialize(deserializer)? else {
+            return Err(D::Error::custom("platform must be a mapping with a `kind`"));
+        };
+        let kind = match settings.remove("kind") {
+            Some(serde_json::Value::String(kind)) => kind,
+            _ => {
+                return Err(D::Error::custom(
+                    "platform.kind: missing; give one of dirigent, knative, lambda, http, grpc",
+                ));
+            }
+        };
+        Ok(match kind.as_str() {
+            "dirigent" => PlatformSpec::Dirigent(dirigent_settings(settings).map_err(D::Error::custom)?),
+            "knative" => PlatformSpec::Knative(settings),
+            "lambda" => PlatformSpec::Lambda(settings),
+            "http" => PlatformSpec::Http(settings),
+            "grpc" => PlatformSpec::Grpc(settings),
+            other => {
+                return Err(D::Error::custom(format!(
+                    "platform.kind: unknown variant `{other}`, expected one of dirigent, knative, lambda, http, grpc"
+                )));
+            }
+        })
+    }
+}
+
+/// The dirigent platform's settings, with the key path of an error (`platform.worker.sandbox_ports`).
+fn dirigent_settings(settings: TargetSettings) -> Result<DirigentSpec, String> {
+    let mut track = serde_path_to_error::Track::new();
+    let value = serde_json::Value::Object(settings);
+    DirigentSpec::deserialize(serde_path_to_error::Deserializer::new(value, &mut track)).map_err(|error| {
+        let path = track.path().to_string();
+        let key = if path == "." { "platform".to_string() } else { format!("platform.{path}") };
+        format!("{key}: {error}")
+    })
+}
 
 impl PlatformSpec {
     /// The bundled orchestrator's settings, when that is the platform.
@@ -116,15 +163,15 @@ pub struct DirigentSpec {
     /// `target/release` under the working directory.
     #[serde(default)]
     pub bin_dir: Option<PathBuf>,
-    /// Keys of `orchestrator/config/control-plane.yaml` (listen addresses are filled in).
-    #[serde(default = "empty_object")]
-    pub control_plane: serde_json::Value,
+    /// Keys of `orchestrator/config/control-plane.yaml` (listen addresses are filled in: see `roles::config`).
+    #[serde(default)]
+    pub control_plane: ControlPlaneConfig,
     /// Keys of `orchestrator/config/data-plane.yaml` (listen and control-plane addresses are filled in).
-    #[serde(default = "empty_object")]
-    pub data_plane: serde_json::Value,
+    #[serde(default)]
+    pub data_plane: DataPlaneConfig,
     /// Keys of `orchestrator/config/worker.yaml`, for every worker (addresses and sandbox ports are filled in).
-    #[serde(default = "empty_object")]
-    pub worker: serde_json::Value,
+    #[serde(default)]
+    pub worker: WorkerConfig,
     /// CPU priority adjustment (`nice`, 0 to 19) of the roles and their sandboxes. On one shared machine the
     /// loader is the instrument: a positive value lets it win CPU contention against the system it measures, so its
     /// send lag stays small. Use 0 when the loader runs on its own host.
@@ -148,10 +195,6 @@ pub enum Processes {
 
 fn two() -> u32 {
     2
-}
-
-fn empty_object() -> serde_json::Value {
-    serde_json::Value::Object(serde_json::Map::new())
 }
 
 fn default_nice() -> u8 {
@@ -194,9 +237,17 @@ pub enum SpecError {
 /// What is wrong with a spec's content; the message names the key (and the line when the parser knows it).
 #[derive(Debug, thiserror::Error)]
 pub enum SpecInvalid {
-    /// The YAML does not fit the spec's keys and types.
+    /// The YAML does not fit the spec's keys and types (the message names line, column and key).
     #[error(transparent)]
-    Yaml(Box<serde_saphyr::Error>),
+    Yaml(YamlError),
+    /// "platform.{section}: {error}": a role config section the orchestrator would refuse.
+    #[error("platform.{section}: {error}")]
+    Role {
+        /// `control_plane`, `data_plane`, `worker`, or empty for a rule across sections.
+        section: &'static str,
+        /// What is wrong there.
+        error: InvalidConfig,
+    },
     /// "platform ({kind})", with what the loader's target config said.
     #[error("platform ({kind})")]
     Target {
@@ -230,9 +281,7 @@ impl ExperimentSpec {
 
     /// Parses and checks spec text.
     pub fn parse(text: &str) -> Result<Self, SpecInvalid> {
-        let options = serde_saphyr::options! { strict_booleans: true };
-        let spec: Self =
-            serde_saphyr::from_str_with_options(text, options).map_err(|e| SpecInvalid::Yaml(Box::new(e)))?;
+        let spec: Self = contracts::yaml::parse(text).map_err(SpecInvalid::Yaml)?;
         spec.validate()?;
         Ok(spec)
     }
@@ -296,18 +345,25 @@ impl ExperimentSpec {
 }
 
 impl DirigentSpec {
+    /// The three sections and the worker count as one standalone config: what the roles validate.
+    fn role_configs(&self) -> StandaloneConfig {
+        StandaloneConfig {
+            workers: self.workers,
+            control_plane: self.control_plane.clone(),
+            data_plane: self.data_plane.clone(),
+            worker: self.worker.clone(),
+        }
+    }
+
     fn validate(&self) -> Result<(), SpecInvalid> {
         let rule = |message: String| Err(SpecInvalid::Rule(message));
         if self.workers == 0 {
             return rule("platform.workers must be at least 1".into());
         }
-        for (key, section) in
-            [("control_plane", &self.control_plane), ("data_plane", &self.data_plane), ("worker", &self.worker)]
-        {
-            if !section.is_object() {
-                return rule(format!("platform.{key} must be a mapping of the role's config keys"));
-            }
-        }
+        self.role_configs().validate().map_err(|error| match error {
+            InvalidConfig::In { section, error } => SpecInvalid::Role { section, error: *error },
+            error => SpecInvalid::Role { section: "workers", error },
+        })?;
         if self.nice > 19 {
             return rule(format!("platform.nice must be between 0 and 19, got {}", self.nice));
         }
@@ -372,6 +428,13 @@ mod tests {
             ("name: t\nplatform: { kind: http, url: x }\nfailures: [ { at: 1s, kill: worker-0 } ]\n", "failures"),
             ("name: t\nplatform: { kind: dirigent, workers: 0 }\n", "platform.workers"),
             ("name: t\nplatform: { kind: dirigent, worker: 3 }\n", "platform.worker"),
+            ("name: t\nplatform: { kind: dirigent, worker: { sandbox_ports: lots } }\n", "lots"),
+            ("name: t\nplatform: { kind: dirigent, control_plane: { placment: random } }\n", "placment"),
+            ("name: t\nplatform: { kind: dirigent, data_plane: { queue_timeout: 0s } }\n", "platform.data_plane"),
+            (
+                "name: t\nplatform: { kind: dirigent, workers: 3, worker: { sandbox_ports: 30000-30001 } }\n",
+                "sandbox_ports",
+            ),
             ("name: 'a b'\nplatform: { kind: dirigent }\n", "name"),
             ("name: t\nplatform: { kind: dirigent }\nload: { slice: { minuts: 2 } }\n", "minuts"),
             ("name: t\nplatform: { kind: dirigent }\nload: { target: { kind: http, url: x } }\n", "load.target"),

@@ -247,43 +247,14 @@ impl Default for DriverConfig {
     }
 }
 
-/// The run config is unusable.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// the file cannot be read
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// the YAML does not fit the config (the message names line, column and key)
-    #[error("invalid config {path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// What the parser said.
-        message: String,
-    },
-    /// a value is out of range
-    #[error("invalid config {path}: {message}")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// Which key, and why.
-        message: String,
-    },
-}
+/// The run config is unusable: the toolkit's one config error (the file, and line, column and key or the rule).
+pub use contracts::yaml::ConfigError;
 
 impl RunConfig {
     /// Reads and checks a YAML config; YAML 1.1 words like `yes` stay strings.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        let options = serde_saphyr::options! { strict_booleans: true };
-        let config: Self = serde_saphyr::from_str_with_options(&text, options)
-            .map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
-        config.validate().map_err(|message| ConfigError::Invalid { path: path.into(), message })?;
+        let config: Self = contracts::yaml::load(path)?;
+        config.validate().map_err(|message| ConfigError::Invalid { path: path.into(), error: message.into() })?;
         Ok(config)
     }
 

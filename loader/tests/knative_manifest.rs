@@ -11,9 +11,7 @@ use serde_json::{Value, json};
 
 fn crd_schema() -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/knative-serving-service-crd.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let options = serde_saphyr::options! { strict_booleans: true };
-    let crd: Value = serde_saphyr::from_str_with_options(&text, options).unwrap();
+    let crd: Value = contracts::yaml::load(&path).unwrap();
     assert_eq!(crd["spec"]["group"], "serving.knative.dev");
     assert_eq!(crd["spec"]["versions"][0]["name"], "v1");
     let mut schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone();

@@ -131,7 +131,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for var in &vars {
                 let (key, value) = var.split_once('=').with_context(|| format!("--var {var}: expected KEY=VALUE"))?;
                 let value: serde_json::Value =
-                    serde_saphyr::from_str(value).with_context(|| format!("--var {var}: the value is not YAML"))?;
+                    contracts::yaml::parse(value).with_context(|| format!("--var {var}: the value is not YAML"))?;
                 options.extra_vars.insert(key.into(), value);
             }
             let report = provision(&cluster.inventory()?, &cluster.session_options(), &options)?;

@@ -154,9 +154,9 @@ pub enum InventoryError {
 /// What is wrong with an inventory's content; the message names the key, the host or the line.
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryInvalid {
-    /// The YAML does not fit the inventory's keys and types.
+    /// The YAML does not fit the inventory's keys and types (the message names line, column and key).
     #[error(transparent)]
-    Yaml(Box<serde_saphyr::Error>),
+    Yaml(contracts::yaml::YamlError),
     /// "give either `hosts` (explicit roles) or `nodes` (paper placement), not both".
     #[error("give either `hosts` (explicit roles) or `nodes` (paper placement), not both")]
     HostsAndNodes,
@@ -268,9 +268,7 @@ impl Inventory {
 
     /// Parses and checks inventory YAML.
     pub fn parse(text: &str) -> Result<Self, InventoryInvalid> {
-        let options = serde_saphyr::options! { strict_booleans: true };
-        let file: InventoryFile =
-            serde_saphyr::from_str_with_options(text, options).map_err(|e| InventoryInvalid::Yaml(Box::new(e)))?;
+        let file: InventoryFile = contracts::yaml::parse(text).map_err(InventoryInvalid::Yaml)?;
         Self::from_file(file)
     }
 

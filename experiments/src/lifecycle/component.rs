@@ -3,15 +3,16 @@
 
 use serde_json::Value;
 
-use crate::roles::{Planned, config};
+use crate::roles::Planned;
+use crate::roles::config::RoleConfig;
 
 /// A component of a run.
 #[derive(Debug, Clone)]
 pub struct Component {
     /// Its name, role and host.
     pub planned: Planned,
-    /// Its config as first generated.
-    pub config: Value,
+    /// Its config as first generated (`None` until then).
+    pub config: Option<RoleConfig>,
     /// The addresses its first start announced, which a restart binds again.
     pub announced: Value,
     /// How often it was restarted (each start has a config and a log of its own).
@@ -25,7 +26,7 @@ pub struct Component {
 
 impl Component {
     /// A component not started yet.
-    pub fn new(planned: Planned, config: Value) -> Self {
+    pub fn new(planned: Planned, config: Option<RoleConfig>) -> Self {
         Component { planned, config, announced: Value::Null, restarts: 0, launched: false, down_on_purpose: false }
     }
 
@@ -42,10 +43,11 @@ impl Component {
         }
     }
 
-    /// Counts a restart and returns its config: the first one, bound to the addresses the first start announced.
-    pub fn restart(&mut self) -> Value {
+    /// Counts a restart and returns its config: the first one, bound to the ports the first start announced;
+    /// `None` when it was never configured.
+    pub fn restart(&mut self) -> Option<RoleConfig> {
         self.restarts += 1;
-        config::pinned(self.planned.role, &self.config, &self.announced)
+        Some(self.config.as_ref()?.pinned(&self.announced))
     }
 }
 
@@ -53,15 +55,18 @@ impl Component {
 mod tests {
     use super::*;
     use crate::roles::Role;
+    use contracts::config::DataPlaneConfig;
     use serde_json::json;
 
     #[test]
     fn restarts_number_their_files_and_keep_the_announced_addresses() {
         let planned = Planned { name: "data-plane".into(), role: Role::DataPlane, host: 0, slot: 0, slots: 1 };
-        let mut component = Component::new(planned, json!({ "proxy_listen": "h:0" }));
+        let config = DataPlaneConfig { proxy_listen: "10.0.0.2:0".parse().unwrap(), ..DataPlaneConfig::default() };
+        let mut component = Component::new(planned, Some(RoleConfig::DataPlane(config)));
         assert_eq!(component.stem(), "data-plane");
-        component.announced = json!({ "proxy": "h:4003" });
-        assert_eq!(component.restart()["proxy_listen"], "h:4003");
+        component.announced = json!({ "proxy": "10.0.0.2:4003" });
+        let Some(RoleConfig::DataPlane(again)) = component.restart() else { panic!("a data plane's config") };
+        assert_eq!(again.proxy_listen, "10.0.0.2:4003".parse().unwrap());
         assert_eq!(component.stem(), "data-plane.1");
         component.restart();
         assert_eq!(component.stem(), "data-plane.2");

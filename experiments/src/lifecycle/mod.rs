@@ -22,7 +22,7 @@ use serde_json::Value;
 use self::component::Component;
 use self::health::{ControlPlane, HealthError};
 use self::host::{Host, HostError, Launch, RUN_MARKER_VAR, StopState};
-use crate::roles::config::{self, ConfigError};
+use crate::roles::config::{self, ConfigError, RoleConfig};
 use crate::roles::{Placement, Role, START_ORDER};
 use crate::spec::DirigentSpec;
 
@@ -114,6 +114,12 @@ pub enum LifecycleError {
         /// The cause.
         source: HostError,
     },
+    /// "{component} was never started: there is no config to restart it with".
+    #[error("{component} was never started: there is no config to restart it with")]
+    NeverStarted {
+        /// The component.
+        component: String,
+    },
     /// Several of the above (components of one group started at once), each with its causes, joined by "; ".
     #[error("{}", .0.iter().map(|e| crate::error_chain(e)).collect::<Vec<_>>().join("; "))]
     Several(Vec<LifecycleError>),
@@ -194,7 +200,7 @@ impl Lifecycle {
     /// again (logs brought back, run folders removed); the error says what failed and the report what teardown
     /// found.
     pub async fn start(setup: Setup) -> Result<Self, (LifecycleError, StopReport)> {
-        let components = setup.placement.components().iter().map(|p| Component::new(p.clone(), Value::Null)).collect();
+        let components = setup.placement.components().iter().map(|p| Component::new(p.clone(), None)).collect();
         let mut lifecycle = Lifecycle { api: String::new(), proxy: String::new(), components, setup };
         match lifecycle.start_all().await {
             Ok(()) => Ok(lifecycle),
@@ -286,12 +292,12 @@ impl Lifecycle {
         let config = config::for_component(&self.setup.spec, &component.planned, address, control_plane_grpc)
             .map_err(|source| LifecycleError::Config { component: component.name().into(), source })?;
         self.write_config(index, &config)?;
-        self.components[index].config = config;
+        self.components[index].config = Some(config);
         Ok(())
     }
 
     /// Writes `config` as component `index`'s current start's config (`<stem>.yaml`).
-    fn write_config(&self, index: usize, config: &Value) -> Result<(), LifecycleError> {
+    fn write_config(&self, index: usize, config: &RoleConfig) -> Result<(), LifecycleError> {
         let path = self.config_path(index);
         config::write(&path, config).map_err(|source| LifecycleError::Write { path, source })
     }
@@ -382,7 +388,9 @@ impl Lifecycle {
     /// `<name>.<N>.log` for the N-th restart); returns the event for the manifest, stamped when it was ready.
     pub async fn restart(&mut self, name: &str) -> Result<Event, LifecycleError> {
         let index = self.position(name)?;
-        let config = self.components[index].restart();
+        let Some(config) = self.components[index].restart() else {
+            return Err(LifecycleError::NeverStarted { component: name.into() });
+        };
         self.write_config(index, &config)?;
         let launch = self.launch(index);
         let host = self.host(index);

@@ -1,36 +1,57 @@
-//! The orchestrator's role configs, generated from the spec's sections: the user's keys, with the addresses the
-//! runner decides filled in. They are written as JSON, which every YAML parser (and `dirigent --config`) reads.
-//! They stay untyped JSON values here until the role config types have one definition shared with the
-//! orchestrator.
+//! The orchestrator's role configs for one run, typed (`contracts::config`, the types `dirigent` reads): the spec's
+//! sections, checked when the spec is read, with the addresses the runner decides filled in. They are written as
+//! JSON, which every YAML parser (and `dirigent --config`) reads.
+//!
+//! The rule for what the runner fills in, on a host with address `host`:
+//! - a listen address the spec leaves at the role's default becomes `host:0` (an ephemeral port on the host's
+//!   address: several components share a host, and the ready line says which port each got);
+//! - `advertise_host` and a worker's `sandbox_host` left at their defaults become `host`;
+//! - a worker's `name` left unset becomes its component name (`worker-N`);
+//! - `control_plane` of data planes and workers is always the control plane's announced gRPC address;
+//! - a worker gets its slice of `sandbox_ports` ([`PortRange::slice`]), one per worker on its host.
+//!
+//! A value the spec sets to anything but the default is kept as written.
 
-use serde_json::{Map, Value, json};
+use std::net::{IpAddr, SocketAddr};
+
+use contracts::config::{ControlPlaneConfig, DataPlaneConfig, PortRange, StandaloneConfig, WorkerConfig};
+use serde_json::Value;
 
 use super::{Planned, Role};
 use crate::spec::DirigentSpec;
 
-/// Why a role config cannot be made from the spec.
+/// Why a role config cannot be made for a host.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConfigError {
-    /// "platform.worker.sandbox_ports must be a range like "20000-29999", got {text}".
-    #[error("platform.worker.sandbox_ports must be a range like \"20000-29999\", got {text}")]
-    SandboxPorts {
-        /// What the spec says.
-        text: Value,
+    /// "the host address '{host}' is not an IP address; components listen on it".
+    #[error("the host address '{host}' is not an IP address; components listen on it")]
+    Host {
+        /// The address.
+        host: String,
     },
-    /// "platform.worker.sandbox_ports {low}-{high} has fewer ports than the {slots} workers".
-    #[error("platform.worker.sandbox_ports {low}-{high} has fewer ports than the {slots} workers")]
+    /// "platform.worker.sandbox_ports {ports} has fewer ports than the {slots} workers".
+    #[error("platform.worker.sandbox_ports {ports} has fewer ports than the {slots} workers")]
     TooFewSandboxPorts {
-        /// The range's first port.
-        low: u16,
-        /// The range's last port.
-        high: u16,
+        /// The range.
+        ports: PortRange,
         /// The workers that share it.
         slots: u32,
     },
 }
 
-/// The orchestrator's default sandbox port range (outside the kernel's ephemeral range).
-pub const DEFAULT_SANDBOX_PORTS: (u16, u16) = (20000, 29999);
+/// One component's config, as `dirigent <role> --config` reads it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum RoleConfig {
+    /// `dirigent control-plane`.
+    ControlPlane(ControlPlaneConfig),
+    /// `dirigent data-plane`.
+    DataPlane(DataPlaneConfig),
+    /// `dirigent worker`.
+    Worker(WorkerConfig),
+    /// `dirigent standalone`.
+    Standalone(StandaloneConfig),
+}
 
 /// The roles' log filter unless `RUST_LOG` says otherwise: info, without the HTTP/2 and tower chatter.
 pub fn role_log_filter() -> String {
@@ -38,38 +59,60 @@ pub fn role_log_filter() -> String {
 }
 
 /// Writes a role config to `path` (as JSON, which `dirigent --config` reads as YAML).
-pub fn write(path: &std::path::Path, config: &Value) -> std::io::Result<()> {
-    std::fs::write(path, serde_json::to_string_pretty(config).unwrap_or_default() + "\n")
+pub fn write(path: &std::path::Path, config: &RoleConfig) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(config).map_err(std::io::Error::other)?;
+    std::fs::write(path, text + "\n")
 }
 
-/// `section` with `defaults` for keys the user did not set and `forced` keys always overwritten.
-fn merge(section: &Value, defaults: Value, forced: Value) -> Value {
-    let mut merged: Map<String, Value> = section.as_object().cloned().unwrap_or_default();
-    for (key, value) in defaults.as_object().into_iter().flatten() {
-        merged.entry(key.clone()).or_insert_with(|| value.clone());
+fn ip(host: &str) -> Result<IpAddr, ConfigError> {
+    host.parse().map_err(|_| ConfigError::Host { host: host.into() })
+}
+
+/// `address` on `host` with an ephemeral port when it is still `default`.
+fn listen(address: &mut SocketAddr, default: SocketAddr, host: IpAddr) {
+    if *address == default {
+        *address = SocketAddr::new(host, 0);
     }
-    for (key, value) in forced.as_object().into_iter().flatten() {
-        merged.insert(key.clone(), value.clone());
+}
+
+/// `value` becomes `host` when it is still `default`.
+fn advertise(value: &mut String, default: &str, host: &str) {
+    if value == default {
+        *value = host.into();
     }
-    Value::Object(merged)
 }
 
 /// The control plane's config: ephemeral ports on `host` unless the spec fixes them.
-pub fn control_plane(spec: &DirigentSpec, host: &str) -> Value {
-    merge(
-        &spec.control_plane,
-        json!({ "grpc_listen": format!("{host}:0"), "http_listen": format!("{host}:0"), "advertise_host": host }),
-        json!({}),
-    )
+pub fn control_plane(spec: &DirigentSpec, host: &str) -> Result<ControlPlaneConfig, ConfigError> {
+    let (address, default) = (ip(host)?, ControlPlaneConfig::default());
+    let mut config = spec.control_plane.clone();
+    listen(&mut config.grpc_listen, default.grpc_listen, address);
+    listen(&mut config.http_listen, default.http_listen, address);
+    advertise(&mut config.advertise_host, &default.advertise_host, host);
+    Ok(config)
 }
 
 /// The data plane's config, pointed at the control plane's gRPC address.
-pub fn data_plane(spec: &DirigentSpec, host: &str, control_plane_grpc: &str) -> Value {
-    merge(
-        &spec.data_plane,
-        json!({ "proxy_listen": format!("{host}:0"), "grpc_listen": format!("{host}:0"), "advertise_host": host }),
-        json!({ "control_plane": control_plane_grpc }),
-    )
+pub fn data_plane(spec: &DirigentSpec, host: &str, control_plane_grpc: &str) -> Result<DataPlaneConfig, ConfigError> {
+    let (address, default) = (ip(host)?, DataPlaneConfig::default());
+    let mut config = spec.data_plane.clone();
+    listen(&mut config.proxy_listen, default.proxy_listen, address);
+    listen(&mut config.grpc_listen, default.grpc_listen, address);
+    advertise(&mut config.advertise_host, &default.advertise_host, host);
+    config.control_plane = control_plane_grpc.into();
+    Ok(config)
+}
+
+/// The spec's worker section with its addresses on `host` (its name, ports and control plane aside).
+fn worker_on(spec: &DirigentSpec, host: &str) -> Result<WorkerConfig, ConfigError> {
+    let (address, default) = (ip(host)?, WorkerConfig::default());
+    let mut config = spec.worker.clone();
+    listen(&mut config.listen, default.listen, address);
+    advertise(&mut config.advertise_host, &default.advertise_host, host);
+    if config.sandbox_host == default.sandbox_host {
+        config.sandbox_host = address;
+    }
+    Ok(config)
 }
 
 /// The config of component `planned` on a host with address `host`, pointed at the control plane's gRPC address.
@@ -78,18 +121,30 @@ pub fn for_component(
     planned: &Planned,
     host: &str,
     control_plane_grpc: &str,
-) -> Result<Value, ConfigError> {
+) -> Result<RoleConfig, ConfigError> {
     Ok(match planned.role {
-        Role::ControlPlane => control_plane(spec, host),
-        Role::DataPlane => data_plane(spec, host, control_plane_grpc),
-        Role::Worker => worker_in_slot(spec, host, control_plane_grpc, &planned.name, planned.slot, planned.slots)?,
-        Role::Standalone => standalone(spec, host),
+        Role::ControlPlane => RoleConfig::ControlPlane(control_plane(spec, host)?),
+        Role::DataPlane => RoleConfig::DataPlane(data_plane(spec, host, control_plane_grpc)?),
+        Role::Worker => RoleConfig::Worker(worker_in_slot(
+            spec,
+            host,
+            control_plane_grpc,
+            &planned.name,
+            planned.slot,
+            planned.slots,
+        )?),
+        Role::Standalone => RoleConfig::Standalone(standalone(spec, host)?),
     })
 }
 
 /// Worker `index` of the spec's workers on one host: its own slice of the sandbox port range, so workers on one
 /// host never collide.
-pub fn worker(spec: &DirigentSpec, host: &str, control_plane_grpc: &str, index: u32) -> Result<Value, ConfigError> {
+pub fn worker(
+    spec: &DirigentSpec,
+    host: &str,
+    control_plane_grpc: &str,
+    index: u32,
+) -> Result<WorkerConfig, ConfigError> {
     worker_in_slot(spec, host, control_plane_grpc, &format!("worker-{index}"), index, spec.workers)
 }
 
@@ -101,124 +156,158 @@ pub fn worker_in_slot(
     name: &str,
     slot: u32,
     slots: u32,
-) -> Result<Value, ConfigError> {
-    let (low, high) = sandbox_ports(&spec.worker)?;
-    let width = (u32::from(high) - u32::from(low) + 1) / slots.max(1);
-    if width == 0 {
-        return Err(ConfigError::TooFewSandboxPorts { low, high, slots });
+) -> Result<WorkerConfig, ConfigError> {
+    let mut config = worker_on(spec, host)?;
+    let ports = config.sandbox_ports;
+    if slots > ports.len() {
+        return Err(ConfigError::TooFewSandboxPorts { ports, slots });
     }
-    let first = u32::from(low) + slot * width;
-    Ok(merge(
-        &spec.worker,
-        json!({ "listen": format!("{host}:0"), "name": name, "advertise_host": host, "sandbox_host": host }),
-        json!({ "control_plane": control_plane_grpc, "sandbox_ports": format!("{first}-{}", first + width - 1) }),
-    ))
+    config.sandbox_ports = ports.slice(slots, slot);
+    config.name = Some(config.name.unwrap_or_else(|| name.into()));
+    config.control_plane = control_plane_grpc.into();
+    Ok(config)
 }
 
-/// `dirigent standalone`'s config: the three sections with ephemeral ports, and the worker count.
-pub fn standalone(spec: &DirigentSpec, host: &str) -> Value {
-    let listen = json!({ "listen": format!("{host}:0") });
-    json!({
-        "workers": spec.workers,
-        "control_plane": control_plane(spec, host),
-        "data_plane": merge(&spec.data_plane, json!({ "proxy_listen": format!("{host}:0"), "grpc_listen": format!("{host}:0") }), json!({})),
-        "worker": merge(&spec.worker, listen, json!({})),
-    })
+/// `dirigent standalone`'s config: the three sections with ephemeral ports, and the worker count (the process
+/// slices the sandbox ports and names the workers itself).
+pub fn standalone(spec: &DirigentSpec, host: &str) -> Result<StandaloneConfig, ConfigError> {
+    let control_plane = control_plane(spec, host)?;
+    // The data plane's control plane is filled in by the process itself.
+    let data_plane =
+        DataPlaneConfig { control_plane: spec.data_plane.control_plane.clone(), ..data_plane(spec, host, "")? };
+    Ok(StandaloneConfig { workers: spec.workers, control_plane, data_plane, worker: worker_on(spec, host)? })
 }
 
-/// `config` of a `role` process with the addresses it announced (`{"grpc": ..., "api": ...}`) as its listen
-/// addresses, so a restart binds the ports its peers and the loader already know instead of new ephemeral ones.
-pub fn pinned(role: Role, config: &Value, announced: &Value) -> Value {
-    let keys: &[(&[&str], &str)] = match role {
-        Role::ControlPlane => &[(&["grpc_listen"], "grpc"), (&["http_listen"], "api")],
-        Role::DataPlane => &[(&["proxy_listen"], "proxy"), (&["grpc_listen"], "grpc")],
-        Role::Standalone => &[
-            (&["control_plane", "grpc_listen"], "grpc"),
-            (&["control_plane", "http_listen"], "api"),
-            (&["data_plane", "proxy_listen"], "proxy"),
-        ],
-        Role::Worker => &[],
-    };
-    let mut config = config.clone();
-    for (path, key) in keys {
-        let (Some(address), Some((last, parents))) = (announced.get(*key), path.split_last()) else { continue };
-        let section = parents.iter().try_fold(&mut config, |value, part| value.get_mut(*part));
-        if let Some(Value::Object(section)) = section {
-            section.insert((*last).into(), address.clone());
+impl RoleConfig {
+    /// This config with the ports a `role` process announced (`{"grpc": ..., "api": ...}`) in its listen
+    /// addresses, so a restart binds the ports its peers and the loader already know instead of new ephemeral ones.
+    pub fn pinned(&self, announced: &Value) -> RoleConfig {
+        let mut config = self.clone();
+        let pin = |address: &mut SocketAddr, key: &str| {
+            if let Some(port) = announced_port(announced, key) {
+                address.set_port(port);
+            }
+        };
+        match &mut config {
+            RoleConfig::ControlPlane(c) => {
+                pin(&mut c.grpc_listen, "grpc");
+                pin(&mut c.http_listen, "api");
+            }
+            RoleConfig::DataPlane(d) => {
+                pin(&mut d.proxy_listen, "proxy");
+                pin(&mut d.grpc_listen, "grpc");
+            }
+            RoleConfig::Standalone(s) => {
+                pin(&mut s.control_plane.grpc_listen, "grpc");
+                pin(&mut s.control_plane.http_listen, "api");
+                pin(&mut s.data_plane.proxy_listen, "proxy");
+            }
+            // Workers register anew: nothing to pin.
+            RoleConfig::Worker(_) => {}
         }
+        config
     }
-    config
 }
 
-/// The `sandbox_ports` range of a worker section (`"A-B"`), or the default.
-fn sandbox_ports(worker: &Value) -> Result<(u16, u16), ConfigError> {
-    let Some(text) = worker.get("sandbox_ports") else { return Ok(DEFAULT_SANDBOX_PORTS) };
-    let bad = || ConfigError::SandboxPorts { text: text.clone() };
-    let (low, high) = text.as_str().and_then(|t| t.split_once('-')).ok_or_else(bad)?;
-    let (low, high): (u16, u16) = (low.trim().parse().map_err(|_| bad())?, high.trim().parse().map_err(|_| bad())?);
-    if low > high {
-        return Err(bad());
-    }
-    Ok((low, high))
+/// The port of address `key` of a ready line's addresses (`host:port`).
+fn announced_port(announced: &Value, key: &str) -> Option<u16> {
+    let address = announced.get(key)?.as_str()?;
+    address.rsplit_once(':')?.1.parse().ok()
 }
 
 #[cfg(test)]
 mod tests {
+    use contracts::config::{LoadBalancing, PlacementPolicy};
+    use serde_json::json;
+
     use super::*;
     use crate::spec::dirigent_spec as spec;
+
+    fn at(address: &str) -> SocketAddr {
+        address.parse().unwrap()
+    }
 
     #[test]
     fn user_keys_stay_and_addresses_are_filled_in() {
         let d = spec("{ kind: dirigent, control_plane: { placement: random, http_listen: 127.0.0.1:9091 } }");
-        let cp = control_plane(&d, "127.0.0.1");
-        let expected = json!({ "placement": "random", "http_listen": "127.0.0.1:9091", "grpc_listen": "127.0.0.1:0",
-            "advertise_host": "127.0.0.1" });
+        let cp = control_plane(&d, "127.0.0.1").unwrap();
+        let expected = ControlPlaneConfig {
+            placement: PlacementPolicy::Random,
+            http_listen: at("127.0.0.1:9091"),
+            grpc_listen: at("127.0.0.1:0"),
+            advertise_host: "127.0.0.1".into(),
+            ..ControlPlaneConfig::default()
+        };
         assert_eq!(cp, expected);
         let d = spec("{ kind: dirigent, data_plane: { control_plane: 'ignored:1', load_balancing: random } }");
-        let dp = data_plane(&d, "127.0.0.1", "127.0.0.1:5000");
-        assert_eq!(dp["control_plane"], "127.0.0.1:5000");
-        assert_eq!(dp["load_balancing"], "random");
+        let dp = data_plane(&d, "127.0.0.1", "127.0.0.1:5000").unwrap();
+        assert_eq!(dp.control_plane, "127.0.0.1:5000");
+        assert_eq!(dp.load_balancing, LoadBalancing::Random);
+        assert!(control_plane(&d, "node-1").unwrap_err().to_string().contains("node-1"));
     }
 
     #[test]
     fn workers_split_the_sandbox_port_range() {
         let d = spec("{ kind: dirigent, workers: 3, worker: { sandbox_ports: 30000-30299, runtime: process } }");
-        let ports: Vec<Value> =
-            (0..3).map(|i| worker(&d, "127.0.0.1", "cp:1", i).unwrap()["sandbox_ports"].clone()).collect();
-        assert_eq!(ports, vec![json!("30000-30099"), json!("30100-30199"), json!("30200-30299")]);
-        assert_eq!(worker(&d, "127.0.0.1", "cp:1", 1).unwrap()["name"], "worker-1");
-        let d = spec("{ kind: dirigent, workers: 3, worker: { sandbox_ports: 30000-30001 } }");
-        assert!(worker(&d, "h", "cp:1", 0).unwrap_err().to_string().contains("sandbox_ports"));
-        let d = spec("{ kind: dirigent, worker: { sandbox_ports: lots } }");
-        assert!(worker(&d, "h", "cp:1", 0).unwrap_err().to_string().contains("sandbox_ports"));
+        let ports: Vec<String> =
+            (0..3).map(|i| worker(&d, "127.0.0.1", "cp:1", i).unwrap().sandbox_ports.to_string()).collect();
+        assert_eq!(ports, ["30000-30099", "30100-30199", "30200-30299"]);
+        let one = worker(&d, "10.0.0.3", "cp:1", 1).unwrap();
+        assert_eq!((one.name.as_deref(), one.control_plane.as_str()), (Some("worker-1"), "cp:1"));
+        assert_eq!(
+            (one.listen, one.sandbox_host, one.advertise_host.as_str()),
+            (at("10.0.0.3:0"), ip("10.0.0.3").unwrap(), "10.0.0.3")
+        );
+        let d = spec("{ kind: dirigent, workers: 2, worker: { sandbox_ports: 30000-30001 } }");
+        let err = worker_in_slot(&d, "127.0.0.1", "cp:1", "worker-0", 0, 3).unwrap_err();
+        assert!(err.to_string().contains("sandbox_ports"), "{err}");
     }
 
     #[test]
     fn a_restart_config_binds_the_announced_addresses() {
         let d = spec("{ kind: dirigent, control_plane: { placement: random } }");
         let announced = json!({ "grpc": "10.0.0.1:4001", "api": "10.0.0.1:4002", "proxy": "10.0.0.1:4003" });
-        let cp = pinned(Role::ControlPlane, &control_plane(&d, "10.0.0.1"), &announced);
-        assert_eq!((&cp["grpc_listen"], &cp["http_listen"]), (&json!("10.0.0.1:4001"), &json!("10.0.0.1:4002")));
-        assert_eq!(cp["placement"], "random");
-        let dp = pinned(Role::DataPlane, &data_plane(&d, "10.0.0.1", "cp:1"), &json!({ "proxy": "10.0.0.1:4003" }));
-        assert_eq!((&dp["proxy_listen"], &dp["grpc_listen"]), (&json!("10.0.0.1:4003"), &json!("10.0.0.1:0")));
-        let s = pinned(Role::Standalone, &standalone(&d, "10.0.0.1"), &announced);
-        assert_eq!(s["control_plane"]["http_listen"], "10.0.0.1:4002");
-        assert_eq!(s["data_plane"]["proxy_listen"], "10.0.0.1:4003");
-        let w = worker(&d, "10.0.0.1", "cp:1", 0).unwrap();
-        assert_eq!(
-            pinned(Role::Worker, &w, &json!({ "name": "worker-0" })),
-            w,
-            "workers register anew: nothing to pin"
-        );
+        let RoleConfig::ControlPlane(cp) =
+            RoleConfig::ControlPlane(control_plane(&d, "10.0.0.1").unwrap()).pinned(&announced)
+        else {
+            panic!("not a control plane")
+        };
+        assert_eq!((cp.grpc_listen, cp.http_listen), (at("10.0.0.1:4001"), at("10.0.0.1:4002")));
+        assert_eq!(cp.placement, PlacementPolicy::Random);
+        let dp = RoleConfig::DataPlane(data_plane(&d, "10.0.0.1", "cp:1").unwrap());
+        let RoleConfig::DataPlane(dp) = dp.pinned(&json!({ "proxy": "10.0.0.1:4003" })) else { panic!() };
+        assert_eq!((dp.proxy_listen, dp.grpc_listen), (at("10.0.0.1:4003"), at("10.0.0.1:0")));
+        let s = RoleConfig::Standalone(standalone(&d, "10.0.0.1").unwrap());
+        let RoleConfig::Standalone(s) = s.pinned(&announced) else { panic!() };
+        assert_eq!(s.control_plane.http_listen, at("10.0.0.1:4002"));
+        assert_eq!(s.data_plane.proxy_listen, at("10.0.0.1:4003"));
+        let w = RoleConfig::Worker(worker(&d, "10.0.0.1", "cp:1", 0).unwrap());
+        assert_eq!(w.pinned(&json!({ "name": "worker-0" })), w, "workers register anew: nothing to pin");
     }
 
     #[test]
     fn standalone_holds_every_section() {
         let d = spec("{ kind: dirigent, processes: standalone, workers: 4 }");
-        let s = standalone(&d, "127.0.0.1");
-        assert_eq!(s["workers"], 4);
-        assert_eq!(s["worker"]["listen"], "127.0.0.1:0");
-        assert_eq!(s["data_plane"]["proxy_listen"], "127.0.0.1:0");
+        let s = standalone(&d, "127.0.0.1").unwrap();
+        assert_eq!(s.workers, 4);
+        assert_eq!(s.worker.listen, at("127.0.0.1:0"));
+        assert_eq!(s.data_plane.proxy_listen, at("127.0.0.1:0"));
+        assert_eq!(s.worker.name, None, "the process names its workers");
+    }
+
+    #[test]
+    fn written_configs_read_back_as_dirigent_reads_them() {
+        let d = spec("{ kind: dirigent, worker: { sandbox_ports: 30000-30099 }, data_plane: { queue_timeout: 2s } }");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        let dp = data_plane(&d, "127.0.0.1", "127.0.0.1:4001").unwrap();
+        write(&path, &RoleConfig::DataPlane(dp.clone())).unwrap();
+        assert_eq!(contracts::config::load::<DataPlaneConfig>(Some(&path)).unwrap(), dp);
+        let w = worker(&d, "127.0.0.1", "127.0.0.1:4001", 1).unwrap();
+        write(&path, &RoleConfig::Worker(w.clone())).unwrap();
+        assert_eq!(contracts::config::load::<WorkerConfig>(Some(&path)).unwrap(), w);
+        let s = standalone(&d, "127.0.0.1").unwrap();
+        write(&path, &RoleConfig::Standalone(s.clone())).unwrap();
+        assert_eq!(contracts::config::load::<StandaloneConfig>(Some(&path)).unwrap(), s);
     }
 }

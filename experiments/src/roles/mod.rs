@@ -1,20 +1,16 @@
 //! The bundled orchestrator's roles as a run starts them: which `dirigent` processes (components) a run has, what
-//! they are called, on which host each goes, and their configs (`config`), checked with `dirigent --check` before
-//! anything starts (`check`).
+//! they are called, on which host each goes, and their configs (`config`: typed, checked when the spec is read).
 //!
 //! Words: a *role* is a `dirigent` subcommand (control plane, data plane, worker, or all three in one `standalone`
 //! process); a *component* is one process of a run playing a role, named `control-plane`, `data-plane`,
 //! `data-plane-N` or `worker-N`.
 
-mod check;
 pub mod config;
 
 use std::fmt;
 
 use crate::cluster::inventory::{Duty, Inventory};
 use crate::spec::{DirigentSpec, Processes};
-
-pub use check::{CheckError, check_configs};
 
 /// A `dirigent` subcommand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use contracts::ready::ReadyLine;
-use orchestrator::config::{self, StandaloneConfig};
-use orchestrator::control_plane::{ControlPlane, ControlPlaneConfig};
-use orchestrator::data_plane::{DataPlane, DataPlaneConfig};
+use orchestrator::config::{self, ControlPlaneConfig, DataPlaneConfig, RoleConfig, StandaloneConfig, WorkerConfig};
+use orchestrator::control_plane::ControlPlane;
+use orchestrator::data_plane::DataPlane;
 use orchestrator::standalone::Standalone;
-use orchestrator::worker::{Worker, WorkerConfig};
+use orchestrator::worker::Worker;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -60,9 +60,8 @@ fn announce_ready<'a>(role: &str, addresses: impl IntoIterator<Item = (&'a str, 
     println!("{}", ReadyLine::new(role, addresses).to_line());
 }
 
-/// `--check`: the config parsed; `checked` is the validation the role would otherwise run when it starts.
-fn config_ok<E: std::error::Error + Send + Sync + 'static>(checked: Result<(), E>) -> anyhow::Result<()> {
-    checked.context("invalid config")?;
+/// `--check`: the config parsed and passed its role's validation (`config::load` runs both).
+fn config_ok() -> anyhow::Result<()> {
     println!("{}", json!({ "config": "ok" }));
     Ok(())
 }
@@ -120,9 +119,11 @@ async fn run() -> anyhow::Result<()> {
             let mut config: StandaloneConfig = config::load(config.as_deref())?;
             if let Some(workers) = workers {
                 config.workers = workers;
+                // The override is checked like the file (workers against sandbox ports).
+                config.validate().context("invalid config (with --workers)")?;
             }
             if cli.check {
-                return config_ok(config.control_plane.autoscaler.validate());
+                return config_ok();
             }
             let cluster = Standalone::bind(config).await.context("starting dirigent standalone")?;
             let addresses = cluster.addresses();
@@ -132,7 +133,7 @@ async fn run() -> anyhow::Result<()> {
         Role::ControlPlane { config } => {
             let config: ControlPlaneConfig = config::load(config.as_deref())?;
             if cli.check {
-                return config_ok(config.autoscaler.validate());
+                return config_ok();
             }
             let control_plane = ControlPlane::bind(config).await.context("starting the control plane")?;
             announce_ready(
@@ -144,7 +145,7 @@ async fn run() -> anyhow::Result<()> {
         Role::DataPlane { config } => {
             let config: DataPlaneConfig = config::load(config.as_deref())?;
             if cli.check {
-                return config_ok(Ok::<(), std::convert::Infallible>(()));
+                return config_ok();
             }
             let data_plane = DataPlane::bind(config).await.context("starting the data plane")?;
             announce_ready("data-plane", [("proxy", data_plane.proxy_address()), ("grpc", data_plane.grpc_address())]);
@@ -153,7 +154,7 @@ async fn run() -> anyhow::Result<()> {
         Role::Worker { config } => {
             let config: WorkerConfig = config::load(config.as_deref())?;
             if cli.check {
-                return config_ok(Ok::<(), std::convert::Infallible>(()));
+                return config_ok();
             }
             let worker = Worker::bind(config).await.context("starting the worker")?;
             announce_ready("worker", [("name", worker.name())]);

@@ -9,11 +9,10 @@ pub mod metrics;
 pub mod placement;
 pub mod store;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use contracts::config::RoleConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -21,54 +20,11 @@ use crate::clock::{Clock, MonotonicClock};
 use crate::net::{self, BindError};
 use crate::peers::{GrpcConnector, PeerConnector};
 use crate::proto::dirigent::control_plane_server::ControlPlaneServer;
-use autoscaler::AutoscalerConfig;
-use placement::PlacementPolicy;
 use store::{MemoryStore, StoreError};
 
 pub use self::core::{Core, Membership};
-
-/// Control-plane settings (YAML).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ControlPlaneConfig {
-    /// Where the gRPC service for workers and data planes listens.
-    pub grpc_listen: SocketAddr,
-    /// Where the user API (registration, `/metrics`) listens.
-    pub http_listen: SocketAddr,
-    /// Host name or address peers use when a listen address is `0.0.0.0`.
-    pub advertise_host: String,
-    /// Which worker gets a new sandbox.
-    pub placement: PlacementPolicy,
-    /// Seed of the random placement policy.
-    pub placement_seed: u64,
-    /// The per-function autoscaler.
-    pub autoscaler: AutoscalerConfig,
-    /// A worker silent this long is dropped with its sandboxes.
-    #[serde(with = "humantime_serde")]
-    pub worker_timeout: Duration,
-    /// A data plane silent this long is dropped.
-    #[serde(with = "humantime_serde")]
-    pub data_plane_timeout: Duration,
-    /// How long a worker may take to create a ready sandbox.
-    #[serde(with = "humantime_serde")]
-    pub sandbox_create_timeout: Duration,
-}
-
-impl Default for ControlPlaneConfig {
-    fn default() -> Self {
-        Self {
-            grpc_listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
-            http_listen: SocketAddr::from(([0, 0, 0, 0], 9091)),
-            advertise_host: "127.0.0.1".into(),
-            placement: PlacementPolicy::default(),
-            placement_seed: 42,
-            autoscaler: AutoscalerConfig::default(),
-            worker_timeout: Duration::from_secs(5),
-            data_plane_timeout: Duration::from_secs(5),
-            sandbox_create_timeout: Duration::from_secs(15),
-        }
-    }
-}
+/// The settings (YAML) are the contracts', shared with `experiments`, which writes them.
+pub use contracts::config::ControlPlaneConfig;
 
 /// Starting the control plane failed.
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +34,7 @@ pub enum ControlPlaneError {
     Bind(#[from] BindError),
     /// the configuration is invalid
     #[error("invalid control plane config: {0}")]
-    Config(String),
+    Config(contracts::config::InvalidConfig),
     /// the registry store failed
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -113,7 +69,7 @@ impl ControlPlane {
         store: Arc<dyn store::RegistryStore>,
         peers: Arc<dyn PeerConnector>,
     ) -> Result<Self, ControlPlaneError> {
-        config.autoscaler.validate().map_err(|e| ControlPlaneError::Config(e.to_string()))?;
+        config.validate().map_err(ControlPlaneError::Config)?;
         let grpc_listener = net::bind("control-plane gRPC", config.grpc_listen).await?;
         let http_listener = net::bind("control-plane HTTP API", config.http_listen).await?;
         let grpc_address = net::advertised(&grpc_listener, &config.advertise_host);

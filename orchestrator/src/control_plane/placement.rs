@@ -11,20 +11,8 @@ use std::cmp::Ordering;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
-/// How the placer chooses a worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PlacementPolicy {
-    /// Uniformly random worker.
-    Random,
-    /// Workers in turn.
-    RoundRobin,
-    /// Fewest sandboxes; ties go to the most free memory, then to the lowest index.
-    #[default]
-    LeastLoaded,
-    /// Among workers with room for the request, the one left with the largest free share.
-    ResourceAware,
-}
+/// How the placer chooses a worker (a config key, so the contracts' type).
+pub use contracts::config::PlacementPolicy;
 
 /// What the placer knows of one worker.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,20 +1,9 @@
 //! Load-balancing policies: which free endpoint of a function serves the next request.
 
 use rand::RngExt;
-use serde::{Deserialize, Serialize};
 
-/// How the data plane picks among a function's free endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LoadBalancing {
-    /// Rotate through the endpoints.
-    RoundRobin,
-    /// Pick uniformly at random.
-    Random,
-    /// Pick the endpoint with the fewest requests in flight.
-    #[default]
-    LeastInFlight,
-}
+/// How the data plane picks among a function's free endpoints (a config key, so the contracts' type).
+pub use contracts::config::LoadBalancing;
 
 /// Picks one index among `n` endpoints whose in-flight counts `in_flight` reads, among those below `capacity`.
 ///

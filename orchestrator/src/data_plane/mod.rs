@@ -7,11 +7,9 @@ pub mod proxy;
 pub mod stats;
 pub mod timing;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -24,61 +22,12 @@ use crate::proto::dirigent::{
     Ack, ColdStartRequest, DataPlaneInfo, FunctionFailure, FunctionLoad, FunctionRef, FunctionSet, FunctionState,
     LoadReport,
 };
-use balancer::LoadBalancing;
 use endpoints::{EndpointSpec, FunctionTable, Version};
 use proxy::{ColdStartRequester, Proxy};
 use stats::CounterSnapshot;
 
-/// Data-plane settings (YAML).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DataPlaneConfig {
-    /// Name in the control plane's registry; defaults to `data-plane-<proxy port>`.
-    pub name: Option<String>,
-    /// Where the proxy listens (HTTP/1.1 and h2c).
-    pub proxy_listen: SocketAddr,
-    /// Where the gRPC service for the control plane listens.
-    pub grpc_listen: SocketAddr,
-    /// Host name or address peers use when a listen address is `0.0.0.0`.
-    pub advertise_host: String,
-    /// The control plane's gRPC address.
-    pub control_plane: String,
-    /// How a free sandbox is chosen.
-    pub load_balancing: LoadBalancing,
-    /// Threads serving proxy connections, each with its own connection pool (default: one per core; 0: the
-    /// process's shared runtime serves them).
-    pub proxy_threads: Option<usize>,
-    /// How long a request may wait for a sandbox before it fails with 503.
-    #[serde(with = "humantime_serde")]
-    pub queue_timeout: Duration,
-    /// How long a sandbox may take to answer a request (to its response head) before the proxy answers 504.
-    #[serde(with = "humantime_serde")]
-    pub upstream_timeout: Duration,
-    /// How often load figures go to the control plane.
-    #[serde(with = "humantime_serde")]
-    pub report_interval: Duration,
-    /// How long a removed sandbox may keep serving its in-flight requests.
-    #[serde(with = "humantime_serde")]
-    pub drain_timeout: Duration,
-}
-
-impl Default for DataPlaneConfig {
-    fn default() -> Self {
-        Self {
-            name: None,
-            proxy_listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
-            grpc_listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
-            advertise_host: "127.0.0.1".into(),
-            control_plane: "127.0.0.1:9090".into(),
-            load_balancing: LoadBalancing::default(),
-            proxy_threads: None,
-            queue_timeout: Duration::from_secs(30),
-            upstream_timeout: Duration::from_secs(15 * 60),
-            report_interval: Duration::from_secs(1),
-            drain_timeout: Duration::from_secs(30),
-        }
-    }
-}
+/// The settings (YAML) are the contracts', shared with `experiments`, which writes them.
+pub use contracts::config::DataPlaneConfig;
 
 /// Starting the data plane failed.
 #[derive(Debug, thiserror::Error)]

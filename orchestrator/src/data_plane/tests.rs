@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use http_body_util::BodyExt;
 
+use super::balancer::LoadBalancing;
 use super::endpoints::ColdStart;
 use super::*;
 use crate::proto::dirigent::Endpoint;

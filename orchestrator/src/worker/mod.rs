@@ -2,11 +2,9 @@
 
 pub mod runtime;
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -18,57 +16,11 @@ use crate::proto::dirigent::{
     Ack, CreateSandboxReply, CreateSandboxRequest, KillSandboxRequest, SandboxExit, SandboxInfo as SandboxInfoMsg,
     SandboxList, WorkerHeartbeatRequest, WorkerInfo,
 };
-use runtime::ports::PortRange;
 use runtime::process::ProcessRuntime;
 use runtime::{RuntimeError, RuntimeKind, SandboxRuntime, SandboxSpec};
 
-/// Worker settings (YAML).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WorkerConfig {
-    /// Name in the control plane's registry; defaults to `worker-<address>`.
-    pub name: Option<String>,
-    /// Where the worker's gRPC service listens.
-    pub listen: SocketAddr,
-    /// Host name or address the control plane uses when `listen` is `0.0.0.0`.
-    pub advertise_host: String,
-    /// The control plane's gRPC address.
-    pub control_plane: String,
-    /// How sandboxes run.
-    pub runtime: RuntimeKind,
-    /// The address sandboxes listen on (data planes must reach it).
-    pub sandbox_host: IpAddr,
-    /// Ports for sandboxes; keep it outside the kernel's ephemeral range (`ip_local_port_range`).
-    pub sandbox_ports: PortRange,
-    /// How long a new sandbox may take to answer its health probe.
-    #[serde(with = "humantime_serde")]
-    pub ready_timeout: Duration,
-    /// How often the worker tells the control plane it is alive.
-    #[serde(with = "humantime_serde")]
-    pub heartbeat_interval: Duration,
-    /// CPU capacity offered to sandboxes, millicores (default: all cores).
-    pub cpu_millis: Option<u64>,
-    /// Memory capacity offered to sandboxes, MiB (default: all memory).
-    pub memory_mib: Option<u64>,
-}
-
-impl Default for WorkerConfig {
-    fn default() -> Self {
-        Self {
-            name: None,
-            listen: SocketAddr::from(([0, 0, 0, 0], 10010)),
-            advertise_host: "127.0.0.1".into(),
-            control_plane: "127.0.0.1:9090".into(),
-            runtime: RuntimeKind::Process,
-            sandbox_host: IpAddr::from([127, 0, 0, 1]),
-            sandbox_ports: PortRange { first: 20000, last: 29999 },
-            ready_timeout: Duration::from_secs(10),
-            heartbeat_interval: Duration::from_secs(1),
-            cpu_millis: None,
-            memory_mib: None,
-        }
-    }
-}
+/// The settings (YAML) are the contracts', shared with `experiments`, which writes them.
+pub use contracts::config::WorkerConfig;
 
 /// Starting the worker failed.
 #[derive(Debug, thiserror::Error)]

@@ -2,6 +2,7 @@
 //! creation, and what it reports (registration, heartbeats, exits).
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 
 use super::*;
 use crate::proto::dirigent::Ack;

@@ -9,17 +9,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-/// Which runtime a worker uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RuntimeKind {
-    /// A sandbox is a child process (the image is an executable path).
-    #[default]
-    Process,
-}
+/// Which runtime a worker uses (a config key, so the contracts' type; `worker::runtime_for` maps it to an
+/// implementation).
+pub use contracts::config::RuntimeKind;
 
 /// What to start.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,360 @@
+//! The orchestrator's role configs (YAML): their keys, defaults and validation, defined once for `dirigent`, which
+//! reads them, and for `experiments`, which writes them. Every default is also in the commented example files in
+//! `orchestrator/config/` (a test there checks they agree). What a setting does at run time (the placement policy,
+//! the load balancer, the runtime behind a [`RuntimeKind`]) is the orchestrator's.
+
+mod autoscaler;
+pub mod ports;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+pub use autoscaler::{AutoscalerConfig, AutoscalerConfigError};
+pub use ports::{PortRange, PortRangeError};
+
+use crate::yaml::{self, ConfigError};
+
+/// How the control plane's placer chooses a worker for a new sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlacementPolicy {
+    /// Uniformly random worker.
+    Random,
+    /// Workers in turn.
+    RoundRobin,
+    /// Fewest sandboxes; ties go to the most free memory, then to the lowest index.
+    #[default]
+    LeastLoaded,
+    /// Among workers with room for the request, the one left with the largest free share.
+    ResourceAware,
+}
+
+/// How the data plane picks among a function's free endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoadBalancing {
+    /// Rotate through the endpoints.
+    RoundRobin,
+    /// Pick uniformly at random.
+    Random,
+    /// Pick the endpoint with the fewest requests in flight.
+    #[default]
+    LeastInFlight,
+}
+
+/// Which sandbox runtime a worker uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuntimeKind {
+    /// A sandbox is a child process (the image is an executable path).
+    #[default]
+    Process,
+}
+
+/// A value the types allow but a role does not; the message names the key.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidConfig {
+    /// "`{key}` must be greater than zero"
+    #[error("`{key}` must be greater than zero")]
+    ZeroDuration {
+        /// The key.
+        key: &'static str,
+    },
+    /// "`{key}` is empty; give a host:port"
+    #[error("`{key}` is empty; give a host:port")]
+    NoAddress {
+        /// The key.
+        key: &'static str,
+    },
+    /// "`autoscaler`: {0}"
+    #[error("`autoscaler`: {0}")]
+    Autoscaler(AutoscalerConfigError),
+    /// "`workers` ({workers}) is more than the {ports} ports of `worker.sandbox_ports` ..."
+    #[error(
+        "`workers` ({workers}) is more than the {} ports of `worker.sandbox_ports` ({ports}): each worker needs ports \
+         of its own; widen the range or run fewer workers",
+        ports.len()
+    )]
+    TooFewSandboxPorts {
+        /// The worker count.
+        workers: u32,
+        /// The range they share.
+        ports: PortRange,
+    },
+    /// "`{section}`: {error}": a section of the standalone config.
+    #[error("`{section}`: {error}")]
+    In {
+        /// The section's key.
+        section: &'static str,
+        /// What is wrong inside it.
+        error: Box<InvalidConfig>,
+    },
+}
+
+/// A role's config: read from YAML with defaults, then checked.
+pub trait RoleConfig: DeserializeOwned + Default {
+    /// Checks what the types cannot, reporting the first bad key.
+    fn validate(&self) -> Result<(), InvalidConfig>;
+}
+
+/// Reads a role's config from `path` (defaults when `None` or empty) and validates it; errors name the file.
+pub fn load<T: RoleConfig>(path: Option<&Path>) -> Result<T, ConfigError> {
+    let config: T = yaml::load_or_default(path)?;
+    if let (Some(path), Err(error)) = (path, config.validate()) {
+        return Err(ConfigError::Invalid { path: path.to_owned(), error: Box::new(error) });
+    }
+    Ok(config)
+}
+
+/// `Err(ZeroDuration)` for the first of `durations` that is zero.
+fn above_zero(durations: &[(&'static str, Duration)]) -> Result<(), InvalidConfig> {
+    match durations.iter().find(|(_, value)| value.is_zero()) {
+        Some((key, _)) => Err(InvalidConfig::ZeroDuration { key }),
+        None => Ok(()),
+    }
+}
+
+/// Listening on every interface: the roles' default, for a separate host each.
+fn any(port: u16) -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], port))
+}
+
+/// Listening on loopback only: `dirigent standalone`'s default, everything on one machine.
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// The control plane's gRPC address as peers on the same machine reach it by default.
+fn local_control_plane() -> String {
+    loopback(ports::CONTROL_PLANE_GRPC).to_string()
+}
+
+/// Control-plane settings (YAML).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlPlaneConfig {
+    /// Where the gRPC service for workers and data planes listens.
+    pub grpc_listen: SocketAddr,
+    /// Where the user API (registration, `/metrics`) listens.
+    pub http_listen: SocketAddr,
+    /// Host name or address peers use when a listen address is `0.0.0.0`.
+    pub advertise_host: String,
+    /// Which worker gets a new sandbox.
+    pub placement: PlacementPolicy,
+    /// Seed of the random placement policy.
+    pub placement_seed: u64,
+    /// The per-function autoscaler.
+    pub autoscaler: AutoscalerConfig,
+    /// A worker silent this long is dropped with its sandboxes.
+    #[serde(with = "humantime_serde")]
+    pub worker_timeout: Duration,
+    /// A data plane silent this long is dropped.
+    #[serde(with = "humantime_serde")]
+    pub data_plane_timeout: Duration,
+    /// How long a worker may take to create a ready sandbox.
+    #[serde(with = "humantime_serde")]
+    pub sandbox_create_timeout: Duration,
+}
+
+impl Default for ControlPlaneConfig {
+    fn default() -> Self {
+        Self {
+            grpc_listen: any(ports::CONTROL_PLANE_GRPC),
+            http_listen: any(ports::CONTROL_PLANE_HTTP),
+            advertise_host: "127.0.0.1".into(),
+            placement: PlacementPolicy::default(),
+            placement_seed: 42,
+            autoscaler: AutoscalerConfig::default(),
+            worker_timeout: Duration::from_secs(5),
+            data_plane_timeout: Duration::from_secs(5),
+            sandbox_create_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+impl RoleConfig for ControlPlaneConfig {
+    fn validate(&self) -> Result<(), InvalidConfig> {
+        self.autoscaler.validate().map_err(InvalidConfig::Autoscaler)?;
+        above_zero(&[
+            ("worker_timeout", self.worker_timeout),
+            ("data_plane_timeout", self.data_plane_timeout),
+            ("sandbox_create_timeout", self.sandbox_create_timeout),
+        ])
+    }
+}
+
+/// Data-plane settings (YAML).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataPlaneConfig {
+    /// Name in the control plane's registry; defaults to `data-plane-<proxy port>`.
+    pub name: Option<String>,
+    /// Where the proxy listens (HTTP/1.1 and h2c).
+    pub proxy_listen: SocketAddr,
+    /// Where the gRPC service for the control plane listens.
+    pub grpc_listen: SocketAddr,
+    /// Host name or address peers use when a listen address is `0.0.0.0`.
+    pub advertise_host: String,
+    /// The control plane's gRPC address.
+    pub control_plane: String,
+    /// How a free sandbox is chosen.
+    pub load_balancing: LoadBalancing,
+    /// Threads serving proxy connections, each with its own connection pool (default: one per core; 0: the
+    /// process's shared runtime serves them).
+    pub proxy_threads: Option<usize>,
+    /// How long a request may wait for a sandbox before it fails with 503.
+    #[serde(with = "humantime_serde")]
+    pub queue_timeout: Duration,
+    /// How long a sandbox may take to answer a request (to its response head) before the proxy answers 504.
+    #[serde(with = "humantime_serde")]
+    pub upstream_timeout: Duration,
+    /// How often load figures go to the control plane.
+    #[serde(with = "humantime_serde")]
+    pub report_interval: Duration,
+    /// How long a removed sandbox may keep serving its in-flight requests (0: not at all).
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for DataPlaneConfig {
+    fn default() -> Self {
+        Self {
+            name: None,
+            proxy_listen: any(ports::DATA_PLANE_PROXY),
+            grpc_listen: any(ports::DATA_PLANE_GRPC),
+            advertise_host: "127.0.0.1".into(),
+            control_plane: local_control_plane(),
+            load_balancing: LoadBalancing::default(),
+            proxy_threads: None,
+            queue_timeout: Duration::from_secs(30),
+            upstream_timeout: Duration::from_secs(15 * 60),
+            report_interval: Duration::from_secs(1),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RoleConfig for DataPlaneConfig {
+    fn validate(&self) -> Result<(), InvalidConfig> {
+        if self.control_plane.trim().is_empty() {
+            return Err(InvalidConfig::NoAddress { key: "control_plane" });
+        }
+        above_zero(&[
+            ("queue_timeout", self.queue_timeout),
+            ("upstream_timeout", self.upstream_timeout),
+            ("report_interval", self.report_interval),
+        ])
+    }
+}
+
+/// Worker settings (YAML).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Name in the control plane's registry; defaults to `worker-<address>`.
+    pub name: Option<String>,
+    /// Where the worker's gRPC service listens.
+    pub listen: SocketAddr,
+    /// Host name or address the control plane uses when `listen` is `0.0.0.0`.
+    pub advertise_host: String,
+    /// The control plane's gRPC address.
+    pub control_plane: String,
+    /// How sandboxes run.
+    pub runtime: RuntimeKind,
+    /// The address sandboxes listen on (data planes must reach it).
+    pub sandbox_host: IpAddr,
+    /// Ports for sandboxes; keep it outside the kernel's ephemeral range (`ip_local_port_range`).
+    pub sandbox_ports: PortRange,
+    /// How long a new sandbox may take to answer its health probe.
+    #[serde(with = "humantime_serde")]
+    pub ready_timeout: Duration,
+    /// How often the worker tells the control plane it is alive.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// CPU capacity offered to sandboxes, millicores (default: all cores).
+    pub cpu_millis: Option<u64>,
+    /// Memory capacity offered to sandboxes, MiB (default: all memory).
+    pub memory_mib: Option<u64>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            name: None,
+            listen: any(ports::WORKER_GRPC),
+            advertise_host: "127.0.0.1".into(),
+            control_plane: local_control_plane(),
+            runtime: RuntimeKind::default(),
+            sandbox_host: IpAddr::from([127, 0, 0, 1]),
+            sandbox_ports: ports::SANDBOX_PORTS,
+            ready_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(1),
+            cpu_millis: None,
+            memory_mib: None,
+        }
+    }
+}
+
+impl RoleConfig for WorkerConfig {
+    fn validate(&self) -> Result<(), InvalidConfig> {
+        if self.control_plane.trim().is_empty() {
+            return Err(InvalidConfig::NoAddress { key: "control_plane" });
+        }
+        above_zero(&[("ready_timeout", self.ready_timeout), ("heartbeat_interval", self.heartbeat_interval)])
+    }
+}
+
+/// `dirigent standalone`: one control plane, one data plane and `workers` workers in one process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StandaloneConfig {
+    /// How many workers to run.
+    pub workers: u32,
+    /// The control plane.
+    pub control_plane: ControlPlaneConfig,
+    /// The data plane (its `control_plane` address is filled in).
+    pub data_plane: DataPlaneConfig,
+    /// Template for every worker; worker `i` listens on the template's port + `i` (or an ephemeral port), with
+    /// slice `i` of the sandbox ports.
+    pub worker: WorkerConfig,
+}
+
+impl Default for StandaloneConfig {
+    /// Every role on loopback, two workers.
+    fn default() -> Self {
+        let control_plane = ControlPlaneConfig {
+            grpc_listen: loopback(ports::CONTROL_PLANE_GRPC),
+            http_listen: loopback(ports::CONTROL_PLANE_HTTP),
+            ..ControlPlaneConfig::default()
+        };
+        let data_plane = DataPlaneConfig {
+            proxy_listen: loopback(ports::DATA_PLANE_PROXY),
+            grpc_listen: loopback(ports::DATA_PLANE_GRPC),
+            ..DataPlaneConfig::default()
+        };
+        let worker = WorkerConfig { listen: loopback(ports::WORKER_GRPC), ..WorkerConfig::default() };
+        Self { workers: 2, control_plane, data_plane, worker }
+    }
+}
+
+impl RoleConfig for StandaloneConfig {
+    fn validate(&self) -> Result<(), InvalidConfig> {
+        let within = |section, result: Result<(), InvalidConfig>| {
+            result.map_err(|error| InvalidConfig::In { section, error: Box::new(error) })
+        };
+        within("control_plane", self.control_plane.validate())?;
+        within("data_plane", self.data_plane.validate())?;
+        within("worker", self.worker.validate())?;
+        if self.workers > self.worker.sandbox_ports.len() {
+            return Err(InvalidConfig::TooFewSandboxPorts { workers: self.workers, ports: self.worker.sandbox_ports });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,119 @@
+use super::*;
+
+/// What `experiments` writes (JSON) `dirigent` must read back as the same config.
+fn json_round_trip<T: RoleConfig + Serialize + PartialEq + std::fmt::Debug>(config: &T) {
+    let text = serde_json::to_string_pretty(config).unwrap();
+    let back: T = yaml::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(&back, config);
+}
+
+#[test]
+fn the_defaults_are_valid_and_survive_json_written_and_yaml_read() {
+    assert_eq!(ControlPlaneConfig::default().validate(), Ok(()));
+    assert_eq!(DataPlaneConfig::default().validate(), Ok(()));
+    assert_eq!(WorkerConfig::default().validate(), Ok(()));
+    assert_eq!(StandaloneConfig::default().validate(), Ok(()));
+    json_round_trip(&ControlPlaneConfig::default());
+    json_round_trip(&DataPlaneConfig::default());
+    json_round_trip(&WorkerConfig::default());
+    json_round_trip(&StandaloneConfig::default());
+    let named = WorkerConfig {
+        name: Some("worker-1".into()),
+        cpu_millis: Some(2000),
+        sandbox_ports: PortRange { first: 30000, last: 30099 },
+        ..WorkerConfig::default()
+    };
+    json_round_trip(&named);
+    json_round_trip(&DataPlaneConfig { proxy_threads: Some(0), drain_timeout: Duration::ZERO, ..Default::default() });
+}
+
+#[test]
+fn one_set_of_default_ports() {
+    assert_eq!(ControlPlaneConfig::default().grpc_listen, any(9090));
+    assert_eq!(ControlPlaneConfig::default().http_listen, any(9091));
+    assert_eq!(DataPlaneConfig::default().proxy_listen, any(8080));
+    assert_eq!(DataPlaneConfig::default().control_plane, "127.0.0.1:9090");
+    assert_eq!(WorkerConfig::default().listen, any(10010));
+    assert_eq!(WorkerConfig::default().sandbox_ports.to_string(), "20000-29999");
+    let standalone = StandaloneConfig::default();
+    assert_eq!(standalone.control_plane.grpc_listen, loopback(9090));
+    assert_eq!(standalone.data_plane.grpc_listen, loopback(8081));
+    assert_eq!(standalone.worker.listen, loopback(10010));
+}
+
+#[test]
+fn the_yaml_shape_is_strict_with_humantime_durations() {
+    let config: ControlPlaneConfig =
+        yaml::parse("placement: round-robin\nworker_timeout: 2s\nautoscaler: { tick: 500ms }\n").unwrap();
+    assert_eq!(config.placement, PlacementPolicy::RoundRobin);
+    assert_eq!(config.worker_timeout, Duration::from_secs(2));
+    assert_eq!(config.autoscaler.tick, Duration::from_millis(500));
+    let err = yaml::parse::<ControlPlaneConfig>("grpc_listen: 127.0.0.1:1\nplacment: random\n").unwrap_err();
+    assert_eq!((err.key(), err.line()), ("placment", Some(2)));
+    let err = yaml::parse::<WorkerConfig>("runtime: firecracker\n").unwrap_err();
+    assert!(err.to_string().contains("firecracker"), "{err}");
+    let err = yaml::parse::<DataPlaneConfig>("load_balancing: LeastInFlight\n").unwrap_err();
+    assert_eq!(err.key(), "load_balancing");
+}
+
+#[test]
+fn validation_names_the_key() {
+    let cases: [(Result<(), InvalidConfig>, &str); 8] = [
+        (ControlPlaneConfig { worker_timeout: Duration::ZERO, ..Default::default() }.validate(), "worker_timeout"),
+        (
+            ControlPlaneConfig {
+                autoscaler: AutoscalerConfig { tick: Duration::ZERO, ..Default::default() },
+                ..Default::default()
+            }
+            .validate(),
+            "`autoscaler`: `tick`",
+        ),
+        (DataPlaneConfig { report_interval: Duration::ZERO, ..Default::default() }.validate(), "report_interval"),
+        (DataPlaneConfig { control_plane: " ".into(), ..Default::default() }.validate(), "control_plane"),
+        (WorkerConfig { heartbeat_interval: Duration::ZERO, ..Default::default() }.validate(), "heartbeat_interval"),
+        (WorkerConfig { ready_timeout: Duration::ZERO, ..Default::default() }.validate(), "ready_timeout"),
+        (
+            StandaloneConfig {
+                worker: WorkerConfig { heartbeat_interval: Duration::ZERO, ..Default::default() },
+                ..Default::default()
+            }
+            .validate(),
+            "`worker`: `heartbeat_interval`",
+        ),
+        (
+            StandaloneConfig {
+                workers: 3,
+                worker: WorkerConfig { sandbox_ports: PortRange { first: 30000, last: 30001 }, ..Default::default() },
+                ..Default::default()
+            }
+            .validate(),
+            "`workers` (3) is more than the 2 ports of `worker.sandbox_ports` (30000-30001)",
+        ),
+    ];
+    for (result, key) in cases {
+        let err = result.expect_err(key).to_string();
+        assert!(err.contains(key), "{err} should name {key}");
+    }
+}
+
+#[test]
+fn standalone_sections_are_named() {
+    let config = StandaloneConfig {
+        data_plane: DataPlaneConfig { queue_timeout: Duration::ZERO, ..Default::default() },
+        ..Default::default()
+    };
+    assert_eq!(config.validate().unwrap_err().to_string(), "`data_plane`: `queue_timeout` must be greater than zero");
+}
+
+#[test]
+fn load_validates_and_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("worker.yaml");
+    std::fs::write(&path, "heartbeat_interval: 0s\n").unwrap();
+    let err = load::<WorkerConfig>(Some(&path)).unwrap_err().to_string();
+    assert!(err.contains("worker.yaml") && err.contains("heartbeat_interval"), "{err}");
+    std::fs::write(&path, "heartbeat_interval: 200ms\nsandbox_ports: 21000-21999\n").unwrap();
+    let config = load::<WorkerConfig>(Some(&path)).unwrap();
+    assert_eq!(config.sandbox_ports, PortRange { first: 21000, last: 21999 });
+    assert_eq!(load::<WorkerConfig>(None).unwrap(), WorkerConfig::default());
+}
