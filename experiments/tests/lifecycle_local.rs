@@ -71,7 +71,7 @@ async fn a_cluster_shaped_platform_runs_on_loopback_hosts_and_leaves_nothing() {
         read_json(&platform.join("data-plane.yaml"))["control_plane"]
     );
 
-    let kill = lifecycle.kill("data-plane-1").await.unwrap();
+    let kill = serde_json::to_value(lifecycle.kill("data-plane-1").await.unwrap()).unwrap();
     assert_eq!((&kill["host"], &kill["role"]), (&serde_json::json!("127.0.0.4"), &serde_json::json!("data-plane")));
     lifecycle.restart("data-plane-1").await.unwrap();
     let again = read_json(&platform.join("data-plane-1.1.yaml"));
