@@ -4,8 +4,9 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use contracts::api::{DataPlaneList, WorkerList};
 use futures_util::future::BoxFuture;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 
 /// How often the control plane is asked whether every component registered.
 const HEALTH_POLL: Duration = Duration::from_millis(50);
@@ -51,13 +52,12 @@ impl Default for ControlPlaneApi {
 }
 
 impl ControlPlaneApi {
-    /// The length of the list `key` in the JSON at `http://{api}{path}`.
-    async fn count(&self, api: &str, path: &str, key: &str) -> Result<usize, HealthError> {
+    /// The JSON body at `http://{api}{path}`.
+    async fn get<T: DeserializeOwned>(&self, api: &str, path: &str) -> Result<T, HealthError> {
         let url = format!("http://{api}{path}");
         let request = |source| HealthError::Request { url: url.clone(), source };
         let response = self.client.get(&url).send().await.and_then(|r| r.error_for_status()).map_err(request)?;
-        let body: Value = response.json().await.map_err(request)?;
-        Ok(body[key].as_array().map_or(0, Vec::len))
+        response.json().await.map_err(request)
     }
 }
 
@@ -65,8 +65,8 @@ impl ControlPlane for ControlPlaneApi {
     fn registered<'a>(&'a self, api: &'a str) -> BoxFuture<'a, Result<(usize, usize), HealthError>> {
         Box::pin(async move {
             Ok((
-                self.count(api, "/v1/workers", "workers").await?,
-                self.count(api, "/v1/data-planes", "data_planes").await?,
+                self.get::<WorkerList>(api, contracts::api::WORKERS_PATH).await?.workers.len(),
+                self.get::<DataPlaneList>(api, contracts::api::DATA_PLANES_PATH).await?.data_planes.len(),
             ))
         })
     }
