@@ -7,11 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use contracts::api::{self, FunctionSpec, FunctionView};
+use contracts::ready::ReadyLine;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use serde::Deserialize;
-use contracts::ready::ReadyLine;
-use serde_json::{Value, json};
 
 /// How long `dirigent` may take to print its ready line.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);

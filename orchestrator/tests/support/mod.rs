@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use contracts::api::{self, FunctionList, FunctionSpec, FunctionView, Health};
 use contracts::ready::ReadyLine;
 use contracts::server_timing::{self, ServerTiming};
-use serde_json::Value;
 
 /// The workload function binary.
 pub const TRACE_FUNCTION: &str = env!("CARGO_BIN_EXE_trace-function");
