@@ -19,7 +19,7 @@ pub struct YamlError {
     key: String,
     /// The line it happened on, as written (shortened), so the message shows what the reader saw.
     text: String,
-    error: serde_saphyr::Error,
+    error: Box<serde_saphyr::Error>,
 }
 
 impl YamlError {
@@ -111,7 +111,7 @@ pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
     })
     .map_err(|error| {
         let text = error.location().map(|l| line_text(text, l.line())).unwrap_or_default();
-        YamlError { key: key.into_inner(), text, error }
+        YamlError { key: key.into_inner(), text, error: Box::new(error) }
     })
 }
 

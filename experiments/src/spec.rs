@@ -69,6 +69,7 @@ fn default_output() -> PathBuf {
 /// key (`platform.worker.sandbox_ports`), which the parser alone could not follow into the buffer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
+#[expect(clippy::large_enum_variant, reason = "one per experiment, read once: size does not matter")]
 pub enum PlatformSpec {
     /// The bundled orchestrator, started by the runner (on this machine or on a cluster's hosts).
     Dirigent(DirigentSpec),

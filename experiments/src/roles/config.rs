@@ -42,6 +42,7 @@ pub enum ConfigError {
 /// One component's config, as `dirigent <role> --config` reads it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(untagged)]
+#[expect(clippy::large_enum_variant, reason = "one per component of a run, made once: size does not matter")]
 pub enum RoleConfig {
     /// `dirigent control-plane`.
     ControlPlane(ControlPlaneConfig),
