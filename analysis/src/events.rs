@@ -1,17 +1,17 @@
 //! The manifest's events (e.g. injected failures, read tolerantly by [`contracts::run_folder::Event`]) as the
-//! report's [`Event`]s on the timeline's axis.
+//! report's [`TimelineEvent`]s on the timeline's axis.
 
 use contracts::run_folder::Event as ManifestEvent;
 
-use crate::model::Event;
+use crate::model::TimelineEvent;
 
 /// The events in `events` (the manifest's order), timed from `origin_us` (the run's start, Unix µs) when known.
-pub(crate) fn from_manifest(events: &[ManifestEvent], origin_us: Option<u64>) -> Vec<Event> {
+pub(crate) fn from_manifest(events: &[ManifestEvent], origin_us: Option<u64>) -> Vec<TimelineEvent> {
     events.iter().map(|event| from_event(event, origin_us)).collect()
 }
 
-fn from_event(event: &ManifestEvent, origin_us: Option<u64>) -> Event {
-    Event {
+fn from_event(event: &ManifestEvent, origin_us: Option<u64>) -> TimelineEvent {
+    TimelineEvent {
         kind: event.kind.as_ref().map(|kind| kind.as_str().to_owned()),
         component: event.component.clone(),
         host: event.host.clone(),
@@ -32,14 +32,14 @@ mod tests {
     use super::*;
 
     /// The manifest's events as the analysis reads them: through the contract type.
-    fn from_json(raw: &[Value], origin_us: Option<u64>) -> Vec<Event> {
+    fn from_json(raw: &[Value], origin_us: Option<u64>) -> Vec<TimelineEvent> {
         let events: Vec<ManifestEvent> = serde_json::from_value(Value::Array(raw.to_vec())).unwrap();
         from_manifest(&events, origin_us)
     }
 
     const ORIGIN_US: u64 = 1_764_000_000_000_000;
 
-    fn one(event: Value, origin_us: Option<u64>) -> Event {
+    fn one(event: Value, origin_us: Option<u64>) -> TimelineEvent {
         from_json(&[event], origin_us).remove(0)
     }
 
@@ -51,7 +51,7 @@ mod tests {
             json!({"kind": "restart", "component": "worker-1", "host": "10.200.1.14", "unixUs": 1_764_000_005_123_456u64}),
         ];
         let events = from_json(&raw, Some(ORIGIN_US));
-        let kill = Event {
+        let kill = TimelineEvent {
             kind: Some("kill".into()),
             component: Some("worker-1".into()),
             host: Some("10.200.1.14".into()),

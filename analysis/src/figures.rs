@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use hdrhistogram::Histogram;
 
 use crate::RunAnalysis;
-use crate::model::{Event, Window};
+use crate::model::{TimelineEvent, Window};
 use crate::output::ReportError;
 use crate::plot::{Axis, Figure, Marker, Panel, Scale, Series, save};
 
@@ -124,7 +124,7 @@ fn event_markers(runs: &[Labelled<'_>]) -> Vec<Marker> {
 }
 
 /// A marker's text: the event's kind and component, e.g. `kill worker-1`.
-fn event_label(event: &Event) -> String {
+fn event_label(event: &TimelineEvent) -> String {
     let kind = event.kind.as_deref().unwrap_or("event");
     event.component.as_ref().map_or_else(|| kind.to_owned(), |component| format!("{kind} {component}"))
 }

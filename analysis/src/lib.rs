@@ -32,7 +32,7 @@
 //! - warm-up rows (phase 1) and rows whose intended time falls within [`Options::exclude_leading`] of the run's
 //!   start are excluded;
 //! - the manifest's events (e.g. injected failures with `unixUs`) are placed on the timeline's axis
-//!   ([`Event::at_s`]), listed in `report.md` and marked on the timeline plot.
+//!   ([`TimelineEvent::at_s`]), listed in `report.md` and marked on the timeline plot.
 //!
 //! Percentiles are p50, p90, p99, p99.9 and max. The gate's statistical method is described in [`gate`](mod@gate).
 
@@ -56,6 +56,6 @@ mod timeline;
 pub use analyze::analyze;
 pub use error::AnalyzeError;
 pub use gate::{GateError, GateVerdict, Metric, gate, parse_regression};
-pub use model::{Counts, Event, FunctionResult, Percentiles, Rates, RunAnalysis, Samples, Shares, Timeline, Window};
+pub use model::{Counts, TimelineEvent, FunctionResult, Percentiles, Rates, RunAnalysis, Samples, Shares, Timeline, Window};
 pub use options::Options;
 pub use output::ReportError;

@@ -193,7 +193,7 @@ pub struct Timeline {
 /// One event of the run from `manifest.json` (e.g. an injected failure), placed on the timeline's axis.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Event {
+pub struct TimelineEvent {
     /// What happened, e.g. `kill` or `restart`.
     pub kind: Option<String>,
     /// The component it happened to, e.g. `worker-1`.
@@ -251,7 +251,7 @@ pub struct RunAnalysis {
     /// Throughput, cold starts and p99 scheduling latency over time.
     pub timeline: Timeline,
     /// The manifest's events, in its order, placed on the timeline's axis.
-    pub events: Vec<Event>,
+    pub events: Vec<TimelineEvent>,
     /// Histograms for plots and the gate.
     #[serde(skip)]
     pub samples: Samples,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use crate::RunAnalysis;
 use crate::figures::{Labelled, write_run_plots};
 use crate::markdown::{cell, micros, number, or_na, percent, table};
-use crate::model::{Event, Percentiles, QUANTILES};
+use crate::model::{TimelineEvent, Percentiles, QUANTILES};
 use crate::output::{ReportError, create_dir, write_json, write_text};
 
 /// Writes `report.md`, `report.json` and the plots (PNG and SVG) into `out_dir` (created); returns the files.
@@ -98,12 +98,12 @@ fn outline_rows(analysis: &RunAnalysis) -> Vec<Vec<String>> {
 }
 
 /// The outline's event count, pointing to the Events section when there is one.
-fn event_count(events: &[Event]) -> String {
+fn event_count(events: &[TimelineEvent]) -> String {
     if events.is_empty() { "0".into() } else { format!("{} (see Events)", events.len()) }
 }
 
 /// The Events section (e.g. injected failures), in the manifest's order; `None` when the run has no events.
-fn events_section(events: &[Event]) -> Option<String> {
+fn events_section(events: &[TimelineEvent]) -> Option<String> {
     if events.is_empty() {
         return None;
     }
@@ -225,9 +225,9 @@ fn plot_links(plots: &[PathBuf]) -> String {
 mod tests {
     use super::*;
 
-    fn event(kind: Option<&str>, detail: Option<&str>, at_s: Option<f64>) -> Event {
+    fn event(kind: Option<&str>, detail: Option<&str>, at_s: Option<f64>) -> TimelineEvent {
         let text = |value: Option<&str>| value.map(str::to_owned);
-        Event { kind: text(kind), component: text(Some("worker-1")), host: None, detail: text(detail), at_s }
+        TimelineEvent { kind: text(kind), component: text(Some("worker-1")), host: None, detail: text(detail), at_s }
     }
 
     #[test]

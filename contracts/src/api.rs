@@ -79,7 +79,7 @@ fn default_concurrency() -> u32 {
 
 /// A registration request is invalid; the message names the field.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SpecError {
+pub enum FunctionSpecError {
     /// a required field is missing
     #[error("missing field '{0}'")]
     Missing(&'static str),
@@ -96,8 +96,8 @@ pub enum SpecError {
     Json(String),
 }
 
-fn invalid(field: &'static str, problem: impl Into<String>) -> SpecError {
-    SpecError::Invalid { field, problem: problem.into() }
+fn invalid(field: &'static str, problem: impl Into<String>) -> FunctionSpecError {
+    FunctionSpecError::Invalid { field, problem: problem.into() }
 }
 
 impl FunctionSpec {
@@ -119,7 +119,7 @@ impl FunctionSpec {
     }
 
     /// Checks the fields a parser cannot: the name's shape, scale bounds, concurrency.
-    pub fn validate(&self) -> Result<(), SpecError> {
+    pub fn validate(&self) -> Result<(), FunctionSpecError> {
         let name_ok = !self.name.is_empty()
             && self.name.len() <= 63
             && self.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -129,7 +129,7 @@ impl FunctionSpec {
             return Err(invalid("name", format!("'{}' is not a DNS label (a-z, 0-9, '-', at most 63)", self.name)));
         }
         if self.image.trim().is_empty() {
-            return Err(SpecError::Missing("image"));
+            return Err(FunctionSpecError::Missing("image"));
         }
         if self.min_scale > self.max_scale {
             return Err(invalid(
@@ -144,8 +144,8 @@ impl FunctionSpec {
     }
 
     /// Parses `POST /v1/functions`.
-    pub fn from_json(body: &[u8]) -> Result<Self, SpecError> {
-        let spec: Self = serde_json::from_slice(body).map_err(|e| SpecError::Json(e.to_string()))?;
+    pub fn from_json(body: &[u8]) -> Result<Self, FunctionSpecError> {
+        let spec: Self = serde_json::from_slice(body).map_err(|e| FunctionSpecError::Json(e.to_string()))?;
         spec.validate()?;
         Ok(spec)
     }
@@ -155,13 +155,13 @@ impl FunctionSpec {
     ///
     /// The image may carry arguments after whitespace. Fields this API does not know are ignored, as
     /// Dirigent's own API does, so that newer loaders keep working.
-    pub fn from_form(body: &[u8]) -> Result<Self, SpecError> {
+    pub fn from_form(body: &[u8]) -> Result<Self, FunctionSpecError> {
         let fields: Vec<(String, String)> =
             serde_urlencoded::from_bytes(body).map_err(|e| invalid("body", format!("not a form: {e}")))?;
         let get = |key: &str| fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.trim());
-        let name = get("name").ok_or(SpecError::Missing("name"))?.to_owned();
-        let mut words = get("image").ok_or(SpecError::Missing("image"))?.split_whitespace().map(str::to_owned);
-        let image = words.next().ok_or(SpecError::Missing("image"))?;
+        let name = get("name").ok_or(FunctionSpecError::Missing("name"))?.to_owned();
+        let mut words = get("image").ok_or(FunctionSpecError::Missing("image"))?.split_whitespace().map(str::to_owned);
+        let image = words.next().ok_or(FunctionSpecError::Missing("image"))?;
         let mut spec = Self {
             args: words.collect(),
             cpu_millis: number(get("requested_cpu"), "requested_cpu")?.unwrap_or(0),
@@ -202,14 +202,14 @@ impl FunctionSpec {
     }
 }
 
-fn number<T: std::str::FromStr>(value: Option<&str>, field: &'static str) -> Result<Option<T>, SpecError> {
+fn number<T: std::str::FromStr>(value: Option<&str>, field: &'static str) -> Result<Option<T>, FunctionSpecError> {
     value
         .filter(|v| !v.is_empty())
         .map(|v| v.parse::<T>().map_err(|_| invalid(field, format!("'{v}' is not a non-negative whole number"))))
         .transpose()
 }
 
-fn flag(value: Option<&str>) -> Result<bool, SpecError> {
+fn flag(value: Option<&str>) -> Result<bool, FunctionSpecError> {
     match value.map(str::to_ascii_lowercase).as_deref() {
         None | Some("" | "false" | "0") => Ok(false),
         Some("true" | "1") => Ok(true),

@@ -58,7 +58,7 @@ pub enum ExperimentError {
 
 /// Why one run failed (recorded in its entry, with its causes).
 #[derive(Debug, thiserror::Error)]
-pub enum RunError {
+pub enum RunnerError {
     /// "starting the platform", with why.
     #[error("starting the platform")]
     Start(#[source] Box<LifecycleError>),
@@ -350,7 +350,7 @@ impl Run<'_> {
         let mut platform = match self.start_platform().await {
             Ok(platform) => platform,
             Err((error, report)) => {
-                entry.error = Some(crate::error_chain(&RunError::Start(Box::new(error))));
+                entry.error = Some(crate::error_chain(&RunnerError::Start(Box::new(error))));
                 entry.platform_stop = report;
                 return entry;
             }
@@ -369,7 +369,7 @@ impl Run<'_> {
             Err(e) => errors.push(e),
         }
         // The events stay in experiment.json even when the manifest cannot take them.
-        errors.extend(crate::events::append_to_manifest(self.place.dir, &entry.events).err().map(RunError::from));
+        errors.extend(crate::events::append_to_manifest(self.place.dir, &entry.events).err().map(RunnerError::from));
         let errors: Vec<String> = errors.iter().map(|e| crate::error_chain(e)).collect();
         entry.error = (!errors.is_empty()).then(|| errors.join("; "));
         entry
@@ -398,7 +398,7 @@ impl Run<'_> {
         platform: &mut Platform,
         stop: StopSignal,
         events: &mut Vec<Event>,
-    ) -> Result<LoadCounts, RunError> {
+    ) -> Result<LoadCounts, RunnerError> {
         let config = self.load_config(platform)?;
         let done = tokio::sync::Notify::new();
         // Failure times count from the loader's start, which on a cluster comes after uploading the trace.
@@ -415,12 +415,12 @@ impl Run<'_> {
     }
 
     /// The loader config of this run: the spec's load aimed at the platform, writing into the run's folder.
-    fn load_config(&self, platform: &Platform) -> Result<RunConfig, RunError> {
+    fn load_config(&self, platform: &Platform) -> Result<RunConfig, RunnerError> {
         let mut config = self.spec.load.clone();
-        set_rate(&mut config.workload, self.rate).map_err(RunError::Target)?;
+        set_rate(&mut config.workload, self.rate).map_err(RunnerError::Target)?;
         config.output = self.place.dir.to_owned();
         config.target = match (self.spec.platform.external_target(), self.binaries) {
-            (Some(target), _) => target.map_err(RunError::Target)?,
+            (Some(target), _) => target.map_err(RunnerError::Target)?,
             (None, binaries) => TargetConfig::Dirigent {
                 api: platform.api().into(),
                 proxy: platform.proxy().into(),

@@ -107,7 +107,7 @@ pub struct InventoryFile {
 
 /// One host, resolved and checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Host {
+pub struct InventoryHost {
     /// Where to connect.
     pub destination: Destination,
     /// Private key; `None` means the ssh-agent.
@@ -116,7 +116,7 @@ pub struct Host {
     pub duties: Vec<Duty>,
 }
 
-impl Host {
+impl InventoryHost {
     /// Whether it has `duty`.
     pub fn has(&self, duty: Duty) -> bool {
         self.duties.contains(&duty)
@@ -127,7 +127,7 @@ impl Host {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inventory {
     /// The hosts, in file order.
-    pub hosts: Vec<Host>,
+    pub hosts: Vec<InventoryHost>,
 }
 
 /// Why an inventory is not usable.
@@ -306,7 +306,7 @@ impl Inventory {
     }
 
     /// The hosts with `duty`, in file order.
-    pub fn with_duty(&self, duty: Duty) -> impl Iterator<Item = &Host> {
+    pub fn with_duty(&self, duty: Duty) -> impl Iterator<Item = &InventoryHost> {
         self.hosts.iter().filter(move |host| host.has(duty))
     }
 
@@ -340,7 +340,7 @@ struct Defaults<'a> {
 }
 
 /// Entry `index` of the list `list` (`hosts` or `nodes`, which error messages name) with the defaults applied.
-fn resolve(list: &'static str, index: usize, entry: &HostEntry, defaults: &Defaults) -> Result<Host, InventoryInvalid> {
+fn resolve(list: &'static str, index: usize, entry: &HostEntry, defaults: &Defaults) -> Result<InventoryHost, InventoryInvalid> {
     let invalid = |problem| InventoryInvalid::Host { list, index, address: entry.address.clone(), problem };
     check_address(&entry.address).map_err(invalid)?;
     let user = entry.user.as_deref().or(defaults.user).ok_or_else(|| invalid(HostProblem::NoUser))?;
@@ -356,10 +356,10 @@ fn resolve(list: &'static str, index: usize, entry: &HostEntry, defaults: &Defau
     duties.sort();
     duties.dedup();
     let key_file = entry.key_file.clone().or_else(|| defaults.key_file.map(Path::to_path_buf));
-    Ok(Host { destination: Destination { user: user.into(), address: entry.address.clone(), port }, key_file, duties })
+    Ok(InventoryHost { destination: Destination { user: user.into(), address: entry.address.clone(), port }, key_file, duties })
 }
 
-fn paper_placement(words: &[&str], defaults: &Defaults) -> Result<Vec<Host>, InventoryInvalid> {
+fn paper_placement(words: &[&str], defaults: &Defaults) -> Result<Vec<InventoryHost>, InventoryInvalid> {
     if words.len() < MIN_NODES {
         return Err(InventoryInvalid::TooFewNodes { count: words.len() });
     }

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::roles::Planned;
-use crate::roles::config::RoleConfig;
+use crate::roles::config::ComponentConfig;
 
 /// A component of a run.
 #[derive(Debug, Clone)]
@@ -12,7 +12,7 @@ pub struct Component {
     /// Its name, role and host.
     pub planned: Planned,
     /// Its config as first generated (`None` until then).
-    pub config: Option<RoleConfig>,
+    pub config: Option<ComponentConfig>,
     /// The addresses its first start announced, which a restart binds again.
     pub announced: Value,
     /// How often it was restarted (each start has a config and a log of its own).
@@ -26,7 +26,7 @@ pub struct Component {
 
 impl Component {
     /// A component not started yet.
-    pub fn new(planned: Planned, config: Option<RoleConfig>) -> Self {
+    pub fn new(planned: Planned, config: Option<ComponentConfig>) -> Self {
         Component { planned, config, announced: Value::Null, restarts: 0, launched: false, down_on_purpose: false }
     }
 
@@ -45,7 +45,7 @@ impl Component {
 
     /// Counts a restart and returns its config: the first one, bound to the ports the first start announced;
     /// `None` when it was never configured.
-    pub fn restart(&mut self) -> Option<RoleConfig> {
+    pub fn restart(&mut self) -> Option<ComponentConfig> {
         self.restarts += 1;
         Some(self.config.as_ref()?.pinned(&self.announced))
     }
@@ -62,10 +62,10 @@ mod tests {
     fn restarts_number_their_files_and_keep_the_announced_addresses() {
         let planned = Planned { name: "data-plane".into(), role: Role::DataPlane, host: 0, slot: 0, slots: 1 };
         let config = DataPlaneConfig { proxy_listen: "10.0.0.2:0".parse().unwrap(), ..DataPlaneConfig::default() };
-        let mut component = Component::new(planned, Some(RoleConfig::DataPlane(config)));
+        let mut component = Component::new(planned, Some(ComponentConfig::DataPlane(config)));
         assert_eq!(component.stem(), "data-plane");
         component.announced = json!({ "proxy": "10.0.0.2:4003" });
-        let Some(RoleConfig::DataPlane(again)) = component.restart() else { panic!("a data plane's config") };
+        let Some(ComponentConfig::DataPlane(again)) = component.restart() else { panic!("a data plane's config") };
         assert_eq!(again.proxy_listen, "10.0.0.2:4003".parse().unwrap());
         assert_eq!(component.stem(), "data-plane.1");
         component.restart();

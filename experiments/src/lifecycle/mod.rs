@@ -22,7 +22,7 @@ use serde_json::Value;
 use self::component::Component;
 use self::health::{ControlPlane, HealthError};
 use self::host::{Host, HostError, Launch, RUN_MARKER_VAR, StopState};
-use crate::roles::config::{self, ConfigError, RoleConfig};
+use crate::roles::config::{self, ComponentConfigError, ComponentConfig};
 use crate::roles::{Placement, Role, START_ORDER};
 use crate::spec::DirigentSpec;
 
@@ -54,7 +54,7 @@ pub enum LifecycleError {
         /// The component.
         component: String,
         /// Why it could not be made.
-        source: ConfigError,
+        source: ComponentConfigError,
     },
     /// "{component} on {host} did not start", with the host's reason (its log's last lines).
     #[error("{component} on {host} did not start")]
@@ -297,7 +297,7 @@ impl Lifecycle {
     }
 
     /// Writes `config` as component `index`'s current start's config (`<stem>.yaml`).
-    fn write_config(&self, index: usize, config: &RoleConfig) -> Result<(), LifecycleError> {
+    fn write_config(&self, index: usize, config: &ComponentConfig) -> Result<(), LifecycleError> {
         let path = self.config_path(index);
         config::write(&path, config).map_err(|source| LifecycleError::Write { path, source })
     }

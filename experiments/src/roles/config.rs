@@ -22,7 +22,7 @@ use crate::spec::DirigentSpec;
 
 /// Why a role config cannot be made for a host.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ConfigError {
+pub enum ComponentConfigError {
     /// "the host address '{host}' is not an IP address; components listen on it".
     #[error("the host address '{host}' is not an IP address; components listen on it")]
     Host {
@@ -43,7 +43,7 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(untagged)]
 #[expect(clippy::large_enum_variant, reason = "one per component of a run, made once: size does not matter")]
-pub enum RoleConfig {
+pub enum ComponentConfig {
     /// `dirigent control-plane`.
     ControlPlane(ControlPlaneConfig),
     /// `dirigent data-plane`.
@@ -60,13 +60,13 @@ pub fn role_log_filter() -> String {
 }
 
 /// Writes a role config to `path` (as JSON, which `dirigent --config` reads as YAML).
-pub fn write(path: &std::path::Path, config: &RoleConfig) -> std::io::Result<()> {
+pub fn write(path: &std::path::Path, config: &ComponentConfig) -> std::io::Result<()> {
     let text = serde_json::to_string_pretty(config).map_err(std::io::Error::other)?;
     std::fs::write(path, text + "\n")
 }
 
-fn ip(host: &str) -> Result<IpAddr, ConfigError> {
-    host.parse().map_err(|_| ConfigError::Host { host: host.into() })
+fn ip(host: &str) -> Result<IpAddr, ComponentConfigError> {
+    host.parse().map_err(|_| ComponentConfigError::Host { host: host.into() })
 }
 
 /// `address` on `host` with an ephemeral port when it is still `default`.
@@ -84,7 +84,7 @@ fn advertise(value: &mut String, default: &str, host: &str) {
 }
 
 /// The control plane's config: ephemeral ports on `host` unless the spec fixes them.
-pub fn control_plane(spec: &DirigentSpec, host: &str) -> Result<ControlPlaneConfig, ConfigError> {
+pub fn control_plane(spec: &DirigentSpec, host: &str) -> Result<ControlPlaneConfig, ComponentConfigError> {
     let (address, default) = (ip(host)?, ControlPlaneConfig::default());
     let mut config = spec.control_plane.clone();
     listen(&mut config.grpc_listen, default.grpc_listen, address);
@@ -94,7 +94,7 @@ pub fn control_plane(spec: &DirigentSpec, host: &str) -> Result<ControlPlaneConf
 }
 
 /// The data plane's config, pointed at the control plane's gRPC address.
-pub fn data_plane(spec: &DirigentSpec, host: &str, control_plane_grpc: &str) -> Result<DataPlaneConfig, ConfigError> {
+pub fn data_plane(spec: &DirigentSpec, host: &str, control_plane_grpc: &str) -> Result<DataPlaneConfig, ComponentConfigError> {
     let (address, default) = (ip(host)?, DataPlaneConfig::default());
     let mut config = spec.data_plane.clone();
     listen(&mut config.proxy_listen, default.proxy_listen, address);
@@ -105,7 +105,7 @@ pub fn data_plane(spec: &DirigentSpec, host: &str, control_plane_grpc: &str) -> 
 }
 
 /// The spec's worker section with its addresses on `host` (its name, ports and control plane aside).
-fn worker_on(spec: &DirigentSpec, host: &str) -> Result<WorkerConfig, ConfigError> {
+fn worker_on(spec: &DirigentSpec, host: &str) -> Result<WorkerConfig, ComponentConfigError> {
     let (address, default) = (ip(host)?, WorkerConfig::default());
     let mut config = spec.worker.clone();
     listen(&mut config.listen, default.listen, address);
@@ -122,11 +122,11 @@ pub fn for_component(
     planned: &Planned,
     host: &str,
     control_plane_grpc: &str,
-) -> Result<RoleConfig, ConfigError> {
+) -> Result<ComponentConfig, ComponentConfigError> {
     Ok(match planned.role {
-        Role::ControlPlane => RoleConfig::ControlPlane(control_plane(spec, host)?),
-        Role::DataPlane => RoleConfig::DataPlane(data_plane(spec, host, control_plane_grpc)?),
-        Role::Worker => RoleConfig::Worker(worker_in_slot(
+        Role::ControlPlane => ComponentConfig::ControlPlane(control_plane(spec, host)?),
+        Role::DataPlane => ComponentConfig::DataPlane(data_plane(spec, host, control_plane_grpc)?),
+        Role::Worker => ComponentConfig::Worker(worker_in_slot(
             spec,
             host,
             control_plane_grpc,
@@ -134,7 +134,7 @@ pub fn for_component(
             planned.slot,
             planned.slots,
         )?),
-        Role::Standalone => RoleConfig::Standalone(standalone(spec, host)?),
+        Role::Standalone => ComponentConfig::Standalone(standalone(spec, host)?),
     })
 }
 
@@ -145,7 +145,7 @@ pub fn worker(
     host: &str,
     control_plane_grpc: &str,
     index: u32,
-) -> Result<WorkerConfig, ConfigError> {
+) -> Result<WorkerConfig, ComponentConfigError> {
     worker_in_slot(spec, host, control_plane_grpc, &format!("worker-{index}"), index, spec.workers)
 }
 
@@ -157,11 +157,11 @@ pub fn worker_in_slot(
     name: &str,
     slot: u32,
     slots: u32,
-) -> Result<WorkerConfig, ConfigError> {
+) -> Result<WorkerConfig, ComponentConfigError> {
     let mut config = worker_on(spec, host)?;
     let ports = config.sandbox_ports;
     if slots > ports.len() {
-        return Err(ConfigError::TooFewSandboxPorts { ports, slots });
+        return Err(ComponentConfigError::TooFewSandboxPorts { ports, slots });
     }
     config.sandbox_ports = ports.slice(slots, slot);
     config.name = Some(config.name.unwrap_or_else(|| name.into()));
@@ -171,7 +171,7 @@ pub fn worker_in_slot(
 
 /// `dirigent standalone`'s config: the three sections with ephemeral ports, and the worker count (the process
 /// slices the sandbox ports and names the workers itself).
-pub fn standalone(spec: &DirigentSpec, host: &str) -> Result<StandaloneConfig, ConfigError> {
+pub fn standalone(spec: &DirigentSpec, host: &str) -> Result<StandaloneConfig, ComponentConfigError> {
     let control_plane = control_plane(spec, host)?;
     // The data plane's control plane is filled in by the process itself.
     let data_plane =
@@ -179,10 +179,10 @@ pub fn standalone(spec: &DirigentSpec, host: &str) -> Result<StandaloneConfig, C
     Ok(StandaloneConfig { workers: spec.workers, control_plane, data_plane, worker: worker_on(spec, host)? })
 }
 
-impl RoleConfig {
+impl ComponentConfig {
     /// This config with the ports a `role` process announced (`{"grpc": ..., "api": ...}`) in its listen
     /// addresses, so a restart binds the ports its peers and the loader already know instead of new ephemeral ones.
-    pub fn pinned(&self, announced: &Value) -> RoleConfig {
+    pub fn pinned(&self, announced: &Value) -> ComponentConfig {
         let mut config = self.clone();
         let pin = |address: &mut SocketAddr, key: &str| {
             if let Some(port) = announced_port(announced, key) {
@@ -190,21 +190,21 @@ impl RoleConfig {
             }
         };
         match &mut config {
-            RoleConfig::ControlPlane(c) => {
+            ComponentConfig::ControlPlane(c) => {
                 pin(&mut c.grpc_listen, "grpc");
                 pin(&mut c.http_listen, "api");
             }
-            RoleConfig::DataPlane(d) => {
+            ComponentConfig::DataPlane(d) => {
                 pin(&mut d.proxy_listen, "proxy");
                 pin(&mut d.grpc_listen, "grpc");
             }
-            RoleConfig::Standalone(s) => {
+            ComponentConfig::Standalone(s) => {
                 pin(&mut s.control_plane.grpc_listen, "grpc");
                 pin(&mut s.control_plane.http_listen, "api");
                 pin(&mut s.data_plane.proxy_listen, "proxy");
             }
             // Workers register anew: nothing to pin.
-            RoleConfig::Worker(_) => {}
+            ComponentConfig::Worker(_) => {}
         }
         config
     }
@@ -268,21 +268,21 @@ mod tests {
     fn a_restart_config_binds_the_announced_addresses() {
         let d = spec("{ kind: dirigent, control_plane: { placement: random } }");
         let announced = json!({ "grpc": "10.0.0.1:4001", "api": "10.0.0.1:4002", "proxy": "10.0.0.1:4003" });
-        let RoleConfig::ControlPlane(cp) =
-            RoleConfig::ControlPlane(control_plane(&d, "10.0.0.1").unwrap()).pinned(&announced)
+        let ComponentConfig::ControlPlane(cp) =
+            ComponentConfig::ControlPlane(control_plane(&d, "10.0.0.1").unwrap()).pinned(&announced)
         else {
             panic!("not a control plane")
         };
         assert_eq!((cp.grpc_listen, cp.http_listen), (at("10.0.0.1:4001"), at("10.0.0.1:4002")));
         assert_eq!(cp.placement, PlacementPolicy::Random);
-        let dp = RoleConfig::DataPlane(data_plane(&d, "10.0.0.1", "cp:1").unwrap());
-        let RoleConfig::DataPlane(dp) = dp.pinned(&json!({ "proxy": "10.0.0.1:4003" })) else { panic!() };
+        let dp = ComponentConfig::DataPlane(data_plane(&d, "10.0.0.1", "cp:1").unwrap());
+        let ComponentConfig::DataPlane(dp) = dp.pinned(&json!({ "proxy": "10.0.0.1:4003" })) else { panic!() };
         assert_eq!((dp.proxy_listen, dp.grpc_listen), (at("10.0.0.1:4003"), at("10.0.0.1:0")));
-        let s = RoleConfig::Standalone(standalone(&d, "10.0.0.1").unwrap());
-        let RoleConfig::Standalone(s) = s.pinned(&announced) else { panic!() };
+        let s = ComponentConfig::Standalone(standalone(&d, "10.0.0.1").unwrap());
+        let ComponentConfig::Standalone(s) = s.pinned(&announced) else { panic!() };
         assert_eq!(s.control_plane.http_listen, at("10.0.0.1:4002"));
         assert_eq!(s.data_plane.proxy_listen, at("10.0.0.1:4003"));
-        let w = RoleConfig::Worker(worker(&d, "10.0.0.1", "cp:1", 0).unwrap());
+        let w = ComponentConfig::Worker(worker(&d, "10.0.0.1", "cp:1", 0).unwrap());
         assert_eq!(w.pinned(&json!({ "name": "worker-0" })), w, "workers register anew: nothing to pin");
     }
 
@@ -302,13 +302,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.yaml");
         let dp = data_plane(&d, "127.0.0.1", "127.0.0.1:4001").unwrap();
-        write(&path, &RoleConfig::DataPlane(dp.clone())).unwrap();
+        write(&path, &ComponentConfig::DataPlane(dp.clone())).unwrap();
         assert_eq!(contracts::config::load::<DataPlaneConfig>(Some(&path)).unwrap(), dp);
         let w = worker(&d, "127.0.0.1", "127.0.0.1:4001", 1).unwrap();
-        write(&path, &RoleConfig::Worker(w.clone())).unwrap();
+        write(&path, &ComponentConfig::Worker(w.clone())).unwrap();
         assert_eq!(contracts::config::load::<WorkerConfig>(Some(&path)).unwrap(), w);
         let s = standalone(&d, "127.0.0.1").unwrap();
-        write(&path, &RoleConfig::Standalone(s.clone())).unwrap();
+        write(&path, &ComponentConfig::Standalone(s.clone())).unwrap();
         assert_eq!(contracts::config::load::<StandaloneConfig>(Some(&path)).unwrap(), s);
     }
 }

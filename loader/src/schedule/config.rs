@@ -49,7 +49,7 @@ impl Default for ScheduleConfig {
 
 /// A schedule config value that is out of range.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ConfigError {
+pub enum ScheduleConfigError {
     /// "`compression` must be a finite number greater than 0 (trace minutes per real minute), got {0}".
     #[error("`compression` must be a finite number greater than 0 (trace minutes per real minute), got {0}")]
     Compression(f64),
@@ -69,9 +69,9 @@ pub enum ConfigError {
 
 impl ScheduleConfig {
     /// Checks every value's range; the error names the offending key.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), ScheduleConfigError> {
         if !(self.compression.is_finite() && self.compression > 0.0) {
-            return Err(ConfigError::Compression(self.compression));
+            return Err(ScheduleConfigError::Compression(self.compression));
         }
         check_bounds("duration_bounds_ms", 0, self.duration_bounds_ms)?;
         check_bounds("memory_bounds_mib", 1, self.memory_bounds_mib)?;
@@ -79,9 +79,9 @@ impl ScheduleConfig {
     }
 }
 
-fn check_bounds(key: &'static str, floor: u32, (min, max): (u32, u32)) -> Result<(), ConfigError> {
+fn check_bounds(key: &'static str, floor: u32, (min, max): (u32, u32)) -> Result<(), ScheduleConfigError> {
     if min < floor || min > max {
-        return Err(ConfigError::Bounds { key, floor, min, max });
+        return Err(ScheduleConfigError::Bounds { key, floor, min, max });
     }
     Ok(())
 }

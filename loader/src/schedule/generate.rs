@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use super::config::{ConfigError, ScheduleConfig};
+use super::config::{ScheduleConfigError, ScheduleConfig};
 use super::iat::{MINUTE_US, minute_offsets};
 use super::sample::{sample_duration_ms, sample_memory_mib};
 use super::seed::{FunctionKey, function_key, minute_rng};
@@ -89,7 +89,7 @@ pub struct MinuteWindow {
 pub enum ScheduleError {
     /// "invalid schedule config: {0}".
     #[error("invalid schedule config: {0}")]
-    Config(#[from] ConfigError),
+    Config(#[from] ScheduleConfigError),
     /// "window start minute {start} is not inside the trace's {minutes} minutes; choose a start below {minutes}".
     #[error("window start minute {start} is not inside the trace's {minutes} minutes; choose a start below {minutes}")]
     WindowStart {

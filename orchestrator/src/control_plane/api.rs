@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use contracts::api::{
     self as wire, DataPlaneList, Deleted, ErrorBody, FunctionList, FunctionSpec, FunctionView, Health, ProxyAddresses,
-    SpecError, WorkerList,
+    FunctionSpecError, WorkerList,
 };
 
 use super::core::{Core, RegistryError};
@@ -29,8 +29,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<SpecError> for ApiError {
-    fn from(err: SpecError) -> Self {
+impl From<FunctionSpecError> for ApiError {
+    fn from(err: FunctionSpecError) -> Self {
         Self { status: StatusCode::BAD_REQUEST, message: err.to_string() }
     }
 }

@@ -24,7 +24,7 @@ const REQUEST_ID_HEADER: &str = "lambda-runtime-aws-request-id";
 
 /// The runtime loop cannot continue.
 #[derive(Debug, thiserror::Error)]
-pub enum RuntimeError {
+pub enum LambdaRuntimeError {
     /// The Runtime API did not answer or answered unexpectedly.
     #[error("Lambda Runtime API at {api}: {message}")]
     Api {
@@ -36,10 +36,10 @@ pub enum RuntimeError {
 }
 
 /// Serves invocations from the Runtime API at `api` (`host:port`) until it fails.
-pub async fn run(api: &str) -> Result<(), RuntimeError> {
+pub async fn run(api: &str) -> Result<(), LambdaRuntimeError> {
     let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     let instance = Instance::default();
-    let fail = |message: String| RuntimeError::Api { api: api.to_string(), message };
+    let fail = |message: String| LambdaRuntimeError::Api { api: api.to_string(), message };
     loop {
         let next = format!("http://{api}{RUNTIME_PATH}/invocation/next");
         let (status, headers, payload) = call(&client, Method::GET, &next, Bytes::new()).await.map_err(fail)?;
