@@ -13,3 +13,17 @@ pub mod run_folder;
 pub mod server_timing;
 pub mod workload;
 pub mod yaml;
+
+/// `error` and its causes, outermost first, joined by ": " (what `{:#}` shows for an `anyhow::Error`): how an error
+/// is kept as text where it crosses into a file or a record (`invocations.csv`, `experiment.json`, the manifest's
+/// events), since most libraries' own messages leave the cause out.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
+}

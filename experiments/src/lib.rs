@@ -22,18 +22,7 @@ pub mod site;
 pub mod spec;
 pub mod ssh;
 
-/// `error` and its causes, outermost first, joined by ": " (what `{:#}` shows for an `anyhow::Error`), for messages
-/// that are kept as text (`experiment.json`, events).
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(next) = cause {
-        text.push_str(": ");
-        text.push_str(&next.to_string());
-        cause = next.source();
-    }
-    text
-}
+pub use contracts::error_chain;
 
 #[cfg(test)]
 mod tests {

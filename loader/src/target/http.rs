@@ -154,7 +154,7 @@ impl HttpTarget {
         };
         let response = match self.client.request(request).await {
             Ok(response) => response,
-            Err(e) => return TargetResponse::from_outcome(Outcome::ConnectionFailed(error_chain(&e))),
+            Err(e) => return TargetResponse::from_outcome(Outcome::ConnectionFailed(contracts::error_chain(&e))),
         };
         let status = response.status();
         let breakdown = response
@@ -170,7 +170,7 @@ impl HttpTarget {
             Err(e) => {
                 return TargetResponse::from_outcome(Outcome::ConnectionFailed(format!(
                     "response body broke: {}",
-                    error_chain(&e)
+                    contracts::error_chain(&e)
                 )));
             }
         };
@@ -193,18 +193,6 @@ fn reply_to_response(status: StatusCode, body: &[u8], breakdown: crate::record::
         cold_start,
         breakdown,
     }
-}
-
-/// `error` and its sources, joined with `: ` (hyper's own message alone rarely says what failed).
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 impl Target for HttpTarget {

@@ -246,7 +246,7 @@ impl LambdaClient {
     }
 
     fn transport(&self, method: &Method, path: &str, error: &(dyn std::error::Error + 'static)) -> ApiError {
-        let message = crate::target::http::error_chain(error);
+        let message = contracts::error_chain(error);
         ApiError::Transport { method: method.clone(), host: self.endpoint.clone(), path: path.to_string(), message }
     }
 }
