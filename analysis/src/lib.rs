@@ -56,6 +56,8 @@ mod timeline;
 pub use analyze::analyze;
 pub use error::AnalyzeError;
 pub use gate::{GateError, GateVerdict, Metric, gate, parse_regression};
-pub use model::{Counts, TimelineEvent, FunctionResult, Percentiles, Rates, RunAnalysis, Samples, Shares, Timeline, Window};
+pub use model::{
+    Counts, FunctionResult, Percentiles, Rates, RunAnalysis, Samples, Shares, Timeline, TimelineEvent, Window,
+};
 pub use options::Options;
 pub use output::ReportError;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use crate::RunAnalysis;
 use crate::figures::{Labelled, write_run_plots};
 use crate::markdown::{cell, micros, number, or_na, percent, table};
-use crate::model::{TimelineEvent, Percentiles, QUANTILES};
+use crate::model::{Percentiles, QUANTILES, TimelineEvent};
 use crate::output::{ReportError, create_dir, write_json, write_text};
 
 /// Writes `report.md`, `report.json` and the plots (PNG and SVG) into `out_dir` (created); returns the files.

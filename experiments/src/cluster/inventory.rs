@@ -340,7 +340,12 @@ struct Defaults<'a> {
 }
 
 /// Entry `index` of the list `list` (`hosts` or `nodes`, which error messages name) with the defaults applied.
-fn resolve(list: &'static str, index: usize, entry: &HostEntry, defaults: &Defaults) -> Result<InventoryHost, InventoryInvalid> {
+fn resolve(
+    list: &'static str,
+    index: usize,
+    entry: &HostEntry,
+    defaults: &Defaults,
+) -> Result<InventoryHost, InventoryInvalid> {
     let invalid = |problem| InventoryInvalid::Host { list, index, address: entry.address.clone(), problem };
     check_address(&entry.address).map_err(invalid)?;
     let user = entry.user.as_deref().or(defaults.user).ok_or_else(|| invalid(HostProblem::NoUser))?;
@@ -356,7 +361,11 @@ fn resolve(list: &'static str, index: usize, entry: &HostEntry, defaults: &Defau
     duties.sort();
     duties.dedup();
     let key_file = entry.key_file.clone().or_else(|| defaults.key_file.map(Path::to_path_buf));
-    Ok(InventoryHost { destination: Destination { user: user.into(), address: entry.address.clone(), port }, key_file, duties })
+    Ok(InventoryHost {
+        destination: Destination { user: user.into(), address: entry.address.clone(), port },
+        key_file,
+        duties,
+    })
 }
 
 fn paper_placement(words: &[&str], defaults: &Defaults) -> Result<Vec<InventoryHost>, InventoryInvalid> {

@@ -22,7 +22,7 @@ use serde_json::Value;
 use self::component::Component;
 use self::health::{ControlPlane, HealthError};
 use self::host::{Host, HostError, Launch, RUN_MARKER_VAR, StopState};
-use crate::roles::config::{self, ComponentConfigError, ComponentConfig};
+use crate::roles::config::{self, ComponentConfig, ComponentConfigError};
 use crate::roles::{Placement, Role, START_ORDER};
 use crate::spec::DirigentSpec;
 

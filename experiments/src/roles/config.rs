@@ -94,7 +94,11 @@ pub fn control_plane(spec: &DirigentSpec, host: &str) -> Result<ControlPlaneConf
 }
 
 /// The data plane's config, pointed at the control plane's gRPC address.
-pub fn data_plane(spec: &DirigentSpec, host: &str, control_plane_grpc: &str) -> Result<DataPlaneConfig, ComponentConfigError> {
+pub fn data_plane(
+    spec: &DirigentSpec,
+    host: &str,
+    control_plane_grpc: &str,
+) -> Result<DataPlaneConfig, ComponentConfigError> {
     let (address, default) = (ip(host)?, DataPlaneConfig::default());
     let mut config = spec.data_plane.clone();
     listen(&mut config.proxy_listen, default.proxy_listen, address);

@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use super::config::{ScheduleConfigError, ScheduleConfig};
+use super::config::{ScheduleConfig, ScheduleConfigError};
 use super::iat::{MINUTE_US, minute_offsets};
 use super::sample::{sample_duration_ms, sample_memory_mib};
 use super::seed::{FunctionKey, function_key, minute_rng};

@@ -18,7 +18,7 @@ pub mod iat;
 pub mod sample;
 pub mod seed;
 
-pub use config::{ScheduleConfigError, IatDistribution, ScheduleConfig};
+pub use config::{IatDistribution, ScheduleConfig, ScheduleConfigError};
 pub use constant::{Arrivals, ConstantRate, ConstantRateCounts, ConstantRateIter};
 pub use csv::{SCHEDULE_CSV_HEADER, write_schedule};
 pub use generate::{

@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use contracts::api::{
-    self as wire, DataPlaneList, Deleted, ErrorBody, FunctionList, FunctionSpec, FunctionView, Health, ProxyAddresses,
-    FunctionSpecError, WorkerList,
+    self as wire, DataPlaneList, Deleted, ErrorBody, FunctionList, FunctionSpec, FunctionSpecError, FunctionView,
+    Health, ProxyAddresses, WorkerList,
 };
 
 use super::core::{Core, RegistryError};
