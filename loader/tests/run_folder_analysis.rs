@@ -1,5 +1,9 @@
 //! The analysis reads what the loader really writes: a run folder from the loader's own writers
-//! (`InvocationsCsv`, `RunStats`, `write_summary`, `write_manifest`), analysed with `analysis::analyze`.
+//! (`InvocationsCsv`, `RunStats`, `write_summary`, `write_manifest`), analysed with `analysis::analyze`. And the
+//! fixture writer the analysis' own tests use (which cannot link the loader) writes the same files.
+
+#[path = "../../analysis/tests/common/mod.rs"]
+mod fixture;
 
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
@@ -100,4 +104,59 @@ fn the_analysis_reads_the_loaders_own_files() {
     assert_eq!((summary.overall.counts.measured, summary.overall.counts.warmup), (4, 1));
     assert_eq!(summary.overall.send_lag_us.as_ref().unwrap().p99, 50);
     assert_eq!(run.send_lag_us.as_ref().unwrap().p99, 50.0);
+}
+
+/// The loader's record of a fixture invocation (failure messages are not written, so any will do).
+fn from_fixture(invocation: &fixture::Invocation) -> InvocationRecord {
+    InvocationRecord {
+        phase: if invocation.phase == fixture::Phase::Warmup { Phase::Warmup } else { Phase::Measured },
+        function: invocation.function,
+        minute: invocation.minute,
+        index_in_minute: invocation.index_in_minute,
+        intended_unix_us: invocation.intended_unix_us,
+        sent_unix_us: invocation.sent_unix_us,
+        requested_duration_us: invocation.requested_duration_us,
+        requested_memory_mib: 128,
+        response_time_us: invocation.response_time_us,
+        actual_duration_us: invocation.actual_duration_us,
+        actual_memory_mib: invocation.actual_memory_mib,
+        outcome: match invocation.outcome {
+            fixture::Outcome::Ok => Outcome::Ok,
+            fixture::Outcome::ConnectionFailed => Outcome::ConnectionFailed("refused".into()),
+            fixture::Outcome::Timeout => Outcome::Timeout,
+            fixture::Outcome::Status(code) => Outcome::Status(code, "busy".into()),
+        },
+        cold_start: invocation.cold_start,
+        breakdown: PlatformBreakdown {
+            queue_us: invocation.queue_us,
+            proxy_us: invocation.proxy_us,
+            ..PlatformBreakdown::default()
+        },
+    }
+}
+
+#[test]
+fn the_analysis_test_fixture_writes_what_the_loader_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut invocations = fixture::synthetic_records(3, 5_000, 1.0);
+    invocations[0].phase = fixture::Phase::Warmup;
+    invocations[1].outcome = fixture::Outcome::Timeout;
+    (invocations[2].outcome, invocations[2].actual_duration_us) = (fixture::Outcome::ConnectionFailed, None);
+    (invocations[3].queue_us, invocations[3].proxy_us, invocations[3].cold_start) = (Some(7), Some(9), None);
+    let config = serde_json::json!({"workload": {"kind": "rps", "rate": 2.0}});
+    let (ours, theirs) = (dir.path().join("loader"), dir.path().join("fixture"));
+    std::fs::create_dir_all(&ours).unwrap();
+    let records: Vec<InvocationRecord> = invocations.iter().map(from_fixture).collect();
+    write_run(&ours, &records, 20, config.clone());
+    fixture::write_run(&theirs, &invocations, 20, config, 1000);
+    for file in ["invocations.csv", "summary.json"] {
+        let (loader, fixture) = (ours.join(file), theirs.join(file));
+        let same = std::fs::read(&loader).unwrap() == std::fs::read(&fixture).unwrap();
+        assert!(same, "{file} differs: diff {} {}", loader.display(), fixture.display());
+    }
+    let manifest = |dir: &Path| analyze(dir, &Options::default()).unwrap().manifest.unwrap();
+    let (loader, fixture) = (manifest(&ours), manifest(&theirs));
+    assert_eq!((&loader.started_at, &loader.ended_at), (&fixture.started_at, &fixture.ended_at));
+    assert_eq!((loader.started_unix_us, loader.ended_unix_us), (fixture.started_unix_us, fixture.ended_unix_us));
+    assert_eq!((&loader.config, loader.events.len()), (&fixture.config, 0));
 }

@@ -1,7 +1,8 @@
 //! A run-folder writer for the analysis' tests and bench, built only on `contracts::run_folder` (the analysis must
 //! not link the loader): `invocations.csv` in [`Column::ALL`] order, a `summary.json` computed the loader's way
-//! (counts, HdrHistogram percentiles, send-lag verdict) and a `manifest.json`. That the analysis reads what the
-//! loader itself writes is checked in `loader/tests/run_folder_analysis.rs`.
+//! (counts, HdrHistogram percentiles, send-lag verdict) and a `manifest.json`. `loader/tests/run_folder_analysis.rs`
+//! checks that the analysis reads what the loader itself writes, and that this writer's CSV and summary are
+//! byte for byte the loader's.
 #![allow(dead_code)] // each test binary uses a different part
 
 use std::fs::File;
