@@ -1,34 +1,34 @@
-//! Throughput of `analysis::analyze`: writes a synthetic run with the loader's own writers (2M rows over 1000
-//! functions by default), then times the analysis and the report.
+//! Throughput of `analysis::analyze`: writes a synthetic run with the tests' run-folder writer (2M rows over 1000
+//! functions by default; the analysis does not link the loader), then times the analysis and the report.
 //!
 //! `cargo bench -p analysis --bench analyze` (env: `ANALYSIS_BENCH_ROWS`, `ANALYSIS_BENCH_DIR` to keep the run
 //! folder, `ANALYSIS_BENCH_SCALE` to multiply the scheduling latencies).
 
 use std::path::Path;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::Instant;
 
 use analysis::{Options, analyze};
-use loader::output::{InvocationsCsv, ManifestInputs, RunStats, SummaryInputs, write_manifest, write_summary};
-use loader::record::{InvocationRecord, Outcome, PlatformBreakdown};
-use loader::schedule::Phase;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, LogNormal};
+use run_folder::{Invocation, Outcome, Phase, RunInfo, RunWriter, START_US};
+
+#[path = "../tests/common/run_folder.rs"]
+mod run_folder;
 
 const FUNCTIONS: u32 = 1000;
-const START_US: u64 = 1_800_000_000_000_000;
 const SPAN_US: u64 = 600_000_000;
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
 }
 
-fn record(rng: &mut ChaCha8Rng, latency: &LogNormal<f64>, index: u64, rows: u64, scale: f64) -> InvocationRecord {
+fn record(rng: &mut ChaCha8Rng, latency: &LogNormal<f64>, index: u64, rows: u64, scale: f64) -> Invocation {
     let offset = index * SPAN_US / rows;
     let requested = 1_000 * rng.random_range(1..100u64);
     let scheduling = (latency.sample(rng) * scale) as u64;
     let failed = rng.random_range(0..1000) < 2;
-    InvocationRecord {
+    Invocation {
         phase: if offset < SPAN_US / 20 { Phase::Warmup } else { Phase::Measured },
         function: rng.random_range(0..FUNCTIONS),
         minute: (offset / 60_000_000) as u32,
@@ -36,41 +36,32 @@ fn record(rng: &mut ChaCha8Rng, latency: &LogNormal<f64>, index: u64, rows: u64,
         intended_unix_us: START_US + offset,
         sent_unix_us: START_US + offset + rng.random_range(20..200),
         requested_duration_us: requested,
-        requested_memory_mib: 128,
         response_time_us: if failed { 0 } else { requested + scheduling },
         actual_duration_us: (!failed).then_some(requested),
         actual_memory_mib: Some(20),
-        outcome: if failed { Outcome::ConnectionFailed("refused".into()) } else { Outcome::Ok },
+        outcome: if failed { Outcome::ConnectionFailed } else { Outcome::Ok },
         cold_start: Some(rng.random_range(0..100) < 3),
-        breakdown: PlatformBreakdown { queue_us: Some(scheduling / 2), proxy_us: Some(40), ..Default::default() },
+        queue_us: Some(scheduling / 2),
+        proxy_us: Some(40),
     }
 }
 
 fn write_run(dir: &Path, rows: u64, scale: f64) {
-    std::fs::create_dir_all(dir).expect("create the run folder");
-    let names: Vec<String> = (0..FUNCTIONS).map(|index| format!("function-{index:04}")).collect();
-    let mut csv = InvocationsCsv::create(&dir.join("invocations.csv"), &names).expect("create invocations.csv");
-    let mut stats = RunStats::new(&names);
+    let names = (0..FUNCTIONS).map(|index| format!("function-{index:04}")).collect();
+    let mut writer = RunWriter::create(dir, names);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let latency = LogNormal::new((2_000.0f64).ln(), 1.2).expect("valid log-normal");
     for index in 0..rows {
-        let record = record(&mut rng, &latency, index, rows, scale);
-        csv.write(&record).expect("write a row");
-        stats.record(&record);
+        writer.write(&record(&mut rng, &latency, index, rows, scale));
     }
-    csv.flush().expect("flush invocations.csv");
-    let inputs = SummaryInputs {
+    let config = serde_json::json!({"workload": {"kind": "rps", "rate": rows as f64 / 600.0}});
+    writer.finish(&RunInfo {
         measured_duration_s: 570.0,
         run_duration_s: 600.0,
-        scheduled_per_function: Vec::new(),
         send_lag_threshold_us: 1000,
-    };
-    write_summary(&dir.join("summary.json"), &stats, &inputs).expect("write summary.json");
-    let started = UNIX_EPOCH + Duration::from_micros(START_US);
-    let config = serde_json::json!({"workload": {"kind": "rps", "rate": rows as f64 / 600.0}});
-    let manifest =
-        ManifestInputs { config, seed: 1, trace_checksum: None, started, ended: started, events: Vec::new() };
-    write_manifest(&dir.join("manifest.json"), &manifest).expect("write manifest.json");
+        config,
+        seed: 1,
+    });
 }
 
 fn peak_rss_mib() -> String {

@@ -1,4 +1,5 @@
-//! Metrics on hand-computed fixtures, the loader's own CSV, a vHive CSV, and errors on bad input.
+//! Metrics on hand-computed fixtures, a whole fixture run folder, a vHive CSV, and errors on bad input. That the
+//! analysis reads the loader's own files is `loader/tests/run_folder_analysis.rs`.
 
 mod common;
 
@@ -169,7 +170,7 @@ fn leading_window_and_warmup_options() {
 }
 
 #[test]
-fn reads_the_loaders_own_files() {
+fn reads_a_whole_run_folder() {
     let dir = tempfile::tempdir().unwrap();
     let mut records = vec![
         common::record(0, 1_000_000, 10_000, 12_000, 10_000),
@@ -178,11 +179,11 @@ fn reads_the_loaders_own_files() {
     ];
     records[1].cold_start = Some(true);
     let mut failed = common::record(0, 4_000_000, 10_000, 0, 0);
-    failed.outcome = loader::record::Outcome::ConnectionFailed("refused".into());
+    failed.outcome = common::Outcome::ConnectionFailed;
     failed.actual_duration_us = None;
     records.push(failed);
     let mut warmup = common::record(0, 0, 10_000, 99_000, 10_000);
-    warmup.phase = loader::schedule::Phase::Warmup;
+    warmup.phase = common::Phase::Warmup;
     records.insert(0, warmup);
     common::write_run(dir.path(), &records, 2, serde_json::json!({"workload": {"kind": "rps", "rate": 2.0}}), 1000);
     let run = analyze(dir.path(), &Options::default()).unwrap();
