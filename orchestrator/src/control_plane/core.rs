@@ -91,7 +91,7 @@ impl Core {
         peers: Arc<dyn PeerConnector>,
     ) -> Result<Self, StoreError> {
         let mut state = State::default();
-        for spec in store.load_functions()? {
+        for spec in store.load()?.functions {
             let uid = state.next_sequence();
             state.registry.insert(FunctionRecord::new(spec, uid, &config.autoscaler));
         }

@@ -10,6 +10,7 @@ use contracts::api::{FunctionCounters, FunctionSpec, FunctionStatus, FunctionVie
 use super::{Core, RegistryError};
 use crate::control_plane::autoscaler::{AutoscalerConfig, Decision, FunctionAutoscaler, ScaleBounds};
 use crate::control_plane::placement::Resources;
+use crate::control_plane::store::StoreChange;
 use crate::proto::dirigent::{CreateSandboxRequest, Endpoint, FunctionLoad, FunctionRef, FunctionState};
 
 /// One registered function.
@@ -194,9 +195,20 @@ impl FunctionRecord {
 #[derive(Default)]
 pub(super) struct Registry {
     functions: BTreeMap<String, FunctionRecord>,
+    /// Names whose registration is being stored: a second registration of one waits for none.
+    reserved: HashSet<String>,
 }
 
 impl Registry {
+    /// Claims a name while its registration is stored; false when another registration holds it.
+    pub(super) fn reserve(&mut self, name: &str) -> bool {
+        self.reserved.insert(name.to_owned())
+    }
+
+    pub(super) fn unreserve(&mut self, name: &str) {
+        self.reserved.remove(name);
+    }
+
     pub(super) fn contains(&self, name: &str) -> bool {
         self.functions.contains_key(name)
     }
@@ -282,14 +294,23 @@ impl Registry {
 }
 
 impl Core {
-    /// Registers a function and tells every data plane it exists (requests queue rather than 404).
+    /// Registers a function and tells every data plane it exists (requests queue rather than 404). The
+    /// registration is stored before anyone sees it; registering the same spec again changes nothing.
     pub async fn register_function(self: &Arc<Self>, spec: FunctionSpec) -> Result<(), RegistryError> {
-        let push = {
+        {
             let mut state = self.locked();
-            if state.registry.contains(&spec.name) {
+            if let Some(existing) = state.registry.get(&spec.name) {
+                return if existing.spec() == &spec { Ok(()) } else { Err(RegistryError::Duplicate(spec.name)) };
+            }
+            if !state.registry.reserve(&spec.name) {
                 return Err(RegistryError::Duplicate(spec.name));
             }
-            self.store.save_function(&spec)?;
+        }
+        let stored = self.store.apply(StoreChange::SaveFunction(spec.clone())).await;
+        let push = {
+            let mut state = self.locked();
+            state.registry.unreserve(&spec.name);
+            stored?;
             let generation = state.next_sequence();
             let record = FunctionRecord::new(spec.clone(), generation, &self.config.autoscaler);
             let snapshot = record.snapshot(generation);
@@ -307,13 +328,16 @@ impl Core {
     /// Deletes a function: data planes drop it (queued requests fail, in-flight ones finish), then its
     /// sandboxes are killed.
     pub async fn delete_function(self: &Arc<Self>, name: &str) -> Result<(), RegistryError> {
-        let (sandboxes, data_planes, workers, generation) = {
-            let mut state = self.locked();
+        {
+            let state = self.locked();
             if !state.registry.contains(name) {
                 return Err(RegistryError::Unknown(name.to_owned()));
             }
-            // The store first: if it refuses, nothing has changed.
-            self.store.delete_function(name)?;
+        }
+        // The store first: if it refuses, nothing has changed.
+        self.store.apply(StoreChange::DeleteFunction(name.to_owned())).await?;
+        let (sandboxes, data_planes, workers, generation) = {
+            let mut state = self.locked();
             let record = state.registry.remove(name).ok_or_else(|| RegistryError::Unknown(name.to_owned()))?;
             let generation = state.next_sequence();
             let resources = record.resources();

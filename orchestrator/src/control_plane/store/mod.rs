@@ -1,0 +1,86 @@
+//! Where registrations persist. Functions, workers and data planes are stored; sandboxes and invocations never
+//! are (Dirigent's second principle: nothing persistent on the invocation path). A restarted control plane
+//! loads what is stored and rebuilds the rest by asking the workers.
+//!
+//! Every store takes changes as [`StoreChange`]s, so that one writer can batch them into one commit and a
+//! replicated log can carry them as they are.
+
+mod memory;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use contracts::api::FunctionSpec;
+use serde::{Deserialize, Serialize};
+
+pub use memory::MemoryStore;
+
+/// A persistence operation failed.
+#[derive(Debug, thiserror::Error)]
+#[error("registry store: {0}")]
+pub struct StoreError(pub String);
+
+/// A registered worker as stored: enough to reach it again after a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredWorker {
+    /// Its name in the registry.
+    pub name: String,
+    /// `host:port` of its gRPC service.
+    pub address: String,
+    /// CPU it offers, in millicores.
+    pub cpu_millis: u64,
+    /// Memory it offers, in MiB.
+    pub memory_mib: u64,
+}
+
+/// A registered data plane as stored: enough to resync it after a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredDataPlane {
+    /// Its name in the registry.
+    pub name: String,
+    /// `host:port` of its gRPC service.
+    pub grpc_address: String,
+    /// `host:port` of its proxy.
+    pub proxy_address: String,
+}
+
+/// One change to what is stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum StoreChange {
+    /// Saves (or replaces) a function.
+    SaveFunction(FunctionSpec),
+    /// Forgets a function.
+    DeleteFunction(String),
+    /// Saves (or replaces) a worker.
+    SaveWorker(StoredWorker),
+    /// Forgets a worker.
+    DeleteWorker(String),
+    /// Saves (or replaces) a data plane.
+    SaveDataPlane(StoredDataPlane),
+    /// Forgets a data plane.
+    DeleteDataPlane(String),
+}
+
+/// Everything stored, as a restarting control plane loads it (each list by name).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoredRegistry {
+    /// The registered functions.
+    pub functions: Vec<FunctionSpec>,
+    /// The workers last registered.
+    pub workers: Vec<StoredWorker>,
+    /// The data planes last registered.
+    pub data_planes: Vec<StoredDataPlane>,
+}
+
+/// The future of a change: resolves once the change is as durable as the store promises.
+pub type StoreFuture<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
+
+/// The registry's persistence: memory (tests), an embedded database (the default) or Redis.
+pub trait RegistryStore: Send + Sync + 'static {
+    /// Applies one change; resolves once it is durable. Concurrent changes may share one commit.
+    fn apply(&self, change: StoreChange) -> StoreFuture<'_>;
+    /// Everything stored, for a (re)starting control plane.
+    fn load(&self) -> Result<StoredRegistry, StoreError>;
+    /// Changes applied since the store was opened (a load run must not add any).
+    fn writes(&self) -> u64;
+}
