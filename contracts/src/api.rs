@@ -96,6 +96,16 @@ pub enum FunctionSpecError {
     Json(String),
 }
 
+/// The most sandboxes one function may ask for (`min_scale`, `max_scale`): far above what a cluster of this
+/// toolkit's size runs, low enough that no registration can make the control plane plan without end.
+pub const MAX_SCALE: u32 = 10_000;
+/// The most requests one sandbox may be asked to serve at once.
+pub const MAX_CONCURRENCY: u32 = 10_000;
+/// The most arguments, and environment entries, a registration may carry.
+pub const MAX_ENTRIES: usize = 256;
+/// The longest image, argument, environment key or value a registration may carry, in bytes.
+pub const MAX_TEXT: usize = 4096;
+
 fn invalid(field: &'static str, problem: impl Into<String>) -> FunctionSpecError {
     FunctionSpecError::Invalid { field, problem: problem.into() }
 }
@@ -137,10 +147,33 @@ impl FunctionSpec {
                 format!("lower bound {} is above the upper bound {}", self.min_scale, self.max_scale),
             ));
         }
-        if self.container_concurrency == 0 {
-            return Err(invalid("container_concurrency", "must be at least 1"));
+        if self.max_scale > MAX_SCALE {
+            return Err(invalid("max_scale", format!("{} is above the limit of {MAX_SCALE} sandboxes", self.max_scale)));
         }
-        Ok(())
+        if self.container_concurrency == 0 || self.container_concurrency > MAX_CONCURRENCY {
+            let problem = format!("{} is not between 1 and {MAX_CONCURRENCY}", self.container_concurrency);
+            return Err(invalid("container_concurrency", problem));
+        }
+        self.validate_sizes()
+    }
+
+    /// Checks the counts and lengths of the free-form fields against [`MAX_ENTRIES`] and [`MAX_TEXT`].
+    fn validate_sizes(&self) -> Result<(), FunctionSpecError> {
+        let too_many = |field, count: usize| {
+            (count > MAX_ENTRIES).then(|| invalid(field, format!("{count} entries, more than the limit of {MAX_ENTRIES}")))
+        };
+        let too_long = |field, text: &str| {
+            (text.len() > MAX_TEXT)
+                .then(|| invalid(field, format!("{} bytes, longer than the limit of {MAX_TEXT}", text.len())))
+        };
+        let texts = std::iter::once(("image", self.image.as_str()))
+            .chain(self.args.iter().map(|a| ("args", a.as_str())))
+            .chain(self.env.iter().flat_map(|(k, v)| [("env", k.as_str()), ("env", v.as_str())]));
+        let mut problems = [too_many("args", self.args.len()), too_many("env", self.env.len())].into_iter().flatten();
+        match problems.next() {
+            Some(problem) => Err(problem),
+            None => texts.filter_map(|(field, text)| too_long(field, text)).next().map_or(Ok(()), Err),
+        }
     }
 
     /// Parses `POST /v1/functions`.

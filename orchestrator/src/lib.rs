@@ -19,6 +19,7 @@ pub mod function;
 pub mod net;
 pub mod peers;
 pub mod standalone;
+pub mod supervise;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 pub mod worker;

@@ -128,3 +128,40 @@ fn proxy_addresses_are_one_semicolon_separated_line() {
     assert_eq!(ProxyAddresses::parse(""), ProxyAddresses::default());
     assert_eq!(function_path("f"), "/v1/functions/f");
 }
+
+#[test]
+fn counts_and_sizes_from_outside_are_bounded() {
+    let base = FunctionSpec::new("f", "/bin/f");
+    let refused = |spec: FunctionSpec, field: &str| {
+        let err = spec.validate().unwrap_err().to_string();
+        assert!(err.starts_with(&format!("field '{field}'")), "{err}");
+        assert!(err.contains("limit") || err.contains("between"), "{err}");
+    };
+    // The registration that froze the control plane: it is refused before anything is planned.
+    let mut spec = base.clone();
+    (spec.min_scale, spec.max_scale) = (4_000_000_000, 4_000_000_000);
+    refused(spec, "max_scale");
+    let mut spec = base.clone();
+    spec.container_concurrency = MAX_CONCURRENCY + 1;
+    refused(spec, "container_concurrency");
+    let mut spec = base.clone();
+    spec.args = vec!["a".into(); MAX_ENTRIES + 1];
+    refused(spec, "args");
+    let mut spec = base.clone();
+    spec.env = (0..=MAX_ENTRIES).map(|i| (format!("K{i}"), String::new())).collect();
+    refused(spec, "env");
+    let mut spec = base.clone();
+    spec.env.insert("K".into(), "v".repeat(MAX_TEXT + 1));
+    refused(spec, "env");
+    let mut spec = base.clone();
+    spec.image = "i".repeat(MAX_TEXT + 1);
+    refused(spec, "image");
+    let mut spec = base;
+    (spec.min_scale, spec.max_scale) = (MAX_SCALE, MAX_SCALE);
+    spec.args = vec!["a".repeat(MAX_TEXT); MAX_ENTRIES];
+    assert_eq!(spec.validate(), Ok(()));
+    // The form is validated the same way.
+    let err = FunctionSpec::from_form(b"name=f&image=/bin/f&scaling_upper_bound=4000000000&scaling_lower_bound=4000000000")
+        .unwrap_err();
+    assert!(err.to_string().starts_with("field 'max_scale'"), "{err}");
+}

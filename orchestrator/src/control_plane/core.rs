@@ -9,9 +9,11 @@
 mod distribution;
 mod lifecycle;
 mod members;
+mod recovery;
 mod registry;
 mod scaling;
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
@@ -20,7 +22,7 @@ use contracts::api::{DataPlaneView, FunctionView, Health, Sandbox, WorkerView};
 use super::ControlPlaneConfig;
 use super::metrics::{LatencyHistogram, Overview};
 use super::placement::{Placer, Resources};
-use super::store::{RegistryStore, StoreError};
+use super::store::{RegistryStore, StoreError, StoredDataPlane, StoredWorker};
 use crate::clock::Clock;
 use crate::peers::{DataPlanePeer, PeerConnector, WorkerPeer};
 use crate::proto::dirigent::FunctionState;
@@ -74,6 +76,12 @@ pub struct Core {
     store: Arc<dyn RegistryStore>,
     peers: Arc<dyn PeerConnector>,
     membership: watch::Sender<Membership>,
+    /// Peer registrations on their way to the store, in order.
+    peer_writes: recovery::PeerWrites,
+    /// The stored workers and data planes, until recovery takes them.
+    restored_peers: Mutex<Option<(Vec<StoredWorker>, Vec<StoredDataPlane>)>>,
+    /// Whether recovery is over (scaling waits for it).
+    reconstructed: AtomicBool,
 }
 
 /// The data planes a push goes to, by name.
@@ -91,10 +99,15 @@ impl Core {
         peers: Arc<dyn PeerConnector>,
     ) -> Result<Self, StoreError> {
         let mut state = State::default();
-        for spec in store.load()?.functions {
+        let stored = store.load()?;
+        let hold = clock.now() + config.autoscaler.stable_window;
+        for spec in stored.functions {
             let uid = state.next_sequence();
-            state.registry.insert(FunctionRecord::new(spec, uid, &config.autoscaler));
+            state.registry.insert(FunctionRecord::restored(spec, uid, &config.autoscaler, hold));
         }
+        state.members.stored_workers = stored.workers.iter().map(|w| (w.name.clone(), w.clone())).collect();
+        state.members.stored_data_planes = stored.data_planes.iter().map(|d| (d.name.clone(), d.clone())).collect();
+        let reconstructed = AtomicBool::new(stored.workers.is_empty() && stored.data_planes.is_empty());
         let placer = Placer::new(config.placement, config.placement_seed);
         let incarnation = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -108,7 +121,15 @@ impl Core {
             store,
             peers,
             membership: watch::channel(Membership::default()).0,
+            peer_writes: recovery::PeerWrites::new(),
+            restored_peers: Mutex::new(Some((stored.workers, stored.data_planes))),
+            reconstructed,
         })
+    }
+
+    /// Stores peer registrations until the core is dropped; run once, beside the control loops.
+    pub async fn store_peers(&self) {
+        self.peer_writes.run(Arc::clone(&self.store)).await;
     }
 
     /// The state, locked. Callers must not hold the guard across an await.

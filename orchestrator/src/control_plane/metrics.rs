@@ -41,9 +41,10 @@ impl LatencyHistogram {
             return;
         }
         for (total, add) in self.buckets.iter_mut().zip(buckets) {
-            *total += add;
+            // Counts come from peers: a wrap would corrupt the histogram.
+            *total = total.saturating_add(*add);
         }
-        if sum_seconds.is_finite() {
+        if sum_seconds.is_finite() && sum_seconds >= 0.0 {
             self.sum_seconds += sum_seconds;
         }
     }

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, MonotonicClock};
+use crate::supervise;
 use crate::net::{self, BindError};
 use crate::peers::{GrpcConnector, PeerConnector};
 use crate::proto::dirigent::control_plane_server::ControlPlaneServer;
@@ -44,6 +45,9 @@ pub enum ControlPlaneError {
     /// the HTTP API server failed
     #[error("control plane HTTP API failed: {0}")]
     Http(#[source] std::io::Error),
+    /// a control loop stopped
+    #[error(transparent)]
+    Stopped(#[from] crate::supervise::TaskStopped),
 }
 
 /// A control plane whose sockets are bound, ready to serve.
@@ -96,7 +100,17 @@ impl ControlPlane {
     /// Serves until `shutdown` is cancelled.
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), ControlPlaneError> {
         let core = self.core;
-        let loops = tokio::spawn(run_loops(Arc::clone(&core), shutdown.clone()));
+        let store_writes = tokio::spawn({
+            let core = Arc::clone(&core);
+            async move { core.store_peers().await }
+        });
+        let loops = supervise::spawn("the control plane's autoscaler and peer expiry", shutdown.clone(), {
+            let (core, shutdown) = (Arc::clone(&core), shutdown.clone());
+            async move {
+                core.reconstruct().await;
+                run_loops(core, shutdown).await;
+            }
+        });
         let api = axum::serve(self.http_listener, api::router(Arc::clone(&core)))
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let api = tokio::spawn(async move { api.await.map_err(ControlPlaneError::Http) });
@@ -109,8 +123,10 @@ impl ControlPlane {
             )
             .await;
         shutdown.cancel();
-        let _ = loops.await;
+        let loops = supervise::join("the control plane's autoscaler and peer expiry", loops).await;
+        store_writes.abort();
         let api = api.await.unwrap_or(Ok(()));
+        loops?;
         grpc?;
         api
     }

@@ -86,6 +86,10 @@ pub(super) struct PlannedSandbox {
 impl Core {
     /// A data plane queued a request for a function at zero: create a sandbox now, not at the next tick.
     pub fn request_cold_start(self: &Arc<Self>, function: &str) {
+        if !self.is_reconstructed() {
+            // Recovery ends with a tick that sees the queued load.
+            return;
+        }
         let now = self.clock.now();
         let planned = {
             let mut state = self.locked();

@@ -1,7 +1,7 @@
 //! Membership: the registered workers (with what is placed on them) and data planes, their heartbeats and
 //! their expiry; a re-registering worker is reconciled with the registry.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +10,8 @@ use contracts::api::{DataPlaneView, WorkerView};
 use super::{Core, DataPlanes, Membership, PeerError, Workers};
 use crate::control_plane::placement::{Resources, WorkerLoad};
 use crate::peers::{DataPlanePeer, WorkerPeer};
-use crate::proto::dirigent::{DataPlaneInfo, KillSandboxRequest, LoadReport, WorkerInfo};
+use crate::control_plane::store::{StoreChange, StoredDataPlane, StoredWorker};
+use crate::proto::dirigent::{DataPlaneInfo, LoadReport, WorkerInfo};
 
 /// A worker's heartbeats whose sandbox count differed from the registry's, in a row, before they reconcile.
 const MISMATCHES_BEFORE_RECONCILE: u32 = 3;
@@ -39,6 +40,9 @@ struct DataPlaneRecord {
 pub(super) struct Members {
     workers: BTreeMap<String, WorkerRecord>,
     data_planes: BTreeMap<String, DataPlaneRecord>,
+    /// What the store holds of each peer, so that a re-registration that changed nothing writes nothing.
+    pub(super) stored_workers: BTreeMap<String, StoredWorker>,
+    pub(super) stored_data_planes: BTreeMap<String, StoredDataPlane>,
 }
 
 impl Members {
@@ -199,49 +203,27 @@ fn silent<T>(
 }
 
 impl Core {
-    /// Registers (or re-registers) a worker.
+    /// Registers (or re-registers) a worker, stores it if it changed, and reconciles it with the registry.
     pub fn register_worker(self: &Arc<Self>, info: WorkerInfo) -> Result<(), PeerError> {
-        let client = self.peers.worker(&info.address)?;
         let name = info.name.clone();
-        {
-            let mut state = self.locked();
-            tracing::info!(worker = %info.name, address = %info.address, "worker registered");
-            state.members.add_worker(info, client, self.clock.now());
-            self.publish_membership(&state);
-        }
+        tracing::info!(worker = %info.name, address = %info.address, "worker registered");
+        self.admit_worker(info)?;
         let core = Arc::clone(self);
         tokio::spawn(async move { core.reconcile_worker(&name).await });
         Ok(())
     }
 
-    /// Makes a (re-)registered worker and the registry agree: sandboxes the registry does not know are
-    /// killed (nothing leaks across a control-plane restart), and sandboxes the worker lost are dropped.
-    pub(super) async fn reconcile_worker(&self, name: &str) {
-        let (client, recorded) = {
-            let state = self.locked();
-            let Some(client) = state.members.worker_client(name) else { return };
-            // Only what was recorded before asking can be judged lost: a creation may finish meanwhile.
-            (client, state.registry.sandboxes_on(name))
-        };
-        let listed = match client.list_sandboxes().await {
-            Ok(list) => list.sandboxes,
-            Err(status) => return tracing::warn!(worker = %name, %status, "cannot list the worker's sandboxes"),
-        };
-        let live: HashSet<&str> = listed.iter().map(|s| s.sandbox_id.as_str()).collect();
-        let (unknown, pushes, data_planes) = {
-            let mut state = self.locked();
-            let unknown: Vec<String> =
-                listed.iter().filter(|s| !state.knows_sandbox(&s.sandbox_id)).map(|s| s.sandbox_id.clone()).collect();
-            let pushes = state.drop_sandboxes(|s| recorded.contains(&s.id) && !live.contains(s.id.as_str()));
-            (unknown, pushes, state.members.data_plane_clients())
-        };
-        for id in unknown {
-            tracing::info!(worker = %name, sandbox = %id, "killing a sandbox the registry does not know");
-            let _ = client.kill_sandbox(KillSandboxRequest { sandbox_id: id }).await;
+    /// Adds a worker to the members (stored when new or changed).
+    pub(super) fn admit_worker(&self, info: WorkerInfo) -> Result<(), PeerError> {
+        let client = self.peers.worker(&info.address)?;
+        let stored = StoredWorker::from(&info);
+        let mut state = self.locked();
+        if state.members.stored_workers.insert(stored.name.clone(), stored.clone()).as_ref() != Some(&stored) {
+            self.peer_writes.send(StoreChange::SaveWorker(stored));
         }
-        for push in pushes {
-            self.push(push, data_planes.clone()).await;
-        }
+        state.members.add_worker(info, client, self.clock.now());
+        self.publish_membership(&state);
+        Ok(())
     }
 
     /// Notes a worker's heartbeat. When the worker's sandbox count disagrees with the registry's for
@@ -263,6 +245,10 @@ impl Core {
         let client = self.peers.data_plane(&info.grpc_address)?;
         {
             let mut state = self.locked();
+            let stored = StoredDataPlane::from(&info);
+            if state.members.stored_data_planes.insert(stored.name.clone(), stored.clone()).as_ref() != Some(&stored) {
+                self.peer_writes.send(StoreChange::SaveDataPlane(stored));
+            }
             state.members.add_data_plane(&info, Arc::clone(&client), self.clock.now());
             state.distribution.resync_started(&info.name);
             self.publish_membership(&state);
@@ -294,7 +280,13 @@ impl Core {
             let mut state = self.locked();
             let (worker_timeout, data_plane_timeout) = (self.config.worker_timeout, self.config.data_plane_timeout);
             let expired = state.members.expire(now, worker_timeout, data_plane_timeout);
+            for name in &expired.workers {
+                state.members.stored_workers.remove(name);
+                self.peer_writes.send(StoreChange::DeleteWorker(name.clone()));
+            }
             for name in &expired.data_planes {
+                state.members.stored_data_planes.remove(name);
+                self.peer_writes.send(StoreChange::DeleteDataPlane(name.clone()));
                 tracing::warn!(data_plane = %name, "data plane stopped reporting; dropped");
                 state.registry.forget_loads(name);
                 state.distribution.forget(name);

@@ -29,6 +29,9 @@ pub(super) struct FunctionRecord {
     last_decision: Option<Decision>,
     /// Why the last sandbox creation failed, if it did.
     last_error: Option<String>,
+    /// Until when (clock time) the autoscaler may not remove sandboxes: after a restart it has seen no
+    /// traffic yet, and the adopted sandboxes must not go before it has watched a stable window.
+    hold_scale_down_until: Duration,
 }
 
 impl FunctionRecord {
@@ -51,7 +54,18 @@ impl FunctionRecord {
             counters: FunctionCounters::default(),
             last_decision: None,
             last_error: None,
+            hold_scale_down_until: Duration::ZERO,
         }
+    }
+
+    /// A record loaded after a restart: no scale-down before `until`.
+    pub(super) fn restored(spec: FunctionSpec, uid: u64, autoscaling: &AutoscalerConfig, until: Duration) -> Self {
+        Self { hold_scale_down_until: until, ..Self::new(spec, uid, autoscaling) }
+    }
+
+    /// Whether the autoscaler may remove sandboxes at `now`.
+    pub(super) fn may_scale_down(&self, now: Duration) -> bool {
+        now >= self.hold_scale_down_until
     }
 
     pub(super) fn spec(&self) -> &FunctionSpec {
@@ -82,7 +96,7 @@ impl FunctionRecord {
     }
 
     fn queued(&self) -> u64 {
-        self.loads.values().map(|l| u64::from(l.queued)).sum()
+        self.loads.values().map(|l| u64::from(l.queued)).fold(0, u64::saturating_add)
     }
 
     /// Feeds the autoscaler the current concurrency and keeps its decision.
@@ -120,6 +134,11 @@ impl FunctionRecord {
         self.creating = self.creating.saturating_sub(1);
     }
 
+    /// Takes in a running sandbox a worker reported after a restart (not counted as created).
+    pub(super) fn adopt_sandbox(&mut self, sandbox: Sandbox) {
+        self.sandboxes.insert(sandbox.id.clone(), sandbox);
+    }
+
     /// Records a ready sandbox.
     pub(super) fn add_sandbox(&mut self, sandbox: Sandbox) {
         self.counters.sandboxes_created += 1;
@@ -149,9 +168,10 @@ impl FunctionRecord {
 
     /// Adds a data plane's report.
     pub(super) fn add_load(&mut self, data_plane: &str, load: FunctionLoad) {
-        self.counters.invocations += load.invocations;
-        self.counters.cold_starts += load.cold_starts;
-        self.counters.failures += load.failures;
+        // Counts come from peers: they saturate rather than wrap (or panic in a debug build).
+        self.counters.invocations = self.counters.invocations.saturating_add(load.invocations);
+        self.counters.cold_starts = self.counters.cold_starts.saturating_add(load.cold_starts);
+        self.counters.failures = self.counters.failures.saturating_add(load.failures);
         self.loads.insert(data_plane.to_owned(), load);
     }
 

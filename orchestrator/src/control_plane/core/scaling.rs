@@ -19,14 +19,21 @@ impl Core {
 
     /// Runs the autoscaler of one function and starts the creations or removals it asks for.
     pub async fn scale_function(self: &Arc<Self>, name: &str) {
+        if !self.is_reconstructed() {
+            // Creating before the workers told what runs would double what survived the restart.
+            return;
+        }
         let now = self.clock.now();
         let (planned, remove) = {
             let mut state = self.locked();
             let Some(record) = state.registry.get_mut(name) else { return };
             let decision = record.decide(now);
             let current = record.ready() + record.creating();
-            let (create, remove) =
-                (decision.desired.saturating_sub(current), record.ready().saturating_sub(decision.desired));
+            let mut remove = record.ready().saturating_sub(decision.desired);
+            if !record.may_scale_down(now) {
+                remove = 0;
+            }
+            let create = decision.desired.saturating_sub(current);
             (self.plan_creations(&mut state, name, create), remove)
         };
         self.launch_creations(name, planned);
@@ -60,7 +67,8 @@ impl Core {
         let client = state.members.worker_client(&worker).ok_or_else(|| format!("worker {worker} vanished"))?;
         state.members.reserve(&worker, resources);
         let Some(record) = state.registry.get_mut(function) else { return Ok(None) };
-        let request = record.start_creation(format!("{function}-{sequence}"));
+        // The incarnation keeps ids unique across restarts: adopted sandboxes keep theirs.
+        let request = record.start_creation(format!("{function}-{:x}-{sequence}", self.incarnation));
         state.lifecycle.begin(&request.sandbox_id);
         Ok(Some(PlannedSandbox { worker, client, request, function_uid, resources }))
     }

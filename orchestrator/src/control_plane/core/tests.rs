@@ -396,7 +396,11 @@ async fn registry_errors_keep_what_is_registered() {
     let core = core(&clock);
     let spec = FunctionSpec::from_json(br#"{"name":"f","image":"x"}"#).unwrap();
     core.register_function(spec.clone()).await.unwrap();
-    assert!(matches!(core.register_function(spec).await, Err(RegistryError::Duplicate(_))));
+    // The same registration again (a loader re-deploying after a restart) changes nothing; another one is refused.
+    core.register_function(spec.clone()).await.unwrap();
+    let other = FunctionSpec { min_scale: 1, ..spec };
+    assert!(matches!(core.register_function(other).await, Err(RegistryError::Duplicate(_))));
+    assert_eq!(core.function("f").unwrap().spec.min_scale, 0);
     assert!(matches!(core.delete_function("g").await, Err(RegistryError::Unknown(_))));
     assert!(core.function("f").is_some());
     core.delete_function("f").await.unwrap();
@@ -489,4 +493,79 @@ fn failures_early_exits_and_dropped_workers_release_everything() {
     let mut state = state_with(1);
     assert!(!state.settle("f", &plan(1, "gone"), true), "its worker was dropped meanwhile");
     assert_eq!(creating(&state), 0, "no creation stays counted forever");
+}
+
+/// A restarted core over a store that holds `f`, worker `w-1` and data plane `dp-1`, where `w-1` still runs two
+/// sandboxes of `f` and one of a function nobody registered.
+async fn restarted(clock: &Arc<ManualClock>) -> (Arc<Core>, Arc<FakePeers>) {
+    use crate::control_plane::store::{RegistryStore, StoreChange, StoredDataPlane, StoredWorker};
+    let store = Arc::new(MemoryStore::default());
+    let spec = FunctionSpec::from_json(br#"{"name":"f","image":"img"}"#).unwrap();
+    let w = StoredWorker { name: "w-1".into(), address: "w-1".into(), cpu_millis: 2000, memory_mib: 4096 };
+    let dp = StoredDataPlane { name: "dp-1".into(), grpc_address: "dp-1".into(), proxy_address: "dp-1:80".into() };
+    for change in [StoreChange::SaveFunction(spec), StoreChange::SaveWorker(w), StoreChange::SaveDataPlane(dp)] {
+        store.apply(change).await.unwrap();
+    }
+    let peers = FakePeers::new();
+    let survivor = peers.worker_at("w-1");
+    for (id, function) in [("f-old-1", "f"), ("f-old-2", "f"), ("g-old", "g")] {
+        survivor.add_sandbox(id, function);
+    }
+    let connector = Arc::clone(&peers) as Arc<dyn PeerConnector>;
+    let config = ControlPlaneConfig::default();
+    let core = Arc::new(Core::new(config, Arc::clone(clock) as Arc<dyn Clock>, store, connector).unwrap());
+    (core, peers)
+}
+
+#[tokio::test]
+async fn a_restarted_core_adopts_what_survived_kills_the_rest_and_resyncs_the_data_planes() {
+    let clock = Arc::new(ManualClock::default());
+    let (core, peers) = restarted(&clock).await;
+    assert_eq!(core.function("f").map(|f| f.status.ready), Some(0), "the function is back before any worker");
+    core.reconstruct().await;
+    let view = core.function("f").unwrap();
+    let ids: Vec<&str> = view.status.sandboxes.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["f-old-1", "f-old-2"]);
+    assert_eq!(placed_on(&core, "w-1"), 2, "the adopted sandboxes hold their resources");
+    let calls = peers
+        .journal()
+        .wait_until("g's sandbox killed and f's set on dp-1", |calls| {
+            calls.iter().any(|sent| killed(sent) == Some("g-old"))
+                && pushed(calls, "dp-1", "f").last().is_some_and(|set| set.len() == 2)
+        })
+        .await;
+    assert!(!calls.iter().any(|sent| created(sent).is_some()), "nothing created twice: {calls:?}");
+    assert_eq!(calls.iter().filter_map(killed).collect::<Vec<_>>(), ["g-old"]);
+}
+
+#[tokio::test]
+async fn adopted_sandboxes_stay_for_a_stable_window_without_traffic() {
+    let clock = Arc::new(ManualClock::default());
+    let (core, peers) = restarted(&clock).await;
+    core.reconstruct().await;
+    let window = core.config.autoscaler.stable_window;
+    let tick = core.config.autoscaler.tick;
+    while clock.now() + tick < window {
+        clock.advance(tick);
+        core.tick().await;
+    }
+    assert_eq!(core.function("f").unwrap().status.ready, 2, "scaled down before a stable window passed");
+    assert!(!peers.journal().calls().iter().any(|sent| killed(sent).is_some_and(|id| id.starts_with("f-"))));
+    for _ in 0..(2 * window.as_millis() / tick.as_millis().max(1)) {
+        clock.advance(tick);
+        core.tick().await;
+    }
+    peers
+        .journal()
+        .wait_until("f scaled to zero once the window passed", |calls| {
+            calls.iter().filter(|sent| killed(sent).is_some_and(|id| id.starts_with("f-"))).count() == 2
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn sandbox_ids_differ_across_restarts() {
+    let cluster = Cluster::with(&["w-1"]);
+    let id = cluster.cold_started().await.sandbox_id;
+    assert!(id.starts_with(&format!("f-{:x}-", cluster.core.incarnation)), "{id}");
 }
