@@ -148,7 +148,10 @@ impl FunctionSpec {
             ));
         }
         if self.max_scale > MAX_SCALE {
-            return Err(invalid("max_scale", format!("{} is above the limit of {MAX_SCALE} sandboxes", self.max_scale)));
+            return Err(invalid(
+                "max_scale",
+                format!("{} is above the limit of {MAX_SCALE} sandboxes", self.max_scale),
+            ));
         }
         if self.container_concurrency == 0 || self.container_concurrency > MAX_CONCURRENCY {
             let problem = format!("{} is not between 1 and {MAX_CONCURRENCY}", self.container_concurrency);
@@ -160,7 +163,8 @@ impl FunctionSpec {
     /// Checks the counts and lengths of the free-form fields against [`MAX_ENTRIES`] and [`MAX_TEXT`].
     fn validate_sizes(&self) -> Result<(), FunctionSpecError> {
         let too_many = |field, count: usize| {
-            (count > MAX_ENTRIES).then(|| invalid(field, format!("{count} entries, more than the limit of {MAX_ENTRIES}")))
+            (count > MAX_ENTRIES)
+                .then(|| invalid(field, format!("{count} entries, more than the limit of {MAX_ENTRIES}")))
         };
         let too_long = |field, text: &str| {
             (text.len() > MAX_TEXT)

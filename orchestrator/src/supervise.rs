@@ -62,7 +62,10 @@ mod tests {
         let handle = spawn("the autoscaler", shutdown.clone(), async { panic!("bucket out of range") });
         let err = join("the autoscaler", handle).await.unwrap_err();
         assert!(shutdown.is_cancelled());
-        assert!(err.to_string().contains("the autoscaler stopped unexpectedly (panicked: bucket out of range)"), "{err}");
+        assert!(
+            err.to_string().contains("the autoscaler stopped unexpectedly (panicked: bucket out of range)"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -161,7 +161,8 @@ fn counts_and_sizes_from_outside_are_bounded() {
     spec.args = vec!["a".repeat(MAX_TEXT); MAX_ENTRIES];
     assert_eq!(spec.validate(), Ok(()));
     // The form is validated the same way.
-    let err = FunctionSpec::from_form(b"name=f&image=/bin/f&scaling_upper_bound=4000000000&scaling_lower_bound=4000000000")
-        .unwrap_err();
+    let err =
+        FunctionSpec::from_form(b"name=f&image=/bin/f&scaling_upper_bound=4000000000&scaling_lower_bound=4000000000")
+            .unwrap_err();
     assert!(err.to_string().starts_with("field 'max_scale'"), "{err}");
 }

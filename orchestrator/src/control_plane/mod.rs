@@ -17,10 +17,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, MonotonicClock};
-use crate::supervise;
 use crate::net::{self, BindError};
 use crate::peers::{GrpcConnector, PeerConnector};
 use crate::proto::dirigent::control_plane_server::ControlPlaneServer;
+use crate::supervise;
 use store::{MemoryStore, StoreError};
 
 pub use self::core::{Core, Membership};

@@ -9,8 +9,8 @@ use contracts::api::{DataPlaneView, WorkerView};
 
 use super::{Core, DataPlanes, Membership, PeerError, Workers};
 use crate::control_plane::placement::{Resources, WorkerLoad};
-use crate::peers::{DataPlanePeer, WorkerPeer};
 use crate::control_plane::store::{StoreChange, StoredDataPlane, StoredWorker};
+use crate::peers::{DataPlanePeer, WorkerPeer};
 use crate::proto::dirigent::{DataPlaneInfo, LoadReport, WorkerInfo};
 
 /// A worker's heartbeats whose sandbox count differed from the registry's, in a row, before they reconcile.

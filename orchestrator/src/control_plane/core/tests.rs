@@ -539,15 +539,22 @@ async fn a_restarted_core_adopts_what_survived_kills_the_rest_and_resyncs_the_da
 }
 
 #[tokio::test]
-async fn adopted_sandboxes_stay_for_a_stable_window_without_traffic() {
+async fn adopted_sandboxes_stay_for_a_stable_window_whatever_the_traffic() {
     let clock = Arc::new(ManualClock::default());
     let (core, peers) = restarted(&clock).await;
     core.reconstruct().await;
     let window = core.config.autoscaler.stable_window;
     let tick = core.config.autoscaler.tick;
+    // Traffic for one sandbox: the autoscaler, which has seen nothing before, would remove the other at once.
+    let one = FunctionLoad { function: "f".into(), average_concurrency: 0.3, ..FunctionLoad::default() };
     while clock.now() + tick < window {
         clock.advance(tick);
+        core.report_load(LoadReport { data_plane: "dp-1".into(), functions: vec![one.clone()] }).unwrap();
         core.tick().await;
+        // A removal runs in a task of its own: let it run before the next tick.
+        for _ in 0..16 {
+            tokio::task::yield_now().await;
+        }
     }
     assert_eq!(core.function("f").unwrap().status.ready, 2, "scaled down before a stable window passed");
     assert!(!peers.journal().calls().iter().any(|sent| killed(sent).is_some_and(|id| id.starts_with("f-"))));
