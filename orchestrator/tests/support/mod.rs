@@ -1,6 +1,8 @@
 //! Test support: real `dirigent` processes on loopback, found by the ready line they print.
 #![allow(dead_code)]
 
+pub mod chaos;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -62,6 +64,13 @@ impl Role {
     /// SIGTERM, and the exit status (SIGKILL after 20 s).
     pub fn stop(&mut self) -> std::process::ExitStatus {
         self.signal_and_wait(nix::sys::signal::Signal::SIGTERM)
+    }
+
+    /// SIGTERM unless it already stopped.
+    pub fn stop_if_running(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
     }
 
     /// SIGKILL, as a crash.

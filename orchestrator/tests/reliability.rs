@@ -1,0 +1,42 @@
+//! The reliability suite: under load, `kill -9` of a worker, a data plane and the control plane (restarted on
+//! its embedded store), each on a cluster of real role processes. No registered function may be lost, requests
+//! must succeed again afterwards, no sandbox may leak, and the only requests that may fail are those in flight
+//! when the kill happened. `cargo bench -p orchestrator --bench reliability` times the same scenarios.
+
+mod support;
+
+use support::chaos::{self, Scenario};
+
+/// One cluster at a time: the scenarios share the machine's two cores and a sandbox port range.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+async fn survives(scenario: Scenario) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let report = chaos::run(scenario).await;
+    eprintln!("{report:#?}");
+    assert!(report.functions_lost.is_empty(), "{}: functions lost: {:?}", scenario.name(), report.functions_lost);
+    assert!(
+        report.failed_after_kill.is_empty(),
+        "{}: requests sent after the kill failed: {:?}",
+        scenario.name(),
+        report.failed_after_kill
+    );
+    assert!(report.succeeded_after_kill > 0, "{}: nothing succeeded after the kill", scenario.name());
+    assert!(report.first_cold_start.is_some(), "{}: no cold start was served after the kill", scenario.name());
+    assert_eq!(report.leaked_sandboxes, 0, "{}: sandboxes leaked", scenario.name());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_kill_loses_only_what_ran_on_it() {
+    survives(Scenario::WorkerKill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_plane_kill_loses_only_what_went_through_it() {
+    survives(Scenario::DataPlaneKill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_plane_restart_loses_nothing() {
+    survives(Scenario::ControlPlaneRestart).await;
+}
