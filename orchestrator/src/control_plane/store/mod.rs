@@ -5,20 +5,25 @@
 //! Every store takes changes as [`StoreChange`]s, so that one writer can batch them into one commit and a
 //! replicated log can carry them as they are.
 
+mod error;
 mod memory;
+mod redis;
+mod rows;
+mod sqlite;
+mod writer;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use contracts::api::FunctionSpec;
+use contracts::config::StoreConfig;
 use serde::{Deserialize, Serialize};
 
+pub use error::StoreError;
 pub use memory::MemoryStore;
-
-/// A persistence operation failed.
-#[derive(Debug, thiserror::Error)]
-#[error("registry store: {0}")]
-pub struct StoreError(pub String);
+pub use redis::RedisStore;
+pub use sqlite::SqliteStore;
 
 /// A registered worker as stored: enough to reach it again after a restart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,4 +88,13 @@ pub trait RegistryStore: Send + Sync + 'static {
     fn load(&self) -> Result<StoredRegistry, StoreError>;
     /// Changes applied since the store was opened (a load run must not add any).
     fn writes(&self) -> u64;
+}
+
+/// Opens the store `config` names: creates the SQLite file (and its folder) or connects to Redis.
+pub fn open_store(config: &StoreConfig) -> Result<Arc<dyn RegistryStore>, StoreError> {
+    Ok(match config {
+        StoreConfig::Sqlite(sqlite) => Arc::new(SqliteStore::open(&sqlite.path, sqlite.synchronous)?),
+        StoreConfig::Redis(redis) => Arc::new(RedisStore::open(&redis.url, &redis.prefix)?),
+        StoreConfig::Memory => Arc::new(MemoryStore::default()),
+    })
 }
