@@ -98,3 +98,31 @@ pub fn open_store(config: &StoreConfig) -> Result<Arc<dyn RegistryStore>, StoreE
         StoreConfig::Memory => Arc::new(MemoryStore::default()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use contracts::config::{RedisStoreConfig, SqliteStoreConfig};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn open_store_opens_what_the_config_names() {
+        let memory = open_store(&StoreConfig::Memory).unwrap();
+        memory.apply(StoreChange::DeleteWorker("w".into())).await.unwrap();
+        assert_eq!(memory.writes(), 1);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state").join("registry.sqlite");
+        let sqlite = open_store(&StoreConfig::Sqlite(SqliteStoreConfig { path: path.clone(), ..Default::default() }));
+        assert_eq!(sqlite.unwrap().load().unwrap(), StoredRegistry::default());
+        assert!(path.exists());
+    }
+
+    #[test]
+    fn an_unreachable_redis_is_named() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let url = format!("redis://{closed}/0");
+        let config = StoreConfig::Redis(RedisStoreConfig { url: url.clone(), ..Default::default() });
+        let err = open_store(&config).err().expect("nothing listens there").to_string();
+        assert!(err.contains(&url) && err.contains("check that the Redis server runs"), "{err}");
+    }
+}

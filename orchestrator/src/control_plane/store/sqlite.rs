@@ -197,3 +197,83 @@ fn sqlite_error(path: &Path, action: &'static str, source: rusqlite::Error) -> S
 fn not_ours(path: &Path, reason: String) -> StoreError {
     StoreError::NotARegistry { path: path.to_owned(), reason }
 }
+
+#[cfg(test)]
+mod tests {
+    use contracts::api::FunctionSpec;
+
+    use super::*;
+
+    fn opened(dir: &tempfile::TempDir) -> (PathBuf, Result<SqliteStore, StoreError>) {
+        let path = dir.path().join("registry.sqlite");
+        let store = SqliteStore::open(&path, Synchronous::Normal);
+        (path, store)
+    }
+
+    /// Runs `sql` on the file behind the store's back.
+    fn tamper(path: &Path, sql: &str) {
+        Connection::open(path).unwrap().execute_batch(sql).unwrap();
+    }
+
+    #[test]
+    fn refuses_a_file_that_is_not_a_database_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.sqlite");
+        std::fs::write(&path, "functions:\n  - hello\n".repeat(100)).unwrap();
+        let err = SqliteStore::open(&path, Synchronous::Normal).err().expect("refused");
+        assert!(matches!(err, StoreError::NotARegistry { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains(&path.display().to_string()) && message.contains("move it away"), "{message}");
+    }
+
+    #[test]
+    fn refuses_another_programs_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.sqlite");
+        tamper(&path, "CREATE TABLE invoices (id INTEGER);");
+        let err = SqliteStore::open(&path, Synchronous::Normal).err().expect("refused");
+        assert!(err.to_string().contains("1 other tables"), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_newer_schema_and_opens_its_own_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, store) = opened(&dir);
+        drop(store.unwrap());
+        let (_, again) = opened(&dir);
+        drop(again.expect("its own file opens again"));
+        tamper(&path, "UPDATE schema SET version = 2;");
+        let err = opened(&dir).1.err().expect("refused");
+        assert!(matches!(err, StoreError::NewerSchema { found: 2, known: 1, .. }), "{err:?}");
+        assert!(err.to_string().contains("run a newer dirigent"), "{err}");
+    }
+
+    #[test]
+    fn creates_the_folder_and_uses_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a").join("b").join("registry.sqlite");
+        let _store = SqliteStore::open(&path, Synchronous::Full).unwrap();
+        let mode: String =
+            Connection::open(&path).unwrap().query_row("PRAGMA journal_mode", [], |row| row.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn an_entry_written_before_a_field_existed_loads_with_its_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, store) = opened(&dir);
+        let store = store.unwrap();
+        tamper(&path, r#"INSERT INTO functions (name, json) VALUES ('old', '{"name":"old","image":"img"}');"#);
+        assert_eq!(store.load().unwrap().functions, [FunctionSpec::new("old", "img")]);
+    }
+
+    #[test]
+    fn a_corrupt_entry_is_named_with_its_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, store) = opened(&dir);
+        let store = store.unwrap();
+        tamper(&path, "INSERT INTO workers (name, json) VALUES ('w-1', '{');");
+        let err = store.load().unwrap_err().to_string();
+        assert!(err.contains("table workers") && err.contains("\"w-1\""), "{err}");
+    }
+}

@@ -113,3 +113,95 @@ fn commit(
         drop(answer.send(result));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use contracts::api::FunctionSpec;
+    use futures_util::future::join_all;
+
+    use super::*;
+    use crate::test_util::script::PATIENCE;
+
+    /// Records every batch it is asked to commit (names, in order); holds the first commit until released, and
+    /// refuses any batch holding the name `refused`.
+    struct Recording {
+        batches: Arc<Mutex<Vec<Vec<String>>>>,
+        gate: Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>,
+        refused: &'static str,
+    }
+
+    impl Commit for Recording {
+        fn commit(&mut self, rows: &[Row]) -> Result<(), StoreError> {
+            if let Some((entered, release)) = self.gate.take() {
+                entered.send(()).expect("the test waits");
+                release.recv().expect("the test releases");
+            }
+            self.batches.lock().unwrap().push(rows.iter().map(|row| row.name.clone()).collect());
+            match rows.iter().any(|row| row.name == self.refused) {
+                true => Err(StoreError::WriterGone { store: "refused".into() }),
+                false => Ok(()),
+            }
+        }
+    }
+
+    /// Gates of a [`Recording`]: seen when its first commit starts, and what lets that commit go on.
+    struct Gate {
+        entered: mpsc::Receiver<()>,
+        release: mpsc::Sender<()>,
+    }
+
+    impl Gate {
+        fn entered(&self) {
+            self.entered.recv_timeout(PATIENCE).expect("the writer starts committing");
+        }
+    }
+
+    fn recording(refused: &'static str) -> (Writer, Arc<Mutex<Vec<Vec<String>>>>, Gate) {
+        let (entered, seen) = mpsc::channel();
+        let (release, released) = mpsc::channel();
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let sink = Recording { batches: Arc::clone(&batches), gate: Some((entered, released)), refused };
+        let writer = Writer::spawn("test".into(), sink).expect("a thread");
+        (writer, batches, Gate { entered: seen, release })
+    }
+
+    fn save(name: &str) -> StoreChange {
+        StoreChange::SaveFunction(FunctionSpec::new(name, "image"))
+    }
+
+    fn sizes(batches: &Mutex<Vec<Vec<String>>>) -> Vec<usize> {
+        batches.lock().unwrap().iter().map(Vec::len).collect()
+    }
+
+    #[tokio::test]
+    async fn commits_what_queued_meanwhile_together_up_to_the_bound() {
+        let (writer, batches, gate) = recording("");
+        let first = writer.apply(&save("first"));
+        gate.entered();
+        let names: Vec<String> = (0..MAX_BATCH + 5).map(|i| format!("f{i}")).collect();
+        let queued: Vec<_> = names.iter().map(|name| writer.apply(&save(name))).collect();
+        gate.release.send(()).unwrap();
+        first.await.expect("the first change");
+        join_all(queued).await.into_iter().for_each(|result| result.expect("a queued change"));
+        assert_eq!(sizes(&batches), [1, MAX_BATCH, 5]);
+        let committed: Vec<String> = batches.lock().unwrap()[1..].concat();
+        assert_eq!(committed, names, "in the order applied");
+        assert_eq!(writer.writes(), (MAX_BATCH + 6) as u64);
+    }
+
+    #[tokio::test]
+    async fn a_refused_batch_fails_only_the_change_it_refuses() {
+        let (writer, batches, gate) = recording("bad");
+        let first = writer.apply(&save("first"));
+        gate.entered();
+        let queued: Vec<_> = ["x", "bad", "y"].map(|name| writer.apply(&save(name))).into_iter().collect();
+        gate.release.send(()).unwrap();
+        first.await.expect("the first change");
+        let results: Vec<bool> = join_all(queued).await.iter().map(Result::is_ok).collect();
+        assert_eq!(results, [true, false, true]);
+        assert_eq!(sizes(&batches), [1, 3, 1, 1, 1], "the batch, then each change alone");
+        assert_eq!(writer.writes(), 3);
+    }
+}
