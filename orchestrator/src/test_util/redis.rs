@@ -35,6 +35,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// The server's process id (for its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn try_start() -> Option<Self> {
         static STARTED: AtomicU32 = AtomicU32::new(0);
         let port = free_port();
