@@ -4,6 +4,8 @@
 #   - ansible-core (apt-get, as root) and ansible-lint (pinned, PyPI, venv under target/) for the playbook checks;
 #   - python3 and python3-venv (apt-get, as root, when `python3 -m venv` cannot work) for those venvs;
 #   - moto[server] (pinned, PyPI, venv under target/), the AWS Lambda emulator loader/tests/lambda_moto.rs starts;
+#   - redis-server (apt-get, as root, when missing): orchestrator/tests/store_contract.rs runs the Redis registry
+#     store against its own redis-server on a free loopback port (and fails saying "install redis-server" without);
 #   - openssh-server (apt-get, as root, when sshd is missing): experiments/tests/ssh_localhost.rs starts its own sshd
 #     on a free port of 127.0.0.1 as the user running the tests (no root needed once it is installed);
 #   - the root-only tests bring up their own cluster of network namespaces with one sshd each, and
@@ -64,6 +66,10 @@ fi
 # sshd and its SFTP server for experiments/tests/ssh_localhost.rs (the test fails saying so when they are missing).
 if [ "$(id -u)" = 0 ] && ! { [ -x /usr/sbin/sshd ] && [ -x /usr/lib/openssh/sftp-server ]; }; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server
+fi
+# redis-server for the Redis registry store's contract tests (each starts its own on a free port, no daemon).
+if [ "$(id -u)" = 0 ] && ! command -v redis-server >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server
 fi
 cargo test --workspace --locked
 # Root only: network namespaces and sshd (the test says so and fails when run without root).

@@ -5,6 +5,7 @@
 
 mod autoscaler;
 pub mod ports;
+mod store;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use autoscaler::{AutoscalerConfig, AutoscalerConfigError};
 pub use ports::{PortRange, PortRangeError};
+pub use store::{RedisStoreConfig, SqliteStoreConfig, StoreConfig, StoreConfigError, Synchronous};
 
 use crate::yaml::{self, ConfigError};
 
@@ -73,6 +75,9 @@ pub enum InvalidConfig {
     /// "`autoscaler`: {0}"
     #[error("`autoscaler`: {0}")]
     Autoscaler(AutoscalerConfigError),
+    /// "`store`: {0}"
+    #[error("`store`: {0}")]
+    Store(StoreConfigError),
     /// "`workers` ({workers}) is more than the {ports} ports of `worker.sandbox_ports` ..."
     #[error(
         "`workers` ({workers}) is more than the {} ports of `worker.sandbox_ports` ({ports}): each worker needs ports \
@@ -158,6 +163,8 @@ pub struct ControlPlaneConfig {
     /// How long a worker may take to create a ready sandbox.
     #[serde(with = "humantime_serde")]
     pub sandbox_create_timeout: Duration,
+    /// Where registrations persist across restarts.
+    pub store: StoreConfig,
 }
 
 impl Default for ControlPlaneConfig {
@@ -172,6 +179,7 @@ impl Default for ControlPlaneConfig {
             worker_timeout: Duration::from_secs(5),
             data_plane_timeout: Duration::from_secs(5),
             sandbox_create_timeout: Duration::from_secs(15),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -179,6 +187,7 @@ impl Default for ControlPlaneConfig {
 impl RoleConfig for ControlPlaneConfig {
     fn validate(&self) -> Result<(), InvalidConfig> {
         self.autoscaler.validate().map_err(InvalidConfig::Autoscaler)?;
+        self.store.validate().map_err(InvalidConfig::Store)?;
         above_zero(&[
             ("worker_timeout", self.worker_timeout),
             ("data_plane_timeout", self.data_plane_timeout),

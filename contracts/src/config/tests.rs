@@ -58,7 +58,14 @@ fn the_yaml_shape_is_strict_with_humantime_durations() {
 
 #[test]
 fn validation_names_the_key() {
-    let cases: [(Result<(), InvalidConfig>, &str); 8] = [
+    let sqlite = |path: &str| StoreConfig::Sqlite(SqliteStoreConfig { path: path.into(), ..Default::default() });
+    let redis = |url: &str| StoreConfig::Redis(RedisStoreConfig { url: url.into(), ..Default::default() });
+    let cases: [(Result<(), InvalidConfig>, &str); 10] = [
+        (ControlPlaneConfig { store: sqlite(""), ..Default::default() }.validate(), "`store`: `path` is empty"),
+        (
+            ControlPlaneConfig { store: redis("http://127.0.0.1:6379"), ..Default::default() }.validate(),
+            "`store`: `url` = \"http://127.0.0.1:6379\" is not a redis:// URL",
+        ),
         (ControlPlaneConfig { worker_timeout: Duration::ZERO, ..Default::default() }.validate(), "worker_timeout"),
         (
             ControlPlaneConfig {
@@ -94,6 +101,27 @@ fn validation_names_the_key() {
         let err = result.expect_err(key).to_string();
         assert!(err.contains(key), "{err} should name {key}");
     }
+}
+
+#[test]
+fn the_store_is_picked_by_kind_with_defaults_for_the_rest() {
+    assert_eq!(ControlPlaneConfig::default().store, StoreConfig::Sqlite(SqliteStoreConfig::default()));
+    let config: ControlPlaneConfig = yaml::parse("store: { kind: sqlite, synchronous: full }\n").unwrap();
+    let expected = SqliteStoreConfig { synchronous: Synchronous::Full, ..Default::default() };
+    assert_eq!(expected.path, std::path::Path::new("dirigent-registry.sqlite"));
+    assert_eq!(config.store, StoreConfig::Sqlite(expected));
+    let config: ControlPlaneConfig = yaml::parse("store: { kind: redis, prefix: 'x:' }\n").unwrap();
+    let expected = RedisStoreConfig { url: "redis://127.0.0.1:6379/0".into(), prefix: "x:".into() };
+    assert_eq!(config.store, StoreConfig::Redis(expected));
+    let config: ControlPlaneConfig = yaml::parse("store: { kind: memory }\n").unwrap();
+    assert_eq!(config.store, StoreConfig::Memory);
+    for store in [StoreConfig::Memory, StoreConfig::Redis(RedisStoreConfig::default())] {
+        json_round_trip(&ControlPlaneConfig { store, ..Default::default() });
+    }
+    let err = yaml::parse::<ControlPlaneConfig>("store: { kind: sqlite, url: redis://x }\n").unwrap_err();
+    assert!(err.to_string().contains("url"), "{err}");
+    let err = yaml::parse::<ControlPlaneConfig>("store: { kind: etcd }\n").unwrap_err();
+    assert!(err.to_string().contains("etcd"), "{err}");
 }
 
 #[test]

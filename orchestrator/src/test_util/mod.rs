@@ -1,6 +1,7 @@
 //! Test support (feature `test-util`, and the crate's own unit tests): a recording, scriptable fake at
 //! every port — the roles' calls to each other ([`peers`]), the sandbox runtime ([`runtime`]), the proxy's
-//! cold-start requests ([`cold_starts`]) — and the contract suite every sandbox runtime passes ([`contract`]).
+//! cold-start requests ([`cold_starts`]) — the contract suites every sandbox runtime ([`contract`]) and every
+//! registry store ([`store`]) passes, and a real Redis server for tests ([`redis`]).
 //!
 //! Each fake records every call, with its arguments, in a [`script::Journal`] that a test reads or waits
 //! on, and answers as a [`script::Script`] says: by default success, or a failure, or held until a
@@ -9,8 +10,10 @@
 pub mod cold_starts;
 pub mod contract;
 pub mod peers;
+pub mod redis;
 pub mod runtime;
 pub mod script;
+pub mod store;
 
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())

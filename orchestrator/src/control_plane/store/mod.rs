@@ -5,20 +5,25 @@
 //! Every store takes changes as [`StoreChange`]s, so that one writer can batch them into one commit and a
 //! replicated log can carry them as they are.
 
+mod error;
 mod memory;
+mod redis;
+mod rows;
+mod sqlite;
+mod writer;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use contracts::api::FunctionSpec;
+use contracts::config::StoreConfig;
 use serde::{Deserialize, Serialize};
 
+pub use error::StoreError;
 pub use memory::MemoryStore;
-
-/// A persistence operation failed.
-#[derive(Debug, thiserror::Error)]
-#[error("registry store: {0}")]
-pub struct StoreError(pub String);
+pub use redis::RedisStore;
+pub use sqlite::SqliteStore;
 
 /// A registered worker as stored: enough to reach it again after a restart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,4 +88,41 @@ pub trait RegistryStore: Send + Sync + 'static {
     fn load(&self) -> Result<StoredRegistry, StoreError>;
     /// Changes applied since the store was opened (a load run must not add any).
     fn writes(&self) -> u64;
+}
+
+/// Opens the store `config` names: creates the SQLite file (and its folder) or connects to Redis.
+pub fn open_store(config: &StoreConfig) -> Result<Arc<dyn RegistryStore>, StoreError> {
+    Ok(match config {
+        StoreConfig::Sqlite(sqlite) => Arc::new(SqliteStore::open(&sqlite.path, sqlite.synchronous)?),
+        StoreConfig::Redis(redis) => Arc::new(RedisStore::open(&redis.url, &redis.prefix)?),
+        StoreConfig::Memory => Arc::new(MemoryStore::default()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use contracts::config::{RedisStoreConfig, SqliteStoreConfig};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn open_store_opens_what_the_config_names() {
+        let memory = open_store(&StoreConfig::Memory).unwrap();
+        memory.apply(StoreChange::DeleteWorker("w".into())).await.unwrap();
+        assert_eq!(memory.writes(), 1);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state").join("registry.sqlite");
+        let sqlite = open_store(&StoreConfig::Sqlite(SqliteStoreConfig { path: path.clone(), ..Default::default() }));
+        assert_eq!(sqlite.unwrap().load().unwrap(), StoredRegistry::default());
+        assert!(path.exists());
+    }
+
+    #[test]
+    fn an_unreachable_redis_is_named() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let url = format!("redis://{closed}/0");
+        let config = StoreConfig::Redis(RedisStoreConfig { url: url.clone(), ..Default::default() });
+        let err = open_store(&config).err().expect("nothing listens there").to_string();
+        assert!(err.contains(&url) && err.contains("check that the Redis server runs"), "{err}");
+    }
 }
