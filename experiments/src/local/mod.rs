@@ -74,8 +74,10 @@ impl Host for LocalHost {
 
     fn start<'a>(&'a self, launch: &'a Launch) -> BoxFuture<'a, Result<Value, HostError>> {
         Box::pin(async move {
-            let mut command =
-                launch.command(NICE, &self.dirigent.display().to_string(), &launch.config.display().to_string());
+            // Absolute, because the component runs in the run's folder (where the control plane keeps its store).
+            let absolute = |path: &Path| std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+            let (dirigent, config) = (absolute(&self.dirigent), absolute(&launch.config));
+            let mut command = launch.command(NICE, &dirigent.display().to_string(), &config.display().to_string());
             let program = PathBuf::from(command.remove(0));
             let process = ComponentProcess::start(process::Launch {
                 name: &launch.stem,

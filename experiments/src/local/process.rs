@@ -80,6 +80,8 @@ impl ComponentProcess {
         let log_file = std::fs::File::create(&log).map_err(spawn_error)?;
         let mut command = Command::new(launch.program);
         command
+            // Its working folder is the run's: what it writes there (the control plane's store) stays with the run.
+            .current_dir(launch.log_dir)
             .args(&launch.args)
             .envs(launch.env.iter().cloned())
             .stdin(Stdio::null())

@@ -49,6 +49,8 @@ impl Dirigent {
         let config = config_dir.path().join("standalone.yaml");
         std::fs::write(&config, standalone_config(workers)).context("writing the dirigent config")?;
         let mut child = Command::new(env!("CARGO_BIN_EXE_dirigent"))
+            // Its working folder holds its registry store: each run starts empty.
+            .current_dir(config_dir.path())
             .arg("standalone")
             .arg("--config")
             .arg(&config)

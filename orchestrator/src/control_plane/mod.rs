@@ -21,7 +21,7 @@ use crate::net::{self, BindError};
 use crate::peers::{GrpcConnector, PeerConnector};
 use crate::proto::dirigent::control_plane_server::ControlPlaneServer;
 use crate::supervise;
-use store::{MemoryStore, StoreError};
+use store::StoreError;
 
 pub use self::core::{Core, Membership};
 /// The settings (YAML) are the contracts', shared with `experiments`, which writes them.
@@ -60,10 +60,11 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Binds the sockets and builds the core with an in-memory store, the real clock and gRPC peers.
+    /// Binds the sockets and builds the core with the store the config names, the real clock and gRPC peers.
     pub async fn bind(config: ControlPlaneConfig) -> Result<Self, ControlPlaneError> {
-        let (clock, store) = (Arc::new(MonotonicClock::new()), Arc::new(MemoryStore::default()));
-        Self::bind_with(config, clock, store, Arc::new(GrpcConnector)).await
+        config.validate().map_err(ControlPlaneError::Config)?;
+        let store = store::open_store(&config.store)?;
+        Self::bind_with(config, Arc::new(MonotonicClock::new()), store, Arc::new(GrpcConnector)).await
     }
 
     /// Binds with a given clock, store and way of reaching workers and data planes.

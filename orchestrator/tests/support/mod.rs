@@ -21,6 +21,8 @@ pub struct Role {
     /// Its ready line.
     pub ready: ReadyLine,
     _config: tempfile::NamedTempFile,
+    /// Its working folder: what it writes there (the control plane's default store) goes with the test.
+    _dir: tempfile::TempDir,
 }
 
 impl Role {
@@ -28,8 +30,10 @@ impl Role {
     pub fn start(role: &str, yaml: &str) -> Role {
         let mut config = tempfile::NamedTempFile::new().unwrap();
         config.write_all(yaml.as_bytes()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
         let mut command = Command::new(DIRIGENT);
         command
+            .current_dir(dir.path())
             .args([role, "--config"])
             .arg(config.path())
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
@@ -46,7 +50,7 @@ impl Role {
                 }
             }
         });
-        let mut role_process = Role { child: Some(child), ready: ReadyLine::default(), _config: config };
+        let mut role_process = Role { child: Some(child), ready: ReadyLine::default(), _config: config, _dir: dir };
         role_process.ready = rx.recv_timeout(Duration::from_secs(30)).expect("dirigent printed no ready line");
         role_process
     }
