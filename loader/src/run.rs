@@ -5,6 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use contracts::api::ProxyAddresses;
+
 use crate::config::{RunConfig, TargetConfig};
 use crate::driver::{DriverOptions, ReplayStats, StopSignal, replay};
 use crate::output::{InvocationsCsv, ManifestInputs, RunStats, SummaryInputs, write_manifest, write_summary};
@@ -171,12 +173,12 @@ fn prepare_output(dir: &Path) -> Result<(), RunError> {
 fn build_target(config: &RunConfig) -> Result<Arc<dyn Target>, RunError> {
     let timeout = Some(config.driver.request_timeout);
     Ok(match &config.target {
-        TargetConfig::Dirigent { api, proxy, image, .. } => Arc::new(DirigentTarget::new(DirigentConfig {
-            api: api.clone(),
-            proxy: proxy.clone(),
-            image: image.clone(),
-            request_timeout: timeout,
-        })?),
+        TargetConfig::Dirigent { api, proxy, image, .. } => {
+            let mut dirigent = DirigentConfig::new(api, ProxyAddresses::parse(proxy).0, image);
+            dirigent.request_timeout = timeout;
+            dirigent.api_timeout = config.driver.api_timeout;
+            Arc::new(DirigentTarget::new(dirigent)?)
+        }
         TargetConfig::Grpc { address } => {
             Arc::new(GrpcTarget::new(GrpcTargetConfig { address_template: address.clone(), request_timeout: timeout })?)
         }
