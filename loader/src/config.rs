@@ -356,6 +356,21 @@ mod tests {
     }
 
     #[test]
+    fn the_dirigent_proxy_is_one_address_or_several() {
+        let proxy = |yaml: &str| match contracts::yaml::parse::<TargetConfig>(yaml) {
+            Ok(TargetConfig::Dirigent { proxy, .. }) => Ok(proxy),
+            Ok(other) => panic!("not dirigent: {other:?}"),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(proxy("{kind: dirigent, proxy: 'a:1'}").unwrap(), "a:1");
+        assert_eq!(proxy("{kind: dirigent, proxy: 'a:1;b:2'}").unwrap(), "a:1;b:2");
+        assert_eq!(proxy("{kind: dirigent, proxy: ['a:1', 'b:2']}").unwrap(), "a:1;b:2");
+        assert_eq!(proxy("{kind: dirigent}").unwrap(), "127.0.0.1:8080");
+        let error = proxy("{kind: dirigent, proxy: {a: 1}}").unwrap_err();
+        assert!(error.contains("a list of them"), "{error}");
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.yaml");
