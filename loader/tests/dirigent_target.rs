@@ -278,7 +278,7 @@ async fn a_run_with_a_dead_data_plane_succeeds_and_counts_failovers_in_the_summa
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("run/summary.json")).unwrap()).unwrap();
     let counts = &summary.overall.counts;
     assert_eq!(counts.ok, counts.measured, "{counts:?}");
-    assert!(counts.failovers.is_some_and(|f| f > 0), "{counts:?}");
-    let per_function: u64 = summary.functions.iter().filter_map(|f| f.counts.failovers).sum();
-    assert_eq!(Some(per_function), counts.failovers, "the functions' failovers add up to the run's");
+    assert!(counts.failovers > 0, "{counts:?}");
+    let per_function: u64 = summary.functions.iter().map(|f| f.counts.failovers).sum();
+    assert_eq!(per_function, counts.failovers, "the functions' failovers add up to the run's");
 }

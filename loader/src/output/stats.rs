@@ -58,7 +58,7 @@ impl FunctionStats {
     /// Empty statistics whose histograms keep `digits` significant decimal digits.
     fn with_digits(digits: u8) -> Self {
         Self {
-            counts: Counts { failovers: Some(0), ..Counts::default() },
+            counts: Counts::default(),
             response_time: new_histogram(digits),
             scheduling_latency: new_histogram(digits),
             send_lag: new_histogram(digits),
@@ -91,9 +91,7 @@ impl FunctionStats {
         if record.cold_start == Some(true) {
             counts.cold_starts += 1;
         }
-        if record.failovers > 0 {
-            counts.failovers = Some(counts.failovers.unwrap_or(0) + u64::from(record.failovers));
-        }
+        counts.failovers += u64::from(record.failovers);
         if record.outcome.is_ok() || record.response_time_us > 0 {
             add(&mut self.response_time, record.response_time_us);
         }
