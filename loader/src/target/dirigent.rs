@@ -146,7 +146,12 @@ impl DirigentTarget {
     }
 
     /// One API call, bounded in time and in the reply it buffers; the status and the body.
-    async fn call(&self, method: Method, path: &str, body: Option<String>) -> Result<(StatusCode, Bytes), ApiCallError> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<(StatusCode, Bytes), ApiCallError> {
         let uri = format!("http://{}{path}", self.config.api);
         let after = self.config.api_timeout;
         tokio::time::timeout(after, self.call_unbounded(method, &uri, body))
@@ -255,9 +260,7 @@ impl Target for DirigentTarget {
             for name in names {
                 match self.call(Method::DELETE, &api::function_path(&name), None).await {
                     Ok((status, _)) if status.is_success() || status == StatusCode::NOT_FOUND => {}
-                    Ok((status, body)) => {
-                        failed.push(format!("{name}: {status} {}", super::http::body_excerpt(&body)))
-                    }
+                    Ok((status, body)) => failed.push(format!("{name}: {status} {}", super::http::body_excerpt(&body))),
                     Err(error) => failed.push(format!("{name}: {}", contracts::error_chain(&error))),
                 }
             }
