@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use contracts::api::ProxyAddresses;
 
@@ -198,10 +198,14 @@ fn build_target(config: &RunConfig) -> Result<Arc<dyn Target>, RunError> {
     })
 }
 
+/// How much later than the targets' own request timeout the driver's backstop fires: every target bounds its
+/// requests itself, and its timed-out response carries what the driver's cannot (the failovers it made).
+const BACKSTOP_GRACE: Duration = Duration::from_millis(250);
+
 fn driver_options(config: &RunConfig) -> DriverOptions {
     DriverOptions {
         max_in_flight: config.driver.max_in_flight,
-        request_timeout: Some(config.driver.request_timeout),
+        request_timeout: Some(config.driver.request_timeout + BACKSTOP_GRACE),
         drain_timeout: config.driver.drain_timeout,
         ..DriverOptions::default()
     }
