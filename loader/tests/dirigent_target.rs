@@ -217,17 +217,33 @@ async fn every_data_plane_the_control_plane_lists_is_used() {
     assert_eq!((a.requests(), b.requests()), (2, 2));
 }
 
-#[tokio::test]
-async fn a_control_plane_that_never_answers_fails_the_deploy_after_the_api_timeout() {
+/// A server that accepts connections and holds them open without ever answering.
+async fn silent_server() -> (String, Served) {
     let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = silent.local_addr().unwrap().to_string();
-    // Accepted and held open, never answered.
-    let _held = Served(tokio::spawn(async move {
+    let held = Served(tokio::spawn(async move {
         let mut open = Vec::new();
         while let Ok((stream, _)) = silent.accept().await {
             open.push(stream);
         }
     }));
+    (address, held)
+}
+
+#[tokio::test]
+async fn a_failover_is_counted_also_when_the_next_proxy_times_out() {
+    let (silent, _held) = silent_server().await;
+    let api = control_plane(Vec::new()).await;
+    let mut config = DirigentConfig::new(&api.address, vec![closed_address(), silent], "image");
+    config.request_timeout = Some(Duration::from_millis(200));
+    let target = DirigentTarget::new(config).unwrap();
+    let response = target.invoke("f", &Invocation::single(1, 1)).await;
+    assert_eq!((response.outcome, response.failovers), (Outcome::Timeout, 1));
+}
+
+#[tokio::test]
+async fn a_control_plane_that_never_answers_fails_the_deploy_after_the_api_timeout() {
+    let (address, _held) = silent_server().await;
     let mut config = DirigentConfig::new(address, vec![closed_address()], "image");
     config.api_timeout = Duration::from_millis(200);
     let error = DirigentTarget::new(config).unwrap().deploy(&function()).await.unwrap_err().to_string();
