@@ -39,11 +39,12 @@ impl Platform {
         }
     }
 
-    /// The data plane's proxy (`address:port`), where the loader sends; empty for an external platform.
-    pub fn proxy(&self) -> &str {
+    /// The data planes' proxies (`address:port`, `;`-separated), where the loader sends; empty for an external
+    /// platform.
+    pub fn proxies(&self) -> String {
         match self {
-            Platform::Started(lifecycle) => lifecycle.proxy(),
-            Platform::External => "",
+            Platform::Started(lifecycle) => lifecycle.proxies(),
+            Platform::External => String::new(),
         }
     }
 

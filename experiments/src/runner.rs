@@ -423,7 +423,7 @@ impl Run<'_> {
             (Some(target), _) => target.map_err(RunnerError::Target)?,
             (None, binaries) => TargetConfig::Dirigent {
                 api: platform.api().into(),
-                proxy: platform.proxy().into(),
+                proxy: platform.proxies(),
                 image: binaries.map(|b| self.site.image(b)).unwrap_or_default(),
                 min_scale: 0,
                 max_scale: 0,

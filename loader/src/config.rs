@@ -160,8 +160,9 @@ pub enum TargetConfig {
         /// The control plane's HTTP API.
         #[serde(default = "default_api")]
         api: String,
-        /// The data plane's proxy.
-        #[serde(default = "default_proxy")]
+        /// The data planes' proxies: one `host:port`, several `;`-separated (the `/registerService` reply's
+        /// form) or a YAML list; every data plane the control plane lists is added at deploy.
+        #[serde(default = "default_proxy", deserialize_with = "one_or_many")]
         proxy: String,
         /// The image every function is registered with.
         #[serde(default = "default_image")]
@@ -203,6 +204,21 @@ fn default_proxy() -> String {
     "127.0.0.1:8080".into()
 }
 
+/// Reads one address or a list of them into the `;`-separated form ([`contracts::api::ProxyAddresses`]).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    match OneOrMany::deserialize(deserializer) {
+        Ok(OneOrMany::One(one)) => Ok(one),
+        Ok(OneOrMany::Many(many)) => Ok(contracts::api::ProxyAddresses(many).to_string()),
+        Err(_) => Err(serde::de::Error::custom("expected `host:port`, `host:port;host:port` or a list of them")),
+    }
+}
+
 fn default_image() -> String {
     "trace-function".into()
 }
@@ -231,6 +247,10 @@ pub struct DriverConfig {
     /// After the schedule (or Ctrl-C), how long in-flight requests may still finish.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Timeout of each call to a platform's control API (the dirigent target's registrations, data-plane list and
+    /// deletions).
+    #[serde(with = "humantime_serde")]
+    pub api_timeout: Duration,
     /// Run the loader's threads at real-time CPU priority (`SCHED_FIFO` 1) when the system permits, so that a
     /// system under test on the same cores cannot delay sends; see [`crate::driver::realtime`].
     pub realtime: bool,
@@ -242,6 +262,7 @@ impl Default for DriverConfig {
             max_in_flight: 10_000,
             request_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(30),
+            api_timeout: crate::target::dirigent::DEFAULT_API_TIMEOUT,
             realtime: true,
         }
     }
@@ -332,6 +353,21 @@ mod tests {
     fn the_example_holds_exactly_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.yaml");
         assert_eq!(RunConfig::load(&path).unwrap(), RunConfig::default());
+    }
+
+    #[test]
+    fn the_dirigent_proxy_is_one_address_or_several() {
+        let proxy = |yaml: &str| match contracts::yaml::parse::<TargetConfig>(yaml) {
+            Ok(TargetConfig::Dirigent { proxy, .. }) => Ok(proxy),
+            Ok(other) => panic!("not dirigent: {other:?}"),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(proxy("{kind: dirigent, proxy: 'a:1'}").unwrap(), "a:1");
+        assert_eq!(proxy("{kind: dirigent, proxy: 'a:1;b:2'}").unwrap(), "a:1;b:2");
+        assert_eq!(proxy("{kind: dirigent, proxy: ['a:1', 'b:2']}").unwrap(), "a:1;b:2");
+        assert_eq!(proxy("{kind: dirigent}").unwrap(), "127.0.0.1:8080");
+        let error = proxy("{kind: dirigent, proxy: {a: 1}}").unwrap_err();
+        assert!(error.contains("a list of them"), "{error}");
     }
 
     #[test]

@@ -69,6 +69,9 @@ pub struct InvocationRecord {
     pub cold_start: Option<bool>,
     /// The platform's breakdown, where it gives one.
     pub breakdown: PlatformBreakdown,
+    /// Data planes that refused this invocation's connection before another one took it (the dirigent target's
+    /// failover; 0 elsewhere).
+    pub failovers: u32,
 }
 
 impl InvocationRecord {

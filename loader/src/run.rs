@@ -3,7 +3,9 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+use contracts::api::ProxyAddresses;
 
 use crate::config::{RunConfig, TargetConfig};
 use crate::driver::{DriverOptions, ReplayStats, StopSignal, replay};
@@ -171,12 +173,12 @@ fn prepare_output(dir: &Path) -> Result<(), RunError> {
 fn build_target(config: &RunConfig) -> Result<Arc<dyn Target>, RunError> {
     let timeout = Some(config.driver.request_timeout);
     Ok(match &config.target {
-        TargetConfig::Dirigent { api, proxy, image, .. } => Arc::new(DirigentTarget::new(DirigentConfig {
-            api: api.clone(),
-            proxy: proxy.clone(),
-            image: image.clone(),
-            request_timeout: timeout,
-        })?),
+        TargetConfig::Dirigent { api, proxy, image, .. } => {
+            let mut dirigent = DirigentConfig::new(api, ProxyAddresses::parse(proxy).0, image);
+            dirigent.request_timeout = timeout;
+            dirigent.api_timeout = config.driver.api_timeout;
+            Arc::new(DirigentTarget::new(dirigent)?)
+        }
         TargetConfig::Grpc { address } => {
             Arc::new(GrpcTarget::new(GrpcTargetConfig { address_template: address.clone(), request_timeout: timeout })?)
         }
@@ -196,10 +198,14 @@ fn build_target(config: &RunConfig) -> Result<Arc<dyn Target>, RunError> {
     })
 }
 
+/// How much later than the targets' own request timeout the driver's backstop fires: every target bounds its
+/// requests itself, and its timed-out response carries what the driver's cannot (the failovers it made).
+const BACKSTOP_GRACE: Duration = Duration::from_millis(250);
+
 fn driver_options(config: &RunConfig) -> DriverOptions {
     DriverOptions {
         max_in_flight: config.driver.max_in_flight,
-        request_timeout: Some(config.driver.request_timeout),
+        request_timeout: Some(config.driver.request_timeout + BACKSTOP_GRACE),
         drain_timeout: config.driver.drain_timeout,
         ..DriverOptions::default()
     }

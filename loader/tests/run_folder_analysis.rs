@@ -33,6 +33,7 @@ fn record(function: u32, offset_us: u64, requested_us: u64, response_us: u64, ac
         outcome: Outcome::Ok,
         cold_start: Some(false),
         breakdown: PlatformBreakdown::default(),
+        failovers: 0,
     }
 }
 
@@ -132,6 +133,7 @@ fn from_fixture(invocation: &fixture::Invocation) -> InvocationRecord {
             proxy_us: invocation.proxy_us,
             ..PlatformBreakdown::default()
         },
+        failovers: 0,
     }
 }
 

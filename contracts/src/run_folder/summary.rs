@@ -1,7 +1,8 @@
 //! `summary.json`: counts, percentiles, rates and the trustworthy verdict, per function and overall. The loader
 //! computes and writes it; the experiments read its counts, the analysis its verdict and send-lag figures. Every
-//! key the loader has always written is required (a summary without it is broken, not zero); `runDurationS`,
-//! which older loaders did not write, is optional; unknown keys are ignored.
+//! key the loader has always written is required (a summary without it is broken, not zero); `runDurationS`
+//! (which older loaders did not write) and `counts.failovers` (written only when not 0) are optional; unknown keys
+//! are ignored.
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,15 @@ pub struct Counts {
     pub warmup: u64,
     /// Warm-up invocations that failed.
     pub warmup_failures: u64,
+    /// Times a measured invocation's connection was refused by one data plane and it was sent to the next one
+    /// (the dirigent target's failover). Written only when not 0, so summaries without failovers (and those of older
+    /// loaders, which never failed over) stay as they were.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failovers: u64,
+}
+
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 impl Counts {
@@ -116,7 +126,15 @@ mod tests {
     fn overall() -> StatsSummary {
         StatsSummary {
             name: None,
-            counts: Counts { measured: 10, ok: 8, status_error: 2, warmup: 5, warmup_failures: 1, ..Counts::default() },
+            counts: Counts {
+                measured: 10,
+                ok: 8,
+                status_error: 2,
+                warmup: 5,
+                warmup_failures: 1,
+                failovers: 3,
+                ..Counts::default()
+            },
             failures: 2,
             requested_rate_per_s: None,
             achieved_rate_per_s: 5.0,
@@ -150,6 +168,10 @@ mod tests {
         assert!(json["overall"].get("name").is_none(), "the overall summary has no name");
         assert!(json["overall"]["requestedRatePerS"].is_null(), "an unknown rate is null, not absent");
         assert_eq!(json["overall"]["counts"]["warmupFailures"], 1);
+        assert_eq!(json["overall"]["counts"]["failovers"], 3);
+        assert!(json["functions"][0]["counts"].get("failovers").is_some());
+        let none = Counts::default();
+        assert!(serde_json::to_value(none).unwrap().get("failovers").is_none(), "0 is not written");
         assert_eq!(json["functions"][0]["name"], "f");
         assert_eq!(serde_json::from_value::<RunSummary>(json).unwrap(), summary);
         assert_eq!((summary.overall.counts.failures(), summary.overall.counts.sent()), (2, 15));
@@ -160,8 +182,10 @@ mod tests {
         let mut json = serde_json::to_value(summary()).unwrap();
         json.as_object_mut().unwrap().remove("runDurationS");
         json["newerKey"] = serde_json::json!({"from": "a newer loader"});
+        json["overall"]["counts"].as_object_mut().unwrap().remove("failovers");
         let back: RunSummary = serde_json::from_value(json).unwrap();
         assert_eq!(back.run_duration_s, None);
+        assert_eq!(back.overall.counts.failovers, 0);
     }
 
     #[test]

@@ -221,6 +221,14 @@ impl Lifecycle {
         &self.proxy
     }
 
+    /// Every data plane's proxy, the first first, `;`-separated: the loader's `target.proxy`, so it spreads over
+    /// all of them.
+    pub fn proxies(&self) -> String {
+        let serving = |c: &&Component| matches!(c.planned.role, Role::DataPlane | Role::Standalone);
+        let proxies = self.components.iter().filter(serving).filter_map(|c| c.announced.get("proxy")?.as_str());
+        proxies.map(str::to_owned).collect::<Vec<_>>().join(";")
+    }
+
     /// The names of the components, in start order.
     pub fn component_names(&self) -> Vec<String> {
         self.components.iter().map(|c| c.name().to_owned()).collect()

@@ -40,8 +40,12 @@ impl Fixture {
     }
 
     fn setup(&self) -> Setup {
+        self.setup_with(INVENTORY)
+    }
+
+    fn setup_with(&self, inventory: &str) -> Setup {
         let spec = dirigent_spec("{ kind: dirigent, nice: 3, worker: { sandbox_ports: 30000-30099 } }");
-        let placement = Placement::from_inventory(&Inventory::parse(INVENTORY).unwrap());
+        let placement = Placement::from_inventory(&Inventory::parse(inventory).unwrap());
         Setup {
             spec,
             placement,
@@ -84,6 +88,7 @@ async fn components_start_in_order_each_with_its_host_s_config() {
         .chain(["prepare root@h4:22", "start control-plane", "start data-plane", "start worker-0", "start worker-1"]);
     assert_eq!(fixture.journal.short(), expected.map(String::from).collect::<Vec<_>>());
     assert_eq!((lifecycle.api(), lifecycle.proxy()), ("10.0.0.1:4002", "10.0.0.2:4003"));
+    assert_eq!(lifecycle.proxies(), "10.0.0.2:4003");
     assert_eq!(*fixture.control_plane.asked.lock().unwrap(), ["10.0.0.1:4002"], "the health check asks the API");
 
     let (host, launch, config) = fixture.starts("control-plane").remove(0);
@@ -97,6 +102,19 @@ async fn components_start_in_order_each_with_its_host_s_config() {
     assert_eq!(config["sandbox_ports"], "30000-30099", "alone on its host, a worker has the whole range");
     assert_eq!(launch.env[0], (RUN_MARKER_VAR.to_string(), "m@4".to_string()), "the marker names the host");
     assert!(fixture.dir.path().join("platform/worker-1.yaml").is_file(), "the configs are kept here");
+}
+
+#[tokio::test]
+async fn the_loader_is_given_every_data_plane_s_proxy() {
+    let fixture = Fixture::new();
+    let inventory = "user: root\nhosts:\n- { address: h0, roles: [loader] }\n- { address: h1, roles: [control-plane] }\n\
+                     - { address: h2, roles: [data-plane] }\n- { address: h3, roles: [data-plane, worker] }\n\
+                     - { address: h4, roles: [worker] }\n";
+    let lifecycle = Lifecycle::start(fixture.setup_with(inventory))
+        .await
+        .unwrap_or_else(|(e, _)| panic!("{}", crate::error_chain(&e)));
+    assert_eq!(lifecycle.proxy(), "10.0.0.2:4003", "the first data plane");
+    assert_eq!(lifecycle.proxies(), "10.0.0.2:4003;10.0.0.3:4003");
 }
 
 #[tokio::test]

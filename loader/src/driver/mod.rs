@@ -385,6 +385,7 @@ async fn send_one(
         outcome: response.outcome,
         cold_start: response.cold_start,
         breakdown: response.breakdown,
+        failovers: response.failovers,
     }
 }
 

@@ -91,6 +91,7 @@ impl FunctionStats {
         if record.cold_start == Some(true) {
             counts.cold_starts += 1;
         }
+        counts.failovers += u64::from(record.failovers);
         if record.outcome.is_ok() || record.response_time_us > 0 {
             add(&mut self.response_time, record.response_time_us);
         }

@@ -24,6 +24,7 @@ fn record(function: u32, outcome: Outcome) -> InvocationRecord {
         outcome,
         cold_start: Some(false),
         breakdown: PlatformBreakdown::default(),
+        failovers: 0,
     }
 }
 

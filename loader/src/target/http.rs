@@ -120,11 +120,12 @@ impl HttpTarget {
     }
 
     async fn invoke_timed(&self, function_name: &str, host: Option<&str>, invocation: &Invocation) -> TargetResponse {
+        let attempt = async { self.attempt(function_name, host, invocation).await.into_response() };
         match self.config.request_timeout {
-            Some(limit) => tokio::time::timeout(limit, self.invoke_inner(function_name, host, invocation))
+            Some(limit) => tokio::time::timeout(limit, attempt)
                 .await
                 .unwrap_or_else(|_| TargetResponse::from_outcome(Outcome::Timeout)),
-            None => self.invoke_inner(function_name, host, invocation).await,
+            None => attempt.await,
         }
     }
 
@@ -147,14 +148,22 @@ impl HttpTarget {
         builder.body(Empty::new()).map_err(|e| format!("cannot build request for '{function_name}': {e}"))
     }
 
-    async fn invoke_inner(&self, function_name: &str, host: Option<&str>, invocation: &Invocation) -> TargetResponse {
+    /// Sends one request without a timeout (the caller bounds it) and tells whether it provably never left: a
+    /// failed connect, which a caller with several endpoints may retry elsewhere.
+    pub(crate) async fn attempt(&self, function_name: &str, host: Option<&str>, invocation: &Invocation) -> Attempt {
         let request = match self.build_request(function_name, host, invocation) {
             Ok(request) => request,
-            Err(message) => return TargetResponse::from_outcome(Outcome::ConnectionFailed(message)),
+            Err(message) => return Attempt::Done(TargetResponse::from_outcome(Outcome::ConnectionFailed(message))),
         };
         let response = match self.client.request(request).await {
             Ok(response) => response,
-            Err(e) => return TargetResponse::from_outcome(Outcome::ConnectionFailed(contracts::error_chain(&e))),
+            // Only the connector failed: no byte of the request was written, so nothing can have run.
+            Err(e) if e.is_connect() => return Attempt::NotSent(contracts::error_chain(&e)),
+            Err(e) => {
+                return Attempt::Done(TargetResponse::from_outcome(Outcome::ConnectionFailed(contracts::error_chain(
+                    &e,
+                ))));
+            }
         };
         let status = response.status();
         let breakdown = response
@@ -168,13 +177,32 @@ impl HttpTarget {
         let body = match response.into_body().collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(e) => {
-                return TargetResponse::from_outcome(Outcome::ConnectionFailed(format!(
+                return Attempt::Done(TargetResponse::from_outcome(Outcome::ConnectionFailed(format!(
                     "response body broke: {}",
                     contracts::error_chain(&e)
-                )));
+                ))));
             }
         };
-        reply_to_response(status, &body, breakdown)
+        Attempt::Done(reply_to_response(status, &body, breakdown))
+    }
+}
+
+/// How one request to one endpoint went.
+#[derive(Debug)]
+pub(crate) enum Attempt {
+    /// Answered, or failed after the request may have reached the endpoint (never to be sent again).
+    Done(TargetResponse),
+    /// The connection could not be made, so the request was provably not sent; the connect error.
+    NotSent(String),
+}
+
+impl Attempt {
+    /// The response, a request not sent being a failed connection.
+    pub(crate) fn into_response(self) -> TargetResponse {
+        match self {
+            Attempt::Done(response) => response,
+            Attempt::NotSent(message) => TargetResponse::from_outcome(Outcome::ConnectionFailed(message)),
+        }
     }
 }
 
@@ -192,6 +220,7 @@ fn reply_to_response(status: StatusCode, body: &[u8], breakdown: crate::record::
         actual_memory_mib: reply.memory_mib(),
         cold_start,
         breakdown,
+        failovers: 0,
     }
 }
 

@@ -7,6 +7,7 @@ pub mod grpc;
 pub mod http;
 pub mod knative;
 pub mod lambda;
+mod proxies;
 
 use std::collections::BTreeMap;
 
@@ -47,6 +48,9 @@ pub struct TargetResponse {
     pub cold_start: Option<bool>,
     /// The platform's breakdown, where it gives one.
     pub breakdown: PlatformBreakdown,
+    /// Data planes that refused the connection before another one took the request (see
+    /// [`dirigent::DirigentTarget`]).
+    pub failovers: u32,
 }
 
 impl TargetResponse {
@@ -58,6 +62,7 @@ impl TargetResponse {
             actual_memory_mib: None,
             cold_start: None,
             breakdown: PlatformBreakdown::default(),
+            failovers: 0,
         }
     }
 }

@@ -320,6 +320,7 @@ pub(crate) fn invoke_response(response: &ApiResponse) -> TargetResponse {
         actual_memory_mib: reply.memory_mib(),
         cold_start: reply.cold_start,
         breakdown: Default::default(),
+        failovers: 0,
     }
 }
 
