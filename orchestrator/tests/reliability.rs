@@ -40,3 +40,30 @@ async fn a_data_plane_kill_loses_only_what_went_through_it() {
 async fn a_control_plane_restart_loses_nothing() {
     survives(Scenario::ControlPlaneRestart).await;
 }
+
+/// The registry store's write counter from `/metrics`.
+async fn store_writes(api: &str) -> u64 {
+    let metrics = support::client().get(format!("http://{api}/metrics")).send().await.unwrap().text().await.unwrap();
+    let prefix = format!("{} ", orchestrator::control_plane::metrics::STORE_WRITES);
+    let line = metrics.lines().find_map(|line| line.strip_prefix(&prefix)).expect("the store-writes counter");
+    line.trim().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_run_writes_nothing_to_the_store() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cluster = chaos::Cluster::start().await;
+    let name = format!("quiet-{}", std::process::id());
+    assert_eq!(support::register(&cluster.api, &name, |s| (s.min_scale, s.max_scale) = (2, 2)).await.status(), 201);
+    let two = |v: &contracts::api::FunctionView| v.status.ready == 2;
+    support::wait_for_function(&cluster.api, &name, std::time::Duration::from_secs(30), "two sandboxes", two).await;
+    let before = store_writes(&cluster.api).await;
+    assert!(before >= 1 + 2 + 2, "the function, the workers and the data planes are stored: {before}");
+    let load = chaos::Load::start(cluster.proxies(), name.clone(), std::time::Duration::from_millis(5));
+    // One second of load with heartbeats, load reports, autoscaler ticks and cold-start requests.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let outcomes = load.stop().await;
+    assert!(outcomes.iter().filter(|o| o.error.is_none()).count() > 50, "the load ran");
+    assert_eq!(store_writes(&cluster.api).await, before, "the invocation path wrote to the store");
+    cluster.stop();
+}

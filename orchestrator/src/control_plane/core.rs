@@ -178,7 +178,13 @@ impl Core {
     pub fn overview(&self) -> Overview {
         let state = self.locked();
         let Membership { workers, data_planes } = state.members.counts();
-        Overview { functions: state.registry.views(), workers, data_planes, latency: state.latency.clone() }
+        Overview {
+            functions: state.registry.views(),
+            workers,
+            data_planes,
+            latency: state.latency.clone(),
+            store_writes: self.store.writes(),
+        }
     }
 
     /// The data planes' proxy addresses, for `/registerService`'s reply.

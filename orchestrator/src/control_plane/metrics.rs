@@ -17,6 +17,8 @@ pub struct Overview {
     pub data_planes: usize,
     /// Scheduling latency over all functions.
     pub latency: LatencyHistogram,
+    /// Changes written to the registry store since the control plane started (none on the invocation path).
+    pub store_writes: u64,
 }
 
 /// Scheduling-latency histogram summed over data planes.
@@ -50,12 +52,20 @@ impl LatencyHistogram {
     }
 }
 
+/// The counter of registry-store writes: registrations only, never invocations.
+pub const STORE_WRITES: &str = "dirigent_store_writes_total";
+
 /// Renders every metric.
 pub fn render(state: &Overview) -> String {
     let mut out = String::with_capacity(4096);
     gauge(&mut out, "dirigent_functions", "Registered functions.", state.functions.len() as f64);
     gauge(&mut out, "dirigent_workers", "Registered workers.", state.workers as f64);
     gauge(&mut out, "dirigent_data_planes", "Registered data planes.", state.data_planes as f64);
+    let _ = writeln!(
+        out,
+        "# HELP {STORE_WRITES} Changes written to the registry store.\n# TYPE {STORE_WRITES} counter\n{STORE_WRITES} {}",
+        state.store_writes
+    );
     per_function(&mut out, state, "dirigent_sandboxes", "gauge", "Ready sandboxes per function.", |f| {
         f64::from(f.ready)
     });
