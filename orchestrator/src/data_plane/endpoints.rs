@@ -901,6 +901,91 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_down_endpoint_is_skipped_by_every_policy_and_frees_its_capacity() {
+        for policy in [LoadBalancing::RoundRobin, LoadBalancing::Random, LoadBalancing::LeastInFlight] {
+            let table = FunctionTable::new(policy);
+            table.sync("f", v(1), 1, vec![spec("a", 1), spec("b", 2)], LONG).await;
+            let entry = table.get("f").unwrap();
+            let first = entry.acquire(LONG, || {}).await.unwrap();
+            let dead = Arc::clone(&first.lease.slot);
+            let moved = first.lease.fail_over(LONG, || panic!("b is up: no cold start")).await.unwrap();
+            assert!(dead.is_down(), "{policy:?}");
+            assert_eq!(dead.in_flight(), 0, "{policy:?}: the dead sandbox's unit is given back");
+            assert_ne!(moved.lease.endpoint().sandbox_id, dead.sandbox_id, "{policy:?}");
+            assert_eq!(entry.lock().meter.level(), 1, "{policy:?}: the failed-over request counts once");
+            drop(moved);
+            assert_eq!(entry.lock().meter.level(), 0, "{policy:?}");
+            for _ in 0..5 {
+                let grant = entry.acquire(LONG, || {}).await.unwrap();
+                assert_ne!(grant.lease.endpoint().sandbox_id, dead.sandbox_id, "{policy:?}: never picked again");
+                let busy = entry.acquire(Duration::from_millis(5), || {}).await;
+                assert!(matches!(busy, Err(AcquireError::Timeout { .. })), "{policy:?}: the free but down one is not used");
+            }
+            table.sync("f", v(2), 1, vec![spec("a", 1), spec("b", 2)], LONG).await;
+            assert!(dead.is_down(), "{policy:?}: a set that still lists it keeps it down");
+            assert_eq!(entry.lock().meter.level(), 0, "{policy:?}: nothing leaked");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_over_request_queues_and_is_served_by_the_next_sandbox() {
+        let table = FunctionTable::new(LoadBalancing::LeastInFlight);
+        table.sync("f", v(1), 1, vec![spec("a", 1)], LONG).await;
+        let entry = table.get("f").unwrap();
+        let grant = entry.acquire(LONG, || {}).await.unwrap();
+        let triggers = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let moving = tokio::spawn({
+            let triggers = Arc::clone(&triggers);
+            async move { grant.lease.fail_over(LONG, || _ = triggers.fetch_add(1, Ordering::Relaxed)).await }
+        });
+        while entry.take_load().1 == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(triggers.load(Ordering::Relaxed), 1, "no sandbox left up: the control plane is asked for one");
+        table.sync("f", v(2), 1, vec![spec("a", 1), spec("b", 2)], LONG).await;
+        let moved = moving.await.unwrap().unwrap();
+        assert_eq!(moved.lease.endpoint().sandbox_id, "b");
+        assert_eq!(moved.cold_start, ColdStart::Triggered);
+        drop(moved);
+        table.sync("f", v(3), 1, vec![spec("b", 2)], LONG).await;
+        table.sync("f", v(4), 1, vec![spec("a", 1), spec("b", 2)], LONG).await;
+        let held = entry.acquire(LONG, || {}).await.unwrap();
+        let other = entry.acquire(LONG, || {}).await.unwrap();
+        let mut ids = [held.lease.endpoint().sandbox_id.clone(), other.lease.endpoint().sandbox_id.clone()];
+        ids.sort();
+        assert_eq!(ids, ["a", "b"], "a set without a, then one with it again, brings it back up");
+    }
+
+    #[tokio::test]
+    async fn a_queued_waiter_is_served_by_another_sandbox_when_one_goes_down() {
+        let table = FunctionTable::new(LoadBalancing::RoundRobin);
+        table.sync("f", v(1), 1, vec![spec("a", 1), spec("b", 2)], LONG).await;
+        let entry = table.get("f").unwrap();
+        let (on_a, on_b) = (entry.acquire(LONG, || {}).await.unwrap(), entry.acquire(LONG, || {}).await.unwrap());
+        assert_eq!(on_a.lease.endpoint().sandbox_id, "a");
+        let waiting = tokio::spawn({
+            let entry = Arc::clone(&entry);
+            async move { entry.acquire(LONG, || panic!("sandboxes exist")).await }
+        });
+        while entry.take_load().1 == 0 {
+            tokio::task::yield_now().await;
+        }
+        let moving = tokio::spawn(on_a.lease.fail_over(LONG, || panic!("b is up")));
+        while entry.take_load().1 < 2 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(entry.lock().meter.level(), 3, "two leases on b's way and one on b: each request once");
+        drop(on_b);
+        let first = waiting.await.unwrap().unwrap();
+        assert_eq!(first.lease.endpoint().sandbox_id, "b", "the oldest waiter gets b; a is down");
+        drop(first);
+        let second = moving.await.unwrap().unwrap();
+        assert_eq!(second.lease.endpoint().sandbox_id, "b");
+        drop(second);
+        assert_eq!(entry.lock().meter.level(), 0);
+    }
+
+    #[tokio::test]
     async fn timed_out_waiter_does_not_leak_capacity() {
         let table = FunctionTable::new(LoadBalancing::LeastInFlight);
         table.sync("f", v(1), 1, vec![spec("a", 1)], LONG).await;

@@ -305,6 +305,10 @@ fn error(status: StatusCode, message: &str) -> Response<ProxyBody> {
 }
 
 #[cfg(test)]
+#[path = "proxy_tests.rs"]
+mod socket_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
