@@ -919,7 +919,10 @@ mod tests {
                 let grant = entry.acquire(LONG, || {}).await.unwrap();
                 assert_ne!(grant.lease.endpoint().sandbox_id, dead.sandbox_id, "{policy:?}: never picked again");
                 let busy = entry.acquire(Duration::from_millis(5), || {}).await;
-                assert!(matches!(busy, Err(AcquireError::Timeout { .. })), "{policy:?}: the free but down one is not used");
+                assert!(
+                    matches!(busy, Err(AcquireError::Timeout { .. })),
+                    "{policy:?}: the free but down one is not used"
+                );
             }
             table.sync("f", v(2), 1, vec![spec("a", 1), spec("b", 2)], LONG).await;
             assert!(dead.is_down(), "{policy:?}: a set that still lists it keeps it down");

@@ -166,7 +166,8 @@ impl Proxy {
         let mut request = Request::from_parts(parts, body);
         let Grant { mut lease, mut queued, mut cold_start } = grant;
         loop {
-            address_to(&mut request, protocol, lease.endpoint(), &path_and_query, set_host)?;
+            address_to(&mut request, protocol, lease.endpoint(), &path_and_query, set_host)
+                .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("cannot forward the request path: {e}")))?;
             let sent = Instant::now();
             let (address, sandbox) = (lease.endpoint().address, lease.endpoint().sandbox_id.clone());
             let connect_within = self.queue_timeout.saturating_sub(arrived.elapsed()).max(CONNECT_FLOOR);
@@ -177,7 +178,7 @@ impl Proxy {
                     return Ok(self.answer(response, lease, queued, cold_start, arrived, sent));
                 }
                 Ok(Err(SendError::NotSent { request: unsent, cause })) => {
-                    request = unsent;
+                    request = *unsent;
                     cause
                 }
                 Ok(Err(SendError::Failed(cause))) => {
@@ -235,7 +236,7 @@ fn address_to<B>(
     endpoint: &EndpointSlot,
     path_and_query: &http::uri::PathAndQuery,
     set_host: bool,
-) -> Result<(), Response<ProxyBody>> {
+) -> Result<(), http::Error> {
     let uri = match protocol {
         Protocol::Http1 => Uri::builder().path_and_query(path_and_query.clone()).build(),
         Protocol::Http2 => Uri::builder()
@@ -244,12 +245,12 @@ fn address_to<B>(
             .path_and_query(path_and_query.clone())
             .build(),
     };
-    *request.uri_mut() =
-        uri.map_err(|e| error(StatusCode::BAD_REQUEST, &format!("cannot forward the request path: {e}")))?;
-    if set_host && protocol == Protocol::Http1 {
-        if let Ok(host) = HeaderValue::try_from(endpoint.authority.as_str()) {
-            request.headers_mut().insert(header::HOST, host);
-        }
+    *request.uri_mut() = uri?;
+    if set_host
+        && protocol == Protocol::Http1
+        && let Ok(host) = HeaderValue::try_from(endpoint.authority.as_str())
+    {
+        request.headers_mut().insert(header::HOST, host);
     }
     Ok(())
 }

@@ -78,8 +78,8 @@ pub enum SendError {
     /// The request provably did not reach the sandbox, and the sandbox is unreachable (refused, reset or
     /// unreachable connection, or a new connection closed before the request was written): here it is back.
     NotSent {
-        /// The request, untouched.
-        request: Request<Incoming>,
+        /// The request, untouched (boxed: this is the rare path, and the enum stays small on the common one).
+        request: Box<Request<Incoming>>,
         /// What happened.
         cause: UpstreamError,
     },
@@ -292,11 +292,14 @@ fn connect_failed(request: Request<Incoming>, cause: UpstreamError) -> SendError
         UpstreamError::ConnectTimeout { .. } => true,
         UpstreamError::Handshake { .. } | UpstreamError::Exchange { .. } => false,
     };
-    if unreachable { SendError::NotSent { request, cause } } else { SendError::Failed(cause) }
+    if unreachable { SendError::NotSent { request: Box::new(request), cause } } else { SendError::Failed(cause) }
 }
 
 /// A kept connection failed: the request comes back to try a new connection when hyper never started it.
-fn not_sent_again(address: SocketAddr, mut err: TrySendError<Request<Incoming>>) -> Result<Request<Incoming>, SendError> {
+fn not_sent_again(
+    address: SocketAddr,
+    mut err: TrySendError<Request<Incoming>>,
+) -> Result<Request<Incoming>, SendError> {
     match err.take_message() {
         Some(request) => Ok(request),
         None => Err(SendError::Failed(UpstreamError::Exchange { address, source: err.into_error() })),
@@ -308,7 +311,7 @@ fn fresh_failed(address: SocketAddr, mut err: TrySendError<Request<Incoming>>) -
     let request = err.take_message();
     let cause = UpstreamError::Exchange { address, source: err.into_error() };
     match request {
-        Some(request) => SendError::NotSent { request, cause },
+        Some(request) => SendError::NotSent { request: Box::new(request), cause },
         None => SendError::Failed(cause),
     }
 }
