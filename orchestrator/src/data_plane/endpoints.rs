@@ -3,6 +3,12 @@
 //! One mutex per function guards its endpoints, its waiters and its concurrency meter: every decision
 //! (pick a free sandbox, queue, hand a released sandbox to the oldest waiter) happens under it, so a
 //! sandbox with concurrency `c` never serves more than `c` requests and no waiter is skipped.
+//!
+//! An endpoint the proxy could not reach (connection refused, reset, unreachable) is marked down at once and
+//! is never picked again; the request that found it down moves to another sandbox or the queue. It stays down
+//! while the control plane's sets still list it, since a sandbox id is never reused for a new sandbox and the
+//! control plane drops a dead one within its failure detection; it leaves with the first set without it (a
+//! later set that lists the id again after that brings it back as a new endpoint, up).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -28,6 +34,8 @@ pub struct EndpointSlot {
     pub creation: Duration,
     in_flight: std::sync::atomic::AtomicU32,
     removed: AtomicBool,
+    /// The proxy could not reach it: never picked again.
+    down: AtomicBool,
     /// When this data plane learned of the sandbox: a request queued before then waited for its creation.
     added: Instant,
     drained: Notify,
@@ -44,6 +52,7 @@ impl EndpointSlot {
             creation,
             in_flight: 0.into(),
             removed: AtomicBool::new(false),
+            down: AtomicBool::new(false),
             added: Instant::now(),
             drained: Notify::new(),
         }
@@ -51,6 +60,26 @@ impl EndpointSlot {
 
     fn in_flight(&self) -> u32 {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Whether the proxy found this sandbox unreachable.
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
+    /// Marks the sandbox unreachable, saying so the first time.
+    fn mark_down(&self) {
+        if !self.down.swap(true, Ordering::Relaxed) {
+            tracing::warn!(sandbox = %self.sandbox_id, address = %self.address, "sandbox unreachable: marked down");
+        }
+    }
+
+    /// Gives back one unit of concurrency, waking the drain of a removed endpoint at its last one.
+    fn give_back(&self) {
+        let left = self.in_flight.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+        if left == 0 && self.removed.load(Ordering::Relaxed) {
+            self.drained.notify_waiters();
+        }
     }
 
     /// Waits until no request is in flight on this removed endpoint.
@@ -113,6 +142,22 @@ impl Lease {
     fn defuse(mut self) -> Arc<EndpointSlot> {
         self.armed = false;
         Arc::clone(&self.slot)
+    }
+
+    /// Marks the sandbox unreachable: no request is sent to it again (see the module's doc for how long).
+    pub fn mark_down(&self) {
+        self.slot.mark_down();
+    }
+
+    /// Marks this sandbox unreachable and trades the lease for one on another sandbox of the function,
+    /// queueing for up to `timeout` when none is free; the request stays counted once on the meter.
+    /// `on_cold_start` runs when no sandbox of the function is left up.
+    pub async fn fail_over(self, timeout: Duration, on_cold_start: impl FnOnce()) -> Result<Grant, AcquireError> {
+        let function = Arc::clone(&self.function);
+        let arrived = Instant::now();
+        // Synchronous up to the queue, so no cancellation can come between giving the unit back and re-queueing.
+        let acquired = function.reacquire(self, arrived)?;
+        function.granted(acquired, arrived, timeout, on_cold_start).await
     }
 }
 
@@ -242,7 +287,19 @@ impl FunctionEntry {
         on_cold_start: impl FnOnce(),
     ) -> Result<Grant, AcquireError> {
         let arrived = Instant::now();
-        let (mut queued, triggered) = match self.try_acquire(arrived)? {
+        let acquired = self.try_acquire(arrived)?;
+        self.granted(acquired, arrived, timeout, on_cold_start).await
+    }
+
+    /// Waits for the lease when the request was queued.
+    async fn granted(
+        self: &Arc<Self>,
+        acquired: Acquired,
+        arrived: Instant,
+        timeout: Duration,
+        on_cold_start: impl FnOnce(),
+    ) -> Result<Grant, AcquireError> {
+        let (mut queued, triggered) = match acquired {
             Acquired::Now(lease) => return Ok(Grant { lease, queued: Duration::ZERO, cold_start: ColdStart::None }),
             Acquired::Queued { reply, triggered } => {
                 (QueuedRequest { entry: Arc::clone(self), reply, served: false }, triggered)
@@ -277,17 +334,37 @@ impl FunctionEntry {
         // The request counts towards the function's concurrency until it leaves: its lease's release,
         // or, when it leaves the queue without one, `QueuedRequest`'s drop.
         inner.meter.change(now, 1);
-        if let Some(slot) = self.pick_free(&mut inner) {
-            return Ok(Acquired::Now(self.lease(slot)));
+        Ok(self.take_or_queue(&mut inner))
+    }
+
+    /// Moves a request off its leased sandbox, now down, to a free one or the queue; the request is still
+    /// counted on the meter, so only the sandbox's unit of concurrency is given back.
+    fn reacquire(self: &Arc<Self>, lease: Lease, now: Instant) -> Result<Acquired, AcquireError> {
+        let mut inner = self.lock();
+        let slot = lease.defuse();
+        slot.mark_down();
+        slot.give_back();
+        if inner.deleted {
+            inner.meter.change(now, -1);
+            return Err(AcquireError::UnknownFunction(self.name.clone()));
+        }
+        Ok(self.take_or_queue(&mut inner))
+    }
+
+    /// Leases a free sandbox, or queues (caller holds the lock and has counted the request).
+    fn take_or_queue(self: &Arc<Self>, inner: &mut FunctionInner) -> Acquired {
+        if let Some(slot) = self.pick_free(inner) {
+            return Acquired::Now(self.lease(slot));
         }
         // Waiters that timed out or whose client left stay queued until now; dropping them keeps the queue bounded.
         inner.waiters.retain(|w| !w.reply.is_closed());
         // The first live waiter of a function at zero asks for the cold start; a request that arrives
         // after an earlier one left asks again, in case that request was lost.
-        let triggered = inner.endpoints.is_empty() && inner.waiters.is_empty();
+        // Sandboxes marked down count as none: the control plane ignores the request while it still lists any.
+        let triggered = inner.waiters.is_empty() && inner.endpoints.iter().all(|slot| slot.is_down());
         let (tx, rx) = oneshot::channel();
         inner.waiters.push_back(Waiter { reply: tx });
-        Ok(Acquired::Queued { reply: rx, triggered })
+        Acquired::Queued { reply: rx, triggered }
     }
 
     /// Picks a free endpoint and counts the request on it (caller holds the lock).
@@ -296,7 +373,8 @@ impl FunctionEntry {
         let index = balancer::pick(
             self.policy,
             endpoints.len(),
-            |i| endpoints[i].in_flight(),
+            // A sandbox marked down looks full to every policy.
+            |i| if endpoints[i].is_down() { u32::MAX } else { endpoints[i].in_flight() },
             inner.concurrency,
             &mut inner.cursor,
         )?;
@@ -314,11 +392,9 @@ impl FunctionEntry {
         let mut inner = self.lock();
         let now = Instant::now();
         inner.meter.change(now, -1);
-        let left = slot.in_flight.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
-        if slot.removed.load(Ordering::Relaxed) {
-            if left == 0 {
-                slot.drained.notify_waiters();
-            }
+        slot.give_back();
+        if slot.removed.load(Ordering::Relaxed) || slot.is_down() {
+            // Its unit is of no use to anyone.
             return;
         }
         self.serve_waiters(&mut inner);
@@ -822,6 +898,94 @@ mod tests {
         table.retain(&HashSet::from(["g".to_owned()]), v(4), LONG).await;
         assert!(table.get("f").is_none(), "a resync's retain removes what the control plane no longer has");
         assert!(matches!(entry.acquire(LONG, || {}).await, Err(AcquireError::UnknownFunction(_))));
+    }
+
+    #[tokio::test]
+    async fn a_down_endpoint_is_skipped_by_every_policy_and_frees_its_capacity() {
+        for policy in [LoadBalancing::RoundRobin, LoadBalancing::Random, LoadBalancing::LeastInFlight] {
+            let table = FunctionTable::new(policy);
+            table.sync("f", v(1), 1, vec![spec("a", 1), spec("b", 2)], LONG).await;
+            let entry = table.get("f").unwrap();
+            let first = entry.acquire(LONG, || {}).await.unwrap();
+            let dead = Arc::clone(&first.lease.slot);
+            let moved = first.lease.fail_over(LONG, || panic!("b is up: no cold start")).await.unwrap();
+            assert!(dead.is_down(), "{policy:?}");
+            assert_eq!(dead.in_flight(), 0, "{policy:?}: the dead sandbox's unit is given back");
+            assert_ne!(moved.lease.endpoint().sandbox_id, dead.sandbox_id, "{policy:?}");
+            assert_eq!(entry.lock().meter.level(), 1, "{policy:?}: the failed-over request counts once");
+            drop(moved);
+            assert_eq!(entry.lock().meter.level(), 0, "{policy:?}");
+            for _ in 0..5 {
+                let grant = entry.acquire(LONG, || {}).await.unwrap();
+                assert_ne!(grant.lease.endpoint().sandbox_id, dead.sandbox_id, "{policy:?}: never picked again");
+                let busy = entry.acquire(Duration::from_millis(5), || {}).await;
+                assert!(
+                    matches!(busy, Err(AcquireError::Timeout { .. })),
+                    "{policy:?}: the free but down one is not used"
+                );
+            }
+            table.sync("f", v(2), 1, vec![spec("a", 1), spec("b", 2)], LONG).await;
+            assert!(dead.is_down(), "{policy:?}: a set that still lists it keeps it down");
+            assert_eq!(entry.lock().meter.level(), 0, "{policy:?}: nothing leaked");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_over_request_queues_and_is_served_by_the_next_sandbox() {
+        let table = FunctionTable::new(LoadBalancing::LeastInFlight);
+        table.sync("f", v(1), 1, vec![spec("a", 1)], LONG).await;
+        let entry = table.get("f").unwrap();
+        let grant = entry.acquire(LONG, || {}).await.unwrap();
+        let triggers = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let moving = tokio::spawn({
+            let triggers = Arc::clone(&triggers);
+            async move { grant.lease.fail_over(LONG, || _ = triggers.fetch_add(1, Ordering::Relaxed)).await }
+        });
+        while entry.take_load().1 == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(triggers.load(Ordering::Relaxed), 1, "no sandbox left up: the control plane is asked for one");
+        table.sync("f", v(2), 1, vec![spec("a", 1), spec("b", 2)], LONG).await;
+        let moved = moving.await.unwrap().unwrap();
+        assert_eq!(moved.lease.endpoint().sandbox_id, "b");
+        assert_eq!(moved.cold_start, ColdStart::Triggered);
+        drop(moved);
+        table.sync("f", v(3), 1, vec![spec("b", 2)], LONG).await;
+        table.sync("f", v(4), 1, vec![spec("a", 1), spec("b", 2)], LONG).await;
+        let held = entry.acquire(LONG, || {}).await.unwrap();
+        let other = entry.acquire(LONG, || {}).await.unwrap();
+        let mut ids = [held.lease.endpoint().sandbox_id.clone(), other.lease.endpoint().sandbox_id.clone()];
+        ids.sort();
+        assert_eq!(ids, ["a", "b"], "a set without a, then one with it again, brings it back up");
+    }
+
+    #[tokio::test]
+    async fn a_queued_waiter_is_served_by_another_sandbox_when_one_goes_down() {
+        let table = FunctionTable::new(LoadBalancing::RoundRobin);
+        table.sync("f", v(1), 1, vec![spec("a", 1), spec("b", 2)], LONG).await;
+        let entry = table.get("f").unwrap();
+        let (on_a, on_b) = (entry.acquire(LONG, || {}).await.unwrap(), entry.acquire(LONG, || {}).await.unwrap());
+        assert_eq!(on_a.lease.endpoint().sandbox_id, "a");
+        let waiting = tokio::spawn({
+            let entry = Arc::clone(&entry);
+            async move { entry.acquire(LONG, || panic!("sandboxes exist")).await }
+        });
+        while entry.take_load().1 == 0 {
+            tokio::task::yield_now().await;
+        }
+        let moving = tokio::spawn(on_a.lease.fail_over(LONG, || panic!("b is up")));
+        while entry.take_load().1 < 2 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(entry.lock().meter.level(), 3, "two leases on b's way and one on b: each request once");
+        drop(on_b);
+        let first = waiting.await.unwrap().unwrap();
+        assert_eq!(first.lease.endpoint().sandbox_id, "b", "the oldest waiter gets b; a is down");
+        drop(first);
+        let second = moving.await.unwrap().unwrap();
+        assert_eq!(second.lease.endpoint().sandbox_id, "b");
+        drop(second);
+        assert_eq!(entry.lock().meter.level(), 0);
     }
 
     #[tokio::test]

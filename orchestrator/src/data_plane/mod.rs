@@ -6,6 +6,7 @@ pub mod endpoints;
 pub mod proxy;
 pub mod stats;
 pub mod timing;
+pub mod upstream;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -11,17 +11,19 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
-use super::endpoints::{AcquireError, ColdStart, FunctionEntry, FunctionTable, Grant, Lease};
+use super::endpoints::{AcquireError, ColdStart, EndpointSlot, FunctionEntry, FunctionTable, Grant, Lease};
 use super::timing::server_timing;
+use super::upstream::{Protocol, SendError, Upstreams};
 
 /// Response body of the proxy: a sandbox's streamed body, or the proxy's own JSON.
 pub type ProxyBody = Either<Full<Bytes>, LeasedBody<Incoming>>;
 
 const SERVER_TIMING: HeaderName = HeaderName::from_static(contracts::server_timing::HEADER);
+/// The least time a connect to a sandbox gets, even when the request has used up its `queue_timeout`: a
+/// sandbox on a reachable host accepts within a millisecond or refuses, so this only bounds a silent host.
+const CONNECT_FLOOR: Duration = Duration::from_secs(1);
+
 const HOP_BY_HOP: [&str; 5] = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"];
 
 /// A response body that holds the sandbox lease until the last byte is through, so that a sandbox with
@@ -68,24 +70,19 @@ pub struct Proxy {
     cold_starts: Arc<dyn ColdStartRequester>,
     queue_timeout: Duration,
     upstream_timeout: Duration,
-    http1: Client<HttpConnector, Incoming>,
-    http2: Client<HttpConnector, Incoming>,
+    upstreams: Arc<Upstreams>,
 }
 
 impl Proxy {
-    /// A proxy over `table`: requests wait up to `queue_timeout` for a sandbox, then up to `upstream_timeout`
-    /// for its response head.
+    /// A proxy over `table`: requests wait up to `queue_timeout` for a sandbox (moving on from any that turns
+    /// out unreachable), then up to `upstream_timeout` for its response head.
     pub fn new(
         table: Arc<FunctionTable>,
         cold_starts: Arc<dyn ColdStartRequester>,
         queue_timeout: Duration,
         upstream_timeout: Duration,
     ) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let http1 = Client::builder(TokioExecutor::new()).build(connector.clone());
-        let http2 = Client::builder(TokioExecutor::new()).http2_only(true).build(connector);
-        Self { table, cold_starts, queue_timeout, upstream_timeout, http1, http2 }
+        Self { table, cold_starts, queue_timeout, upstream_timeout, upstreams: Arc::default() }
     }
 
     /// Serves one request; never fails (errors become JSON responses).
@@ -95,14 +92,10 @@ impl Proxy {
             Ok(admitted) => admitted,
             Err(answer) => return Ok(answer),
         };
-        let scheduling = arrived.elapsed();
-        let cold = grant.cold_start != ColdStart::None;
-        // Counted once the sandbox answered: a request that never reached one is a failure, not an invocation.
-        Ok(match self.forward(request, path, grant, arrived).await {
-            Ok(response) => {
-                function.counters.record_invocation(scheduling, cold);
-                response
-            }
+        // Counted once the sandbox answered (in `forward`): a request that never reached one is a failure,
+        // not an invocation, and a request failed over to another sandbox counts once.
+        Ok(match self.forward(&function, request, path, grant, arrived).await {
+            Ok(response) => response,
             Err(response) => {
                 function.counters.record_failure();
                 response
@@ -144,43 +137,53 @@ impl Proxy {
         }
     }
 
+    /// Sends the request to its sandbox, and on to another one for as long as each one it tries is provably
+    /// unreachable (the request never left); counts the invocation once it got an answer.
     async fn forward(
         &self,
+        function: &Arc<FunctionEntry>,
         request: Request<Incoming>,
         path: Option<String>,
         grant: Grant,
         arrived: Instant,
     ) -> Result<Response<ProxyBody>, Response<ProxyBody>> {
-        let Grant { lease, queued, cold_start } = grant;
-        let address = lease.endpoint().address;
         let (mut parts, body) = request.into_parts();
         let path_and_query = match path {
-            Some(path) => http::uri::PathAndQuery::try_from(path).map_err(http::Error::from),
-            None => {
-                Ok(parts.uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")))
-            }
+            Some(path) => http::uri::PathAndQuery::try_from(path)
+                .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("cannot forward the request path: {e}")))?,
+            None => parts.uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
         };
-        parts.uri = path_and_query
-            .and_then(|pq| {
-                let authority = lease.endpoint().authority.clone();
-                Uri::builder().scheme("http").authority(authority).path_and_query(pq).build()
-            })
-            .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("cannot forward the request path: {e}")))?;
         for name in HOP_BY_HOP {
             parts.headers.remove(name);
         }
         // HTTP/2 in (gRPC among it) goes out as HTTP/2, so trailers survive; everything else as HTTP/1.1.
-        let client = if parts.version == Version::HTTP_2 { &self.http2 } else { &self.http1 };
-        if parts.version != Version::HTTP_2 {
+        let protocol = if parts.version == Version::HTTP_2 { Protocol::Http2 } else { Protocol::Http1 };
+        if protocol == Protocol::Http1 {
             parts.version = Version::HTTP_11;
         }
-        let upstream_start = Instant::now();
-        let sandbox = &lease.endpoint().sandbox_id;
-        let response =
-            match tokio::time::timeout(self.upstream_timeout, client.request(Request::from_parts(parts, body))).await {
-                Ok(Ok(response)) => response,
-                Ok(Err(e)) => {
-                    return Err(error(StatusCode::BAD_GATEWAY, &format!("sandbox {sandbox} at {address} failed: {e}")));
+        // A client's Host goes through (it may name the function); without one, each attempt names its sandbox.
+        let set_host = !parts.headers.contains_key(header::HOST);
+        let mut request = Request::from_parts(parts, body);
+        let Grant { mut lease, mut queued, mut cold_start } = grant;
+        loop {
+            address_to(&mut request, protocol, lease.endpoint(), &path_and_query, set_host)
+                .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("cannot forward the request path: {e}")))?;
+            let sent = Instant::now();
+            let (address, sandbox) = (lease.endpoint().address, lease.endpoint().sandbox_id.clone());
+            let connect_within = self.queue_timeout.saturating_sub(arrived.elapsed()).max(CONNECT_FLOOR);
+            let attempt = self.upstreams.send(protocol, address, request, connect_within);
+            let cause = match tokio::time::timeout(self.upstream_timeout, attempt).await {
+                Ok(Ok(response)) => {
+                    function.counters.record_invocation(sent.duration_since(arrived), cold_start.is_cold());
+                    return Ok(self.answer(response, lease, queued, cold_start, arrived, sent));
+                }
+                Ok(Err(SendError::NotSent { request: unsent, cause })) => {
+                    request = *unsent;
+                    cause
+                }
+                Ok(Err(SendError::Failed(cause))) => {
+                    let message = format!("sandbox {sandbox} at {address} failed: {cause}");
+                    return Err(error(StatusCode::BAD_GATEWAY, &message));
                 }
                 Err(_) => {
                     let message =
@@ -188,15 +191,68 @@ impl Proxy {
                     return Err(error(StatusCode::GATEWAY_TIMEOUT, &message));
                 }
             };
-        let upstream = upstream_start.elapsed();
+            tracing::debug!(%sandbox, %address, %cause, "request not sent: failing over to another sandbox");
+            function.counters.record_retry();
+            let remaining = self.queue_timeout.saturating_sub(arrived.elapsed());
+            let next = lease.fail_over(remaining, || self.cold_starts.request(function.name())).await;
+            let next = next.map_err(|err| {
+                let message = format!("sandbox {sandbox} at {address} is unreachable ({cause}), and {err}");
+                error(acquire_status(&err), &message)
+            })?;
+            lease = next.lease;
+            queued += next.queued;
+            if !cold_start.is_cold() {
+                cold_start = next.cold_start;
+            }
+        }
+    }
+
+    /// The sandbox's response with the proxy's `Server-Timing`, its body holding the lease to its end.
+    fn answer(
+        &self,
+        response: Response<Incoming>,
+        lease: Lease,
+        queued: Duration,
+        cold_start: ColdStart,
+        arrived: Instant,
+        sent: Instant,
+    ) -> Response<ProxyBody> {
+        let upstream = sent.elapsed();
         let creation = cold_start.is_cold().then(|| lease.endpoint().creation);
         let (mut parts, body) = response.into_parts();
         let timing = server_timing(queued, cold_start, creation, arrived.elapsed().saturating_sub(queued + upstream));
         if let Ok(value) = HeaderValue::try_from(timing.header_value()) {
             parts.headers.append(SERVER_TIMING, value);
         }
-        Ok(Response::from_parts(parts, Either::Right(LeasedBody { inner: body, lease: Some(lease) })))
+        Response::from_parts(parts, Either::Right(LeasedBody { inner: body, lease: Some(lease) }))
     }
+}
+
+/// Points `request` at `endpoint`: origin-form for HTTP/1.1 (with `Host` when the proxy sets it), absolute
+/// for HTTP/2, whose `:authority` hyper takes from the URI.
+fn address_to<B>(
+    request: &mut Request<B>,
+    protocol: Protocol,
+    endpoint: &EndpointSlot,
+    path_and_query: &http::uri::PathAndQuery,
+    set_host: bool,
+) -> Result<(), http::Error> {
+    let uri = match protocol {
+        Protocol::Http1 => Uri::builder().path_and_query(path_and_query.clone()).build(),
+        Protocol::Http2 => Uri::builder()
+            .scheme("http")
+            .authority(endpoint.authority.clone())
+            .path_and_query(path_and_query.clone())
+            .build(),
+    };
+    *request.uri_mut() = uri?;
+    if set_host
+        && protocol == Protocol::Http1
+        && let Ok(host) = HeaderValue::try_from(endpoint.authority.as_str())
+    {
+        request.headers_mut().insert(header::HOST, host);
+    }
+    Ok(())
 }
 
 /// A request that got a sandbox.
@@ -248,6 +304,10 @@ fn json(status: StatusCode, body: String) -> Response<ProxyBody> {
 fn error(status: StatusCode, message: &str) -> Response<ProxyBody> {
     json(status, serde_json::json!({ "error": message }).to_string())
 }
+
+#[cfg(test)]
+#[path = "proxy_tests.rs"]
+mod socket_tests;
 
 #[cfg(test)]
 mod tests {

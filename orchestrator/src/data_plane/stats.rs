@@ -53,6 +53,9 @@ pub struct InvocationCounters {
     invocations: AtomicU64,
     cold_starts: AtomicU64,
     failures: AtomicU64,
+    /// Requests moved to another sandbox because theirs was unreachable; drained on its own (not reported
+    /// to the control plane yet), so the snapshot that crosses the boundary keeps its shape.
+    retries: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     latency_sum_nanos: AtomicU64,
 }
@@ -89,6 +92,16 @@ impl InvocationCounters {
     /// Counts one failed invocation.
     pub fn record_failure(&self) {
         self.failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one request failed over to another sandbox (it still counts once, as an invocation or a failure).
+    pub fn record_retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Drains the failed-over count.
+    pub fn take_retries(&self) -> u64 {
+        self.retries.swap(0, Ordering::Relaxed)
     }
 
     /// Puts back counts that could not be reported, so that a failed report loses nothing.
