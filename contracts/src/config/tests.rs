@@ -69,6 +69,7 @@ fn validation_names_the_key() {
             "`autoscaler`: `tick`",
         ),
         (DataPlaneConfig { report_interval: Duration::ZERO, ..Default::default() }.validate(), "report_interval"),
+        (DataPlaneConfig { heartbeat_interval: Duration::ZERO, ..Default::default() }.validate(), "heartbeat_interval"),
         (DataPlaneConfig { control_plane: " ".into(), ..Default::default() }.validate(), "control_plane"),
         (WorkerConfig { heartbeat_interval: Duration::ZERO, ..Default::default() }.validate(), "heartbeat_interval"),
         (WorkerConfig { ready_timeout: Duration::ZERO, ..Default::default() }.validate(), "ready_timeout"),

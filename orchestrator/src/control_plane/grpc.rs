@@ -2,12 +2,17 @@
 
 use std::sync::Arc;
 
-use tonic::{Request, Response, Status};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
 
-use super::core::{Core, PeerError};
+use super::core::{Core, Lease, PeerError};
+use crate::peers::attach::ReceiverStream;
 use crate::proto::dirigent::control_plane_server::ControlPlane as ControlPlaneRpc;
 use crate::proto::dirigent::{
-    Ack, ColdStartRequest, DataPlaneInfo, LoadReport, SandboxExit, WorkerHeartbeatRequest, WorkerInfo,
+    Ack, AttachReply, AttachRequest, ColdStartRequest, DataPlaneInfo, LoadReport, SandboxExit, WorkerHeartbeatRequest,
+    WorkerInfo, attach_request,
 };
 
 /// Adapts gRPC calls to the core.
@@ -24,8 +29,32 @@ fn status(err: PeerError) -> Status {
     }
 }
 
+/// Replies queued for a peer that stopped reading; a few are plenty, a reply only says "still here".
+const QUEUED_REPLIES: usize = 4;
+
 #[tonic::async_trait]
 impl ControlPlaneRpc for ControlPlaneService {
+    type AttachStream = BoxStream<'static, Result<AttachReply, Status>>;
+
+    async fn attach(&self, request: Request<Streaming<AttachRequest>>) -> Result<Response<Self::AttachStream>, Status> {
+        let mut inbound = request.into_inner();
+        let first = inbound.message().await?.and_then(|m| m.message);
+        let lease = match first {
+            Some(attach_request::Message::Worker(info)) => self.core.attach_worker(info),
+            Some(attach_request::Message::DataPlane(info)) => self.core.attach_data_plane(info),
+            Some(attach_request::Message::Heartbeat(_)) | None => {
+                return Err(Status::invalid_argument(
+                    "an attachment's first message must be a worker's or data plane's registration",
+                ));
+            }
+        }
+        .map_err(status)?;
+        let (replies, outbound) = mpsc::channel(QUEUED_REPLIES);
+        let _ = replies.try_send(Ok(AttachReply { registration: lease.registration() }));
+        tokio::spawn(hold(Arc::clone(&self.core), lease, inbound, replies));
+        Ok(Response::new(ReceiverStream(outbound).boxed()))
+    }
+
     async fn register_worker(&self, request: Request<WorkerInfo>) -> Result<Response<Ack>, Status> {
         self.core.register_worker(request.into_inner()).map_err(status)?;
         Ok(Response::new(Ack {}))
@@ -56,5 +85,44 @@ impl ControlPlaneRpc for ControlPlaneService {
     async fn request_cold_start(&self, request: Request<ColdStartRequest>) -> Result<Response<Ack>, Status> {
         self.core.request_cold_start(&request.into_inner().function);
         Ok(Response::new(Ack {}))
+    }
+}
+
+/// Serves one attachment until it ends, then drops its peer (unless a newer attachment holds it now).
+async fn hold(
+    core: Arc<Core>,
+    lease: Lease,
+    mut inbound: Streaming<AttachRequest>,
+    replies: mpsc::Sender<Result<AttachReply, Status>>,
+) {
+    let reply = AttachReply { registration: lease.registration() };
+    let (why, answer) = loop {
+        let message = tokio::select! {
+            message = inbound.message() => message,
+            () = lease.released() => break (
+                "lost its registration",
+                Some(Status::not_found(format!("{} was dropped or registered again; attach again", lease.peer()))),
+            ),
+            () = replies.closed() => break ("stopped reading its attachment", None),
+        };
+        match message {
+            Ok(Some(AttachRequest { message: Some(attach_request::Message::Heartbeat(beat)) })) => {
+                if let Err(err) = core.attached_heartbeat(&lease, beat.sandboxes) {
+                    break ("heartbeat on a stale attachment", Some(status(err)));
+                }
+                // Full: the peer is not reading; its heartbeats say it is alive all the same.
+                let _ = replies.try_send(Ok(reply.clone()));
+            }
+            Ok(Some(_)) => {
+                let refusal = Status::invalid_argument("after the registration, an attachment carries only heartbeats");
+                break ("broke the attachment protocol", Some(refusal));
+            }
+            Ok(None) => break ("closed its attachment", None),
+            Err(_) => break ("lost its connection", None),
+        }
+    };
+    core.detach(&lease, why);
+    if let Some(answer) = answer {
+        let _ = replies.try_send(Err(answer));
     }
 }

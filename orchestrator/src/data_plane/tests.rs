@@ -9,7 +9,7 @@ use http_body_util::BodyExt;
 use super::balancer::LoadBalancing;
 use super::endpoints::ColdStart;
 use super::*;
-use crate::proto::dirigent::Endpoint;
+use crate::proto::dirigent::{AttachRequest, Endpoint};
 use crate::test_util::cold_starts::FakeColdStarts;
 use crate::test_util::peers::{FakeControlPlane, UplinkCall};
 use crate::test_util::script::Step;
@@ -118,7 +118,7 @@ async fn cold_start_requests_reach_the_control_plane_with_the_data_plane_name() 
 }
 
 #[tokio::test]
-async fn the_reporter_registers_keeps_unsent_counts_and_registers_again_when_forgotten() {
+async fn the_reporter_attaches_keeps_unsent_counts_and_attaches_again_when_forgotten() {
     let control_plane = FakeControlPlane::new();
     let is_report = |call: &UplinkCall| matches!(call, UplinkCall::ReportLoad(_));
     for step in [
@@ -137,6 +137,8 @@ async fn the_reporter_registers_keeps_unsent_counts_and_registers_again_when_for
         table,
         info: info.clone(),
         interval: Duration::from_millis(10),
+        heartbeat_interval: Duration::from_secs(3600),
+        cold_starts: Arc::new(FakeColdStarts::default()),
     };
     let shutdown = CancellationToken::new();
     let reporting = tokio::spawn(reporter.run(shutdown.clone()));
@@ -152,6 +154,7 @@ async fn the_reporter_registers_keeps_unsent_counts_and_registers_again_when_for
         })
         .collect();
     assert_eq!(invocations, [1, 1, 0], "a failed report's counts go into the next one, and only once");
-    assert_eq!(calls.first(), Some(&UplinkCall::RegisterDataPlane(info.clone())));
-    assert_eq!(calls.last(), Some(&UplinkCall::RegisterDataPlane(info)));
+    let registration = UplinkCall::Attach(AttachRequest { message: Some(attach_request::Message::DataPlane(info)) });
+    assert_eq!(calls.first(), Some(&registration));
+    assert_eq!(calls.last(), Some(&registration));
 }
