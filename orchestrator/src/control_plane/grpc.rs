@@ -5,6 +5,7 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::core::{Core, Lease, PeerError};
@@ -19,6 +20,8 @@ use crate::proto::dirigent::{
 pub struct ControlPlaneService {
     /// The core.
     pub core: Arc<Core>,
+    /// Ends every attachment: the server's graceful shutdown waits for open streams.
+    pub shutdown: CancellationToken,
 }
 
 fn status(err: PeerError) -> Status {
@@ -51,7 +54,8 @@ impl ControlPlaneRpc for ControlPlaneService {
         .map_err(status)?;
         let (replies, outbound) = mpsc::channel(QUEUED_REPLIES);
         let _ = replies.try_send(Ok(AttachReply { registration: lease.registration() }));
-        tokio::spawn(hold(Arc::clone(&self.core), lease, inbound, replies));
+        let attachment = Attachment { core: Arc::clone(&self.core), lease, replies };
+        tokio::spawn(attachment.hold(inbound, self.shutdown.clone()));
         Ok(Response::new(ReceiverStream(outbound).boxed()))
     }
 
@@ -88,41 +92,55 @@ impl ControlPlaneRpc for ControlPlaneService {
     }
 }
 
-/// Serves one attachment until it ends, then drops its peer (unless a newer attachment holds it now).
-async fn hold(
+/// One attachment the control plane holds.
+struct Attachment {
     core: Arc<Core>,
     lease: Lease,
-    mut inbound: Streaming<AttachRequest>,
     replies: mpsc::Sender<Result<AttachReply, Status>>,
-) {
-    let reply = AttachReply { registration: lease.registration() };
-    let (why, answer) = loop {
-        let message = tokio::select! {
-            message = inbound.message() => message,
-            () = lease.released() => break (
-                "lost its registration",
-                Some(Status::not_found(format!("{} was dropped or registered again; attach again", lease.peer()))),
-            ),
-            () = replies.closed() => break ("stopped reading its attachment", None),
-        };
-        match message {
-            Ok(Some(AttachRequest { message: Some(attach_request::Message::Heartbeat(beat)) })) => {
-                if let Err(err) = core.attached_heartbeat(&lease, beat.sandboxes) {
-                    break ("heartbeat on a stale attachment", Some(status(err)));
+}
+
+impl Attachment {
+    /// Serves the attachment until it ends, then drops its peer (unless a newer attachment holds it now).
+    async fn hold(self, mut inbound: Streaming<AttachRequest>, shutdown: CancellationToken) {
+        let (why, answer) = loop {
+            let message = tokio::select! {
+                message = inbound.message() => message,
+                () = self.lease.released() => break ("lost its registration", Some(Status::not_found(format!(
+                    "{} was dropped or registered again; attach again", self.lease.peer()
+                )))),
+                () = self.replies.closed() => break ("stopped reading its attachment", None),
+                () = shutdown.cancelled() => {
+                    // The peer stays registered: dropping it would empty the data planes' endpoint sets,
+                    // which must keep serving while the control plane is away.
+                    let _ = self.replies.try_send(Err(Status::unavailable("the control plane shuts down")));
+                    return;
                 }
-                // Full: the peer is not reading; its heartbeats say it is alive all the same.
-                let _ = replies.try_send(Ok(reply.clone()));
+            };
+            match message {
+                Ok(Some(AttachRequest { message: Some(attach_request::Message::Heartbeat(beat)) })) => {
+                    if let Err(err) = self.heartbeat(beat.sandboxes) {
+                        break ("sent a heartbeat on a stale attachment", Some(err));
+                    }
+                }
+                Ok(Some(_)) => {
+                    let refusal =
+                        Status::invalid_argument("after the registration, an attachment carries only heartbeats");
+                    break ("broke the attachment protocol", Some(refusal));
+                }
+                Ok(None) => break ("closed its attachment", None),
+                Err(_) => break ("lost its connection", None),
             }
-            Ok(Some(_)) => {
-                let refusal = Status::invalid_argument("after the registration, an attachment carries only heartbeats");
-                break ("broke the attachment protocol", Some(refusal));
-            }
-            Ok(None) => break ("closed its attachment", None),
-            Err(_) => break ("lost its connection", None),
+        };
+        self.core.detach(&self.lease, why);
+        if let Some(answer) = answer {
+            let _ = self.replies.try_send(Err(answer));
         }
-    };
-    core.detach(&lease, why);
-    if let Some(answer) = answer {
-        let _ = replies.try_send(Err(answer));
+    }
+
+    fn heartbeat(&self, sandboxes: u32) -> Result<(), Status> {
+        self.core.attached_heartbeat(&self.lease, sandboxes).map_err(status)?;
+        // Full: the peer is not reading replies; its heartbeats say it is alive all the same.
+        let _ = self.replies.try_send(Ok(AttachReply { registration: self.lease.registration() }));
+        Ok(())
     }
 }

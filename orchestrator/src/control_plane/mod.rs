@@ -102,7 +102,10 @@ impl ControlPlane {
         let api = tokio::spawn(async move { api.await.map_err(ControlPlaneError::Http) });
         tracing::info!(grpc = %self.grpc_address, api = %self.http_address, "control plane up");
         let grpc = tonic::transport::Server::builder()
-            .add_service(ControlPlaneServer::new(grpc::ControlPlaneService { core: Arc::clone(&core) }))
+            .add_service(ControlPlaneServer::new(grpc::ControlPlaneService {
+                core: Arc::clone(&core),
+                shutdown: shutdown.clone(),
+            }))
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true)),
                 shutdown.clone().cancelled_owned(),

@@ -158,3 +158,41 @@ async fn the_reporter_attaches_keeps_unsent_counts_and_attaches_again_when_forgo
     assert_eq!(calls.first(), Some(&registration));
     assert_eq!(calls.last(), Some(&registration));
 }
+
+#[tokio::test]
+async fn a_data_plane_that_attaches_again_asks_again_for_cold_starts_of_queued_functions() {
+    let (proxied, control_plane) = (Proxied::new(), FakeControlPlane::new());
+    for function in ["queued", "idle"] {
+        proxied.push(function, 1, &[]).await;
+    }
+    let waiting = proxied.request("queued");
+    proxied.queued("queued", 1).await;
+    assert_eq!(proxied.cold_starts.journal().calls(), ["queued"], "the proxy's own request");
+    // The control plane dies under the attachment at the first heartbeat: the cold start may be lost.
+    let is_heartbeat = |call: &UplinkCall| {
+        matches!(call, UplinkCall::Attach(AttachRequest { message: Some(attach_request::Message::Heartbeat(_)) }))
+    };
+    control_plane.script().push(is_heartbeat, Step::fail(Status::unavailable("the control plane died")));
+    let reporter = Reporter {
+        client: Arc::clone(&control_plane) as Arc<dyn DataPlaneUplink>,
+        table: Arc::clone(&proxied.table),
+        info: DataPlaneInfo { name: "dp-1".into(), grpc_address: "dp:8081".into(), proxy_address: "dp:8080".into() },
+        interval: Duration::from_secs(3600),
+        heartbeat_interval: Duration::from_millis(10),
+        cold_starts: Arc::clone(&proxied.cold_starts) as Arc<dyn ColdStartRequester>,
+    };
+    let shutdown = CancellationToken::new();
+    let reporting = tokio::spawn(reporter.run(shutdown.clone()));
+    let is_registration = |call: &UplinkCall| {
+        matches!(call, UplinkCall::Attach(AttachRequest { message: Some(attach_request::Message::DataPlane(_)) }))
+    };
+    control_plane
+        .journal()
+        .wait_until("attached again", |calls| calls.iter().filter(|call| is_registration(call)).count() == 2)
+        .await;
+    let asked = proxied.cold_starts.journal().wait_until("asked on each attachment", |calls| calls.len() == 3).await;
+    assert_eq!(asked, ["queued", "queued", "queued"], "only the function with a queued request, once per attachment");
+    shutdown.cancel();
+    reporting.await.unwrap();
+    waiting.abort();
+}
