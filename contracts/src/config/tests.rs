@@ -58,7 +58,7 @@ fn the_yaml_shape_is_strict_with_humantime_durations() {
 
 #[test]
 fn validation_names_the_key() {
-    let cases: [(Result<(), InvalidConfig>, &str); 8] = [
+    let cases: [(Result<(), InvalidConfig>, &str); 9] = [
         (ControlPlaneConfig { worker_timeout: Duration::ZERO, ..Default::default() }.validate(), "worker_timeout"),
         (
             ControlPlaneConfig {

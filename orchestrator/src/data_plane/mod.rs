@@ -191,12 +191,12 @@ impl Reporter {
         };
         let attaching =
             stay_attached(self.client.as_ref(), &peer, self.heartbeat_interval, &reattach, &attached, &shutdown);
-        tokio::join!(attaching, self.report(attached.subscribe(), &reattach, &shutdown));
+        tokio::join!(attaching, self.report(&attached, &reattach, &shutdown));
     }
 
     /// Reports load every interval while attached; a report the control plane refuses as from an unknown
     /// data plane makes it attach (register) again.
-    async fn report(&self, attached: watch::Receiver<bool>, reattach: &Notify, shutdown: &CancellationToken) {
+    async fn report(&self, attached: &watch::Sender<bool>, reattach: &Notify, shutdown: &CancellationToken) {
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -212,7 +212,10 @@ impl Reporter {
             let Err(status) = self.client.report_load(report.clone()).await else { continue };
             self.restore(&report);
             if status.code() == tonic::Code::NotFound {
-                reattach.notify_waiters();
+                // No more reports until attached again; the stored permit ends the attachment even if
+                // the attacher is not waiting for it right now.
+                attached.send_replace(false);
+                reattach.notify_one();
             } else {
                 tracing::warn!(%status, "load report failed; its counts go into the next one");
             }

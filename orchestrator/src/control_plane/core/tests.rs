@@ -524,7 +524,7 @@ async fn the_end_of_a_workers_attachment_drops_it_at_once_and_pushes_its_sandbox
     assert_eq!(worker_names(&cluster.core), ["w-2"]);
     assert_eq!(membership.borrow_and_update().workers, 1, "the membership watch sees it");
     let left: Vec<String> = cluster.core.function("f").unwrap().status.sandboxes.into_iter().map(|s| s.id).collect();
-    assert_eq!(left, [survivor.clone()], "its sandbox goes with it");
+    assert_eq!(left, std::slice::from_ref(&survivor), "its sandbox goes with it");
     cluster
         .peers
         .journal()
