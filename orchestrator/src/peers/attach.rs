@@ -97,6 +97,16 @@ pub async fn stay_attached(
     }
 }
 
+/// Opens the attachment and waits for the control plane to accept the registration.
+async fn accepted(uplink: &dyn Attach, outbound: mpsc::Receiver<AttachRequest>) -> Result<Replies, tonic::Status> {
+    let mut replies = uplink.attach(ReceiverStream(outbound)).await?;
+    match replies.next().await {
+        Some(Ok(_)) => Ok(replies),
+        Some(Err(status)) => Err(status),
+        None => Err(tonic::Status::unavailable("the attachment ended before it was accepted")),
+    }
+}
+
 async fn attach_once(
     uplink: &dyn Attach,
     peer: &dyn AttachingPeer,
@@ -111,19 +121,16 @@ async fn attach_once(
     if messages.try_send(registration).is_err() {
         return Ended::Refused(tonic::Status::internal("the attachment's channel refused its first message"));
     }
-    let replies = tokio::select! {
-        replies = uplink.attach(ReceiverStream(outbound)) => replies,
+    // A control plane that accepts the connection but never answers is as good as gone.
+    let accepting = tokio::time::timeout(interval * UNANSWERED_HEARTBEATS, accepted(uplink, outbound));
+    let mut replies = tokio::select! {
+        replies = accepting => match replies {
+            Ok(Ok(replies)) => replies,
+            Ok(Err(status)) => return Ended::Refused(status),
+            Err(_) => return Ended::Refused(tonic::Status::deadline_exceeded("the control plane did not answer the registration")),
+        },
         () = shutdown.cancelled() => return Ended::Shutdown,
     };
-    let mut replies = match replies {
-        Ok(replies) => replies,
-        Err(status) => return Ended::Refused(status),
-    };
-    match tokio::select! { first = replies.next() => first, () = shutdown.cancelled() => return Ended::Shutdown } {
-        Some(Ok(_)) => {}
-        Some(Err(status)) => return Ended::Refused(status),
-        None => return Ended::Refused(tonic::Status::unavailable("the attachment ended before it was accepted")),
-    }
     attached.send_replace(true);
     peer.attached();
     let mut ticker = tokio::time::interval(interval);
