@@ -113,3 +113,23 @@ async fn warm_sandboxes_serve_while_the_control_plane_is_down_and_a_restarted_on
     assert!(restarted.stop().success(), "the control plane stopped on SIGTERM");
     assert!(worker.stop().success() && data_plane.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_worker_is_dropped_at_its_deadline_and_attaches_again_when_it_wakes() {
+    use nix::sys::signal::{Signal, kill};
+    // The default deadlines: the connection stays open, so only the missing heartbeats explain the drop.
+    let control_plane = Role::start("control-plane", "grpc_listen: 127.0.0.1:0\nhttp_listen: 127.0.0.1:0\n");
+    let (grpc, api) = (control_plane.address("grpc"), control_plane.address("api"));
+    let worker = Role::start("worker", &worker_yaml(&grpc, "25000-25999"));
+    wait_for_health(&api, "the worker registered", |h| h.workers == 1).await;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(worker.pid()).unwrap());
+    kill(pid, Signal::SIGSTOP).unwrap();
+    let dropped = wait_for_health(&api, "the silent worker dropped", |h| h.workers == 0).await;
+    kill(pid, Signal::SIGCONT).unwrap();
+    let back = wait_for_health(&api, "the woken worker attached again", |h| h.workers == 1).await;
+    eprintln!(
+        "SIGSTOP of a worker to its drop: {:.1} ms (worker_timeout 1 s); SIGCONT to attached again: {:.1} ms",
+        dropped.as_secs_f64() * 1e3,
+        back.as_secs_f64() * 1e3
+    );
+}
