@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::StandaloneConfig;
@@ -21,6 +22,9 @@ pub enum StandaloneError {
     /// a worker failed
     #[error(transparent)]
     Worker(#[from] WorkerError),
+    /// a role's task panicked
+    #[error(transparent)]
+    Panicked(#[from] crate::supervise::TaskStopped),
     /// the roles did not find each other in time
     #[error("the data plane and {workers} workers did not register within {timeout:?}")]
     NotReady {
@@ -84,9 +88,10 @@ impl Standalone {
     pub async fn serve(self, shutdown: CancellationToken, on_ready: impl FnOnce()) -> Result<(), StandaloneError> {
         let expected = Membership { workers: self.workers.len(), data_planes: 1 };
         let mut membership = self.control_plane.core().membership();
-        let control_plane = tokio::spawn(self.control_plane.serve(shutdown.clone()));
-        let data_plane = tokio::spawn(self.data_plane.serve(shutdown.clone()));
-        let workers: Vec<_> = self.workers.into_iter().map(|w| tokio::spawn(w.serve(shutdown.clone()))).collect();
+        let control_plane = spawn_role(&shutdown, self.control_plane.serve(shutdown.clone()));
+        let data_plane = spawn_role(&shutdown, self.data_plane.serve(shutdown.clone()));
+        let workers: Vec<_> =
+            self.workers.into_iter().map(|w| spawn_role(&shutdown, w.serve(shutdown.clone()))).collect();
         let timeout = Duration::from_secs(10);
         // `wait_for` hands back a read guard on the membership value: it must go at once, or every later
         // membership change (a worker expiring or registering again) blocks forever on the write lock.
@@ -101,10 +106,33 @@ impl Standalone {
         shutdown.cancel();
         // Workers first in the error report: their shutdown is what kills the sandboxes.
         for worker in workers {
-            worker.await.unwrap_or(Ok(()))?;
+            joined("a worker", worker).await?;
         }
-        data_plane.await.unwrap_or(Ok(()))?;
-        control_plane.await.unwrap_or(Ok(()))?;
+        joined("the data plane", data_plane).await?;
+        joined("the control plane", control_plane).await?;
         result
+    }
+}
+
+/// Spawns a role whose end, by return or by panic, stops the others.
+fn spawn_role<T: Send + 'static>(
+    shutdown: &CancellationToken,
+    role: impl std::future::Future<Output = T> + Send + 'static,
+) -> JoinHandle<T> {
+    let stops_the_others = shutdown.clone().drop_guard();
+    tokio::spawn(async move {
+        let _stops_the_others = stops_the_others;
+        role.await
+    })
+}
+
+/// A role's result; a panic is an error, not a clean stop.
+async fn joined<E>(role: &'static str, handle: JoinHandle<Result<(), E>>) -> Result<(), StandaloneError>
+where
+    StandaloneError: From<E>,
+{
+    match handle.await {
+        Ok(result) => result.map_err(StandaloneError::from),
+        Err(err) => Err(crate::supervise::TaskStopped { task: role, reason: err.to_string() }.into()),
     }
 }

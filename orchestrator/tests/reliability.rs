@@ -8,10 +8,10 @@ mod support;
 use support::chaos::{self, Scenario};
 
 /// One cluster at a time: the scenarios share the machine's two cores and a sandbox port range.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn survives(scenario: Scenario) {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let report = chaos::run(scenario).await;
     eprintln!("{report:#?}");
     assert!(report.functions_lost.is_empty(), "{}: functions lost: {:?}", scenario.name(), report.functions_lost);
@@ -51,7 +51,7 @@ async fn store_writes(api: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_run_writes_nothing_to_the_store() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let mut cluster = chaos::Cluster::start().await;
     let name = format!("quiet-{}", std::process::id());
     assert_eq!(support::register(&cluster.api, &name, |s| (s.min_scale, s.max_scale) = (2, 2)).await.status(), 201);

@@ -154,10 +154,12 @@ pub struct ControlPlaneConfig {
     pub placement_seed: u64,
     /// The per-function autoscaler.
     pub autoscaler: AutoscalerConfig,
-    /// A worker silent this long is dropped with its sandboxes.
+    /// A worker silent this long is dropped with its sandboxes (one whose stream closes, at once); keep it
+    /// several times the workers' `heartbeat_interval`.
     #[serde(with = "humantime_serde")]
     pub worker_timeout: Duration,
-    /// A data plane silent this long is dropped.
+    /// A data plane silent this long is dropped (one whose stream closes, at once); keep it several times
+    /// the data planes' `heartbeat_interval`.
     #[serde(with = "humantime_serde")]
     pub data_plane_timeout: Duration,
     /// How long a worker may take to create a ready sandbox.
@@ -176,8 +178,8 @@ impl Default for ControlPlaneConfig {
             placement: PlacementPolicy::default(),
             placement_seed: 42,
             autoscaler: AutoscalerConfig::default(),
-            worker_timeout: Duration::from_secs(5),
-            data_plane_timeout: Duration::from_secs(5),
+            worker_timeout: Duration::from_secs(1),
+            data_plane_timeout: Duration::from_secs(1),
             sandbox_create_timeout: Duration::from_secs(15),
             store: StoreConfig::default(),
         }
@@ -224,6 +226,10 @@ pub struct DataPlaneConfig {
     /// How often load figures go to the control plane.
     #[serde(with = "humantime_serde")]
     pub report_interval: Duration,
+    /// How often a heartbeat goes down the stream to the control plane (keep it well under the control
+    /// plane's `data_plane_timeout`).
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
     /// How long a removed sandbox may keep serving its in-flight requests (0: not at all).
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
@@ -242,6 +248,7 @@ impl Default for DataPlaneConfig {
             queue_timeout: Duration::from_secs(30),
             upstream_timeout: Duration::from_secs(15 * 60),
             report_interval: Duration::from_secs(1),
+            heartbeat_interval: Duration::from_millis(250),
             drain_timeout: Duration::from_secs(30),
         }
     }
@@ -256,6 +263,7 @@ impl RoleConfig for DataPlaneConfig {
             ("queue_timeout", self.queue_timeout),
             ("upstream_timeout", self.upstream_timeout),
             ("report_interval", self.report_interval),
+            ("heartbeat_interval", self.heartbeat_interval),
         ])
     }
 }
@@ -281,7 +289,8 @@ pub struct WorkerConfig {
     /// How long a new sandbox may take to answer its health probe.
     #[serde(with = "humantime_serde")]
     pub ready_timeout: Duration,
-    /// How often the worker tells the control plane it is alive.
+    /// How often the worker tells the control plane it is alive, down its stream (keep it well under the
+    /// control plane's `worker_timeout`).
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
     /// CPU capacity offered to sandboxes, millicores (default: all cores).
@@ -301,7 +310,7 @@ impl Default for WorkerConfig {
             sandbox_host: IpAddr::from([127, 0, 0, 1]),
             sandbox_ports: ports::SANDBOX_PORTS,
             ready_timeout: Duration::from_secs(10),
-            heartbeat_interval: Duration::from_secs(1),
+            heartbeat_interval: Duration::from_millis(250),
             cpu_millis: None,
             memory_mib: None,
         }

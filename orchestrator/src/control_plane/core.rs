@@ -1,6 +1,7 @@
 //! The control plane's core, split by concern, each owning its part of the state: the [`registry`] of
-//! functions, the [`members`] (workers and data planes, heartbeats, expiry), [`scaling`] and placement, the
-//! sandbox [`lifecycle`] and the [`distribution`] of endpoint sets to data planes.
+//! functions, the [`members`] (workers and data planes, heartbeats, expiry) and their [`liveness`] by
+//! attachment, [`scaling`] and placement, the sandbox [`lifecycle`] and the [`distribution`] of endpoint
+//! sets to data planes.
 //!
 //! The parts live in one [`State`] behind one mutex, so that a change touching several of them (a creation
 //! settling: lifecycle, registry and a worker's reservation) is one atomic step with no lock order to get
@@ -8,6 +9,7 @@
 
 mod distribution;
 mod lifecycle;
+mod liveness;
 mod members;
 mod recovery;
 mod registry;
@@ -30,6 +32,8 @@ use distribution::Distribution;
 use lifecycle::{Lifecycle, PlannedSandbox};
 use members::Members;
 use registry::{FunctionRecord, Registry};
+
+pub use liveness::{Lease, LeasedPeer};
 
 /// Registering or deleting a function failed.
 #[derive(Debug, thiserror::Error)]

@@ -117,7 +117,10 @@ impl ControlPlane {
         let api = tokio::spawn(async move { api.await.map_err(ControlPlaneError::Http) });
         tracing::info!(grpc = %self.grpc_address, api = %self.http_address, "control plane up");
         let grpc = tonic::transport::Server::builder()
-            .add_service(ControlPlaneServer::new(grpc::ControlPlaneService { core: Arc::clone(&core) }))
+            .add_service(ControlPlaneServer::new(grpc::ControlPlaneService {
+                core: Arc::clone(&core),
+                shutdown: shutdown.clone(),
+            }))
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true)),
                 shutdown.clone().cancelled_owned(),
@@ -136,7 +139,7 @@ impl ControlPlane {
 /// The autoscaler tick and the peer-expiry check.
 async fn run_loops(core: Arc<Core>, shutdown: CancellationToken) {
     let mut ticks = tokio::time::interval(core.config.autoscaler.tick);
-    let mut expiry = tokio::time::interval((core.config.worker_timeout / 4).max(Duration::from_millis(100)));
+    let mut expiry = tokio::time::interval(expiry_period(&core.config));
     for interval in [&mut ticks, &mut expiry] {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
@@ -147,4 +150,11 @@ async fn run_loops(core: Arc<Core>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
         }
     }
+}
+
+/// How often heartbeat deadlines are checked: often enough that a silent peer is dropped within about its
+/// timeout (a quarter of the shorter one), and at least every 50 ms.
+fn expiry_period(config: &ControlPlaneConfig) -> Duration {
+    let shorter = config.worker_timeout.min(config.data_plane_timeout);
+    (shorter / 4).clamp(Duration::from_millis(1), Duration::from_millis(50))
 }

@@ -471,6 +471,12 @@ impl FunctionEntry {
         (average, u32::try_from(inner.waiters.len()).unwrap_or(u32::MAX))
     }
 
+    /// How many requests wait for a sandbox now (whose clients still wait).
+    pub fn queued(&self) -> u32 {
+        let waiting = self.lock().waiters.iter().filter(|w| !w.reply.is_closed()).count();
+        u32::try_from(waiting).unwrap_or(u32::MAX)
+    }
+
     /// Addresses of the current endpoints (for tests and introspection).
     pub fn endpoint_addresses(&self) -> Vec<SocketAddr> {
         self.lock().endpoints.iter().map(|s| s.address).collect()

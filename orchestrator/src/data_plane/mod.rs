@@ -12,17 +12,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::net::{self, AddressError, Backoff, BindError};
+use crate::net::{self, AddressError, BindError};
+use crate::peers::attach::{AttachingPeer, stay_attached};
 use crate::peers::{DataPlaneUplink, GrpcControlPlane};
 use crate::proto::dirigent::data_plane_server::{DataPlane as DataPlaneRpc, DataPlaneServer};
 use crate::proto::dirigent::{
     Ack, ColdStartRequest, DataPlaneInfo, FunctionFailure, FunctionLoad, FunctionRef, FunctionSet, FunctionState,
-    LoadReport,
+    Heartbeat, LoadReport, attach_request,
 };
+use crate::supervise::{self, TaskStopped};
 use endpoints::{EndpointSpec, FunctionTable, Version};
 use proxy::{ColdStartRequester, Proxy};
 use stats::CounterSnapshot;
@@ -42,7 +45,13 @@ pub enum DataPlaneError {
     /// the gRPC server failed
     #[error("data plane gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),
+    /// a background loop (attachment and load reports, cold-start requests) stopped on its own
+    #[error(transparent)]
+    Stopped(#[from] crate::supervise::TaskStopped),
 }
+
+const REPORTS: &str = "the data plane's attachment and load reports";
+const COLD_STARTS: &str = "the data plane's cold-start requests";
 
 /// A data plane whose sockets are bound, ready to serve.
 pub struct DataPlane {
@@ -90,13 +99,14 @@ impl DataPlane {
 
     /// Serves until `shutdown` is cancelled.
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), DataPlaneError> {
-        let cold_starts =
+        let (cold_starts, requests) =
             spawn_cold_start_requester(Arc::clone(&self.control_plane), self.name.clone(), shutdown.clone());
         let (table, config) = (Arc::clone(&self.table), self.config.clone());
+        let requester = Arc::clone(&cold_starts);
         let make_handler = move || {
             let proxy = Arc::new(Proxy::new(
                 Arc::clone(&table),
-                Arc::clone(&cold_starts),
+                Arc::clone(&requester),
                 config.queue_timeout,
                 config.upstream_timeout,
             ));
@@ -114,8 +124,10 @@ impl DataPlane {
                 proxy_address: self.proxy_address.clone(),
             },
             interval: self.config.report_interval,
+            heartbeat_interval: self.config.heartbeat_interval,
+            cold_starts: Arc::clone(&cold_starts),
         };
-        let reporting = tokio::spawn(reporter.run(shutdown.clone()));
+        let reporting = supervise::spawn(REPORTS, shutdown.clone(), reporter.run(shutdown.clone()));
         let service = DataPlaneService { table: Arc::clone(&self.table), drain_timeout: self.config.drain_timeout };
         tracing::info!(name = %self.name, proxy = %self.proxy_address, grpc = %self.grpc_address, "data plane up");
         let grpc = tonic::transport::Server::builder()
@@ -126,7 +138,10 @@ impl DataPlane {
             )
             .await;
         shutdown.cancel();
-        let _ = tokio::join!(http, reporting);
+        let (_, reporting, requests) =
+            tokio::join!(http, supervise::join(REPORTS, reporting), supervise::join(COLD_STARTS, requests));
+        reporting?;
+        requests?;
         grpc.map_err(DataPlaneError::from)
     }
 }
@@ -145,9 +160,9 @@ fn spawn_cold_start_requester(
     client: Arc<dyn DataPlaneUplink>,
     data_plane: String,
     shutdown: CancellationToken,
-) -> Arc<dyn ColdStartRequester> {
+) -> (Arc<dyn ColdStartRequester>, JoinHandle<Result<(), TaskStopped>>) {
     let (tx, mut rx) = mpsc::channel::<String>(4096);
-    tokio::spawn(async move {
+    let task = supervise::spawn(COLD_STARTS, shutdown.clone(), async move {
         loop {
             let function = tokio::select! {
                 received = rx.recv() => match received { Some(f) => f, None => return },
@@ -162,52 +177,59 @@ fn spawn_cold_start_requester(
             });
         }
     });
-    Arc::new(ChannelRequester(tx))
+    (Arc::new(ChannelRequester(tx)), task)
 }
 
-/// Registers with the control plane and reports load until shutdown.
+/// Stays attached to the control plane (registered, heartbeating) and reports load until shutdown.
 struct Reporter {
     client: Arc<dyn DataPlaneUplink>,
     table: Arc<FunctionTable>,
     info: DataPlaneInfo,
+    /// How often load reports go out.
     interval: Duration,
+    /// How often heartbeats go down the attachment.
+    heartbeat_interval: Duration,
+    /// Asks again for the cold starts a control plane that was away may have missed.
+    cold_starts: Arc<dyn ColdStartRequester>,
 }
 
 impl Reporter {
     async fn run(self, shutdown: CancellationToken) {
-        while self.register(&shutdown).await {
-            let mut ticker = tokio::time::interval(self.interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = ticker.tick() => {}
-                    () = shutdown.cancelled() => return,
-                }
-                let report = LoadReport { data_plane: self.info.name.clone(), functions: self.loads() };
-                let Err(status) = self.client.report_load(report.clone()).await else { continue };
-                self.restore(&report);
-                // NotFound: the control plane restarted and forgot us, so register again.
-                if status.code() == tonic::Code::NotFound {
-                    break;
-                }
-                tracing::warn!(%status, "load report failed; its counts go into the next one");
-            }
-        }
+        let (attached, reattach) = (watch::Sender::new(false), Notify::new());
+        let peer = AttachingDataPlane {
+            info: self.info.clone(),
+            table: Arc::clone(&self.table),
+            cold_starts: Arc::clone(&self.cold_starts),
+        };
+        let attaching =
+            stay_attached(self.client.as_ref(), &peer, self.heartbeat_interval, &reattach, &attached, &shutdown);
+        tokio::join!(attaching, self.report(&attached, &reattach, &shutdown));
     }
 
-    /// Registers, retrying with backoff; false when shut down first.
-    async fn register(&self, shutdown: &CancellationToken) -> bool {
-        // The control plane we register with answers with a full resync, which is the truth even if its
-        // clock (its incarnation) is behind its predecessor's; the predecessor sends nothing any more.
-        self.table.reset_versions();
-        let mut backoff = Backoff::new(Duration::from_secs(1));
+    /// Reports load every interval while attached; a report the control plane refuses as from an unknown
+    /// data plane makes it attach (register) again.
+    async fn report(&self, attached: &watch::Sender<bool>, reattach: &Notify, shutdown: &CancellationToken) {
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            match self.client.register_data_plane(self.info.clone()).await {
-                Ok(_) => return true,
-                Err(status) => tracing::debug!(%status, "registering with the control plane"),
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = shutdown.cancelled() => return,
             }
-            if !backoff.wait(shutdown).await {
-                return false;
+            // Detached, a report would be refused: its counts wait for the next one.
+            if !*attached.borrow() {
+                continue;
+            }
+            let report = LoadReport { data_plane: self.info.name.clone(), functions: self.loads() };
+            let Err(status) = self.client.report_load(report.clone()).await else { continue };
+            self.restore(&report);
+            if status.code() == tonic::Code::NotFound {
+                // No more reports until attached again; the stored permit ends the attachment even if
+                // the attacher is not waiting for it right now.
+                attached.send_replace(false);
+                reattach.notify_one();
+            } else {
+                tracing::warn!(%status, "load report failed; its counts go into the next one");
             }
         }
     }
@@ -244,6 +266,40 @@ impl Reporter {
                 }
             })
             .collect()
+    }
+}
+
+/// What a data plane says on its attachment, and does around each one.
+struct AttachingDataPlane {
+    info: DataPlaneInfo,
+    table: Arc<FunctionTable>,
+    cold_starts: Arc<dyn ColdStartRequester>,
+}
+
+impl AttachingPeer for AttachingDataPlane {
+    fn registration(&self) -> attach_request::Message {
+        attach_request::Message::DataPlane(self.info.clone())
+    }
+
+    fn heartbeat(&self) -> Heartbeat {
+        Heartbeat { sandboxes: 0 }
+    }
+
+    fn attaching(&self) {
+        // The control plane we register with answers with a full resync, which is the truth even if its
+        // clock (its incarnation) is behind its predecessor's; the predecessor sends nothing any more.
+        self.table.reset_versions();
+    }
+
+    fn attached(&self) {
+        // A cold start asked for while the control plane was away (or that it lost when it died) would
+        // never come: the queued requests ask again, and are served within their queue timeout.
+        for entry in self.table.all() {
+            if entry.queued() > 0 {
+                tracing::info!(function = %entry.name(), "asking again for a cold start of a function with queued requests");
+                self.cold_starts.request(entry.name());
+            }
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use http_body_util::BodyExt;
 use super::balancer::LoadBalancing;
 use super::endpoints::ColdStart;
 use super::*;
-use crate::proto::dirigent::Endpoint;
+use crate::proto::dirigent::{AttachRequest, Endpoint};
 use crate::test_util::cold_starts::FakeColdStarts;
 use crate::test_util::peers::{FakeControlPlane, UplinkCall};
 use crate::test_util::script::Step;
@@ -110,7 +110,7 @@ async fn cold_start_requests_reach_the_control_plane_with_the_data_plane_name() 
     let control_plane = FakeControlPlane::new();
     let shutdown = CancellationToken::new();
     let uplink = Arc::clone(&control_plane) as Arc<dyn DataPlaneUplink>;
-    let requester = spawn_cold_start_requester(uplink, "dp-1".into(), shutdown.clone());
+    let (requester, _task) = spawn_cold_start_requester(uplink, "dp-1".into(), shutdown.clone());
     requester.request("f");
     let asked = UplinkCall::RequestColdStart(ColdStartRequest { function: "f".into(), data_plane: "dp-1".into() });
     control_plane.journal().wait_until("the cold start asked for", |calls| calls == [asked.clone()]).await;
@@ -118,7 +118,7 @@ async fn cold_start_requests_reach_the_control_plane_with_the_data_plane_name() 
 }
 
 #[tokio::test]
-async fn the_reporter_registers_keeps_unsent_counts_and_registers_again_when_forgotten() {
+async fn the_reporter_attaches_keeps_unsent_counts_and_attaches_again_when_forgotten() {
     let control_plane = FakeControlPlane::new();
     let is_report = |call: &UplinkCall| matches!(call, UplinkCall::ReportLoad(_));
     for step in [
@@ -137,13 +137,18 @@ async fn the_reporter_registers_keeps_unsent_counts_and_registers_again_when_for
         table,
         info: info.clone(),
         interval: Duration::from_millis(10),
+        heartbeat_interval: Duration::from_secs(3600),
+        cold_starts: Arc::new(FakeColdStarts::default()),
     };
     let shutdown = CancellationToken::new();
     let reporting = tokio::spawn(reporter.run(shutdown.clone()));
-    let registered_twice = |calls: &[UplinkCall]| calls.iter().filter(|call| !is_report(call)).count() == 2;
-    let calls = control_plane.journal().wait_until("registered again", registered_twice).await;
+    let registered_twice = |calls: &[UplinkCall]| calls.iter().filter(|call| !is_report(call)).count() >= 2;
+    let mut calls = control_plane.journal().wait_until("registered again", registered_twice).await;
     shutdown.cancel();
     reporting.await.unwrap();
+    // Up to the second registration: the reports of the new attachment may have begun meanwhile.
+    let second = calls.iter().enumerate().filter(|(_, call)| !is_report(call)).nth(1).map(|(at, _)| at).unwrap();
+    calls.truncate(second + 1);
     let invocations: Vec<u64> = calls
         .iter()
         .filter_map(|call| match call {
@@ -152,6 +157,45 @@ async fn the_reporter_registers_keeps_unsent_counts_and_registers_again_when_for
         })
         .collect();
     assert_eq!(invocations, [1, 1, 0], "a failed report's counts go into the next one, and only once");
-    assert_eq!(calls.first(), Some(&UplinkCall::RegisterDataPlane(info.clone())));
-    assert_eq!(calls.last(), Some(&UplinkCall::RegisterDataPlane(info)));
+    let registration = UplinkCall::Attach(AttachRequest { message: Some(attach_request::Message::DataPlane(info)) });
+    assert_eq!(calls.first(), Some(&registration));
+    assert_eq!(calls.last(), Some(&registration));
+}
+
+#[tokio::test]
+async fn a_data_plane_that_attaches_again_asks_again_for_cold_starts_of_queued_functions() {
+    let (proxied, control_plane) = (Proxied::new(), FakeControlPlane::new());
+    for function in ["queued", "idle"] {
+        proxied.push(function, 1, &[]).await;
+    }
+    let waiting = proxied.request("queued");
+    proxied.queued("queued", 1).await;
+    assert_eq!(proxied.cold_starts.journal().calls(), ["queued"], "the proxy's own request");
+    // The control plane dies under the attachment at the first heartbeat: the cold start may be lost.
+    let is_heartbeat = |call: &UplinkCall| {
+        matches!(call, UplinkCall::Attach(AttachRequest { message: Some(attach_request::Message::Heartbeat(_)) }))
+    };
+    control_plane.script().push(is_heartbeat, Step::fail(Status::unavailable("the control plane died")));
+    let reporter = Reporter {
+        client: Arc::clone(&control_plane) as Arc<dyn DataPlaneUplink>,
+        table: Arc::clone(&proxied.table),
+        info: DataPlaneInfo { name: "dp-1".into(), grpc_address: "dp:8081".into(), proxy_address: "dp:8080".into() },
+        interval: Duration::from_secs(3600),
+        heartbeat_interval: Duration::from_millis(10),
+        cold_starts: Arc::clone(&proxied.cold_starts) as Arc<dyn ColdStartRequester>,
+    };
+    let shutdown = CancellationToken::new();
+    let reporting = tokio::spawn(reporter.run(shutdown.clone()));
+    let is_registration = |call: &UplinkCall| {
+        matches!(call, UplinkCall::Attach(AttachRequest { message: Some(attach_request::Message::DataPlane(_)) }))
+    };
+    control_plane
+        .journal()
+        .wait_until("attached again", |calls| calls.iter().filter(|call| is_registration(call)).count() == 2)
+        .await;
+    let asked = proxied.cold_starts.journal().wait_until("asked on each attachment", |calls| calls.len() == 3).await;
+    assert_eq!(asked, ["queued", "queued", "queued"], "only the function with a queued request, once per attachment");
+    shutdown.cancel();
+    reporting.await.unwrap();
+    waiting.abort();
 }

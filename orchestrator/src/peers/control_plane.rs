@@ -2,6 +2,7 @@
 
 use tonic::transport::Channel;
 
+use super::attach::{Attach, Outbound, Replies};
 use super::{Call, unary};
 use crate::net::AddressError;
 use crate::proto::dirigent::control_plane_client::ControlPlaneClient;
@@ -9,8 +10,8 @@ use crate::proto::dirigent::{
     Ack, ColdStartRequest, DataPlaneInfo, LoadReport, SandboxExit, WorkerHeartbeatRequest, WorkerInfo,
 };
 
-/// What a worker tells the control plane.
-pub trait WorkerUplink: Send + Sync + 'static {
+/// What a worker tells the control plane; it registers and heartbeats on its [`Attach`]ment.
+pub trait WorkerUplink: Attach {
     /// Announces the worker (again after the control plane forgot it).
     fn register_worker(&self, info: WorkerInfo) -> Call<'_, Ack>;
     /// Says the worker is alive, with its sandbox count; `NotFound` means register again.
@@ -19,8 +20,8 @@ pub trait WorkerUplink: Send + Sync + 'static {
     fn report_sandbox_exit(&self, exit: SandboxExit) -> Call<'_, Ack>;
 }
 
-/// What a data plane tells the control plane.
-pub trait DataPlaneUplink: Send + Sync + 'static {
+/// What a data plane tells the control plane; it registers and heartbeats on its [`Attach`]ment.
+pub trait DataPlaneUplink: Attach {
     /// Announces the data plane; the control plane answers with a full resync.
     fn register_data_plane(&self, info: DataPlaneInfo) -> Call<'_, Ack>;
     /// Per-function load since the last report (the data plane's heartbeat); `NotFound` means register again.
@@ -37,6 +38,16 @@ impl GrpcControlPlane {
     /// The control plane at `address`, connected on first use.
     pub fn connect(address: &str) -> Result<Self, AddressError> {
         Ok(Self(ControlPlaneClient::new(crate::net::channel(address)?)))
+    }
+}
+
+impl Attach for GrpcControlPlane {
+    fn attach(&self, messages: Outbound) -> Call<'_, Replies> {
+        let mut client = self.0.clone();
+        futures_util::FutureExt::boxed(async move {
+            let replies = client.attach(messages).await?.into_inner();
+            Ok(futures_util::StreamExt::boxed(replies))
+        })
     }
 }
 

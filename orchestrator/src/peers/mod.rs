@@ -6,6 +6,7 @@
 //! `test-util`), so the logic that decides what to send is unit-tested without sockets. The messages are
 //! the protos': a port is its gRPC service as one side sees it, nothing more.
 
+pub mod attach;
 mod control_plane;
 mod data_plane;
 mod worker;

@@ -5,16 +5,18 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 
-use futures_util::FutureExt;
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::mpsc;
 
 use super::lock;
 use super::script::{Journal, Recorder, Script};
 use crate::net::AddressError;
+use crate::peers::attach::{Attach, Outbound, ReceiverStream, Replies};
 use crate::peers::{Call, DataPlanePeer, DataPlaneUplink, PeerConnector, WorkerPeer, WorkerUplink};
 use crate::proto::dirigent::{
-    Ack, ColdStartRequest, CreateSandboxReply, CreateSandboxRequest, DataPlaneInfo, FunctionFailure, FunctionRef,
-    FunctionSet, FunctionState, KillSandboxRequest, LoadReport, SandboxExit, SandboxInfo, SandboxList,
-    WorkerHeartbeatRequest, WorkerInfo,
+    Ack, AttachReply, AttachRequest, ColdStartRequest, CreateSandboxReply, CreateSandboxRequest, DataPlaneInfo,
+    FunctionFailure, FunctionRef, FunctionSet, FunctionState, KillSandboxRequest, LoadReport, SandboxExit, SandboxInfo,
+    SandboxList, WorkerHeartbeatRequest, WorkerInfo,
 };
 
 /// One call the control plane made to a worker or a data plane, with its arguments.
@@ -229,13 +231,16 @@ pub enum UplinkCall {
     ReportLoad(LoadReport),
     /// [`DataPlaneUplink::request_cold_start`].
     RequestColdStart(ColdStartRequest),
+    /// One message on an [`Attach`]ment: the registration first, then heartbeats.
+    Attach(AttachRequest),
 }
 
 /// A control plane that records what workers and data planes tell it and answers as scripted (by default:
-/// success).
+/// success). On an attachment, a failure scripted for the registration refuses the attachment, and one
+/// scripted for a heartbeat ends it with that status (as a control plane that forgot the peer, or died).
 #[derive(Debug, Default)]
 pub struct FakeControlPlane {
-    recorder: Recorder<UplinkCall>,
+    recorder: Arc<Recorder<UplinkCall>>,
 }
 
 impl FakeControlPlane {
@@ -256,6 +261,31 @@ impl FakeControlPlane {
 
     fn call(&self, call: UplinkCall) -> Call<'_, Ack> {
         async move { self.recorder.call(call).await.map(|()| Ack {}) }.boxed()
+    }
+}
+
+impl Attach for FakeControlPlane {
+    fn attach(&self, mut messages: Outbound) -> Call<'_, Replies> {
+        async move {
+            let Some(registration) = messages.next().await else {
+                return Err(tonic::Status::invalid_argument("the attachment ended before its registration"));
+            };
+            self.recorder.call(UplinkCall::Attach(registration)).await?;
+            let (replies, outbound) = mpsc::channel(16);
+            let _ = replies.try_send(Ok(AttachReply { registration: 1 }));
+            let recorder = Arc::clone(&self.recorder);
+            tokio::spawn(async move {
+                while let Some(message) = messages.next().await {
+                    let answer = recorder.call(UplinkCall::Attach(message)).await;
+                    let ended = answer.is_err();
+                    if replies.send(answer.map(|()| AttachReply { registration: 1 })).await.is_err() || ended {
+                        return;
+                    }
+                }
+            });
+            Ok(ReceiverStream(outbound).boxed())
+        }
+        .boxed()
     }
 }
 

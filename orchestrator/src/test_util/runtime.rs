@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,6 +60,8 @@ pub struct FakeRuntime {
     sandboxes: Mutex<BTreeMap<String, Live>>,
     exits: broadcast::Sender<SandboxExited>,
     ports: AtomicU16,
+    /// Set: `list` panics, as a runtime bug would, to test that a role stops instead of limping on.
+    list_panics: AtomicBool,
 }
 
 impl std::fmt::Debug for FakeRuntime {
@@ -77,7 +79,13 @@ impl FakeRuntime {
             sandboxes: Mutex::default(),
             exits: broadcast::channel(1024).0,
             ports: AtomicU16::new(30_000),
+            list_panics: AtomicBool::new(false),
         })
+    }
+
+    /// From now on `list` panics.
+    pub fn panic_on_list(&self) {
+        self.list_panics.store(true, Ordering::SeqCst);
     }
 
     /// Every call so far.
@@ -187,6 +195,7 @@ impl SandboxRuntime for FakeRuntime {
 
     fn list(&self) -> Vec<SandboxInfo> {
         self.journal.record(RuntimeCall::List);
+        assert!(!self.list_panics.load(Ordering::SeqCst), "the fake runtime's list was told to panic");
         lock(&self.sandboxes).values().map(|live| live.info.clone()).collect()
     }
 

@@ -1,4 +1,5 @@
-//! The worker: the node agent that creates and kills sandboxes, heartbeats, and reports sandbox exits.
+//! The worker: the node agent that creates and kills sandboxes, stays attached to the control plane
+//! (heartbeats on a stream), and reports sandbox exits.
 
 pub mod runtime;
 
@@ -6,16 +7,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::net::{self, AddressError, Backoff, BindError};
+use crate::peers::attach::{AttachingPeer, stay_attached};
 use crate::peers::{GrpcControlPlane, WorkerUplink};
 use crate::proto::dirigent::worker_server::{Worker as WorkerRpc, WorkerServer};
 use crate::proto::dirigent::{
-    Ack, CreateSandboxReply, CreateSandboxRequest, KillSandboxRequest, SandboxExit, SandboxInfo as SandboxInfoMsg,
-    SandboxList, WorkerHeartbeatRequest, WorkerInfo,
+    Ack, CreateSandboxReply, CreateSandboxRequest, Heartbeat, KillSandboxRequest, SandboxExit,
+    SandboxInfo as SandboxInfoMsg, SandboxList, WorkerInfo, attach_request,
 };
+use crate::supervise;
 use runtime::process::ProcessRuntime;
 use runtime::{RuntimeError, RuntimeKind, SandboxRuntime, SandboxSpec};
 
@@ -34,7 +38,13 @@ pub enum WorkerError {
     /// the gRPC server failed
     #[error("worker gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),
+    /// a background loop (heartbeats, exit reports) stopped on its own
+    #[error(transparent)]
+    Stopped(#[from] crate::supervise::TaskStopped),
 }
+
+const HEARTBEATS: &str = "the worker's attachment and heartbeats";
+const EXIT_REPORTS: &str = "the worker's sandbox exit reports";
 
 /// A worker whose socket is bound, ready to serve.
 pub struct Worker {
@@ -78,19 +88,27 @@ impl Worker {
 
     /// Serves until `shutdown` is cancelled, then destroys every sandbox.
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
-        let heartbeat = tokio::spawn(heartbeat(
-            Arc::clone(&self.control_plane),
-            self.info.clone(),
-            Arc::clone(&self.runtime),
-            self.config.heartbeat_interval,
+        let heartbeat = supervise::spawn(
+            HEARTBEATS,
             shutdown.clone(),
-        ));
-        let exits = tokio::spawn(report_exits(
-            Arc::clone(&self.control_plane),
-            self.info.name.clone(),
-            Arc::clone(&self.runtime),
+            heartbeat(
+                Arc::clone(&self.control_plane),
+                self.info.clone(),
+                Arc::clone(&self.runtime),
+                self.config.heartbeat_interval,
+                shutdown.clone(),
+            ),
+        );
+        let exits = supervise::spawn(
+            EXIT_REPORTS,
             shutdown.clone(),
-        ));
+            report_exits(
+                Arc::clone(&self.control_plane),
+                self.info.name.clone(),
+                Arc::clone(&self.runtime),
+                shutdown.clone(),
+            ),
+        );
         let service = WorkerService { runtime: Arc::clone(&self.runtime), ready_timeout: self.config.ready_timeout };
         tracing::info!(name = %self.info.name, address = %self.info.address, "worker up");
         let served = tonic::transport::Server::builder()
@@ -101,9 +119,12 @@ impl Worker {
             )
             .await;
         shutdown.cancel();
-        let _ = tokio::join!(heartbeat, exits);
+        let (heartbeat, exits) =
+            tokio::join!(supervise::join(HEARTBEATS, heartbeat), supervise::join(EXIT_REPORTS, exits));
         self.runtime.shutdown().await;
         tracing::info!(name = %self.info.name, "worker stopped, sandboxes destroyed");
+        heartbeat?;
+        exits?;
         served.map_err(WorkerError::from)
     }
 }
@@ -115,7 +136,8 @@ pub fn runtime_for(config: &WorkerConfig) -> Arc<dyn SandboxRuntime> {
     }
 }
 
-/// Registers, then heartbeats; registers again when the control plane has forgotten this worker.
+/// Stays attached to the control plane: registers on the stream, heartbeats the sandbox count down it, and
+/// attaches (so registers) again whenever it ends, the control plane having died or forgotten this worker.
 async fn heartbeat(
     client: Arc<dyn WorkerUplink>,
     info: WorkerInfo,
@@ -123,27 +145,24 @@ async fn heartbeat(
     interval: Duration,
     shutdown: CancellationToken,
 ) {
-    'register: loop {
-        let mut backoff = Backoff::new(Duration::from_secs(1));
-        while let Err(status) = client.register_worker(info.clone()).await {
-            tracing::debug!(%status, "registering with the control plane");
-            if !backoff.wait(&shutdown).await {
-                return;
-            }
-        }
-        let mut ticker = tokio::time::interval(interval);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                () = shutdown.cancelled() => return,
-            }
-            let sandboxes = u32::try_from(runtime.list().len()).unwrap_or(u32::MAX);
-            match client.worker_heartbeat(WorkerHeartbeatRequest { name: info.name.clone(), sandboxes }).await {
-                Ok(_) => {}
-                Err(status) if status.code() == tonic::Code::NotFound => continue 'register,
-                Err(status) => tracing::warn!(%status, "heartbeat failed"),
-            }
-        }
+    let peer = AttachingWorker { info, runtime };
+    let attached = watch::Sender::new(false);
+    stay_attached(client.as_ref(), &peer, interval, &Notify::new(), &attached, &shutdown).await;
+}
+
+/// What a worker says on its attachment.
+struct AttachingWorker {
+    info: WorkerInfo,
+    runtime: Arc<dyn SandboxRuntime>,
+}
+
+impl AttachingPeer for AttachingWorker {
+    fn registration(&self) -> attach_request::Message {
+        attach_request::Message::Worker(self.info.clone())
+    }
+
+    fn heartbeat(&self) -> Heartbeat {
+        Heartbeat { sandboxes: u32::try_from(self.runtime.list().len()).unwrap_or(u32::MAX) }
     }
 }
 

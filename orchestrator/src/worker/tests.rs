@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::*;
-use crate::proto::dirigent::Ack;
+use crate::proto::dirigent::{Ack, AttachRequest};
 use crate::test_util::peers::{FakeControlPlane, UplinkCall};
 use crate::test_util::runtime::{Behaviour, FakeRuntime, RuntimeCall};
-use crate::test_util::script::{Gate, Step};
+use crate::test_util::script::{Gate, PATIENCE, Step};
 
 fn request(id: &str, image: &str) -> CreateSandboxRequest {
     CreateSandboxRequest {
@@ -137,13 +137,17 @@ fn contract_spec(id: &str) -> SandboxSpec {
 }
 
 #[tokio::test]
-async fn heartbeats_count_the_sandboxes_and_a_forgotten_worker_registers_again() {
+async fn heartbeats_on_the_attachment_count_the_sandboxes_and_a_forgotten_worker_attaches_again() {
     let (runtime, control_plane) = (FakeRuntime::new(), FakeControlPlane::new());
     for id in ["f-1", "f-2"] {
         runtime.create(contract_spec(id)).await.unwrap();
     }
-    let is_registration = |call: &UplinkCall| matches!(call, UplinkCall::RegisterWorker(_));
-    let is_heartbeat = |call: &UplinkCall| matches!(call, UplinkCall::WorkerHeartbeat(_));
+    let message = |call: &UplinkCall| match call {
+        UplinkCall::Attach(AttachRequest { message }) => message.clone(),
+        _ => None,
+    };
+    let is_registration = move |call: &UplinkCall| matches!(message(call), Some(attach_request::Message::Worker(_)));
+    let is_heartbeat = move |call: &UplinkCall| matches!(message(call), Some(attach_request::Message::Heartbeat(_)));
     control_plane.script().push(is_registration, Step::fail(Status::unavailable("not up yet")));
     control_plane.script().push(is_heartbeat, Step::fail(Status::not_found("worker w is not registered")));
     let shutdown = CancellationToken::new();
@@ -151,15 +155,16 @@ async fn heartbeats_count_the_sandboxes_and_a_forgotten_worker_registers_again()
         Arc::clone(&control_plane) as Arc<dyn WorkerUplink>,
         info(),
         Arc::clone(&runtime) as Arc<dyn SandboxRuntime>,
-        Duration::from_secs(1),
+        Duration::from_millis(20),
         shutdown.clone(),
     ));
     let calls = control_plane
         .journal()
         .wait_until("two heartbeats", |calls| calls.iter().filter(|call| is_heartbeat(call)).count() == 2);
     let calls = calls.await;
-    let beat = UplinkCall::WorkerHeartbeat(WorkerHeartbeatRequest { name: "w".into(), sandboxes: 2 });
-    let register = UplinkCall::RegisterWorker(info());
+    let attach = |message| UplinkCall::Attach(AttachRequest { message: Some(message) });
+    let beat = attach(attach_request::Message::Heartbeat(Heartbeat { sandboxes: 2 }));
+    let register = attach(attach_request::Message::Worker(info()));
     assert_eq!(calls, [register.clone(), register.clone(), beat.clone(), register, beat]);
     shutdown.cancel();
     beating.await.unwrap();
@@ -184,14 +189,37 @@ async fn serving_reports_to_the_control_plane_and_shutdown_destroys_every_sandbo
     let serving = tokio::spawn(worker.serve(shutdown.clone()));
     control_plane
         .journal()
-        .wait_until(
-            "registered",
-            |calls| matches!(calls.first(), Some(UplinkCall::RegisterWorker(info)) if info.name == "w"),
-        )
+        .wait_until("registered", |calls| {
+            matches!(
+                calls.first(),
+                Some(UplinkCall::Attach(AttachRequest { message: Some(attach_request::Message::Worker(info)) }))
+                    if info.name == "w"
+            )
+        })
         .await;
     runtime.create(contract_spec("f-1")).await.unwrap();
     shutdown.cancel();
     serving.await.unwrap().unwrap();
     assert_eq!(runtime_calls(&runtime).last(), Some(&RuntimeCall::Shutdown));
     assert!(runtime.list().is_empty(), "no sandbox outlives its worker");
+}
+
+#[tokio::test]
+async fn a_panic_in_the_heartbeats_stops_the_worker_with_the_reason() {
+    let (runtime, control_plane) = (FakeRuntime::new(), FakeControlPlane::new());
+    let config = WorkerConfig {
+        name: Some("w".into()),
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        heartbeat_interval: Duration::from_millis(10),
+        ..WorkerConfig::default()
+    };
+    let uplink = Arc::clone(&control_plane) as Arc<dyn WorkerUplink>;
+    let worker = Worker::bind_with(config, Arc::clone(&runtime) as Arc<dyn SandboxRuntime>, uplink).await.unwrap();
+    runtime.panic_on_list();
+    let shutdown = CancellationToken::new();
+    let stopped = tokio::time::timeout(PATIENCE, worker.serve(shutdown.clone())).await.expect("the worker stops");
+    let err = stopped.expect_err("a worker without heartbeats must not keep serving").to_string();
+    assert!(err.contains("the worker's attachment and heartbeats stopped unexpectedly (panicked: "), "{err}");
+    assert!(shutdown.is_cancelled());
+    assert_eq!(runtime_calls(&runtime).last(), Some(&RuntimeCall::Shutdown), "its sandboxes are destroyed");
 }

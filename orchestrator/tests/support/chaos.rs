@@ -133,10 +133,10 @@ impl Cluster {
         let started = Instant::now();
         let deadline = started + Duration::from_secs(60);
         loop {
-            if let Some(health) = try_health(&self.api).await {
-                if check(&health) {
-                    return started.elapsed();
-                }
+            if let Some(health) = try_health(&self.api).await
+                && check(&health)
+            {
+                return started.elapsed();
             }
             assert!(Instant::now() < deadline, "{what}: not within 60 s");
             tokio::time::sleep(Duration::from_millis(10)).await;

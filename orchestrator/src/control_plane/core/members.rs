@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use contracts::api::{DataPlaneView, WorkerView};
 
-use super::{Core, DataPlanes, Membership, PeerError, Workers};
+use super::liveness::{HeldLease, LeasedPeer};
+use super::{Core, DataPlanes, Membership, PeerError, State, Workers};
 use crate::control_plane::placement::{Resources, WorkerLoad};
 use crate::control_plane::store::{StoreChange, StoredDataPlane, StoredWorker};
 use crate::peers::{DataPlanePeer, WorkerPeer};
@@ -25,6 +26,8 @@ struct WorkerRecord {
     last_seen: Duration,
     /// Heartbeats in a row whose sandbox count differed from the registry's.
     count_mismatches: u32,
+    /// The attachment holding this registration, if any; it ends when the record goes.
+    lease: Option<HeldLease>,
 }
 
 struct DataPlaneRecord {
@@ -33,6 +36,8 @@ struct DataPlaneRecord {
     client: Arc<dyn DataPlanePeer>,
     /// When it last reported (clock time).
     last_seen: Duration,
+    /// The attachment holding this registration, if any; it ends when the record goes.
+    lease: Option<HeldLease>,
 }
 
 /// The registered workers and data planes, by name.
@@ -43,6 +48,8 @@ pub(super) struct Members {
     /// What the store holds of each peer, so that a re-registration that changed nothing writes nothing.
     pub(super) stored_workers: BTreeMap<String, StoredWorker>,
     pub(super) stored_data_planes: BTreeMap<String, StoredDataPlane>,
+    /// The last registration number handed to an attachment.
+    registrations: u64,
 }
 
 impl Members {
@@ -59,7 +66,8 @@ impl Members {
             memory_used_mib,
             sandboxes,
         };
-        let record = WorkerRecord { address: info.address, client, load, last_seen: now, count_mismatches: 0 };
+        let record =
+            WorkerRecord { address: info.address, client, load, last_seen: now, count_mismatches: 0, lease: None };
         self.workers.insert(info.name, record);
     }
 
@@ -123,6 +131,7 @@ impl Members {
             grpc_address: info.grpc_address.clone(),
             client,
             last_seen: now,
+            lease: None,
         };
         self.data_planes.insert(info.name.clone(), record);
     }
@@ -153,6 +162,62 @@ impl Members {
             self.data_planes.remove(name);
         }
         Expired { workers, data_planes }
+    }
+
+    /// Hands the registration of `peer` to a new attachment, ending the previous attachment's hold.
+    pub(super) fn lease(&mut self, peer: &LeasedPeer) -> Option<super::liveness::Lease> {
+        self.registrations += 1;
+        let registration = self.registrations;
+        let slot = match peer {
+            LeasedPeer::Worker(name) => &mut self.workers.get_mut(name)?.lease,
+            LeasedPeer::DataPlane(name) => &mut self.data_planes.get_mut(name)?.lease,
+        };
+        let (held, lease) = HeldLease::new(peer.clone(), registration);
+        *slot = Some(held);
+        Some(lease)
+    }
+
+    /// Whether `lease` still holds its peer's registration (no newer one replaced it, it was not dropped).
+    pub(super) fn holds(&self, lease: &super::liveness::Lease) -> bool {
+        let held = match lease.peer() {
+            LeasedPeer::Worker(name) => self.workers.get(name).and_then(|w| w.lease.as_ref()),
+            LeasedPeer::DataPlane(name) => self.data_planes.get(name).and_then(|d| d.lease.as_ref()),
+        };
+        held.is_some_and(|held| held.registration() == lease.registration())
+    }
+
+    /// Notes a heartbeat on an attachment; for a worker, whether it and the registry should reconcile now.
+    pub(super) fn leased_heartbeat(
+        &mut self,
+        lease: &super::liveness::Lease,
+        sandboxes: u32,
+        now: Duration,
+    ) -> Result<bool, PeerError> {
+        if !self.holds(lease) {
+            return Err(PeerError::Unknown(format!("{} (registration {})", lease.peer(), lease.registration())));
+        }
+        match lease.peer() {
+            LeasedPeer::Worker(name) => self.heartbeat(name, sandboxes, now),
+            LeasedPeer::DataPlane(name) => self.data_plane_seen(name, now).map(|()| false),
+        }
+    }
+
+    /// Takes out the registration `lease` holds, if it still holds it.
+    pub(super) fn remove_leased(&mut self, lease: &super::liveness::Lease) -> Expired {
+        let mut removed = Expired::default();
+        if self.holds(lease) {
+            match lease.peer() {
+                LeasedPeer::Worker(name) => {
+                    self.workers.remove(name);
+                    removed.workers.push(name.clone());
+                }
+                LeasedPeer::DataPlane(name) => {
+                    self.data_planes.remove(name);
+                    removed.data_planes.push(name.clone());
+                }
+            }
+        }
+        removed
     }
 
     pub(super) fn counts(&self) -> Membership {
@@ -186,10 +251,11 @@ impl Members {
     }
 }
 
-/// Who missed their deadline.
-struct Expired {
-    workers: Vec<String>,
-    data_planes: Vec<String>,
+/// Who is dropped: missed their deadline, or their attachment ended.
+#[derive(Default)]
+pub(super) struct Expired {
+    pub(super) workers: Vec<String>,
+    pub(super) data_planes: Vec<String>,
 }
 
 /// Names of the peers not heard from within `deadline`.
@@ -276,35 +342,42 @@ impl Core {
     /// Drops workers and data planes that stopped reporting, and the sandboxes on those workers.
     pub async fn expire_peers(self: &Arc<Self>) {
         let now = self.clock.now();
-        let (pushes, data_planes) = {
+        {
             let mut state = self.locked();
             let (worker_timeout, data_plane_timeout) = (self.config.worker_timeout, self.config.data_plane_timeout);
             let expired = state.members.expire(now, worker_timeout, data_plane_timeout);
-            for name in &expired.workers {
-                state.members.stored_workers.remove(name);
-                self.peer_writes.send(StoreChange::DeleteWorker(name.clone()));
-            }
-            for name in &expired.data_planes {
-                state.members.stored_data_planes.remove(name);
-                self.peer_writes.send(StoreChange::DeleteDataPlane(name.clone()));
-                tracing::warn!(data_plane = %name, "data plane stopped reporting; dropped");
-                state.registry.forget_loads(name);
-                state.distribution.forget(name);
-            }
-            for name in &expired.workers {
-                tracing::warn!(worker = %name, "worker missed its heartbeats; dropped with its sandboxes");
-            }
-            if !expired.workers.is_empty() || !expired.data_planes.is_empty() {
-                self.publish_membership(&state);
-            }
-            let pushes = state.drop_sandboxes(|s| expired.workers.contains(&s.worker));
-            (pushes, state.members.data_plane_clients())
-        };
-        // In the background: a push waits for drains, and this runs on the autoscaler's loop.
+            self.forget_peers(&mut state, &expired, "missed its heartbeat deadline");
+        }
+        self.resync_failed().await;
+    }
+
+    /// Forgets the workers and data planes already taken out of the members: a data plane's loads and
+    /// distribution state, a worker's sandboxes, whose removal is pushed to the data planes left.
+    pub(super) fn forget_peers(self: &Arc<Self>, state: &mut State, dropped: &Expired, why: &str) {
+        for name in &dropped.workers {
+            state.members.stored_workers.remove(name);
+            self.peer_writes.send(StoreChange::DeleteWorker(name.clone()));
+        }
+        for name in &dropped.data_planes {
+            state.members.stored_data_planes.remove(name);
+            self.peer_writes.send(StoreChange::DeleteDataPlane(name.clone()));
+            tracing::warn!(data_plane = %name, "data plane {why}; dropped");
+            state.registry.forget_loads(name);
+            state.distribution.forget(name);
+        }
+        for name in &dropped.workers {
+            tracing::warn!(worker = %name, "worker {why}; dropped with its sandboxes");
+        }
+        if dropped.workers.is_empty() && dropped.data_planes.is_empty() {
+            return;
+        }
+        self.publish_membership(state);
+        let pushes = state.drop_sandboxes(|s| dropped.workers.contains(&s.worker));
+        let data_planes = state.members.data_plane_clients();
+        // In the background: a push waits for drains, and the caller holds the lock.
         for push in pushes {
             let (core, data_planes) = (Arc::clone(self), data_planes.clone());
             tokio::spawn(async move { core.push(push, data_planes).await });
         }
-        self.resync_failed().await;
     }
 }

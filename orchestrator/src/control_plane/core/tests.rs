@@ -576,3 +576,86 @@ async fn sandbox_ids_differ_across_restarts() {
     let id = cluster.cold_started().await.sandbox_id;
     assert!(id.starts_with(&format!("f-{:x}-", cluster.core.incarnation)), "{id}");
 }
+
+/// Registers `f` with one sandbox on each of `w-1` and `w-2` (attached), and both data planes; returns the
+/// cluster, the leases of the workers, and the sandbox on `w-2`.
+async fn attached_cluster() -> (Cluster, [Lease; 2], String) {
+    let cluster = Cluster::new();
+    let leases = ["w-1", "w-2"].map(|name| cluster.core.attach_worker(worker(name)).unwrap());
+    for name in DATA_PLANES {
+        cluster.register_data_plane(name);
+    }
+    cluster.register(r#"{"name":"f","image":"img","min_scale":2,"max_scale":2}"#).await;
+    cluster
+        .peers
+        .journal()
+        .wait_until("two endpoints on every data plane", |calls| {
+            DATA_PLANES.iter().all(|dp| pushed(calls, dp, "f").last().is_some_and(|set| set.len() == 2))
+        })
+        .await;
+    let survivor = cluster.peers.worker_at("w-2").sandboxes()[0].sandbox_id.clone();
+    (cluster, leases, survivor)
+}
+
+fn worker_names(core: &Core) -> Vec<String> {
+    core.workers().into_iter().map(|w| w.name).collect()
+}
+
+#[tokio::test]
+async fn the_end_of_a_workers_attachment_drops_it_at_once_and_pushes_its_sandboxes_out() {
+    let (cluster, [lease, _], survivor) = attached_cluster().await;
+    let mut membership = cluster.core.membership();
+    // No time passes: only the stream's end can explain the drop.
+    cluster.core.detach(&lease, "lost its connection");
+    assert_eq!(worker_names(&cluster.core), ["w-2"]);
+    assert_eq!(membership.borrow_and_update().workers, 1, "the membership watch sees it");
+    let left: Vec<String> = cluster.core.function("f").unwrap().status.sandboxes.into_iter().map(|s| s.id).collect();
+    assert_eq!(left, std::slice::from_ref(&survivor), "its sandbox goes with it");
+    cluster
+        .peers
+        .journal()
+        .wait_until("only w-2's sandbox on every data plane", |calls| {
+            DATA_PLANES.iter().all(|dp| pushed(calls, dp, "f").last() == Some(&vec![survivor.clone()]))
+        })
+        .await;
+    assert!(matches!(cluster.core.attached_heartbeat(&lease, 1), Err(PeerError::Unknown(_))), "it must attach again");
+}
+
+#[tokio::test]
+async fn the_end_of_a_replaced_attachment_keeps_the_newer_registration() {
+    let (cluster, [old, _], _) = attached_cluster().await;
+    let new = cluster.core.attach_worker(worker("w-1")).unwrap();
+    assert!(new.registration() > old.registration());
+    tokio::time::timeout(Duration::from_secs(10), old.released()).await.expect("the replaced lease is released");
+    assert!(matches!(cluster.core.attached_heartbeat(&old, 1), Err(PeerError::Unknown(_))));
+    let before = cluster.peers.journal().calls().len();
+    cluster.core.detach(&old, "lost its connection");
+    assert_eq!(worker_names(&cluster.core), ["w-1", "w-2"], "the newer registration stays");
+    assert_eq!(placed_on(&cluster.core, "w-1"), 1, "with what is placed on it");
+    assert_eq!(cluster.core.function("f").unwrap().status.sandboxes.len(), 2);
+    cluster.core.attached_heartbeat(&new, 1).unwrap();
+    let since = cluster.peers.journal().calls().split_off(before);
+    assert!(pushed(&since, "dp-1", "f").is_empty(), "nothing is pushed for a stale attachment's end");
+}
+
+#[tokio::test]
+async fn the_heartbeat_deadline_drops_a_silent_attached_peer_and_ends_its_attachment() {
+    let (cluster, [quiet, chatty], survivor) = attached_cluster().await;
+    let dp = DataPlaneInfo { name: "dp-3".into(), grpc_address: "dp-3".into(), proxy_address: "dp-3:80".into() };
+    let silent_dp = cluster.core.attach_data_plane(dp).unwrap();
+    let timeout = cluster.core.config.worker_timeout.max(cluster.core.config.data_plane_timeout);
+    cluster.clock.advance(timeout / 2);
+    cluster.core.attached_heartbeat(&chatty, 1).unwrap();
+    cluster.data_planes_report();
+    cluster.clock.advance(timeout / 2 + Duration::from_millis(1));
+    cluster.core.expire_peers().await;
+    assert_eq!(worker_names(&cluster.core), ["w-2"], "a worker silent past worker_timeout is dropped");
+    let data_planes: Vec<String> = cluster.core.data_planes().into_iter().map(|d| d.name).collect();
+    assert_eq!(data_planes, DATA_PLANES, "so is a silent data plane; reporting ones stay");
+    for lease in [&quiet, &silent_dp] {
+        tokio::time::timeout(Duration::from_secs(10), lease.released()).await.expect("its attachment is ended");
+    }
+    let left: Vec<String> = cluster.core.function("f").unwrap().status.sandboxes.into_iter().map(|s| s.id).collect();
+    assert_eq!(left, [survivor]);
+    cluster.core.attached_heartbeat(&chatty, 1).unwrap();
+}
