@@ -329,6 +329,8 @@ pub struct FunctionCounters {
     pub cold_starts: u64,
     /// Invocations that failed in a data plane.
     pub failures: u64,
+    /// Requests a data plane moved to another sandbox because theirs was unreachable.
+    pub failovers: u64,
     /// Sandboxes created.
     pub sandboxes_created: u64,
     /// Sandbox creations that failed.

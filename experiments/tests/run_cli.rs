@@ -199,6 +199,31 @@ fn a_restarted_data_plane_serves_on_its_old_address() {
     support::assert_outage_and_recovery(&run_dir, killed, restarted);
 }
 
+#[test]
+fn a_restarted_control_plane_keeps_its_functions_and_nothing_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = "{ workload: { kind: rps, rate: 20, duration: 5s, functions: 2, runtime_ms: 2 } }";
+    let failures = "failures: [ { at: 1s, kill: control-plane, restart_after: 1s } ]\n";
+    let spec = write_spec(dir.path(), "workers: 1", load, failures);
+    let run = experiments(&["run", spec.to_str().unwrap()]);
+    assert!(run.status.success(), "{}\n{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+
+    let run_dir = execution(dir.path()).join("run");
+    let kinds: Vec<String> = read_json(&run_dir.join("manifest.json"))["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds, ["kill", "restart"]);
+    // The data plane serves the warm sandboxes while the control plane is down, and the restarted one loads the
+    // functions from its store (in its working folder) and adopts their sandboxes: no invocation fails.
+    let rows = support::outcomes(&run_dir);
+    assert!(rows.len() > 50, "{rows:?}");
+    let failed: Vec<_> = rows.iter().filter(|(_, outcome)| outcome != "ok").collect();
+    assert!(failed.is_empty(), "invocations failed around the control plane's restart: {failed:?}");
+}
+
 /// `experiments run` in the background, its stdout and stderr in files next to the spec (a pipe nobody reads could
 /// fill and stall it). Dropped while it runs (a failed assertion), it is interrupted like a user would, so it stops
 /// its `dirigent` processes, and killed if that takes over a minute; the kernel kills it should the test's thread

@@ -13,7 +13,8 @@
 //! Environment: `BENCH_REQUESTS` (measured warm requests per row, default 20000), `BENCH_WARMUP` (default
 //! 2000), `BENCH_COLD` (functions per cold-start phase, default 50), `BENCH_WORKERS` (default 2),
 //! `BENCH_PROXY_THREADS` (the data plane's `proxy_threads`, default one per core), `BENCH_RUST_LOG`
-//! (dirigent's log filter, default `warn`).
+//! (dirigent's log filter, default `warn`), `BENCH_DIRIGENT` (another `dirigent` binary to measure, for
+//! comparing two builds with the same client).
 
 mod support;
 

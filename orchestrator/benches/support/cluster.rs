@@ -48,7 +48,9 @@ impl Dirigent {
         let config_dir = tempfile::tempdir().context("creating a config directory")?;
         let config = config_dir.path().join("standalone.yaml");
         std::fs::write(&config, standalone_config(workers)).context("writing the dirigent config")?;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dirigent"))
+        // Another build of dirigent (an A/B comparison of two commits) with the same client and settings.
+        let binary = std::env::var_os("BENCH_DIRIGENT").unwrap_or_else(|| env!("CARGO_BIN_EXE_dirigent").into());
+        let mut child = Command::new(binary)
             // Its working folder holds its registry store: each run starts empty.
             .current_dir(config_dir.path())
             .arg("standalone")

@@ -112,6 +112,14 @@ pub fn render(state: &Overview) -> String {
         "Invocations that failed in a data plane.",
         |f| f.counters.failures as f64,
     );
+    per_function(
+        &mut out,
+        state,
+        "dirigent_failovers_total",
+        "counter",
+        "Requests moved to another sandbox because theirs refused or reset the connection.",
+        |f| f.counters.failovers as f64,
+    );
     per_function(&mut out, state, "dirigent_sandbox_creations_total", "counter", "Sandboxes created.", |f| {
         f.counters.sandboxes_created as f64
     });

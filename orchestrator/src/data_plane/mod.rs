@@ -241,6 +241,7 @@ impl Reporter {
                 invocations: load.invocations,
                 cold_starts: load.cold_starts,
                 failures: load.failures,
+                failovers: load.failovers,
                 latency_buckets: load.latency_buckets.clone(),
                 latency_sum_seconds: load.latency_sum_seconds,
             });
@@ -261,6 +262,7 @@ impl Reporter {
                     invocations: counters.invocations,
                     cold_starts: counters.cold_starts,
                     failures: counters.failures,
+                    failovers: counters.failovers,
                     latency_buckets: counters.latency_buckets,
                     latency_sum_seconds: counters.latency_sum_seconds,
                 }

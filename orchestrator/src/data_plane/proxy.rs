@@ -192,7 +192,7 @@ impl Proxy {
                 }
             };
             tracing::debug!(%sandbox, %address, %cause, "request not sent: failing over to another sandbox");
-            function.counters.record_retry();
+            function.counters.record_failover();
             let remaining = self.queue_timeout.saturating_sub(arrived.elapsed());
             let next = lease.fail_over(remaining, || self.cold_starts.request(function.name())).await;
             let next = next.map_err(|err| {

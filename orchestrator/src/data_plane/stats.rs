@@ -53,9 +53,8 @@ pub struct InvocationCounters {
     invocations: AtomicU64,
     cold_starts: AtomicU64,
     failures: AtomicU64,
-    /// Requests moved to another sandbox because theirs was unreachable; drained on its own (not reported
-    /// to the control plane yet), so the snapshot that crosses the boundary keeps its shape.
-    retries: AtomicU64,
+    /// Requests moved to another sandbox because theirs was unreachable.
+    failovers: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     latency_sum_nanos: AtomicU64,
 }
@@ -69,6 +68,8 @@ pub struct CounterSnapshot {
     pub cold_starts: u64,
     /// Invocations that failed in the data plane (no sandbox, upstream error).
     pub failures: u64,
+    /// Requests moved to another sandbox (or the queue) because theirs was unreachable.
+    pub failovers: u64,
     /// Scheduling-latency histogram counts, one per [`LATENCY_BUCKETS`] bound plus +Inf.
     pub latency_buckets: Vec<u64>,
     /// Sum of the scheduling latencies, seconds.
@@ -95,13 +96,8 @@ impl InvocationCounters {
     }
 
     /// Counts one request failed over to another sandbox (it still counts once, as an invocation or a failure).
-    pub fn record_retry(&self) {
-        self.retries.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Drains the failed-over count.
-    pub fn take_retries(&self) -> u64 {
-        self.retries.swap(0, Ordering::Relaxed)
+    pub fn record_failover(&self) {
+        self.failovers.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Puts back counts that could not be reported, so that a failed report loses nothing.
@@ -109,6 +105,7 @@ impl InvocationCounters {
         self.invocations.fetch_add(snapshot.invocations, Ordering::Relaxed);
         self.cold_starts.fetch_add(snapshot.cold_starts, Ordering::Relaxed);
         self.failures.fetch_add(snapshot.failures, Ordering::Relaxed);
+        self.failovers.fetch_add(snapshot.failovers, Ordering::Relaxed);
         for (bucket, count) in self.latency_buckets.iter().zip(&snapshot.latency_buckets) {
             bucket.fetch_add(*count, Ordering::Relaxed);
         }
@@ -122,6 +119,7 @@ impl InvocationCounters {
             invocations: self.invocations.swap(0, Ordering::Relaxed),
             cold_starts: self.cold_starts.swap(0, Ordering::Relaxed),
             failures: self.failures.swap(0, Ordering::Relaxed),
+            failovers: self.failovers.swap(0, Ordering::Relaxed),
             latency_buckets: self.latency_buckets.iter().map(|b| b.swap(0, Ordering::Relaxed)).collect(),
             latency_sum_seconds: self.latency_sum_nanos.swap(0, Ordering::Relaxed) as f64 / 1e9,
         }

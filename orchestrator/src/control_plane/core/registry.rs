@@ -172,6 +172,7 @@ impl FunctionRecord {
         self.counters.invocations = self.counters.invocations.saturating_add(load.invocations);
         self.counters.cold_starts = self.counters.cold_starts.saturating_add(load.cold_starts);
         self.counters.failures = self.counters.failures.saturating_add(load.failures);
+        self.counters.failovers = self.counters.failovers.saturating_add(load.failovers);
         self.loads.insert(data_plane.to_owned(), load);
     }
 

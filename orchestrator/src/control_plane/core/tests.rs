@@ -659,3 +659,14 @@ async fn the_heartbeat_deadline_drops_a_silent_attached_peer_and_ends_its_attach
     assert_eq!(left, [survivor]);
     cluster.core.attached_heartbeat(&chatty, 1).unwrap();
 }
+
+#[tokio::test]
+async fn failovers_the_data_planes_report_are_summed_per_function() {
+    let cluster = Cluster::with(&["w-1"]);
+    cluster.register(r#"{"name":"f","image":"img"}"#).await;
+    for (data_plane, failovers) in [("dp-1", 2), ("dp-2", 3), ("dp-1", 1)] {
+        let load = FunctionLoad { function: "f".into(), failovers, ..FunctionLoad::default() };
+        cluster.core.report_load(LoadReport { data_plane: data_plane.into(), functions: vec![load] }).unwrap();
+    }
+    assert_eq!(cluster.core.function("f").unwrap().status.counters.failovers, 6);
+}
