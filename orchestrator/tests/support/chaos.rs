@@ -225,6 +225,16 @@ impl Load {
         Load { outcomes, stop, sender }
     }
 
+    /// Waits until `count` requests have succeeded (panics after 60 s): by then every data plane has the
+    /// endpoints and the client's connections are open.
+    pub async fn until_succeeded(&self, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.outcomes.lock().unwrap().iter().filter(|o| o.error.is_none()).count() < count {
+            assert!(Instant::now() < deadline, "the load did not reach {count} successes within 60 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Stops sending, waits for the requests in flight and returns every outcome.
     pub async fn stop(self) -> Vec<Outcome> {
         self.stop.cancel();
@@ -282,8 +292,8 @@ pub async fn run(scenario: Scenario) -> Report {
     super::wait_for_function(&cluster.api, &warm, Duration::from_secs(30), "four sandboxes", ready(4)).await;
 
     let load = Load::start(cluster.proxies(), warm.clone(), Duration::from_millis(10));
-    // Steady state first: every data plane has the endpoints and the client's connections are open.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Steady state first: a few rounds over every data plane.
+    load.until_succeeded(10 * cluster.proxies().len()).await;
     let (kill_sent, killed) = cluster.kill(scenario);
     let proxies = match scenario {
         Scenario::DataPlaneKill => cluster.proxies()[1..].to_vec(),
