@@ -57,14 +57,17 @@ impl Cluster {
     async fn cold_started(&self) -> CreateSandboxRequest {
         self.register(r#"{"name":"f","image":"img"}"#).await;
         self.core.request_cold_start("f");
-        let calls = self
-            .peers
-            .journal()
-            .wait_until("f's endpoint on every data plane", |calls| {
-                DATA_PLANES.iter().all(|dp| pushed(calls, dp, "f").last().is_some_and(|set| set.len() == 1))
-            })
-            .await;
+        let calls = self.endpoints_everywhere(1).await;
         calls.into_iter().find_map(|sent| created(&sent).cloned()).expect("a create")
+    }
+
+    /// Waits until every data plane's latest set for `f` has `count` endpoints; returns the calls so far.
+    async fn endpoints_everywhere(&self, count: usize) -> Vec<Sent> {
+        let what = format!("{count} endpoints of f on every data plane");
+        let on_every = |calls: &[Sent]| {
+            DATA_PLANES.iter().all(|dp| pushed(calls, dp, "f").last().is_some_and(|set| set.len() == count))
+        };
+        self.peers.journal().wait_until(&what, on_every).await
     }
 
     /// Keeps the data planes from expiring.
@@ -162,13 +165,7 @@ async fn an_autoscaler_tick_that_scales_up_pushes_each_new_endpoint_to_every_dat
     let load = FunctionLoad { function: "f".into(), average_concurrency: 3.0, ..FunctionLoad::default() };
     cluster.core.report_load(LoadReport { data_plane: "dp-1".into(), functions: vec![load] }).unwrap();
     cluster.core.tick().await;
-    let calls = cluster
-        .peers
-        .journal()
-        .wait_until("three endpoints on every data plane", |calls| {
-            DATA_PLANES.iter().all(|dp| pushed(calls, dp, "f").last().is_some_and(|set| set.len() == 3))
-        })
-        .await;
+    let calls = cluster.endpoints_everywhere(3).await;
     let created: Vec<&str> = calls.iter().filter_map(created).map(|r| r.sandbox_id.as_str()).collect();
     assert_eq!(created.len(), 3, "concurrency 3 at target 1 asks for three sandboxes: {created:?}");
     for dp in DATA_PLANES {
@@ -194,18 +191,18 @@ async fn an_autoscaler_tick_that_scales_up_pushes_each_new_endpoint_to_every_dat
     assert_eq!(cluster.core.function("f").unwrap().status.ready, 3);
 }
 
+/// Registers `f` with two sandboxes (on `w-1` and `w-2`) and waits until every data plane has both; returns
+/// the one on `w-2`.
+async fn two_sandboxes_everywhere(cluster: &Cluster) -> String {
+    cluster.register(r#"{"name":"f","image":"img","min_scale":2,"max_scale":2}"#).await;
+    cluster.endpoints_everywhere(2).await;
+    cluster.peers.worker_at("w-2").sandboxes()[0].sandbox_id.clone()
+}
+
 #[tokio::test]
 async fn a_worker_that_disappears_takes_its_sandboxes_out_of_every_data_plane() {
     let cluster = Cluster::with(&["w-1", "w-2"]);
-    cluster.register(r#"{"name":"f","image":"img","min_scale":2,"max_scale":2}"#).await;
-    cluster
-        .peers
-        .journal()
-        .wait_until("two endpoints on every data plane", |calls| {
-            DATA_PLANES.iter().all(|dp| pushed(calls, dp, "f").last().is_some_and(|set| set.len() == 2))
-        })
-        .await;
-    let survivor = cluster.peers.worker_at("w-2").sandboxes()[0].sandbox_id.clone();
+    let survivor = two_sandboxes_everywhere(&cluster).await;
     let timeout = cluster.core.config.worker_timeout;
     cluster.clock.advance(timeout / 2);
     cluster.core.worker_heartbeat("w-2", 1).unwrap();
@@ -585,15 +582,7 @@ async fn attached_cluster() -> (Cluster, [Lease; 2], String) {
     for name in DATA_PLANES {
         cluster.register_data_plane(name);
     }
-    cluster.register(r#"{"name":"f","image":"img","min_scale":2,"max_scale":2}"#).await;
-    cluster
-        .peers
-        .journal()
-        .wait_until("two endpoints on every data plane", |calls| {
-            DATA_PLANES.iter().all(|dp| pushed(calls, dp, "f").last().is_some_and(|set| set.len() == 2))
-        })
-        .await;
-    let survivor = cluster.peers.worker_at("w-2").sandboxes()[0].sandbox_id.clone();
+    let survivor = two_sandboxes_everywhere(&cluster).await;
     (cluster, leases, survivor)
 }
 
