@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::net::{self, AddressError, BindError};
-use crate::peers::attach::{AttachingPeer, stay_attached};
+use crate::peers::attach::{AttachingPeer, Attachment};
 use crate::peers::{DataPlaneUplink, GrpcControlPlane};
 use crate::proto::dirigent::data_plane_server::{DataPlane as DataPlaneRpc, DataPlaneServer};
 use crate::proto::dirigent::{
@@ -201,9 +201,15 @@ impl Reporter {
             table: Arc::clone(&self.table),
             cold_starts: Arc::clone(&self.cold_starts),
         };
-        let attaching =
-            stay_attached(self.client.as_ref(), &peer, self.heartbeat_interval, &reattach, &attached, &shutdown);
-        tokio::join!(attaching, self.report(&attached, &reattach, &shutdown));
+        let attachment = Attachment {
+            uplink: self.client.as_ref(),
+            peer: &peer,
+            interval: self.heartbeat_interval,
+            reattach: &reattach,
+            attached: &attached,
+            shutdown: &shutdown,
+        };
+        tokio::join!(attachment.stay(), self.report(&attached, &reattach, &shutdown));
     }
 
     /// Reports load every interval while attached; a report the control plane refuses as from an unknown

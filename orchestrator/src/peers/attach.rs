@@ -67,32 +67,90 @@ enum Ended {
     Lost(String),
 }
 
-/// Keeps `peer` attached until `shutdown`: attaches, heartbeats every `interval`, and attaches again when
-/// the stream ends (first retry after 20 ms, doubling up to [`MAX_BACKOFF`]) or when `reattach` is
-/// notified. `attached` says whether an attachment is up.
-pub async fn stay_attached(
-    uplink: &dyn Attach,
-    peer: &dyn AttachingPeer,
-    interval: Duration,
-    reattach: &Notify,
-    attached: &watch::Sender<bool>,
-    shutdown: &CancellationToken,
-) {
-    let mut backoff = Backoff::new(MAX_BACKOFF);
-    loop {
-        peer.attaching();
-        let ended = attach_once(uplink, peer, interval, reattach, attached, shutdown).await;
-        attached.send_replace(false);
-        match ended {
-            Ended::Shutdown => return,
-            Ended::Refused(status) => tracing::debug!(%status, "attaching to the control plane"),
-            Ended::Lost(why) => {
-                tracing::warn!(%why, "attachment to the control plane ended; attaching again");
-                backoff = Backoff::new(MAX_BACKOFF);
+/// What keeps a peer attached: the uplink, what the peer says, how often, and the signals around it.
+pub struct Attachment<'a> {
+    /// The control plane's attach call.
+    pub uplink: &'a dyn Attach,
+    /// The registration and heartbeats.
+    pub peer: &'a dyn AttachingPeer,
+    /// Between heartbeats.
+    pub interval: Duration,
+    /// Notified: end the attachment and attach again (the control plane forgot this peer).
+    pub reattach: &'a Notify,
+    /// Whether an attachment is up.
+    pub attached: &'a watch::Sender<bool>,
+    /// Ends it all.
+    pub shutdown: &'a CancellationToken,
+}
+
+impl Attachment<'_> {
+    /// Keeps the peer attached until `shutdown`: attaches, heartbeats every `interval`, and attaches again
+    /// when the stream ends (first retry after 20 ms, doubling up to [`MAX_BACKOFF`]) or when `reattach` is
+    /// notified.
+    pub async fn stay(&self) {
+        let mut backoff = Backoff::new(MAX_BACKOFF);
+        loop {
+            self.peer.attaching();
+            let ended = self.once().await;
+            self.attached.send_replace(false);
+            match ended {
+                Ended::Shutdown => return,
+                Ended::Refused(status) => tracing::debug!(%status, "attaching to the control plane"),
+                Ended::Lost(why) => {
+                    tracing::warn!(%why, "attachment to the control plane ended; attaching again");
+                    backoff = Backoff::new(MAX_BACKOFF);
+                }
+            }
+            if !backoff.wait(self.shutdown).await {
+                return;
             }
         }
-        if !backoff.wait(shutdown).await {
-            return;
+    }
+
+    async fn once(&self) -> Ended {
+        let (uplink, peer, interval, shutdown) = (self.uplink, self.peer, self.interval, self.shutdown);
+        // Small: a heartbeat that cannot be sent at once is stale by the next one.
+        let (messages, outbound) = mpsc::channel(2);
+        let registration = AttachRequest { message: Some(peer.registration()) };
+        if messages.try_send(registration).is_err() {
+            return Ended::Refused(tonic::Status::internal("the attachment's channel refused its first message"));
+        }
+        // A control plane that accepts the connection but never answers is as good as gone.
+        let accepting = tokio::time::timeout(interval * UNANSWERED_HEARTBEATS, accepted(uplink, outbound));
+        let mut replies = tokio::select! {
+            replies = accepting => match replies {
+                Ok(Ok(replies)) => replies,
+                Ok(Err(status)) => return Ended::Refused(status),
+                Err(_) => return Ended::Refused(tonic::Status::deadline_exceeded("the control plane did not answer the registration")),
+            },
+            () = shutdown.cancelled() => return Ended::Shutdown,
+        };
+        self.attached.send_replace(true);
+        peer.attached();
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.reset();
+        let mut unanswered = 0;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    if unanswered >= UNANSWERED_HEARTBEATS {
+                        return Ended::Lost(format!("{unanswered} heartbeats without a reply"));
+                    }
+                    let heartbeat = AttachRequest { message: Some(attach_request::Message::Heartbeat(peer.heartbeat())) };
+                    if let Err(mpsc::error::TrySendError::Closed(_)) = messages.try_send(heartbeat) {
+                        return Ended::Lost("the stream closed".into());
+                    }
+                    unanswered += 1;
+                }
+                reply = replies.next() => match reply {
+                    Some(Ok(_)) => unanswered = 0,
+                    Some(Err(status)) => return Ended::Lost(status.to_string()),
+                    None => return Ended::Lost("the control plane closed the stream".into()),
+                },
+                () = self.reattach.notified() => return Ended::Lost("the control plane does not know this peer".into()),
+                () = shutdown.cancelled() => return Ended::Shutdown,
+            }
         }
     }
 }
@@ -104,58 +162,5 @@ async fn accepted(uplink: &dyn Attach, outbound: mpsc::Receiver<AttachRequest>) 
         Some(Ok(_)) => Ok(replies),
         Some(Err(status)) => Err(status),
         None => Err(tonic::Status::unavailable("the attachment ended before it was accepted")),
-    }
-}
-
-async fn attach_once(
-    uplink: &dyn Attach,
-    peer: &dyn AttachingPeer,
-    interval: Duration,
-    reattach: &Notify,
-    attached: &watch::Sender<bool>,
-    shutdown: &CancellationToken,
-) -> Ended {
-    // Small: a heartbeat that cannot be sent at once is stale by the next one.
-    let (messages, outbound) = mpsc::channel(2);
-    let registration = AttachRequest { message: Some(peer.registration()) };
-    if messages.try_send(registration).is_err() {
-        return Ended::Refused(tonic::Status::internal("the attachment's channel refused its first message"));
-    }
-    // A control plane that accepts the connection but never answers is as good as gone.
-    let accepting = tokio::time::timeout(interval * UNANSWERED_HEARTBEATS, accepted(uplink, outbound));
-    let mut replies = tokio::select! {
-        replies = accepting => match replies {
-            Ok(Ok(replies)) => replies,
-            Ok(Err(status)) => return Ended::Refused(status),
-            Err(_) => return Ended::Refused(tonic::Status::deadline_exceeded("the control plane did not answer the registration")),
-        },
-        () = shutdown.cancelled() => return Ended::Shutdown,
-    };
-    attached.send_replace(true);
-    peer.attached();
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.reset();
-    let mut unanswered = 0;
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {
-                if unanswered >= UNANSWERED_HEARTBEATS {
-                    return Ended::Lost(format!("{unanswered} heartbeats without a reply"));
-                }
-                let heartbeat = AttachRequest { message: Some(attach_request::Message::Heartbeat(peer.heartbeat())) };
-                if let Err(mpsc::error::TrySendError::Closed(_)) = messages.try_send(heartbeat) {
-                    return Ended::Lost("the stream closed".into());
-                }
-                unanswered += 1;
-            }
-            reply = replies.next() => match reply {
-                Some(Ok(_)) => unanswered = 0,
-                Some(Err(status)) => return Ended::Lost(status.to_string()),
-                None => return Ended::Lost("the control plane closed the stream".into()),
-            },
-            () = reattach.notified() => return Ended::Lost("the control plane does not know this peer".into()),
-            () = shutdown.cancelled() => return Ended::Shutdown,
-        }
     }
 }

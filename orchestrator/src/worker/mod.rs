@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::net::{self, AddressError, Backoff, BindError};
-use crate::peers::attach::{AttachingPeer, stay_attached};
+use crate::peers::attach::{AttachingPeer, Attachment};
 use crate::peers::{GrpcControlPlane, WorkerUplink};
 use crate::proto::dirigent::worker_server::{Worker as WorkerRpc, WorkerServer};
 use crate::proto::dirigent::{
@@ -147,7 +147,16 @@ async fn heartbeat(
 ) {
     let peer = AttachingWorker { info, runtime };
     let attached = watch::Sender::new(false);
-    stay_attached(client.as_ref(), &peer, interval, &Notify::new(), &attached, &shutdown).await;
+    let reattach = Notify::new();
+    let attachment = Attachment {
+        uplink: client.as_ref(),
+        peer: &peer,
+        interval,
+        reattach: &reattach,
+        attached: &attached,
+        shutdown: &shutdown,
+    };
+    attachment.stay().await;
 }
 
 /// What a worker says on its attachment.
