@@ -72,6 +72,14 @@ pub enum InvalidConfig {
         /// The key.
         key: &'static str,
     },
+    /// "`{key}` = {value:?} has an empty address; give host:port, or several separated by commas"
+    #[error("`{key}` = {value:?} has an empty address; give host:port, or several separated by commas")]
+    EmptyAddressInList {
+        /// The key.
+        key: &'static str,
+        /// The value given.
+        value: String,
+    },
     /// "`autoscaler`: {0}"
     #[error("`autoscaler`: {0}")]
     Autoscaler(AutoscalerConfigError),
@@ -131,6 +139,26 @@ fn any(port: u16) -> SocketAddr {
 /// Listening on loopback only: `dirigent standalone`'s default, everything on one machine.
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// The gRPC metadata key in which a control-plane replica that is not the leader names the leader's address,
+/// so that workers and data planes go there.
+pub const LEADER_METADATA: &str = "dirigent-leader";
+
+/// The addresses in a `control_plane` setting: one `host:port`, or those of its replicas separated by commas.
+pub fn control_plane_addresses(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|address| !address.is_empty())
+}
+
+/// Refuses a `control_plane` setting with no address, or with an empty one among several.
+fn valid_control_plane(value: &str) -> Result<(), InvalidConfig> {
+    if control_plane_addresses(value).next().is_none() {
+        return Err(InvalidConfig::NoAddress { key: "control_plane" });
+    }
+    if value.split(',').any(|address| address.trim().is_empty()) {
+        return Err(InvalidConfig::EmptyAddressInList { key: "control_plane", value: value.to_owned() });
+    }
+    Ok(())
 }
 
 /// The control plane's gRPC address as peers on the same machine reach it by default.
@@ -210,7 +238,7 @@ pub struct DataPlaneConfig {
     pub grpc_listen: SocketAddr,
     /// Host name or address peers use when a listen address is `0.0.0.0`.
     pub advertise_host: String,
-    /// The control plane's gRPC address.
+    /// The control plane's gRPC address, or its replicas' separated by commas (calls follow the leader).
     pub control_plane: String,
     /// How a free sandbox is chosen.
     pub load_balancing: LoadBalancing,
@@ -256,9 +284,7 @@ impl Default for DataPlaneConfig {
 
 impl RoleConfig for DataPlaneConfig {
     fn validate(&self) -> Result<(), InvalidConfig> {
-        if self.control_plane.trim().is_empty() {
-            return Err(InvalidConfig::NoAddress { key: "control_plane" });
-        }
+        valid_control_plane(&self.control_plane)?;
         above_zero(&[
             ("queue_timeout", self.queue_timeout),
             ("upstream_timeout", self.upstream_timeout),
@@ -278,7 +304,7 @@ pub struct WorkerConfig {
     pub listen: SocketAddr,
     /// Host name or address the control plane uses when `listen` is `0.0.0.0`.
     pub advertise_host: String,
-    /// The control plane's gRPC address.
+    /// The control plane's gRPC address, or its replicas' separated by commas (calls follow the leader).
     pub control_plane: String,
     /// How sandboxes run.
     pub runtime: RuntimeKind,
@@ -319,9 +345,7 @@ impl Default for WorkerConfig {
 
 impl RoleConfig for WorkerConfig {
     fn validate(&self) -> Result<(), InvalidConfig> {
-        if self.control_plane.trim().is_empty() {
-            return Err(InvalidConfig::NoAddress { key: "control_plane" });
-        }
+        valid_control_plane(&self.control_plane)?;
         above_zero(&[("ready_timeout", self.ready_timeout), ("heartbeat_interval", self.heartbeat_interval)])
     }
 }

@@ -60,7 +60,7 @@ fn the_yaml_shape_is_strict_with_humantime_durations() {
 fn validation_names_the_key() {
     let sqlite = |path: &str| StoreConfig::Sqlite(SqliteStoreConfig { path: path.into(), ..Default::default() });
     let redis = |url: &str| StoreConfig::Redis(RedisStoreConfig { url: url.into(), ..Default::default() });
-    let cases: [(Result<(), InvalidConfig>, &str); 11] = [
+    let cases: [(Result<(), InvalidConfig>, &str); 12] = [
         (ControlPlaneConfig { store: sqlite(""), ..Default::default() }.validate(), "`store`: `path` is empty"),
         (
             ControlPlaneConfig { store: redis("http://127.0.0.1:6379"), ..Default::default() }.validate(),
@@ -78,6 +78,10 @@ fn validation_names_the_key() {
         (DataPlaneConfig { report_interval: Duration::ZERO, ..Default::default() }.validate(), "report_interval"),
         (DataPlaneConfig { heartbeat_interval: Duration::ZERO, ..Default::default() }.validate(), "heartbeat_interval"),
         (DataPlaneConfig { control_plane: " ".into(), ..Default::default() }.validate(), "control_plane"),
+        (
+            WorkerConfig { control_plane: "10.0.0.1:9090,,10.0.0.3:9090".into(), ..Default::default() }.validate(),
+            "`control_plane` = \"10.0.0.1:9090,,10.0.0.3:9090\" has an empty address",
+        ),
         (WorkerConfig { heartbeat_interval: Duration::ZERO, ..Default::default() }.validate(), "heartbeat_interval"),
         (WorkerConfig { ready_timeout: Duration::ZERO, ..Default::default() }.validate(), "ready_timeout"),
         (
