@@ -1,9 +1,11 @@
-//! `kill -9` of a process writing the SQLite store in `synchronous: normal` loses no acknowledged change.
+//! `kill -9` of a process writing the registry store loses no acknowledged change: the SQLite store in
+//! `synchronous: normal`, and the Redis store (its own `redis-server`, which stays up: what a Redis crash keeps is
+//! the server's persistence setting, not ours).
 //!
-//! The test binary is its own child: started again with `STORE_KILL_CHILD=<file>`, it registers functions without
-//! end (many in flight at once, so the kill lands among commits) and prints each name once its apply is
-//! acknowledged. The parent reads until [`ACKS`] names, kills the child with SIGKILL, opens the file again and
-//! finds every acknowledged function. (`harness = false`: `main` chooses the role.)
+//! The test binary is its own child: started again with `STORE_KILL_CHILD=<file or redis:// URL>`, it registers
+//! functions without end (many in flight at once, so the kill lands among commits) and prints each name once its
+//! apply is acknowledged. The parent reads until [`ACKS`] names, kills the child with SIGKILL, opens the store
+//! again and finds every acknowledged function. (`harness = false`: `main` chooses the role.)
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -16,7 +18,8 @@ use contracts::api::FunctionSpec;
 use contracts::config::Synchronous;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use orchestrator::control_plane::store::{RegistryStore, SqliteStore, StoreChange};
+use orchestrator::control_plane::store::{RedisStore, RegistryStore, SqliteStore, StoreChange};
+use orchestrator::test_util::redis::RedisServer;
 
 const CHILD: &str = "STORE_KILL_CHILD";
 /// Acknowledgements read before the kill.
@@ -25,17 +28,34 @@ const ACKS: usize = 5000;
 const IN_FLIGHT: usize = 256;
 /// How long the parent waits for any one acknowledgement.
 const PATIENCE: Duration = Duration::from_secs(30);
+/// The key prefix of the Redis store.
+const PREFIX: &str = "kill:";
 
 fn main() {
-    match std::env::var_os(CHILD) {
-        Some(path) => child(Path::new(&path)),
-        None => parent(),
+    match std::env::var(CHILD) {
+        Ok(store) => child(&store),
+        Err(_) => {
+            let dir = tempfile::tempdir().expect("a temporary folder");
+            survives("sqlite", &dir.path().join("registry.sqlite").display().to_string());
+            let server = RedisServer::start();
+            survives("redis", &server.url());
+        }
     }
 }
 
+/// The store `location` names: a `redis://` URL, else an SQLite file.
+fn open(location: &str) -> Box<dyn RegistryStore> {
+    let opened: Result<Box<dyn RegistryStore>, _> = if location.starts_with("redis://") {
+        RedisStore::open(location, PREFIX).map(|s| Box::new(s) as Box<dyn RegistryStore>)
+    } else {
+        SqliteStore::open(Path::new(location), Synchronous::Normal).map(|s| Box::new(s) as Box<dyn RegistryStore>)
+    };
+    opened.unwrap_or_else(|e| panic!("opening {location}: {e}"))
+}
+
 /// Registers `fn-0`, `fn-1`, ... until killed, printing each acknowledged name.
-fn child(path: &Path) {
-    let store = SqliteStore::open(path, Synchronous::Normal).unwrap_or_else(|e| panic!("child: {e}"));
+fn child(location: &str) {
+    let store = open(location);
     let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
     runtime.block_on(async {
         let apply = |i: usize| {
@@ -65,12 +85,11 @@ impl Drop for Killed {
     }
 }
 
-fn parent() {
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    let path = dir.path().join("registry.sqlite");
+/// Kills a child writing to `location` and checks that the store holds every acknowledged function.
+fn survives(kind: &str, location: &str) {
     let exe = std::env::current_exe().expect("the test binary");
     let mut child = Command::new(exe)
-        .env(CHILD, &path)
+        .env(CHILD, location)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -78,17 +97,17 @@ fn parent() {
         .expect("starting the child");
     let acked = read_acks(child.0.stdout.take().expect("its stdout"));
     drop(child);
-    let store = SqliteStore::open(&path, Synchronous::Normal).unwrap_or_else(|e| panic!("reopening: {e}"));
+    let store = open(location);
     let stored: BTreeSet<String> = store.load().expect("loading").functions.into_iter().map(|spec| spec.name).collect();
     let lost: Vec<&String> = acked.iter().filter(|name| !stored.contains(*name)).collect();
     let some = &lost[..lost.len().min(20)];
     assert!(
         lost.is_empty(),
-        "{} of {} acknowledged functions lost after kill -9, e.g. {some:?}",
+        "{kind}: {} of {} acknowledged functions lost after kill -9, e.g. {some:?}",
         lost.len(),
         acked.len()
     );
-    println!("store_kill: {} acknowledged, {} stored after kill -9, none lost", acked.len(), stored.len());
+    println!("store_kill {kind}: {} acknowledged, {} stored after kill -9, none lost", acked.len(), stored.len());
 }
 
 /// The first [`ACKS`] names the child prints; a reader thread lets each wait end at [`PATIENCE`].
