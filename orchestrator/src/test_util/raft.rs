@@ -104,6 +104,8 @@ impl FakeRaftClient {
         self.network.route(rpc, self.from, self.to).ok_or_else(unreachable)
     }
 
+    // openraft's error type of its network trait, which it defines, not ours to box.
+    #[allow(clippy::result_large_err)]
     fn remote<T, E: std::error::Error>(&self, result: Result<T, RaftError<NodeId, E>>) -> Result<T, CallError<E>> {
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)))
     }

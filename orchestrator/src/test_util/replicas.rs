@@ -102,11 +102,6 @@ impl Replicas {
         wait.applied_index_at_least(Some(index), format!("replica {id} applies up to {index}")).await.unwrap();
     }
 
-    /// The last index replica `id` applied.
-    pub fn last_applied(&self, id: NodeId) -> u64 {
-        self.store(id).raft().metrics().borrow().last_applied.map_or(0, |log_id| log_id.index)
-    }
-
     /// Stops replica `id`: its Raft node, then its server (closing its connections, as a dead process would).
     pub async fn stop(&mut self, id: NodeId) {
         let running = self.running.remove(&id).unwrap_or_else(|| panic!("replica {id} is not running"));

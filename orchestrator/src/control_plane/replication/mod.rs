@@ -20,3 +20,6 @@ pub mod types;
 
 pub use network::{GrpcNetworkFactory, RaftService};
 pub use store::ReplicatedStore;
+
+#[cfg(test)]
+mod tests;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
@@ -28,14 +28,16 @@ type CallError<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, Ra
 #[derive(Debug, Clone)]
 pub struct GrpcNetworkFactory {
     id: NodeId,
-    connect_timeout: Duration,
+    patience: Duration,
 }
 
 impl GrpcNetworkFactory {
-    /// Calls from replica `id`; a connection not made within `connect_timeout` fails the call (a host that does
-    /// not answer at all would otherwise hold it until the call's own deadline).
-    pub fn new(id: NodeId, connect_timeout: Duration) -> Self {
-        Self { id, connect_timeout }
+    /// Calls from replica `id`. `patience` bounds making a connection (a host that does not answer at all would
+    /// otherwise hold a call until its own deadline) and is the pause after a replica was unreachable: keep it
+    /// under the election timeout, so that a replica coming back hears from the leader before it stands for
+    /// election itself (openraft 0.9 has no pre-vote, and such an election unseats a healthy leader).
+    pub fn new(id: NodeId, patience: Duration) -> Self {
+        Self { id, patience }
     }
 }
 
@@ -45,9 +47,9 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetworkFactory {
     /// Connects lazily: a replica that is down now may be up by the first call.
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> GrpcNetwork {
         let client = Endpoint::from_shared(format!("http://{}", node.addr))
-            .map(|endpoint| RaftClient::new(endpoint.connect_timeout(self.connect_timeout).connect_lazy()))
+            .map(|endpoint| RaftClient::new(endpoint.connect_timeout(self.patience).connect_lazy()))
             .map_err(|e| format!("{} is not a gRPC address: {e}", node.addr));
-        GrpcNetwork { from: self.id, target, node: node.clone(), client }
+        GrpcNetwork { from: self.id, target, node: node.clone(), client, backoff: self.patience }
     }
 }
 
@@ -58,6 +60,7 @@ pub struct GrpcNetwork {
     node: BasicNode,
     /// The address's error when it is not a URI: every call fails with it.
     client: Result<RaftClient<Channel>, String>,
+    backoff: Duration,
 }
 
 impl GrpcNetwork {
@@ -119,6 +122,11 @@ impl RaftNetwork<TypeConfig> for GrpcNetwork {
 
     async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> Result<VoteResponse<NodeId>, CallError> {
         self.call(RPCTypes::Vote, &rpc, option.hard_ttl()).await
+    }
+
+    /// openraft's default is 500 ms, longer than an election timeout (see [`GrpcNetworkFactory::new`]).
+    fn backoff(&self) -> Backoff {
+        Backoff::new(std::iter::repeat(self.backoff))
     }
 }
 

@@ -35,8 +35,9 @@ impl ReplicatedStore {
     /// Starts replica `config.id` with its log and registry in `sqlite.path`, reaching the other replicas over
     /// gRPC at their `peers` addresses.
     pub async fn start_over_grpc(config: &ReplicationConfig, sqlite: &SqliteStoreConfig) -> Result<Self, StoreError> {
-        // A connection not made within the shortest election timeout is as good as a dead replica.
-        let network = GrpcNetworkFactory::new(config.id, config.election_timeout_min);
+        // Under the shortest election timeout: a connection slower than that is as good as a dead replica, and
+        // a replica back from the dead hears from the leader before it would stand for election.
+        let network = GrpcNetworkFactory::new(config.id, config.election_timeout_min / 2);
         Self::start(config, sqlite, network).await
     }
 
@@ -53,7 +54,7 @@ impl ReplicatedStore {
         let failed = |action, reason: String| StoreError::Replication { replica: config.id, action, reason };
         let log = LogStore::open(&sqlite.path, sqlite.synchronous)?;
         let state = StateMachine::open(&sqlite.path, sqlite.synchronous)?;
-        let settings = raft_config(config).map_err(|e| failed("checking the Raft settings", e.to_string()))?;
+        let settings = raft_config(config).map_err(|e| failed("checking the Raft settings", e))?;
         let raft = Raft::new(config.id, Arc::new(settings), network, log, state)
             .await
             .map_err(|e| failed("starting the Raft node", e.to_string()))?;
@@ -81,11 +82,13 @@ impl ReplicatedStore {
         }
     }
 
-    async fn write(&self, change: StoreChange) -> Result<(), StoreError> {
+    /// Commits `change` as [`RegistryStore::apply`] does, answering the log index it was committed at (what
+    /// another replica has applied once its metrics show that index applied).
+    pub async fn write(&self, change: StoreChange) -> Result<u64, StoreError> {
         match self.raft.client_write(change).await {
-            Ok(_) => {
+            Ok(written) => {
                 self.writes.fetch_add(1, Ordering::Relaxed);
-                Ok(())
+                Ok(written.log_id.index)
             }
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
                 Err(StoreError::NotLeader { leader: forward.leader_id.zip(forward.leader_node.map(|node| node.addr)) })
@@ -100,7 +103,7 @@ impl ReplicatedStore {
 impl RegistryStore for ReplicatedStore {
     /// Resolves once the change is committed (in a majority's logs) and applied to this replica's registry.
     fn apply(&self, change: StoreChange) -> StoreFuture<'_> {
-        Box::pin(self.write(change))
+        Box::pin(async move { self.write(change).await.map(drop) })
     }
 
     /// This replica's registry as applied so far (a follower's may trail the leader's by the changes in flight).
@@ -120,7 +123,7 @@ fn members(config: &ReplicationConfig) -> BTreeMap<NodeId, BasicNode> {
 }
 
 /// openraft's settings from ours (which are checked to be whole, non-zero milliseconds).
-fn raft_config(config: &ReplicationConfig) -> Result<openraft::Config, openraft::ConfigError> {
+fn raft_config(config: &ReplicationConfig) -> Result<openraft::Config, String> {
     let millis = |duration: Duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
     openraft::Config {
         cluster_name: "dirigent-registry".into(),
@@ -131,4 +134,5 @@ fn raft_config(config: &ReplicationConfig) -> Result<openraft::Config, openraft:
         ..openraft::Config::default()
     }
     .validate()
+    .map_err(|e| e.to_string())
 }
