@@ -4,6 +4,7 @@
 use contracts::api::FunctionSpec;
 use orchestrator::control_plane::store::{RegistryStore, StoreChange, StoreError, StoredRegistry};
 use orchestrator::test_util::replicas::Replicas;
+use orchestrator::test_util::script::PATIENCE;
 
 fn save(name: &str) -> StoreChange {
     StoreChange::SaveFunction(FunctionSpec::new(name, "image"))
@@ -104,5 +105,30 @@ async fn the_whole_cluster_restarted_keeps_what_was_committed() {
     let leader = replicas.leader().await;
     commit(&replicas, leader, "more").await;
     assert_eq!(names(&replicas.store(leader).load().unwrap()), ["kept", "more"]);
+    replicas.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_behind_a_purged_log_catches_up_from_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut replicas = Replicas::start(3, dir.path()).await;
+    let leader = replicas.leader().await;
+    commit(&replicas, leader, "one").await;
+    let follower = followers(&replicas, leader)[0];
+    replicas.stop(follower).await;
+    commit(&replicas, leader, "two").await;
+    let index = replicas.store(leader).write(save("three")).await.unwrap();
+    let raft = replicas.store(leader).raft();
+    raft.trigger().snapshot().await.unwrap();
+    let wait = raft.wait(Some(PATIENCE));
+    wait.metrics(|m| m.snapshot.is_some_and(|s| s.index >= index), "the leader's snapshot").await.unwrap();
+    raft.trigger().purge_log(index).await.unwrap();
+    wait.metrics(|m| m.purged.is_some_and(|p| p.index >= index), "the leader's log purged").await.unwrap();
+    replicas.restart(follower).await;
+    replicas.applied(follower, index).await;
+    let installed = replicas.store(follower).raft().metrics().borrow().snapshot;
+    assert!(installed.is_some_and(|s| s.index >= index), "caught up from a snapshot: {installed:?}");
+    let caught_up = replicas.store(follower).load().unwrap();
+    assert_eq!(names(&caught_up), ["one", "three", "two"]);
     replicas.stop_all().await;
 }
