@@ -80,6 +80,9 @@ fn median_and_range(values: impl Iterator<Item = f64>) -> (f64, f64, f64) {
     (median, sorted.first().copied().unwrap_or(f64::NAN), sorted.last().copied().unwrap_or(f64::NAN))
 }
 
+/// One figure of a round.
+type Field = fn(&Round) -> f64;
+
 fn print(results: &Results) {
     println!();
     println!(
@@ -89,7 +92,7 @@ fn print(results: &Results) {
         results.loadavg[1]
     );
     println!("{:<34} {:>10} {:>16}", "from just before the leader's stop", "median ms", "min-max ms");
-    let rows: [(&str, fn(&Round) -> f64); 3] = [
+    let rows: [(&str, Field); 3] = [
         ("leader stopped", |r| r.stopped_ms),
         ("survivors agree on a new leader", |r| r.elected_ms),
         ("new leader's first committed write", |r| r.committed_ms),
