@@ -1,10 +1,18 @@
 //! The replicated registry: three replicas in this process over real loopback gRPC, each with its SQLite file
 //! in a temporary folder. Readiness is openraft's metrics (a leader agreed, an index applied), never a sleep.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use contracts::api::FunctionSpec;
+use contracts::config::{ControlPlaneConfig, ReplicationConfig, SqliteStoreConfig, StoreConfig};
+use orchestrator::control_plane::core::RegistryError;
+use orchestrator::control_plane::replication::ReplicatedStore;
 use orchestrator::control_plane::store::{RegistryStore, StoreChange, StoreError, StoredRegistry};
-use orchestrator::test_util::replicas::Replicas;
+use orchestrator::control_plane::{ControlPlane, Core};
+use orchestrator::test_util::replicas::{Replicas, agreed_leader};
 use orchestrator::test_util::script::PATIENCE;
+use tokio_util::sync::CancellationToken;
 
 fn save(name: &str) -> StoreChange {
     StoreChange::SaveFunction(FunctionSpec::new(name, "image"))
@@ -131,4 +139,60 @@ async fn a_replica_behind_a_purged_log_catches_up_from_a_snapshot() {
     let caught_up = replicas.store(follower).load().unwrap();
     assert_eq!(names(&caught_up), ["one", "three", "two"]);
     replicas.stop_all().await;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A control plane that is replica `id` of `peers`, its file in `dir`, serving until `shutdown`.
+async fn control_plane(
+    id: u64,
+    peers: &BTreeMap<u64, String>,
+    dir: &std::path::Path,
+    shutdown: &CancellationToken,
+) -> (Arc<Core>, Arc<ReplicatedStore>, tokio::task::JoinHandle<()>) {
+    let sqlite = SqliteStoreConfig { path: dir.join(format!("control-plane-{id}.sqlite")), ..Default::default() };
+    let config = ControlPlaneConfig {
+        grpc_listen: peers[&id].parse().unwrap(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        store: StoreConfig::Sqlite(sqlite),
+        replication: Some(ReplicationConfig::new(id, peers.clone())),
+        ..Default::default()
+    };
+    let bound = ControlPlane::bind(config).await.unwrap();
+    let (core, replica) = (Arc::clone(bound.core()), Arc::clone(bound.replica().expect("replication is set")));
+    let serving = bound.serve(shutdown.clone());
+    (core, replica, tokio::spawn(async move { serving.await.expect("the control plane serves") }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_control_planes_replicate_a_registration_over_their_own_grpc_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let peers: BTreeMap<u64, String> = (1..=3).map(|id| (id, format!("127.0.0.1:{}", free_port()))).collect();
+    let shutdown = CancellationToken::new();
+    let mut planes = BTreeMap::new();
+    for id in 1..=3 {
+        planes.insert(id, control_plane(id, &peers, dir.path(), &shutdown).await);
+    }
+    let leader = agreed_leader(&planes.values().map(|(_, replica, _)| replica.raft()).collect::<Vec<_>>()).await;
+    planes[&leader].0.register_function(FunctionSpec::new("hello", "image")).await.unwrap();
+    // Committed once the registration returned, so at or below the leader's last index.
+    let committed = planes[&leader].1.raft().metrics().borrow().last_log_index.expect("an entry");
+    for (id, (_, replica, _)) in &planes {
+        replica.raft().wait(Some(PATIENCE)).applied_index_at_least(Some(committed), "applied").await.unwrap();
+        assert_eq!(names(&replica.load().unwrap()), ["hello"], "control plane {id}");
+    }
+    // Agreed again: a replica that started late may have stood for election meanwhile.
+    let leader = agreed_leader(&planes.values().map(|(_, replica, _)| replica.raft()).collect::<Vec<_>>()).await;
+    let follower = *planes.keys().find(|id| **id != leader).unwrap();
+    let refused = planes[&follower].0.register_function(FunctionSpec::new("elsewhere", "image")).await.unwrap_err();
+    assert!(
+        matches!(&refused, RegistryError::Store(StoreError::NotLeader { leader: Some((id, _)) }) if *id == leader),
+        "a follower's registration names the leader for now (forwarding comes later): {refused:?}"
+    );
+    shutdown.cancel();
+    for (_, (_, _, serving)) in planes {
+        serving.await.unwrap();
+    }
 }

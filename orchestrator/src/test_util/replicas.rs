@@ -14,9 +14,36 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::script::PATIENCE;
-use crate::control_plane::replication::types::NodeId;
+use crate::control_plane::replication::types::{NodeId, Raft};
 use crate::control_plane::replication::{RaftService, ReplicatedStore};
 use crate::proto::dirigent::raft_server::RaftServer;
+
+/// Waits until every one of `rafts` names the same one of them as leader, and that one's own metrics say it
+/// leads; panics after [`PATIENCE`], showing what each saw.
+pub async fn agreed_leader(rafts: &[&Raft]) -> NodeId {
+    let mut watches: Vec<_> = rafts.iter().map(|raft| raft.metrics()).collect();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let seen: Vec<_> =
+            watches.iter().map(|w| (w.borrow().id, w.borrow().current_leader, w.borrow().state)).collect();
+        if let Some(leader) = agreed(&seen) {
+            return leader;
+        }
+        let changed = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
+        match tokio::time::timeout_at(deadline, changed).await {
+            Ok((Ok(()), _, _)) => {}
+            Ok((Err(_), _, _)) => panic!("a replica stopped while a leader was awaited; saw {seen:?}"),
+            Err(_) => panic!("no leader agreed within {PATIENCE:?}; (id, leader, state) per replica: {seen:?}"),
+        }
+    }
+}
+
+fn agreed(seen: &[(NodeId, Option<NodeId>, ServerState)]) -> Option<NodeId> {
+    let leader = seen.first()?.1?;
+    let all_agree = seen.iter().all(|(_, named, _)| *named == Some(leader));
+    let leads = seen.iter().any(|(id, _, state)| *id == leader && *state == ServerState::Leader);
+    (all_agree && leads).then_some(leader)
+}
 
 /// A running replica: its store and the gRPC server other replicas call.
 struct Running {
@@ -69,31 +96,11 @@ impl Replicas {
         self.running.keys().copied().collect()
     }
 
-    /// Waits until every running replica names the same running replica as leader, and that one leads; panics
-    /// after [`PATIENCE`], showing what each replica saw.
+    /// Waits until every running replica names the same one of them as leader, and that one leads (see
+    /// [`agreed_leader`]).
     pub async fn leader(&self) -> NodeId {
-        let mut watches: Vec<_> = self.running.values().map(|r| r.store.raft().metrics()).collect();
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let seen: Vec<_> = watches.iter().map(|w| (w.borrow().current_leader, w.borrow().state)).collect();
-            if let Some(leader) = self.agreed(&seen) {
-                return leader;
-            }
-            let changed = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
-            match tokio::time::timeout_at(deadline, changed).await {
-                Ok((Ok(()), _, _)) => {}
-                Ok((Err(_), _, _)) => panic!("a replica stopped while a leader was awaited; saw {seen:?}"),
-                Err(_) => panic!("no leader agreed within {PATIENCE:?}; (leader, state) per replica: {seen:?}"),
-            }
-        }
-    }
-
-    fn agreed(&self, seen: &[(Option<NodeId>, ServerState)]) -> Option<NodeId> {
-        let leader = seen.first()?.0?;
-        let ids: Vec<NodeId> = self.running();
-        let position = ids.iter().position(|id| *id == leader)?;
-        let all_agree = seen.iter().all(|(named, _)| *named == Some(leader));
-        (all_agree && seen[position].1 == ServerState::Leader).then_some(leader)
+        let rafts: Vec<&Raft> = self.running.values().map(|r| r.store.raft()).collect();
+        agreed_leader(&rafts).await
     }
 
     /// Waits until replica `id` has applied the log up to `index`.
