@@ -15,10 +15,11 @@ pub struct ReplicationConfig {
     pub id: u64,
     /// Every replica, this one included: id -> `host:port` of its control-plane gRPC service.
     pub peers: BTreeMap<u64, String>,
-    /// The shortest time a follower waits without hearing from a leader before it stands for election.
+    /// The shortest election timeout: a follower hearing no leader for its timeout (plus `election_timeout_max`,
+    /// openraft's leader lease, when it knew one) stands for election.
     #[serde(with = "humantime_serde", default = "default_election_timeout_min")]
     pub election_timeout_min: Duration,
-    /// The longest such time: each election picks at random in between, so that candidates rarely collide.
+    /// The longest election timeout: each replica draws its own in between, so that candidates rarely collide.
     #[serde(with = "humantime_serde", default = "default_election_timeout_max")]
     pub election_timeout_max: Duration,
     /// How often the leader tells the followers it is alive (and the deadline of each such call).
@@ -26,7 +27,8 @@ pub struct ReplicationConfig {
     pub heartbeat_interval: Duration,
 }
 
-/// 150 ms: three heartbeats; with 300 ms the most, a dead leader is replaced in well under a second.
+/// 150 ms: three heartbeats. openraft 0.9 adds `election_timeout_max` (its leader lease) to a follower's election
+/// timeout, so a dead leader is replaced 450-600 ms after its last heartbeat: well under a second.
 fn default_election_timeout_min() -> Duration {
     Duration::from_millis(150)
 }
