@@ -58,9 +58,14 @@ impl ReplicatedStore {
         let raft = Raft::new(config.id, Arc::new(settings), network, log, state)
             .await
             .map_err(|e| failed("starting the Raft node", e.to_string()))?;
-        match raft.initialize(members(config)).await {
-            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-            Err(e) => return Err(failed("proposing the members", e.to_string())),
+        // Asked first: openraft logs a refused proposal as an error, and a restart is no error.
+        let initialized = raft.is_initialized().await.map_err(|e| failed("reading the Raft state", e.to_string()))?;
+        if !initialized {
+            match raft.initialize(members(config)).await {
+                // Another replica's proposal reached this one first.
+                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(failed("proposing the members", e.to_string())),
+            }
         }
         Ok(Self { id: config.id, raft, path: sqlite.path.clone(), writes: AtomicU64::new(0) })
     }
