@@ -4,13 +4,15 @@
 //! 50 ms, election timeout 150-300 ms), commits one change, then stops the leader (its Raft node, then its gRPC
 //! server) and times, from just before the stop: the survivors agreeing on a new leader (seen on openraft's
 //! metrics), and the new leader's first committed change. Reported over `BENCH_ROUNDS` (default 10): median and
-//! min-max; also written to `target/bench-replication.json`.
+//! min-max. Then, once, `BENCH_WRITES` (default 25,000) `SaveFunction` changes at once on a fresh leader, the way
+//! concurrent registrations reach it, timed until the last is committed. Also written to
+//! `target/bench-replication.json`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use contracts::api::FunctionSpec;
-use orchestrator::control_plane::store::StoreChange;
+use orchestrator::control_plane::store::{RegistryStore, StoreChange};
 use orchestrator::test_util::replicas::Replicas;
 use serde::Serialize;
 
@@ -30,11 +32,16 @@ struct Round {
 #[derive(Debug, Serialize)]
 struct Results {
     rounds: Vec<Round>,
+    /// Changes applied at once on the leader.
+    writes: usize,
+    /// The time until the last was committed, seconds.
+    writes_seconds: f64,
     loadavg: [String; 2],
 }
 
 fn main() -> anyhow::Result<()> {
     let rounds: usize = std::env::var("BENCH_ROUNDS").map_or(Ok(10), |value| value.parse())?;
+    let writes: usize = std::env::var("BENCH_WRITES").map_or(Ok(25_000), |value| value.parse())?;
     let runtime = tokio::runtime::Runtime::new()?;
     let before = contracts::bench::loadavg();
     let mut measured = Vec::with_capacity(rounds);
@@ -42,7 +49,9 @@ fn main() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         measured.push(runtime.block_on(failover(round, dir.path()))?);
     }
-    let results = Results { rounds: measured, loadavg: [before, contracts::bench::loadavg()] };
+    let dir = tempfile::tempdir()?;
+    let writes_seconds = runtime.block_on(concurrent_writes(writes, dir.path()))?.as_secs_f64();
+    let results = Results { rounds: measured, writes, writes_seconds, loadavg: [before, contracts::bench::loadavg()] };
     print(&results);
     contracts::bench::publish(&results, Path::new(JSON_REPORT))?;
     Ok(())
@@ -70,6 +79,19 @@ async fn failover(round: usize, dir: &Path) -> anyhow::Result<Round> {
     replicas.stop_all().await;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     Ok(Round { stopped_ms: ms(stopped), elected_ms: ms(elected), committed_ms: ms(committed) })
+}
+
+/// `writes` changes at once on the leader of three fresh replicas; the time until the last is committed.
+async fn concurrent_writes(writes: usize, dir: &Path) -> anyhow::Result<Duration> {
+    let mut replicas = Replicas::start(3, dir).await;
+    let leader = replicas.store(replicas.leader().await).clone();
+    let start = Instant::now();
+    let written = futures_util::future::join_all((0..writes).map(|i| leader.write(save(format!("fn-{i}"))))).await;
+    let elapsed = start.elapsed();
+    written.into_iter().collect::<Result<Vec<u64>, _>>()?;
+    anyhow::ensure!(leader.load()?.functions.len() == writes, "not every change is in the leader's registry");
+    replicas.stop_all().await;
+    Ok(elapsed)
 }
 
 fn median_and_range(values: impl Iterator<Item = f64>) -> (f64, f64, f64) {
@@ -103,4 +125,9 @@ fn print(results: &Results) {
     }
     let each: Vec<String> = results.rounds.iter().map(|r| format!("{:.0}", r.committed_ms)).collect();
     println!("first committed write per round, ms: {}", each.join(" "));
+    let rate = results.writes as f64 / results.writes_seconds;
+    println!(
+        "{} SaveFunction changes at once on the leader: all committed in {:.2} s ({rate:.0}/s)",
+        results.writes, results.writes_seconds
+    );
 }
