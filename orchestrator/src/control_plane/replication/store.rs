@@ -58,15 +58,7 @@ impl ReplicatedStore {
         let raft = Raft::new(config.id, Arc::new(settings), network, log, state)
             .await
             .map_err(|e| failed("starting the Raft node", e.to_string()))?;
-        // Asked first: openraft logs a refused proposal as an error, and a restart is no error.
-        let initialized = raft.is_initialized().await.map_err(|e| failed("reading the Raft state", e.to_string()))?;
-        if !initialized {
-            match raft.initialize(members(config)).await {
-                // Another replica's proposal reached this one first.
-                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-                Err(e) => return Err(failed("proposing the members", e.to_string())),
-            }
-        }
+        propose_members(&raft, config).await.map_err(|(action, reason)| failed(action, reason))?;
         Ok(Self { id: config.id, raft, path: sqlite.path.clone(), writes: AtomicU64::new(0) })
     }
 
@@ -119,6 +111,20 @@ impl RegistryStore for ReplicatedStore {
     /// Changes this replica committed as leader (those it applied from another leader do not count).
     fn writes(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
+    }
+}
+
+/// Proposes `peers` as the members unless this replica has a log already: then the members (and their addresses)
+/// are those its log holds, whatever `peers` says now.
+async fn propose_members(raft: &Raft, config: &ReplicationConfig) -> Result<(), (&'static str, String)> {
+    // Asked first: openraft logs a refused proposal as an error, and a restart is no error.
+    if raft.is_initialized().await.map_err(|e| ("reading the Raft state", e.to_string()))? {
+        return Ok(());
+    }
+    match raft.initialize(members(config)).await {
+        // Another replica's proposal reached this one first.
+        Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+        Err(e) => Err(("proposing the members", e.to_string())),
     }
 }
 
