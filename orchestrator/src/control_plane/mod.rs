@@ -69,24 +69,21 @@ impl ControlPlane {
     /// replica of the replicated registry), the real clock and gRPC peers.
     pub async fn bind(config: ControlPlaneConfig) -> Result<Self, ControlPlaneError> {
         config.validate().map_err(ControlPlaneError::Config)?;
-        let replica = match (&config.replication, &config.store) {
-            (Some(replication), StoreConfig::Sqlite(sqlite)) => {
-                Some(Arc::new(ReplicatedStore::start_over_grpc(replication, sqlite).await?))
-            }
-            // Validation refuses replication over any other store.
-            _ => None,
-        };
+        let replica = start_replica(&config).await?;
         let store = match &replica {
             Some(replica) => Arc::clone(replica) as Arc<dyn RegistryStore>,
             None => store::open_store(&config.store)?,
         };
-        let mut bound = Self::bind_with(config, Arc::new(MonotonicClock::new()), store, Arc::new(GrpcConnector)).await;
-        match (&mut bound, &replica) {
-            (Ok(bound), _) => bound.replica = replica,
-            (Err(_), Some(replica)) => replica.shutdown().await,
-            (Err(_), None) => {}
+        match Self::bind_with(config, Arc::new(MonotonicClock::new()), store, Arc::new(GrpcConnector)).await {
+            Ok(bound) => Ok(Self { replica, ..bound }),
+            Err(error) => {
+                // Its Raft node would go on calling the other replicas.
+                if let Some(replica) = replica {
+                    replica.shutdown().await;
+                }
+                Err(error)
+            }
         }
-        bound
     }
 
     /// Binds with a given clock, store and way of reaching workers and data planes.
@@ -165,6 +162,17 @@ impl ControlPlane {
         loops?;
         grpc?;
         api
+    }
+}
+
+/// This control plane's replica of the registry, when `replication` is set (validation refuses it over any store
+/// but SQLite).
+async fn start_replica(config: &ControlPlaneConfig) -> Result<Option<Arc<ReplicatedStore>>, StoreError> {
+    match (&config.replication, &config.store) {
+        (Some(replication), StoreConfig::Sqlite(sqlite)) => {
+            Ok(Some(Arc::new(ReplicatedStore::start_over_grpc(replication, sqlite).await?)))
+        }
+        _ => Ok(None),
     }
 }
 
