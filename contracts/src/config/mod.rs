@@ -5,6 +5,7 @@
 
 mod autoscaler;
 pub mod ports;
+mod replication;
 mod store;
 
 use std::net::{IpAddr, SocketAddr};
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use autoscaler::{AutoscalerConfig, AutoscalerConfigError};
 pub use ports::{PortRange, PortRangeError};
+pub use replication::{ReplicationConfig, ReplicationConfigError};
 pub use store::{RedisStoreConfig, SqliteStoreConfig, StoreConfig, StoreConfigError, Synchronous};
 
 use crate::yaml::{self, ConfigError};
@@ -86,6 +88,18 @@ pub enum InvalidConfig {
     /// "`store`: {0}"
     #[error("`store`: {0}")]
     Store(StoreConfigError),
+    /// "`replication`: {0}"
+    #[error("`replication`: {0}")]
+    Replication(ReplicationConfigError),
+    /// "`replication` needs `store.kind: sqlite` ..."
+    #[error(
+        "`replication` needs `store.kind: sqlite` (a replica keeps its log and registry in `store.path`), not \
+         {kind}"
+    )]
+    ReplicationStore {
+        /// The store kind given.
+        kind: &'static str,
+    },
     /// "`workers` ({workers}) is more than the {ports} ports of `worker.sandbox_ports` ..."
     #[error(
         "`workers` ({workers}) is more than the {} ports of `worker.sandbox_ports` ({ports}): each worker needs ports \
@@ -195,6 +209,9 @@ pub struct ControlPlaneConfig {
     pub sandbox_create_timeout: Duration,
     /// Where registrations persist across restarts.
     pub store: StoreConfig,
+    /// This control plane as one of several replicas of the registry (absent: the only one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationConfig>,
 }
 
 impl Default for ControlPlaneConfig {
@@ -210,6 +227,7 @@ impl Default for ControlPlaneConfig {
             data_plane_timeout: Duration::from_secs(1),
             sandbox_create_timeout: Duration::from_secs(15),
             store: StoreConfig::default(),
+            replication: None,
         }
     }
 }
@@ -218,6 +236,14 @@ impl RoleConfig for ControlPlaneConfig {
     fn validate(&self) -> Result<(), InvalidConfig> {
         self.autoscaler.validate().map_err(InvalidConfig::Autoscaler)?;
         self.store.validate().map_err(InvalidConfig::Store)?;
+        if let Some(replication) = &self.replication {
+            replication.validate().map_err(InvalidConfig::Replication)?;
+            match self.store {
+                StoreConfig::Sqlite(_) => {}
+                StoreConfig::Redis(_) => return Err(InvalidConfig::ReplicationStore { kind: "redis" }),
+                StoreConfig::Memory => return Err(InvalidConfig::ReplicationStore { kind: "memory" }),
+            }
+        }
         above_zero(&[
             ("worker_timeout", self.worker_timeout),
             ("data_plane_timeout", self.data_plane_timeout),

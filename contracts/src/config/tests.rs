@@ -130,6 +130,24 @@ fn the_store_is_picked_by_kind_with_defaults_for_the_rest() {
 }
 
 #[test]
+fn replication_is_absent_by_default_and_needs_the_sqlite_store() {
+    assert_eq!(ControlPlaneConfig::default().replication, None);
+    let text =
+        "replication: { id: 1, peers: { 1: '127.0.0.1:9090', 2: '127.0.0.1:9190' }, heartbeat_interval: 20ms }\n";
+    let config: ControlPlaneConfig = yaml::parse(text).unwrap();
+    let replication = config.replication.clone().expect("given");
+    assert_eq!((replication.id, replication.heartbeat_interval), (1, Duration::from_millis(20)));
+    assert_eq!(config.validate(), Ok(()));
+    json_round_trip(&config);
+    let bad = ReplicationConfig { id: 9, ..replication.clone() };
+    let err = ControlPlaneConfig { replication: Some(bad), ..config.clone() }.validate().unwrap_err().to_string();
+    assert!(err.starts_with("`replication`: `id` = 9"), "{err}");
+    let memory = ControlPlaneConfig { store: StoreConfig::Memory, ..config };
+    let err = memory.validate().unwrap_err().to_string();
+    assert!(err.contains("`replication` needs `store.kind: sqlite`") && err.contains("memory"), "{err}");
+}
+
+#[test]
 fn standalone_sections_are_named() {
     let config = StandaloneConfig {
         data_plane: DataPlaneConfig { queue_timeout: Duration::ZERO, ..Default::default() },

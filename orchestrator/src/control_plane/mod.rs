@@ -7,12 +7,13 @@ pub mod core;
 pub mod grpc;
 pub mod metrics;
 pub mod placement;
+pub mod replication;
 pub mod store;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use contracts::config::RoleConfig;
+use contracts::config::{RoleConfig, StoreConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -20,8 +21,10 @@ use crate::clock::{Clock, MonotonicClock};
 use crate::net::{self, BindError};
 use crate::peers::{GrpcConnector, PeerConnector};
 use crate::proto::dirigent::control_plane_server::ControlPlaneServer;
+use crate::proto::dirigent::raft_server::RaftServer;
 use crate::supervise;
-use store::StoreError;
+use replication::{RaftService, ReplicatedStore};
+use store::{RegistryStore, StoreError};
 
 pub use self::core::{Core, Membership};
 /// The settings (YAML) are the contracts', shared with `experiments`, which writes them.
@@ -57,14 +60,30 @@ pub struct ControlPlane {
     http_listener: TcpListener,
     grpc_address: String,
     http_address: String,
+    /// This control plane's replica of the registry, when it is one of several (served on the gRPC server).
+    replica: Option<Arc<ReplicatedStore>>,
 }
 
 impl ControlPlane {
-    /// Binds the sockets and builds the core with the store the config names, the real clock and gRPC peers.
+    /// Binds the sockets and builds the core with the store the config names (with `replication`, this
+    /// replica of the replicated registry), the real clock and gRPC peers.
     pub async fn bind(config: ControlPlaneConfig) -> Result<Self, ControlPlaneError> {
         config.validate().map_err(ControlPlaneError::Config)?;
-        let store = store::open_store(&config.store)?;
-        Self::bind_with(config, Arc::new(MonotonicClock::new()), store, Arc::new(GrpcConnector)).await
+        let replica = start_replica(&config).await?;
+        let store = match &replica {
+            Some(replica) => Arc::clone(replica) as Arc<dyn RegistryStore>,
+            None => store::open_store(&config.store)?,
+        };
+        match Self::bind_with(config, Arc::new(MonotonicClock::new()), store, Arc::new(GrpcConnector)).await {
+            Ok(bound) => Ok(Self { replica, ..bound }),
+            Err(error) => {
+                // Its Raft node would go on calling the other replicas.
+                if let Some(replica) = replica {
+                    replica.shutdown().await;
+                }
+                Err(error)
+            }
+        }
     }
 
     /// Binds with a given clock, store and way of reaching workers and data planes.
@@ -80,7 +99,7 @@ impl ControlPlane {
         let grpc_address = net::advertised(&grpc_listener, &config.advertise_host);
         let http_address = net::advertised(&http_listener, &config.advertise_host);
         let core = Arc::new(Core::new(config, clock, store, peers)?);
-        Ok(Self { core, grpc_listener, http_listener, grpc_address, http_address })
+        Ok(Self { core, grpc_listener, http_listener, grpc_address, http_address, replica: None })
     }
 
     /// The gRPC address workers and data planes connect to.
@@ -98,9 +117,15 @@ impl ControlPlane {
         &self.core
     }
 
+    /// This control plane's replica of the registry, when `replication` is set.
+    pub fn replica(&self) -> Option<&Arc<ReplicatedStore>> {
+        self.replica.as_ref()
+    }
+
     /// Serves until `shutdown` is cancelled.
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), ControlPlaneError> {
         let core = self.core;
+        let raft = self.replica.as_ref().map(|replica| RaftServer::new(RaftService::new(replica.raft().clone())));
         let store_writes = tokio::spawn({
             let core = Arc::clone(&core);
             async move { core.store_peers().await }
@@ -121,18 +146,33 @@ impl ControlPlane {
                 core: Arc::clone(&core),
                 shutdown: shutdown.clone(),
             }))
+            .add_optional_service(raft)
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true)),
                 shutdown.clone().cancelled_owned(),
             )
             .await;
         shutdown.cancel();
+        if let Some(replica) = &self.replica {
+            replica.shutdown().await;
+        }
         let loops = supervise::join("the control plane's autoscaler and peer expiry", loops).await;
         store_writes.abort();
         let api = api.await.unwrap_or(Ok(()));
         loops?;
         grpc?;
         api
+    }
+}
+
+/// This control plane's replica of the registry, when `replication` is set (validation refuses it over any store
+/// but SQLite).
+async fn start_replica(config: &ControlPlaneConfig) -> Result<Option<Arc<ReplicatedStore>>, StoreError> {
+    match (&config.replication, &config.store) {
+        (Some(replication), StoreConfig::Sqlite(sqlite)) => {
+            Ok(Some(Arc::new(ReplicatedStore::start_over_grpc(replication, sqlite).await?)))
+        }
+        _ => Ok(None),
     }
 }
 

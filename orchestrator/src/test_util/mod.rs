@@ -1,7 +1,8 @@
 //! Test support (feature `test-util`, and the crate's own unit tests): a recording, scriptable fake at
 //! every port — the roles' calls to each other ([`peers`]), the sandbox runtime ([`runtime`]), the proxy's
 //! cold-start requests ([`cold_starts`]) — the contract suites every sandbox runtime ([`contract`]) and every
-//! registry store ([`store`]) passes, and a real Redis server for tests ([`redis`]).
+//! registry store ([`store`]) passes, a real Redis server for tests ([`redis`]), an in-memory network between
+//! registry replicas ([`raft`]) and replicas over loopback gRPC ([`replicas`]).
 //!
 //! Each fake records every call, with its arguments, in a [`script::Journal`] that a test reads or waits
 //! on, and answers as a [`script::Script`] says: by default success, or a failure, or held until a
@@ -10,7 +11,9 @@
 pub mod cold_starts;
 pub mod contract;
 pub mod peers;
+pub mod raft;
 pub mod redis;
+pub mod replicas;
 pub mod runtime;
 pub mod script;
 pub mod store;

@@ -88,10 +88,35 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// This control plane is a follower: only the leader takes changes (the caller forwards them there).
+    #[error("{}", not_leader(leader))]
+    NotLeader {
+        /// The leader's replica id and gRPC address, when one is known.
+        leader: Option<(u64, String)>,
+    },
+    /// The replicated log failed: the replica stopped, or could not start.
+    #[error("registry replica {replica}: {action} failed: {reason}")]
+    Replication {
+        /// This replica's id.
+        replica: u64,
+        /// What was being done.
+        action: &'static str,
+        /// Why (openraft's errors are generic; their text is what a user can act on).
+        reason: String,
+    },
     /// The store's writer thread has stopped (it only does when the store is dropped, or it panicked).
     #[error("registry store {store}: its writer has stopped, the change was not stored; restart the control plane")]
     WriterGone {
         /// The file or server.
         store: String,
     },
+}
+
+fn not_leader(leader: &Option<(u64, String)>) -> String {
+    match leader {
+        Some((id, address)) => format!(
+            "this control plane replica is a follower; send the change to the leader, replica {id} at {address}"
+        ),
+        None => "this control plane replica is a follower and no leader is elected yet; retry shortly".into(),
+    }
 }

@@ -8,8 +8,8 @@
 mod error;
 mod memory;
 mod redis;
-mod rows;
-mod sqlite;
+pub(crate) mod rows;
+pub(crate) mod sqlite;
 mod writer;
 
 use std::future::Future;
@@ -66,8 +66,9 @@ pub enum StoreChange {
     DeleteDataPlane(String),
 }
 
-/// Everything stored, as a restarting control plane loads it (each list by name).
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Everything stored, as a restarting control plane loads it (each list by name); serialized, a replica's
+/// snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StoredRegistry {
     /// The registered functions.
     pub functions: Vec<FunctionSpec>,

@@ -9,17 +9,17 @@ use super::{StoreChange, StoreError, StoredRegistry};
 
 /// A kind of entry: one table or hash each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Table {
+pub(crate) enum Table {
     Functions,
     Workers,
     DataPlanes,
 }
 
 impl Table {
-    pub(super) const ALL: [Self; 3] = [Self::Functions, Self::Workers, Self::DataPlanes];
+    pub(crate) const ALL: [Self; 3] = [Self::Functions, Self::Workers, Self::DataPlanes];
 
     /// The SQLite table and the Redis hash (after the prefix).
-    pub(super) fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Functions => "functions",
             Self::Workers => "workers",
@@ -30,15 +30,15 @@ impl Table {
 
 /// One change as a store writes it: `json` is `None` for a deletion.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Row {
-    pub(super) table: Table,
-    pub(super) name: String,
-    pub(super) json: Option<String>,
+pub(crate) struct Row {
+    pub(crate) table: Table,
+    pub(crate) name: String,
+    pub(crate) json: Option<String>,
 }
 
 impl Row {
     /// The row a change writes.
-    pub(super) fn of(change: &StoreChange) -> Result<Self, StoreError> {
+    pub(crate) fn of(change: &StoreChange) -> Result<Self, StoreError> {
         let (table, name, json) = match change {
             StoreChange::SaveFunction(spec) => (Table::Functions, &spec.name, Some(encode(&spec.name, spec)?)),
             StoreChange::DeleteFunction(name) => (Table::Functions, name, None),
@@ -57,11 +57,11 @@ fn encode<T: Serialize>(name: &str, value: &T) -> Result<String, StoreError> {
 
 /// Builds a [`StoredRegistry`] from stored entries, each list ordered by name.
 #[derive(Debug, Default)]
-pub(super) struct Loaded(StoredRegistry);
+pub(crate) struct Loaded(StoredRegistry);
 
 impl Loaded {
     /// Adds the entry `name` of `table`; `location` (the file and table, or the key) goes into the error.
-    pub(super) fn add(&mut self, table: Table, name: String, json: &str, location: &str) -> Result<(), StoreError> {
+    pub(crate) fn add(&mut self, table: Table, name: String, json: &str, location: &str) -> Result<(), StoreError> {
         let registry = &mut self.0;
         match table {
             Table::Functions => registry.functions.push(decode(name, json, location)?),
@@ -72,7 +72,7 @@ impl Loaded {
     }
 
     /// The registry, each list by name.
-    pub(super) fn finish(self) -> StoredRegistry {
+    pub(crate) fn finish(self) -> StoredRegistry {
         let mut registry = self.0;
         registry.functions.sort_by(|a, b| a.name.cmp(&b.name));
         registry.workers.sort_by(|a, b| a.name.cmp(&b.name));

@@ -1,6 +1,9 @@
 //! The embedded store (the default): one SQLite file in WAL mode, one table per kind of entry (name -> JSON), a
 //! schema version, and one writer thread that commits every queued change in one transaction.
 //!
+//! The replicated registry (`control_plane::replication`) keeps its state machine in the same tables of a file of
+//! its own, through [`Database`], [`write_row`] and [`replace_registry`].
+//!
 //! Durability follows `synchronous`: `normal` survives the process being killed (a WAL commit is in the page
 //! cache when acknowledged), `full` also a power loss (an fsync per commit, so per batch).
 
@@ -31,10 +34,6 @@ impl SqliteStore {
     /// Opens (creating it, and its folder, when missing) the database at `path`; refuses a file that is not a
     /// registry database or has a newer schema.
     pub fn open(path: &Path, synchronous: Synchronous) -> Result<Self, StoreError> {
-        if let Some(folder) = path.parent().filter(|folder| !folder.as_os_str().is_empty()) {
-            std::fs::create_dir_all(folder)
-                .map_err(|source| StoreError::CreateFolder { path: folder.to_owned(), source })?;
-        }
         let connection = Database::open(path, synchronous)?;
         let writer = Writer::spawn(format!("sqlite {}", path.display()), connection)?;
         Ok(Self { path: path.to_owned(), writer })
@@ -48,8 +47,7 @@ impl RegistryStore for SqliteStore {
 
     /// Reads on a connection of its own: WAL lets it run beside the writer's commits.
     fn load(&self) -> Result<StoredRegistry, StoreError> {
-        let database = Database::connect(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-        database.load()
+        Database::read_only(&self.path)?.load()
     }
 
     fn writes(&self) -> u64 {
@@ -57,8 +55,8 @@ impl RegistryStore for SqliteStore {
     }
 }
 
-/// One connection to the file, with the path for errors.
-struct Database {
+/// One connection to a registry file, with the path for errors.
+pub(crate) struct Database {
     path: PathBuf,
     connection: Connection,
 }
@@ -72,8 +70,13 @@ impl Database {
         Ok(database)
     }
 
-    /// The writer's connection: WAL, the durability asked for, and the schema checked or created.
-    fn open(path: &Path, synchronous: Synchronous) -> Result<Self, StoreError> {
+    /// A writing connection (the folder created when missing): WAL, the durability asked for, and the schema
+    /// checked or created.
+    pub(crate) fn open(path: &Path, synchronous: Synchronous) -> Result<Self, StoreError> {
+        if let Some(folder) = path.parent().filter(|folder| !folder.as_os_str().is_empty()) {
+            std::fs::create_dir_all(folder)
+                .map_err(|source| StoreError::CreateFolder { path: folder.to_owned(), source })?;
+        }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
         let mut database = Self::connect(path, flags)?;
         database.ensure_schema()?;
@@ -107,27 +110,64 @@ impl Database {
         transaction.commit().map_err(|e| sqlite_error(&self.path, "creating the schema", e))
     }
 
-    fn load(&self) -> Result<StoredRegistry, StoreError> {
-        let mut loaded = Loaded::default();
-        for table in Table::ALL {
-            let location = format!("{} table {}", self.path.display(), table.name());
-            let sql = format!("SELECT name, json FROM {}", table.name());
-            let mut statement = self.connection.prepare(&sql).map_err(|e| self.error("reading", e))?;
-            let mut rows = statement.query([]).map_err(|e| self.error("reading", e))?;
-            while let Some(row) = rows.next().map_err(|e| self.error("reading", e))? {
-                let (name, json): (String, String) = (
-                    row.get(0).map_err(|e| self.error("reading", e))?,
-                    row.get(1).map_err(|e| self.error("reading", e))?,
-                );
-                loaded.add(table, name, &json, &location)?;
-            }
-        }
-        Ok(loaded.finish())
+    /// A reading connection: WAL lets it read beside a writer's commits.
+    pub(crate) fn read_only(path: &Path) -> Result<Self, StoreError> {
+        Self::connect(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
     }
 
-    fn error(&self, action: &'static str, source: rusqlite::Error) -> StoreError {
+    /// The file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The connection, for statements of the caller's own (a transaction derefs to a connection).
+    pub(crate) fn connection(&mut self) -> &mut Connection {
+        &mut self.connection
+    }
+
+    /// Everything in the registry tables.
+    pub(crate) fn load(&self) -> Result<StoredRegistry, StoreError> {
+        read_registry(&self.connection, &self.path)
+    }
+
+    /// An SQLite error on this file.
+    pub(crate) fn error(&self, action: &'static str, source: rusqlite::Error) -> StoreError {
         sqlite_error(&self.path, action, source)
     }
+}
+
+/// Everything in the registry tables, read on `connection` (inside the caller's transaction, if it holds one).
+pub(crate) fn read_registry(connection: &Connection, path: &Path) -> Result<StoredRegistry, StoreError> {
+    let error = |e| sqlite_error(path, "reading", e);
+    let mut loaded = Loaded::default();
+    for table in Table::ALL {
+        let location = format!("{} table {}", path.display(), table.name());
+        let sql = format!("SELECT name, json FROM {}", table.name());
+        let mut statement = connection.prepare_cached(&sql).map_err(error)?;
+        let mut rows = statement.query([]).map_err(error)?;
+        while let Some(row) = rows.next().map_err(error)? {
+            let (name, json): (String, String) = (row.get(0).map_err(error)?, row.get(1).map_err(error)?);
+            loaded.add(table, name, &json, &location)?;
+        }
+    }
+    Ok(loaded.finish())
+}
+
+/// Empties the registry tables and writes `registry` into them (a replica installing a snapshot).
+pub(crate) fn replace_registry(
+    connection: &Connection,
+    path: &Path,
+    registry: &StoredRegistry,
+) -> Result<(), StoreError> {
+    let changes = (registry.functions.iter().cloned().map(StoreChange::SaveFunction))
+        .chain(registry.workers.iter().cloned().map(StoreChange::SaveWorker))
+        .chain(registry.data_planes.iter().cloned().map(StoreChange::SaveDataPlane));
+    let rows = changes.map(|change| Row::of(&change)).collect::<Result<Vec<_>, _>>()?;
+    let error = |e| sqlite_error(path, "replacing the registry", e);
+    for table in Table::ALL {
+        connection.execute(&format!("DELETE FROM {}", table.name()), []).map_err(error)?;
+    }
+    rows.iter().try_for_each(|row| write_row(connection, row).map_err(error))
 }
 
 impl Commit for Database {
@@ -135,24 +175,25 @@ impl Commit for Database {
         let path = &self.path;
         let transaction = self.connection.transaction().map_err(|e| sqlite_error(path, "starting a commit", e))?;
         for row in rows {
-            write(&transaction, row).map_err(|e| sqlite_error(path, "writing", e))?;
+            write_row(&transaction, row).map_err(|e| sqlite_error(path, "writing", e))?;
         }
         transaction.commit().map_err(|e| sqlite_error(path, "committing", e))
     }
 }
 
-fn write(transaction: &rusqlite::Transaction<'_>, row: &Row) -> rusqlite::Result<()> {
+/// Writes one row (an upsert, or a delete) on `connection`, inside the caller's transaction.
+pub(crate) fn write_row(connection: &Connection, row: &Row) -> rusqlite::Result<()> {
     let table = row.table.name();
     match &row.json {
         Some(json) => {
             let sql = format!(
                 "INSERT INTO {table} (name, json) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET json = excluded.json"
             );
-            transaction.prepare_cached(&sql)?.execute(params![row.name, json])?;
+            connection.prepare_cached(&sql)?.execute(params![row.name, json])?;
         }
         None => {
             let sql = format!("DELETE FROM {table} WHERE name = ?1");
-            transaction.prepare_cached(&sql)?.execute(params![row.name])?;
+            connection.prepare_cached(&sql)?.execute(params![row.name])?;
         }
     }
     Ok(())
@@ -187,7 +228,7 @@ fn check_version(transaction: &rusqlite::Transaction<'_>, path: &Path) -> Result
 }
 
 /// An SQLite error, told apart when the file is not a database at all.
-fn sqlite_error(path: &Path, action: &'static str, source: rusqlite::Error) -> StoreError {
+pub(crate) fn sqlite_error(path: &Path, action: &'static str, source: rusqlite::Error) -> StoreError {
     match source.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) => not_ours(path, "not an SQLite database".into()),
         _ => StoreError::Sqlite { path: path.to_owned(), action, source },

@@ -1,0 +1,198 @@
+//! The replicated registry: three replicas in this process over real loopback gRPC, each with its SQLite file
+//! in a temporary folder. Readiness is openraft's metrics (a leader agreed, an index applied), never a sleep.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use contracts::api::FunctionSpec;
+use contracts::config::{ControlPlaneConfig, ReplicationConfig, SqliteStoreConfig, StoreConfig};
+use orchestrator::control_plane::core::RegistryError;
+use orchestrator::control_plane::replication::ReplicatedStore;
+use orchestrator::control_plane::store::{RegistryStore, StoreChange, StoreError, StoredRegistry};
+use orchestrator::control_plane::{ControlPlane, Core};
+use orchestrator::test_util::replicas::{Replicas, agreed_leader};
+use orchestrator::test_util::script::PATIENCE;
+use tokio_util::sync::CancellationToken;
+
+fn save(name: &str) -> StoreChange {
+    StoreChange::SaveFunction(FunctionSpec::new(name, "image"))
+}
+
+fn names(registry: &StoredRegistry) -> Vec<&str> {
+    registry.functions.iter().map(|f| f.name.as_str()).collect()
+}
+
+/// Writes `name` on `leader` and waits until every running replica applied it.
+async fn commit(replicas: &Replicas, leader: u64, name: &str) {
+    let written = replicas.store(leader).write(save(name)).await;
+    let index = written.unwrap_or_else(|e| panic!("writing {name} on {leader}: {e}"));
+    for id in replicas.running() {
+        replicas.applied(id, index).await;
+    }
+}
+
+fn followers(replicas: &Replicas, leader: u64) -> Vec<u64> {
+    replicas.running().into_iter().filter(|id| *id != leader).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_the_leader_reaches_every_state_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut replicas = Replicas::start(3, dir.path()).await;
+    let leader = replicas.leader().await;
+    commit(&replicas, leader, "hello").await;
+    for id in replicas.running() {
+        assert_eq!(names(&replicas.store(id).load().unwrap()), ["hello"], "replica {id}");
+    }
+    assert_eq!(replicas.store(leader).writes(), 1);
+    replicas.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_a_follower_is_refused_naming_the_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut replicas = Replicas::start(3, dir.path()).await;
+    let leader = replicas.leader().await;
+    let follower = followers(&replicas, leader)[0];
+    let err = replicas.store(follower).apply(save("nope")).await.unwrap_err();
+    let expected = (leader, replicas.address(leader).to_owned());
+    assert!(matches!(&err, StoreError::NotLeader { leader: Some(named) } if *named == expected), "{err:?}");
+    assert!(err.to_string().contains(replicas.address(leader)), "{err}");
+    assert_eq!(replicas.store(follower).writes(), 0);
+    replicas.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_takes_writes_after_the_leader_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut replicas = Replicas::start(3, dir.path()).await;
+    let first = replicas.leader().await;
+    commit(&replicas, first, "before").await;
+    replicas.stop(first).await;
+    let second = replicas.leader().await;
+    assert_ne!(second, first);
+    commit(&replicas, second, "after").await;
+    for id in replicas.running() {
+        assert_eq!(names(&replicas.store(id).load().unwrap()), ["after", "before"], "replica {id}");
+    }
+    replicas.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_replica_catches_up_from_its_files_and_the_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut replicas = Replicas::start(3, dir.path()).await;
+    let leader = replicas.leader().await;
+    commit(&replicas, leader, "one").await;
+    let follower = followers(&replicas, leader)[0];
+    replicas.stop(follower).await;
+    // Committed by the two left: a majority.
+    commit(&replicas, leader, "two").await;
+    let index = replicas.store(leader).write(StoreChange::DeleteFunction("one".into())).await.unwrap();
+    replicas.restart(follower).await;
+    replicas.applied(follower, index).await;
+    let restarted = replicas.store(follower).load().unwrap();
+    assert_eq!(names(&restarted), ["two"]);
+    assert_eq!(restarted, replicas.store(leader).load().unwrap());
+    replicas.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_cluster_restarted_keeps_what_was_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut replicas = Replicas::start(3, dir.path()).await;
+    let leader = replicas.leader().await;
+    commit(&replicas, leader, "kept").await;
+    replicas.stop_all().await;
+    for id in 1..=3 {
+        replicas.restart(id).await;
+    }
+    for id in 1..=3 {
+        assert_eq!(names(&replicas.store(id).load().unwrap()), ["kept"], "replica {id} before any leader");
+    }
+    let leader = replicas.leader().await;
+    commit(&replicas, leader, "more").await;
+    assert_eq!(names(&replicas.store(leader).load().unwrap()), ["kept", "more"]);
+    replicas.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_behind_a_purged_log_catches_up_from_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut replicas = Replicas::start(3, dir.path()).await;
+    let leader = replicas.leader().await;
+    commit(&replicas, leader, "one").await;
+    let follower = followers(&replicas, leader)[0];
+    replicas.stop(follower).await;
+    commit(&replicas, leader, "two").await;
+    let index = replicas.store(leader).write(save("three")).await.unwrap();
+    let raft = replicas.store(leader).raft();
+    raft.trigger().snapshot().await.unwrap();
+    let wait = raft.wait(Some(PATIENCE));
+    wait.metrics(|m| m.snapshot.is_some_and(|s| s.index >= index), "the leader's snapshot").await.unwrap();
+    raft.trigger().purge_log(index).await.unwrap();
+    wait.metrics(|m| m.purged.is_some_and(|p| p.index >= index), "the leader's log purged").await.unwrap();
+    replicas.restart(follower).await;
+    replicas.applied(follower, index).await;
+    let installed = replicas.store(follower).raft().metrics().borrow().snapshot;
+    assert!(installed.is_some_and(|s| s.index >= index), "caught up from a snapshot: {installed:?}");
+    let caught_up = replicas.store(follower).load().unwrap();
+    assert_eq!(names(&caught_up), ["one", "three", "two"]);
+    replicas.stop_all().await;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A control plane that is replica `id` of `peers`, its file in `dir`, serving until `shutdown`.
+async fn control_plane(
+    id: u64,
+    peers: &BTreeMap<u64, String>,
+    dir: &std::path::Path,
+    shutdown: &CancellationToken,
+) -> (Arc<Core>, Arc<ReplicatedStore>, tokio::task::JoinHandle<()>) {
+    let sqlite = SqliteStoreConfig { path: dir.join(format!("control-plane-{id}.sqlite")), ..Default::default() };
+    let config = ControlPlaneConfig {
+        grpc_listen: peers[&id].parse().unwrap(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        store: StoreConfig::Sqlite(sqlite),
+        replication: Some(ReplicationConfig::new(id, peers.clone())),
+        ..Default::default()
+    };
+    let bound = ControlPlane::bind(config).await.unwrap();
+    let (core, replica) = (Arc::clone(bound.core()), Arc::clone(bound.replica().expect("replication is set")));
+    let serving = bound.serve(shutdown.clone());
+    (core, replica, tokio::spawn(async move { serving.await.expect("the control plane serves") }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_control_planes_replicate_a_registration_over_their_own_grpc_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let peers: BTreeMap<u64, String> = (1..=3).map(|id| (id, format!("127.0.0.1:{}", free_port()))).collect();
+    let shutdown = CancellationToken::new();
+    let mut planes = BTreeMap::new();
+    for id in 1..=3 {
+        planes.insert(id, control_plane(id, &peers, dir.path(), &shutdown).await);
+    }
+    let leader = agreed_leader(&planes.values().map(|(_, replica, _)| replica.raft()).collect::<Vec<_>>()).await;
+    planes[&leader].0.register_function(FunctionSpec::new("hello", "image")).await.unwrap();
+    // Committed once the registration returned, so at or below the leader's last index.
+    let committed = planes[&leader].1.raft().metrics().borrow().last_log_index.expect("an entry");
+    for (id, (_, replica, _)) in &planes {
+        replica.raft().wait(Some(PATIENCE)).applied_index_at_least(Some(committed), "applied").await.unwrap();
+        assert_eq!(names(&replica.load().unwrap()), ["hello"], "control plane {id}");
+    }
+    // Agreed again: a replica that started late may have stood for election meanwhile.
+    let leader = agreed_leader(&planes.values().map(|(_, replica, _)| replica.raft()).collect::<Vec<_>>()).await;
+    let follower = *planes.keys().find(|id| **id != leader).unwrap();
+    let refused = planes[&follower].0.register_function(FunctionSpec::new("elsewhere", "image")).await.unwrap_err();
+    assert!(
+        matches!(&refused, RegistryError::Store(StoreError::NotLeader { leader: Some((id, _)) }) if *id == leader),
+        "a follower's registration names the leader for now (forwarding comes later): {refused:?}"
+    );
+    shutdown.cancel();
+    for (_, (_, _, serving)) in planes {
+        serving.await.unwrap();
+    }
+}
