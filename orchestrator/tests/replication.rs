@@ -196,3 +196,36 @@ async fn three_control_planes_replicate_a_registration_over_their_own_grpc_serve
         serving.await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_given_every_replica_is_sent_from_a_follower_to_the_leader() {
+    use orchestrator::peers::{GrpcControlPlane, WorkerUplink};
+    use orchestrator::proto::dirigent::WorkerInfo;
+    let dir = tempfile::tempdir().unwrap();
+    let peers: BTreeMap<u64, String> = (1..=3).map(|id| (id, format!("127.0.0.1:{}", free_port()))).collect();
+    let shutdown = CancellationToken::new();
+    let mut planes = BTreeMap::new();
+    for id in 1..=3 {
+        planes.insert(id, control_plane(id, &peers, dir.path(), &shutdown).await);
+    }
+    let rafts = || planes.values().map(|(_, replica, _)| replica.raft()).collect::<Vec<_>>();
+    let leader = agreed_leader(&rafts()).await;
+    // One commit first, then agreed again: a replica that started late may have stood for election meanwhile.
+    planes[&leader].0.register_function(FunctionSpec::new("hello", "image")).await.unwrap();
+    let leader = agreed_leader(&rafts()).await;
+    let follower = *planes.keys().find(|id| **id != leader).unwrap();
+    let others = peers.keys().filter(|id| **id != follower).map(|id| peers[id].as_str());
+    let listed: Vec<&str> = std::iter::once(peers[&follower].as_str()).chain(others).collect();
+    let uplink = GrpcControlPlane::connect(&listed.join(",")).unwrap();
+    let info = WorkerInfo { name: "w".into(), address: "127.0.0.1:1".into(), cpu_millis: 1000, memory_mib: 512 };
+    let refused = uplink.register_worker(info.clone()).await.expect_err("a follower refuses peers");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
+    assert_eq!(uplink.current(), peers[&leader], "the refusal names the leader, and the uplink goes there");
+    uplink.register_worker(info).await.expect("the leader registers the worker");
+    let workers: Vec<String> = planes[&leader].0.workers().into_iter().map(|w| w.name).collect();
+    assert_eq!(workers, ["w"]);
+    shutdown.cancel();
+    for (_, (_, _, serving)) in planes {
+        serving.await.unwrap();
+    }
+}

@@ -156,6 +156,11 @@ impl Core {
         self.locked().registry.views()
     }
 
+    /// Which control-plane replica leads now (with one control plane, this one).
+    pub fn leadership(&self) -> super::store::Leadership {
+        self.store.leadership()
+    }
+
     /// One function as the API shows it.
     pub fn function(&self, name: &str) -> Option<FunctionView> {
         self.locked().registry.get(name).map(FunctionRecord::view)

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::core::{Core, Lease, PeerError};
+use super::store::Leadership;
 use crate::peers::attach::ReceiverStream;
 use crate::proto::dirigent::control_plane_server::ControlPlane as ControlPlaneRpc;
 use crate::proto::dirigent::{
@@ -22,6 +23,22 @@ pub struct ControlPlaneService {
     pub core: Arc<Core>,
     /// Ends every attachment: the server's graceful shutdown waits for open streams.
     pub shutdown: CancellationToken,
+}
+
+/// Refuses a peer's call on a replica that does not lead, naming the leader (the peer goes there next).
+fn leading(core: &Core) -> Result<(), Status> {
+    match core.leadership() {
+        Leadership::This => Ok(()),
+        Leadership::Other(leader) => {
+            let mut refused =
+                Status::failed_precondition(format!("this control plane is a follower; the leader is {leader}"));
+            if let Ok(value) = leader.parse() {
+                refused.metadata_mut().insert(contracts::config::LEADER_METADATA, value);
+            }
+            Err(refused)
+        }
+        Leadership::Unknown => Err(Status::unavailable("no control-plane leader is elected yet; try again")),
+    }
 }
 
 fn status(err: PeerError) -> Status {
@@ -40,6 +57,7 @@ impl ControlPlaneRpc for ControlPlaneService {
     type AttachStream = BoxStream<'static, Result<AttachReply, Status>>;
 
     async fn attach(&self, request: Request<Streaming<AttachRequest>>) -> Result<Response<Self::AttachStream>, Status> {
+        leading(&self.core)?;
         let mut inbound = request.into_inner();
         let first = inbound.message().await?.and_then(|m| m.message);
         let lease = match first {
@@ -60,33 +78,39 @@ impl ControlPlaneRpc for ControlPlaneService {
     }
 
     async fn register_worker(&self, request: Request<WorkerInfo>) -> Result<Response<Ack>, Status> {
+        leading(&self.core)?;
         self.core.register_worker(request.into_inner()).map_err(status)?;
         Ok(Response::new(Ack {}))
     }
 
     async fn worker_heartbeat(&self, request: Request<WorkerHeartbeatRequest>) -> Result<Response<Ack>, Status> {
+        leading(&self.core)?;
         let heartbeat = request.into_inner();
         self.core.worker_heartbeat(&heartbeat.name, heartbeat.sandboxes).map_err(status)?;
         Ok(Response::new(Ack {}))
     }
 
     async fn report_sandbox_exit(&self, request: Request<SandboxExit>) -> Result<Response<Ack>, Status> {
+        leading(&self.core)?;
         let exit = request.into_inner();
         self.core.sandbox_exited(&exit.function, &exit.sandbox_id, &exit.reason).await;
         Ok(Response::new(Ack {}))
     }
 
     async fn register_data_plane(&self, request: Request<DataPlaneInfo>) -> Result<Response<Ack>, Status> {
+        leading(&self.core)?;
         self.core.register_data_plane(request.into_inner()).map_err(status)?;
         Ok(Response::new(Ack {}))
     }
 
     async fn report_load(&self, request: Request<LoadReport>) -> Result<Response<Ack>, Status> {
+        leading(&self.core)?;
         self.core.report_load(request.into_inner()).map_err(status)?;
         Ok(Response::new(Ack {}))
     }
 
     async fn request_cold_start(&self, request: Request<ColdStartRequest>) -> Result<Response<Ack>, Status> {
+        leading(&self.core)?;
         self.core.request_cold_start(&request.into_inner().function);
         Ok(Response::new(Ack {}))
     }

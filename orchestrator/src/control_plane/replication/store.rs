@@ -17,7 +17,7 @@ use super::network::GrpcNetworkFactory;
 use super::state::StateMachine;
 use super::types::{NodeId, Raft, TypeConfig};
 use crate::control_plane::store::sqlite::Database;
-use crate::control_plane::store::{RegistryStore, StoreChange, StoreError, StoreFuture, StoredRegistry};
+use crate::control_plane::store::{Leadership, RegistryStore, StoreChange, StoreError, StoreFuture, StoredRegistry};
 
 /// How long a leader's snapshot chunk may take to reach a follower: a whole registry (thousands of entries,
 /// megabytes of JSON) is a few chunks, far slower than a heartbeat.
@@ -111,6 +111,21 @@ impl RegistryStore for ReplicatedStore {
     /// Changes this replica committed as leader (those it applied from another leader do not count).
     fn writes(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
+    }
+
+    /// The leader as this replica's Raft node last saw it.
+    fn leadership(&self) -> Leadership {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        match metrics.current_leader {
+            Some(leader) if leader == self.id => Leadership::This,
+            Some(leader) => metrics
+                .membership_config
+                .membership()
+                .get_node(&leader)
+                .map_or(Leadership::Unknown, |node| Leadership::Other(node.addr.clone())),
+            None => Leadership::Unknown,
+        }
     }
 }
 

@@ -89,6 +89,21 @@ pub trait RegistryStore: Send + Sync + 'static {
     fn load(&self) -> Result<StoredRegistry, StoreError>;
     /// Changes applied since the store was opened (a load run must not add any).
     fn writes(&self) -> u64;
+    /// Which control plane may change the registry now; a store of one control plane, always this one.
+    fn leadership(&self) -> Leadership {
+        Leadership::This
+    }
+}
+
+/// Which control-plane replica leads: the one workers and data planes attach to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leadership {
+    /// This control plane.
+    This,
+    /// Another replica, at this gRPC address.
+    Other(String),
+    /// None that this replica knows of (an election is running).
+    Unknown,
 }
 
 /// Opens the store `config` names: creates the SQLite file (and its folder) or connects to Redis.
