@@ -229,3 +229,38 @@ async fn a_peer_given_every_replica_is_sent_from_a_follower_to_the_leader() {
         serving.await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_takes_in_what_the_old_one_registered() {
+    let dir = tempfile::tempdir().unwrap();
+    let peers: BTreeMap<u64, String> = (1..=3).map(|id| (id, format!("127.0.0.1:{}", free_port()))).collect();
+    let shutdown = CancellationToken::new();
+    let mut planes = BTreeMap::new();
+    let mut stops = BTreeMap::new();
+    for id in 1..=3 {
+        let stop = shutdown.child_token();
+        planes.insert(id, control_plane(id, &peers, dir.path(), &stop).await);
+        stops.insert(id, stop);
+    }
+    let leader = agreed_leader(&planes.values().map(|(_, replica, _)| replica.raft()).collect::<Vec<_>>()).await;
+    planes[&leader].0.register_function(FunctionSpec::new("hello", "image")).await.unwrap();
+    let leader = agreed_leader(&planes.values().map(|(_, replica, _)| replica.raft()).collect::<Vec<_>>()).await;
+    // Registered after every core loaded its store: only the Raft log brings it to the others.
+    planes[&leader].0.register_function(FunctionSpec::new("late", "image")).await.unwrap();
+    stops[&leader].cancel();
+    let (_, _, serving) = planes.remove(&leader).unwrap();
+    serving.await.unwrap();
+    let successor = agreed_leader(&planes.values().map(|(_, replica, _)| replica.raft()).collect::<Vec<_>>()).await;
+    assert_ne!(successor, leader);
+    let core = &planes[&successor].0;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while core.function("late").is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "the new leader's core never took in `late`");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(core.function("hello").is_some());
+    shutdown.cancel();
+    for (_, (_, _, serving)) in planes {
+        serving.await.unwrap();
+    }
+}

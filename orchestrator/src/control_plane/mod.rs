@@ -132,10 +132,7 @@ impl ControlPlane {
         });
         let loops = supervise::spawn("the control plane's autoscaler and peer expiry", shutdown.clone(), {
             let (core, shutdown) = (Arc::clone(&core), shutdown.clone());
-            async move {
-                core.reconstruct().await;
-                run_loops(core, shutdown).await;
-            }
+            async move { run_loops(core, shutdown).await }
         });
         let api = axum::serve(self.http_listener, api::router(Arc::clone(&core)))
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
@@ -183,13 +180,32 @@ async fn run_loops(core: Arc<Core>, shutdown: CancellationToken) {
     for interval in [&mut ticks, &mut expiry] {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
+    // Only the leader acts (with one control plane, this one: it takes the lead at the first check).
+    let mut leading = false;
     loop {
         tokio::select! {
-            _ = ticks.tick() => core.tick().await,
-            _ = expiry.tick() => core.expire_peers().await,
+            _ = ticks.tick() => if leading { core.tick().await },
+            _ = expiry.tick() => {
+                leading = follow_leadership(&core, leading).await;
+                if leading {
+                    core.expire_peers().await;
+                }
+            }
             () = shutdown.cancelled() => return,
         }
     }
+}
+
+/// Whether this control plane leads now; on becoming the leader it rebuilds the cluster state first.
+async fn follow_leadership(core: &Arc<Core>, was_leading: bool) -> bool {
+    let leading = core.leadership() == store::Leadership::This;
+    if leading && !was_leading {
+        tracing::info!("this control plane leads: rebuilding the cluster state");
+        core.take_leadership().await;
+    } else if was_leading && !leading {
+        tracing::warn!("this control plane no longer leads: its autoscaler and peer expiry pause");
+    }
+    leading
 }
 
 /// How often heartbeat deadlines are checked: often enough that a silent peer is dropped within about its

@@ -11,8 +11,9 @@ use std::time::Duration;
 use contracts::api::Sandbox;
 use tokio::sync::mpsc;
 
+use super::registry::FunctionRecord;
 use super::{Core, State};
-use crate::control_plane::store::{RegistryStore, StoreChange, StoredDataPlane, StoredWorker};
+use crate::control_plane::store::{RegistryStore, StoreChange, StoredDataPlane, StoredRegistry, StoredWorker};
 use crate::proto::dirigent::{DataPlaneInfo, KillSandboxRequest, SandboxInfo, WorkerInfo};
 
 /// How long a restarted control plane waits for one stored worker's list before it goes on without it.
@@ -88,6 +89,41 @@ impl Core {
     /// Whether recovery is over and the autoscaler may create sandboxes.
     pub(super) fn is_reconstructed(&self) -> bool {
         self.reconstructed.load(Ordering::Acquire)
+    }
+
+    /// Becomes the core that acts for the cluster: takes in what the registry holds now (a replica that
+    /// followed read its store only at its start), then rebuilds the cluster state as a restarted control
+    /// plane does.
+    pub async fn take_leadership(self: &Arc<Self>) {
+        match self.store.load() {
+            Ok(stored) => self.catch_up(stored),
+            Err(err) => {
+                tracing::error!(%err, "cannot read the registry on taking the lead; going on with what is loaded")
+            }
+        }
+        self.reconstruct().await;
+    }
+
+    /// Makes the registry's functions and the peers to rebuild from those of `stored`.
+    fn catch_up(&self, stored: StoredRegistry) {
+        {
+            let mut state = self.locked();
+            let hold = self.clock.now() + self.config.autoscaler.stable_window;
+            let names: HashSet<&str> = stored.functions.iter().map(|spec| spec.name.as_str()).collect();
+            for gone in state.registry.names().into_iter().filter(|name| !names.contains(name.as_str())) {
+                state.registry.remove(&gone);
+            }
+            for spec in &stored.functions {
+                if !state.registry.contains(&spec.name) {
+                    let uid = state.next_sequence();
+                    let record = FunctionRecord::restored(spec.clone(), uid, &self.config.autoscaler, hold);
+                    state.registry.insert(record);
+                }
+            }
+            state.members.stored_workers = stored.workers.iter().map(|w| (w.name.clone(), w.clone())).collect();
+            state.members.stored_data_planes = stored.data_planes.iter().map(|d| (d.name.clone(), d.clone())).collect();
+        }
+        *self.restored_peers.lock().unwrap_or_else(|e| e.into_inner()) = Some((stored.workers, stored.data_planes));
     }
 
     /// Rebuilds the cluster state from the stored workers and data planes, then starts scaling. A stored peer

@@ -659,3 +659,22 @@ async fn failovers_the_data_planes_report_are_summed_per_function() {
     }
     assert_eq!(cluster.core.function("f").unwrap().status.counters.failovers, 6);
 }
+
+#[tokio::test]
+async fn taking_the_lead_takes_in_what_the_registry_holds_now() {
+    use crate::control_plane::store::{RegistryStore, StoreChange};
+    let store = Arc::new(MemoryStore::default());
+    store.apply(StoreChange::SaveFunction(FunctionSpec::new("f", "img"))).await.unwrap();
+    let (clock, peers) = (Arc::new(ManualClock::default()), FakePeers::new());
+    let connector = Arc::clone(&peers) as Arc<dyn PeerConnector>;
+    let config = ControlPlaneConfig::default();
+    let shared = Arc::clone(&store) as Arc<dyn RegistryStore>;
+    let core = Arc::new(Core::new(config, clock as Arc<dyn Clock>, shared, connector).unwrap());
+    // What another replica's leader committed while this one followed.
+    store.apply(StoreChange::SaveFunction(FunctionSpec::new("g", "img"))).await.unwrap();
+    store.apply(StoreChange::DeleteFunction("f".into())).await.unwrap();
+    assert!(core.function("f").is_some() && core.function("g").is_none(), "a follower's core lags");
+    core.take_leadership().await;
+    let names: Vec<String> = core.functions().into_iter().map(|f| f.spec.name).collect();
+    assert_eq!(names, ["g"]);
+}
