@@ -15,6 +15,7 @@ use contracts::api::{
 };
 
 use super::core::{Core, RegistryError};
+use super::store::StoreError;
 
 /// An API error: a status and a message, sent as `{"error": message}`.
 #[derive(Debug)]
@@ -40,6 +41,8 @@ impl From<RegistryError> for ApiError {
         let status = match err {
             RegistryError::Duplicate(_) => StatusCode::CONFLICT,
             RegistryError::Unknown(_) => StatusCode::NOT_FOUND,
+            // A follower: the client may retry at the leader the message names (forwarding is not done yet).
+            RegistryError::Store(StoreError::NotLeader { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             RegistryError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self { status, message: err.to_string() }
@@ -122,4 +125,19 @@ async fn health(AxumState(core): Api) -> Json<Health> {
 async fn metrics(AxumState(core): Api) -> impl IntoResponse {
     let text = super::metrics::render(&core.overview());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_follower_answers_503_naming_the_leader() {
+        let refused = RegistryError::Store(StoreError::NotLeader { leader: Some((2, "10.0.0.2:9090".into())) });
+        let answer = ApiError::from(refused);
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(answer.message.contains("10.0.0.2:9090"), "{}", answer.message);
+        let broken = RegistryError::Store(StoreError::Replication { replica: 1, action: "x", reason: "y".into() });
+        assert_eq!(ApiError::from(broken).status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }
