@@ -151,7 +151,7 @@ async fn control_plane(
     peers: &BTreeMap<u64, String>,
     dir: &std::path::Path,
     shutdown: &CancellationToken,
-) -> (Arc<Core>, Arc<ReplicatedStore>, tokio::task::JoinHandle<()>) {
+) -> Plane {
     let sqlite = SqliteStoreConfig { path: dir.join(format!("control-plane-{id}.sqlite")), ..Default::default() };
     let config = ControlPlaneConfig {
         grpc_listen: peers[&id].parse().unwrap(),
@@ -166,16 +166,49 @@ async fn control_plane(
     (core, replica, tokio::spawn(async move { serving.await.expect("the control plane serves") }))
 }
 
+/// A control plane that is a replica: its core, its store, and its serving task.
+type Plane = (Arc<Core>, Arc<ReplicatedStore>, tokio::task::JoinHandle<()>);
+
+/// Three control planes, replicas of one registry on loopback ports, each stopped by its own token.
+struct Cluster {
+    peers: BTreeMap<u64, String>,
+    planes: BTreeMap<u64, Plane>,
+    stops: BTreeMap<u64, CancellationToken>,
+}
+
+impl Cluster {
+    /// Starts them, their files in `dir`; `shutdown` stops them all.
+    async fn start(dir: &std::path::Path, shutdown: &CancellationToken) -> Self {
+        let peers: BTreeMap<u64, String> = (1..=3).map(|id| (id, format!("127.0.0.1:{}", free_port()))).collect();
+        let (mut planes, mut stops) = (BTreeMap::new(), BTreeMap::new());
+        for id in 1..=3 {
+            let stop = shutdown.child_token();
+            planes.insert(id, control_plane(id, &peers, dir, &stop).await);
+            stops.insert(id, stop);
+        }
+        Self { peers, planes, stops }
+    }
+}
+
+/// The leader the running planes agree on.
+async fn leader_of(planes: &BTreeMap<u64, Plane>) -> u64 {
+    agreed_leader(&planes.values().map(|(_, replica, _)| replica.raft()).collect::<Vec<_>>()).await
+}
+
+/// Stops every plane and waits for each to end cleanly.
+async fn stop_all(shutdown: &CancellationToken, planes: BTreeMap<u64, Plane>) {
+    shutdown.cancel();
+    for (_, (_, _, serving)) in planes {
+        serving.await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_control_planes_replicate_a_registration_over_their_own_grpc_servers() {
     let dir = tempfile::tempdir().unwrap();
-    let peers: BTreeMap<u64, String> = (1..=3).map(|id| (id, format!("127.0.0.1:{}", free_port()))).collect();
     let shutdown = CancellationToken::new();
-    let mut planes = BTreeMap::new();
-    for id in 1..=3 {
-        planes.insert(id, control_plane(id, &peers, dir.path(), &shutdown).await);
-    }
-    let leader = agreed_leader(&planes.values().map(|(_, replica, _)| replica.raft()).collect::<Vec<_>>()).await;
+    let Cluster { planes, .. } = Cluster::start(dir.path(), &shutdown).await;
+    let leader = leader_of(&planes).await;
     planes[&leader].0.register_function(FunctionSpec::new("hello", "image")).await.unwrap();
     // Committed once the registration returned, so at or below the leader's last index.
     let committed = planes[&leader].1.raft().metrics().borrow().last_log_index.expect("an entry");
@@ -184,17 +217,14 @@ async fn three_control_planes_replicate_a_registration_over_their_own_grpc_serve
         assert_eq!(names(&replica.load().unwrap()), ["hello"], "control plane {id}");
     }
     // Agreed again: a replica that started late may have stood for election meanwhile.
-    let leader = agreed_leader(&planes.values().map(|(_, replica, _)| replica.raft()).collect::<Vec<_>>()).await;
+    let leader = leader_of(&planes).await;
     let follower = *planes.keys().find(|id| **id != leader).unwrap();
     let refused = planes[&follower].0.register_function(FunctionSpec::new("elsewhere", "image")).await.unwrap_err();
     assert!(
         matches!(&refused, RegistryError::Store(StoreError::NotLeader { leader: Some((id, _)) }) if *id == leader),
         "a follower's registration names the leader for now (forwarding comes later): {refused:?}"
     );
-    shutdown.cancel();
-    for (_, (_, _, serving)) in planes {
-        serving.await.unwrap();
-    }
+    stop_all(&shutdown, planes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,17 +232,12 @@ async fn a_peer_given_every_replica_is_sent_from_a_follower_to_the_leader() {
     use orchestrator::peers::{GrpcControlPlane, WorkerUplink};
     use orchestrator::proto::dirigent::WorkerInfo;
     let dir = tempfile::tempdir().unwrap();
-    let peers: BTreeMap<u64, String> = (1..=3).map(|id| (id, format!("127.0.0.1:{}", free_port()))).collect();
     let shutdown = CancellationToken::new();
-    let mut planes = BTreeMap::new();
-    for id in 1..=3 {
-        planes.insert(id, control_plane(id, &peers, dir.path(), &shutdown).await);
-    }
-    let rafts = || planes.values().map(|(_, replica, _)| replica.raft()).collect::<Vec<_>>();
-    let leader = agreed_leader(&rafts()).await;
+    let Cluster { peers, planes, .. } = Cluster::start(dir.path(), &shutdown).await;
+    let leader = leader_of(&planes).await;
     // One commit first, then agreed again: a replica that started late may have stood for election meanwhile.
     planes[&leader].0.register_function(FunctionSpec::new("hello", "image")).await.unwrap();
-    let leader = agreed_leader(&rafts()).await;
+    let leader = leader_of(&planes).await;
     let follower = *planes.keys().find(|id| **id != leader).unwrap();
     let others = peers.keys().filter(|id| **id != follower).map(|id| peers[id].as_str());
     let listed: Vec<&str> = std::iter::once(peers[&follower].as_str()).chain(others).collect();
@@ -224,33 +249,23 @@ async fn a_peer_given_every_replica_is_sent_from_a_follower_to_the_leader() {
     uplink.register_worker(info).await.expect("the leader registers the worker");
     let workers: Vec<String> = planes[&leader].0.workers().into_iter().map(|w| w.name).collect();
     assert_eq!(workers, ["w"]);
-    shutdown.cancel();
-    for (_, (_, _, serving)) in planes {
-        serving.await.unwrap();
-    }
+    stop_all(&shutdown, planes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_leader_takes_in_what_the_old_one_registered() {
     let dir = tempfile::tempdir().unwrap();
-    let peers: BTreeMap<u64, String> = (1..=3).map(|id| (id, format!("127.0.0.1:{}", free_port()))).collect();
     let shutdown = CancellationToken::new();
-    let mut planes = BTreeMap::new();
-    let mut stops = BTreeMap::new();
-    for id in 1..=3 {
-        let stop = shutdown.child_token();
-        planes.insert(id, control_plane(id, &peers, dir.path(), &stop).await);
-        stops.insert(id, stop);
-    }
-    let leader = agreed_leader(&planes.values().map(|(_, replica, _)| replica.raft()).collect::<Vec<_>>()).await;
+    let Cluster { mut planes, stops, .. } = Cluster::start(dir.path(), &shutdown).await;
+    let leader = leader_of(&planes).await;
     planes[&leader].0.register_function(FunctionSpec::new("hello", "image")).await.unwrap();
-    let leader = agreed_leader(&planes.values().map(|(_, replica, _)| replica.raft()).collect::<Vec<_>>()).await;
+    let leader = leader_of(&planes).await;
     // Registered after every core loaded its store: only the Raft log brings it to the others.
     planes[&leader].0.register_function(FunctionSpec::new("late", "image")).await.unwrap();
     stops[&leader].cancel();
     let (_, _, serving) = planes.remove(&leader).unwrap();
     serving.await.unwrap();
-    let successor = agreed_leader(&planes.values().map(|(_, replica, _)| replica.raft()).collect::<Vec<_>>()).await;
+    let successor = leader_of(&planes).await;
     assert_ne!(successor, leader);
     let core = &planes[&successor].0;
     let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -259,8 +274,5 @@ async fn a_new_leader_takes_in_what_the_old_one_registered() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     assert!(core.function("hello").is_some());
-    shutdown.cancel();
-    for (_, (_, _, serving)) in planes {
-        serving.await.unwrap();
-    }
+    stop_all(&shutdown, planes).await;
 }
