@@ -70,6 +70,15 @@ impl Cluster {
         self.peers.journal().wait_until(&what, on_every).await
     }
 
+    /// Waits until every data plane's latest set for `f` is `sandbox` alone.
+    async fn only_everywhere(&self, sandbox: &str) {
+        let what = format!("only {sandbox} on every data plane");
+        let alone = |calls: &[Sent]| {
+            DATA_PLANES.iter().all(|dp| pushed(calls, dp, "f").last().is_some_and(|set| set == &[sandbox]))
+        };
+        self.peers.journal().wait_until(&what, alone).await;
+    }
+
     /// Keeps the data planes from expiring.
     fn data_planes_report(&self) {
         for name in DATA_PLANES {
@@ -209,13 +218,7 @@ async fn a_worker_that_disappears_takes_its_sandboxes_out_of_every_data_plane() 
     cluster.data_planes_report();
     cluster.clock.advance(timeout / 2 + Duration::from_millis(1));
     cluster.core.expire_peers().await;
-    cluster
-        .peers
-        .journal()
-        .wait_until("only w-2's sandbox on every data plane", |calls| {
-            DATA_PLANES.iter().all(|dp| pushed(calls, dp, "f").last() == Some(&vec![survivor.clone()]))
-        })
-        .await;
+    cluster.only_everywhere(&survivor).await;
 }
 
 #[tokio::test]
@@ -600,13 +603,7 @@ async fn the_end_of_a_workers_attachment_drops_it_at_once_and_pushes_its_sandbox
     assert_eq!(membership.borrow_and_update().workers, 1, "the membership watch sees it");
     let left: Vec<String> = cluster.core.function("f").unwrap().status.sandboxes.into_iter().map(|s| s.id).collect();
     assert_eq!(left, std::slice::from_ref(&survivor), "its sandbox goes with it");
-    cluster
-        .peers
-        .journal()
-        .wait_until("only w-2's sandbox on every data plane", |calls| {
-            DATA_PLANES.iter().all(|dp| pushed(calls, dp, "f").last() == Some(&vec![survivor.clone()]))
-        })
-        .await;
+    cluster.only_everywhere(&survivor).await;
     assert!(matches!(cluster.core.attached_heartbeat(&lease, 1), Err(PeerError::Unknown(_))), "it must attach again");
 }
 
