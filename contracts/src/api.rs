@@ -409,6 +409,9 @@ pub struct Health {
     pub workers: usize,
     /// Registered data planes.
     pub data_planes: usize,
+    /// Whether this control plane leads: `leader` (also the only one), `follower`, or `electing` (no leader
+    /// known); empty from an older control plane.
+    pub role: String,
 }
 
 /// The body of every error answer: `{"error": message}`.

@@ -219,6 +219,10 @@ async fn three_control_planes_replicate_a_registration_over_their_own_grpc_serve
     // Agreed again: a replica that started late may have stood for election meanwhile.
     let leader = leader_of(&planes).await;
     let follower = *planes.keys().find(|id| **id != leader).unwrap();
+    assert_eq!(
+        (planes[&leader].0.health().role, planes[&follower].0.health().role),
+        ("leader".into(), "follower".into())
+    );
     let refused = planes[&follower].0.register_function(FunctionSpec::new("elsewhere", "image")).await.unwrap_err();
     assert!(
         matches!(&refused, RegistryError::Store(StoreError::NotLeader { leader: Some((id, _)) }) if *id == leader),

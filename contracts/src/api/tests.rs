@@ -100,11 +100,13 @@ fn readers_tolerate_fields_they_do_not_know_and_status_fields_an_older_server_la
 
 #[test]
 fn the_small_bodies_keep_their_shape() {
-    let health = Health { status: "ok".into(), functions: 1, workers: 2, data_planes: 3 };
+    let health = Health { status: "ok".into(), functions: 1, workers: 2, data_planes: 3, role: "leader".into() };
     assert_eq!(
         serde_json::to_value(&health).unwrap(),
-        json!({ "status": "ok", "functions": 1, "workers": 2, "data_planes": 3 })
+        json!({ "status": "ok", "functions": 1, "workers": 2, "data_planes": 3, "role": "leader" })
     );
+    let older: Health = serde_json::from_value(json!({ "status": "ok", "functions": 1 })).unwrap();
+    assert_eq!(older.role, "", "an older control plane's answer still reads");
     assert_eq!(serde_json::to_value(Deleted { deleted: "f".into() }).unwrap(), json!({ "deleted": "f" }));
     assert_eq!(serde_json::to_value(ErrorBody { error: "no".into() }).unwrap(), json!({ "error": "no" }));
     let worker = WorkerView { name: "w".into(), address: "a:1".into(), sandboxes: 1, ..WorkerView::default() };

@@ -178,9 +178,14 @@ impl Core {
 
     /// How much is registered.
     pub fn health(&self) -> Health {
+        let role = match self.store.leadership() {
+            super::store::Leadership::This => "leader",
+            super::store::Leadership::Other(_) => "follower",
+            super::store::Leadership::Unknown => "electing",
+        };
         let state = self.locked();
         let Membership { workers, data_planes } = state.members.counts();
-        Health { status: "ok".into(), functions: state.registry.len(), workers, data_planes }
+        Health { status: "ok".into(), functions: state.registry.len(), workers, data_planes, role: role.into() }
     }
 
     /// What `/metrics` shows, taken under one lock so that the figures agree with each other.
