@@ -374,10 +374,15 @@ impl Core {
         self.publish_membership(state);
         let pushes = state.drop_sandboxes(|s| dropped.workers.contains(&s.worker));
         let data_planes = state.members.data_plane_clients();
-        // In the background: a push waits for drains, and the caller holds the lock.
+        // In the background: a push waits for drains, and the caller holds the lock. The function is scaled at
+        // once after, not at the next tick: what ran on a dead worker is replaced without waiting.
         for push in pushes {
             let (core, data_planes) = (Arc::clone(self), data_planes.clone());
-            tokio::spawn(async move { core.push(push, data_planes).await });
+            tokio::spawn(async move {
+                let function = push.name.clone();
+                core.push(push, data_planes).await;
+                core.scale_function(&function).await;
+            });
         }
     }
 }

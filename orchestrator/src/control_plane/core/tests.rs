@@ -70,12 +70,11 @@ impl Cluster {
         self.peers.journal().wait_until(&what, on_every).await
     }
 
-    /// Waits until every data plane's latest set for `f` is `sandbox` alone.
+    /// Waits until every data plane got a set for `f` that is `sandbox` alone (a replacement may follow).
     async fn only_everywhere(&self, sandbox: &str) {
         let what = format!("only {sandbox} on every data plane");
-        let alone = |calls: &[Sent]| {
-            DATA_PLANES.iter().all(|dp| pushed(calls, dp, "f").last().is_some_and(|set| set == &[sandbox]))
-        };
+        let alone =
+            |calls: &[Sent]| DATA_PLANES.iter().all(|dp| pushed(calls, dp, "f").iter().any(|set| set == &[sandbox]));
         self.peers.journal().wait_until(&what, alone).await;
     }
 
@@ -217,8 +216,17 @@ async fn a_worker_that_disappears_takes_its_sandboxes_out_of_every_data_plane() 
     cluster.core.worker_heartbeat("w-2", 1).unwrap();
     cluster.data_planes_report();
     cluster.clock.advance(timeout / 2 + Duration::from_millis(1));
+    let before = cluster.peers.journal().calls().len();
     cluster.core.expire_peers().await;
     cluster.only_everywhere(&survivor).await;
+    // No tick: the lost sandbox is replaced at once, on the worker left.
+    let calls = cluster
+        .peers
+        .journal()
+        .wait_until("a replacement", |calls| calls[before..].iter().any(|c| created(c).is_some()))
+        .await;
+    let replacement = calls[before..].iter().find(|c| created(c).is_some()).unwrap();
+    assert_eq!(replacement.to, "w-2", "{replacement:?}");
 }
 
 #[tokio::test]
