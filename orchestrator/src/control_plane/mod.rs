@@ -181,12 +181,12 @@ async fn run_loops(core: Arc<Core>, shutdown: CancellationToken) {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     // Only the leader acts (with one control plane, this one: it takes the lead at the first check).
-    let mut leading = false;
+    let (mut leading, mut followed) = (false, false);
     loop {
         tokio::select! {
             _ = ticks.tick() => if leading { core.tick().await },
             _ = expiry.tick() => {
-                leading = follow_leadership(&core, leading).await;
+                leading = follow_leadership(&core, leading, &mut followed).await;
                 if leading {
                     core.expire_peers().await;
                 }
@@ -196,13 +196,21 @@ async fn run_loops(core: Arc<Core>, shutdown: CancellationToken) {
     }
 }
 
-/// Whether this control plane leads now; on becoming the leader it rebuilds the cluster state first.
-async fn follow_leadership(core: &Arc<Core>, was_leading: bool) -> bool {
+/// Whether this control plane leads now; on becoming the leader it rebuilds the cluster state first, after
+/// reading the registry again if it `followed` another replica meanwhile (its core read it only at its start).
+async fn follow_leadership(core: &Arc<Core>, was_leading: bool, followed: &mut bool) -> bool {
     let leading = core.leadership() == store::Leadership::This;
     if leading && !was_leading {
         tracing::info!("this control plane leads: rebuilding the cluster state");
-        core.take_leadership().await;
-    } else if was_leading && !leading {
+        if *followed {
+            core.take_leadership().await;
+        } else {
+            core.reconstruct().await;
+        }
+    } else if !leading {
+        *followed = true;
+    }
+    if was_leading && !leading {
         tracing::warn!("this control plane no longer leads: its autoscaler and peer expiry pause");
     }
     leading

@@ -169,7 +169,7 @@ impl Proxy {
             address_to(&mut request, protocol, lease.endpoint(), &path_and_query, set_host)
                 .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("cannot forward the request path: {e}")))?;
             let sent = Instant::now();
-            let (address, sandbox) = (lease.endpoint().address, lease.endpoint().sandbox_id.clone());
+            let address = lease.endpoint().address;
             let connect_within = self.queue_timeout.saturating_sub(arrived.elapsed()).max(CONNECT_FLOOR);
             let attempt = self.upstreams.send(protocol, address, request, connect_within);
             let cause = match tokio::time::timeout(self.upstream_timeout, attempt).await {
@@ -182,15 +182,17 @@ impl Proxy {
                     cause
                 }
                 Ok(Err(SendError::Failed(cause))) => {
-                    let message = format!("sandbox {sandbox} at {address} failed: {cause}");
+                    let message = format!("sandbox {} at {address} failed: {cause}", lease.endpoint().sandbox_id);
                     return Err(error(StatusCode::BAD_GATEWAY, &message));
                 }
                 Err(_) => {
-                    let message =
-                        format!("sandbox {sandbox} at {address} did not answer within {:?}", self.upstream_timeout);
+                    let (sandbox, waited) = (&lease.endpoint().sandbox_id, self.upstream_timeout);
+                    let message = format!("sandbox {sandbox} at {address} did not answer within {waited:?}");
                     return Err(error(StatusCode::GATEWAY_TIMEOUT, &message));
                 }
             };
+            // Only here, on the rare path: the lease goes to `fail_over`, the message needs the id after.
+            let sandbox = lease.endpoint().sandbox_id.clone();
             tracing::debug!(%sandbox, %address, %cause, "request not sent: failing over to another sandbox");
             function.counters.record_failover();
             let remaining = self.queue_timeout.saturating_sub(arrived.elapsed());
