@@ -130,17 +130,7 @@ impl Cluster {
     /// Polls `/health` every 10 ms until `check` holds (panics after 60 s, naming `what`); an API that does
     /// not answer (the control plane is restarting) counts as not yet.
     pub async fn wait_health(&self, what: &str, check: impl Fn(&Health) -> bool) -> Duration {
-        let started = Instant::now();
-        let deadline = started + Duration::from_secs(60);
-        loop {
-            if let Some(health) = try_health(&self.api).await
-                && check(&health)
-            {
-                return started.elapsed();
-            }
-            assert!(Instant::now() < deadline, "{what}: not within 60 s");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        super::wait_for_health(&self.api, what, (Duration::from_millis(10), Duration::from_secs(60)), check).await
     }
 
     /// Kills the scenario's role with SIGKILL; returns when it sent the signal and when the process was gone.
@@ -168,11 +158,6 @@ impl Cluster {
             role.stop_if_running();
         }
     }
-}
-
-async fn try_health(api: &str) -> Option<Health> {
-    let response = client().get(format!("http://{api}{}", contracts::api::HEALTH_PATH)).send().await.ok()?;
-    response.json().await.ok()
 }
 
 /// One request of the load.

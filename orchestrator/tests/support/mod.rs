@@ -157,6 +157,26 @@ pub async fn health(api: &str) -> Health {
     client().get(format!("http://{api}{}", api::HEALTH_PATH)).send().await.unwrap().json().await.unwrap()
 }
 
+/// Polls `/health` `every` so often until `check` holds and returns how long that took; panics after
+/// `within`, naming `what`. An API that does not answer (the control plane is restarting) counts as not yet.
+pub async fn wait_for_health(
+    api: &str,
+    what: &str,
+    (every, within): (Duration, Duration),
+    check: impl Fn(&Health) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let answered = async { client().get(format!("http://{api}{}", api::HEALTH_PATH)).send().await?.json().await };
+        let health: Option<Health> = answered.await.ok();
+        if health.as_ref().is_some_and(&check) {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < within, "{what}: not reached within {within:?}; last {health:?}");
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Polls `check` on the function's view until it holds, or panics after `within`.
 pub async fn wait_for_function(
     api: &str,
