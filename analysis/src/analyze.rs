@@ -11,6 +11,7 @@ use hdrhistogram::Histogram;
 use crate::columns::{Columns, Failure, Row};
 use crate::meta::{read_manifest, read_summary};
 use crate::model::{Counts, FunctionResult, Percentiles, Rates, RunAnalysis, Samples, Shares};
+use crate::recovery::RecoveryAccumulator;
 use crate::timeline::TimelineAccumulator;
 use crate::{AnalyzeError, Options};
 
@@ -25,7 +26,9 @@ pub fn analyze(run_dir: &Path, options: &Options) -> Result<RunAnalysis, Analyze
     let summary = read_summary(run_dir)?;
     let manifest = read_manifest(run_dir)?;
     let start_us = manifest.as_ref().and_then(|manifest| manifest.started_unix_us);
-    let mut accumulator = Accumulator::new(options, start_us);
+    // The kills are known before the rows, so recovery is folded in the same pass.
+    let events = manifest.as_ref().map_or(&[][..], |manifest| &manifest.events[..]);
+    let mut accumulator = Accumulator::new(options, start_us, RecoveryAccumulator::new(events));
     read_invocations(&run_dir.join("invocations.csv"), &mut accumulator)?;
     Ok(accumulator.finish(run_dir, options, summary, manifest))
 }
@@ -116,6 +119,7 @@ struct Accumulator {
     send_lag_sum_us: u128,
     span_us: Option<(u64, u64)>,
     timeline: Option<TimelineAccumulator>,
+    recovery: RecoveryAccumulator,
 }
 
 fn new_histogram() -> Histogram<u64> {
@@ -136,7 +140,7 @@ fn micros(duration: std::time::Duration) -> u64 {
 }
 
 impl Accumulator {
-    fn new(options: &Options, origin_us: Option<u64>) -> Self {
+    fn new(options: &Options, origin_us: Option<u64>, recovery: RecoveryAccumulator) -> Self {
         Self {
             include_warmup: options.include_warmup,
             exclude_leading_us: micros(options.exclude_leading),
@@ -155,6 +159,7 @@ impl Accumulator {
             send_lag_sum_us: 0,
             span_us: None,
             timeline: None,
+            recovery,
         }
     }
 
@@ -205,6 +210,7 @@ impl Accumulator {
         let window_us = self.window_us;
         let timeline = self.timeline.get_or_insert_with(|| TimelineAccumulator::new(origin, window_us));
         timeline.add(row.time_us, row.failure.is_none(), cold, latency);
+        self.recovery.add(row.time_us, row.failure.is_none(), cold, row.response_us);
     }
 
     fn add_failure(&mut self, function: &[u8], failure: Failure) {
@@ -290,6 +296,7 @@ impl Accumulator {
                 .timeline
                 .map_or_else(|| TimelineAccumulator::new(0, self.window_us).finish(None), |t| t.finish(span)),
             events,
+            recovery: self.recovery.finish(self.origin_us),
             samples: Samples { scheduling_latency: self.scheduling_latency, response_time: self.response_time },
             counts: self.counts,
             manifest,

@@ -21,7 +21,7 @@ fn from_event(event: &ManifestEvent, origin_us: Option<u64>) -> TimelineEvent {
 }
 
 /// Seconds from `origin_us` to `unix_us` (negative before it).
-fn seconds_since(unix_us: i64, origin_us: u64) -> f64 {
+pub(crate) fn seconds_since(unix_us: i64, origin_us: u64) -> f64 {
     (i128::from(unix_us) - i128::from(origin_us)) as f64 / 1e6
 }
 

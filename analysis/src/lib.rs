@@ -32,7 +32,9 @@
 //! - warm-up rows (phase 1) and rows whose intended time falls within [`Options::exclude_leading`] of the run's
 //!   start are excluded;
 //! - the manifest's events (e.g. injected failures with `unixUs`) are placed on the timeline's axis
-//!   ([`TimelineEvent::at_s`]), listed in `report.md` and marked on the timeline plot.
+//!   ([`TimelineEvent::at_s`]), listed in `report.md` and marked on the timeline plot;
+//! - per timed kill, the recovery ([`Recovery`]): failures until the next kill, and the time until an invocation,
+//!   and a cold start, succeeded again.
 //!
 //! Percentiles are p50, p90, p99, p99.9 and max. The gate's statistical method is described in [`gate`](mod@gate).
 
@@ -49,6 +51,7 @@ mod model;
 mod options;
 mod output;
 mod plot;
+mod recovery;
 pub mod report;
 pub mod sweep;
 mod timeline;
@@ -57,7 +60,7 @@ pub use analyze::analyze;
 pub use error::AnalyzeError;
 pub use gate::{GateError, GateVerdict, Metric, gate, parse_regression};
 pub use model::{
-    Counts, FunctionResult, Percentiles, Rates, RunAnalysis, Samples, Shares, Timeline, TimelineEvent, Window,
+    Counts, FunctionResult, Percentiles, Rates, Recovery, RunAnalysis, Samples, Shares, Timeline, TimelineEvent, Window,
 };
 pub use options::Options;
 pub use output::ReportError;

@@ -207,6 +207,26 @@ pub struct TimelineEvent {
     pub at_s: Option<f64>,
 }
 
+/// How the run recovered from one timed `kill` event, over the analysed invocations intended from the kill on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recovery {
+    /// The killed component, e.g. `worker-1`.
+    pub component: Option<String>,
+    /// The kill's detail, e.g. `SIGKILL (the leader)`.
+    pub detail: Option<String>,
+    /// When it was killed, s since the run's start (as [`TimelineEvent::at_s`]); `None` when the run has no start.
+    pub at_s: Option<f64>,
+    /// Invocations intended from the kill until the next later kill (or the run's end) that did not succeed.
+    pub failed: u64,
+    /// Seconds from the kill to the earliest completion (intended + response time) of a success intended from it on.
+    pub first_ok_s: Option<f64>,
+    /// The same for a successful cold start; `None` also when the CSV does not say which were cold starts.
+    pub first_cold_ok_s: Option<f64>,
+    /// Seconds from the kill to the intended time of its window's last failure (service whole again after it).
+    pub last_failure_s: Option<f64>,
+}
+
 /// The per-invocation distributions kept for plots and the gate (not serialized).
 #[derive(Debug, Clone)]
 pub struct Samples {
@@ -252,6 +272,8 @@ pub struct RunAnalysis {
     pub timeline: Timeline,
     /// The manifest's events, in its order, placed on the timeline's axis.
     pub events: Vec<TimelineEvent>,
+    /// Per timed kill, by time: how the run recovered; empty when nothing was killed.
+    pub recovery: Vec<Recovery>,
     /// Histograms for plots and the gate.
     #[serde(skip)]
     pub samples: Samples,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use crate::RunAnalysis;
 use crate::figures::{Labelled, write_run_plots};
 use crate::markdown::{cell, micros, number, or_na, percent, table};
-use crate::model::{Percentiles, QUANTILES, TimelineEvent};
+use crate::model::{Percentiles, QUANTILES, Recovery, TimelineEvent};
 use crate::output::{ReportError, create_dir, write_json, write_text};
 
 /// Writes `report.md`, `report.json` and the plots (PNG and SVG) into `out_dir` (created); returns the files.
@@ -34,6 +34,7 @@ pub(crate) fn markdown(analysis: &RunAnalysis, plots: &[PathBuf]) -> String {
         format!("## Run\n\n{}", table(&["", ""], &outline_rows(analysis))),
     ];
     sections.extend(events_section(&analysis.events));
+    sections.extend(recovery_section(&analysis.recovery, analysis.counts.cold_starts.is_some()));
     sections.extend([
         format!("## Invocations\n\n{}", counts_table(analysis)),
         format!("## Rates\n\n{}", rates_table(analysis)),
@@ -119,6 +120,51 @@ fn events_section(events: &[TimelineEvent]) -> Option<String> {
         "## Events\n\n{}\nTime from the run's start, the timeline's origin (negative: before it; n/a: the event has no \
          `unixUs`). Timed events are marked on the timeline plot.\n",
         table(&["time from start (s)", "kind", "component", "host", "detail"], &rows)
+    ))
+}
+
+/// The Recovery section: one row per timed kill; `None` when nothing was killed. Without cold-start flags in the
+/// CSV the cold-start column is `n/a` (unknown) rather than `—` (none).
+fn recovery_section(recovery: &[Recovery], cold_starts_known: bool) -> Option<String> {
+    if recovery.is_empty() {
+        return None;
+    }
+    let text = |value: &Option<String>| or_na(value.as_deref().map(cell));
+    let seconds = |value: Option<f64>| value.map_or_else(|| "—".to_owned(), |s| format!("{s:.3}"));
+    let rows: Vec<Vec<String>> = recovery
+        .iter()
+        .map(|kill| {
+            let cold = if cold_starts_known { seconds(kill.first_cold_ok_s) } else { "n/a".into() };
+            vec![
+                number(kill.at_s, 3),
+                text(&kill.component),
+                text(&kill.detail),
+                kill.failed.to_string(),
+                seconds(kill.first_ok_s),
+                cold,
+                seconds(kill.last_failure_s),
+            ]
+        })
+        .collect();
+    let header = [
+        "kill at (s)",
+        "component",
+        "detail",
+        "failed",
+        "first success (s)",
+        "first cold-start success (s)",
+        "last failure (s)",
+    ];
+    Some(format!(
+        "## Recovery
+
+{}
+Per kill, over the analysed invocations intended from it until the next kill (or the run's \
+         end): failed is how many did not succeed, first success and first cold-start success are the seconds from \
+         the kill to the earliest completion (intended time + response time) of a successful invocation, and of a \
+         successful cold start, intended at or after it, and last failure is the seconds to the intended time of the \
+         last failed one, after which service was whole again (—: none).\n",
+        table(&header, &rows)
     ))
 }
 
@@ -251,5 +297,35 @@ mod tests {
         }
         assert!(section.starts_with("## Events\n"));
         assert_eq!(event_count(&events), "3 (see Events)");
+    }
+
+    fn recovery(at_s: f64, failed: u64, first_ok_s: Option<f64>, last_failure_s: Option<f64>) -> Recovery {
+        Recovery {
+            component: Some("control-plane-1".into()),
+            detail: Some("SIGKILL (the leader)".into()),
+            at_s: Some(at_s),
+            failed,
+            first_ok_s,
+            first_cold_ok_s: first_ok_s.map(|s| s + 1.0),
+            last_failure_s,
+        }
+    }
+
+    #[test]
+    fn recovery_section_has_one_row_per_kill() {
+        assert_eq!(recovery_section(&[], true), None);
+        let kills = [recovery(20.0, 12, Some(0.35), Some(4.8)), recovery(40.0, 0, None, None)];
+        let section = recovery_section(&kills, true).unwrap();
+        assert!(section.starts_with("## Recovery\n"), "{section}");
+        for row in [
+            "| kill at (s) | component | detail | failed | first success (s) | first cold-start success (s) | last \
+             failure (s) |",
+            "| 20.000 | control-plane-1 | SIGKILL (the leader) | 12 | 0.350 | 1.350 | 4.800 |",
+            "| 40.000 | control-plane-1 | SIGKILL (the leader) | 0 | — | — | — |",
+        ] {
+            assert!(section.contains(&format!("{row}\n")), "{section} lacks {row}");
+        }
+        let unknown = recovery_section(&kills[..1], false).unwrap();
+        assert!(unknown.contains("| 12 | 0.350 | n/a | 4.800 |"), "{unknown}");
     }
 }

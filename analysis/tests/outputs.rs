@@ -51,6 +51,9 @@ fn report_writes_markdown_json_and_plots() {
     assert_eq!(json["counts"]["analysed"], 5_000);
     assert_eq!(json["trustworthy"], true);
     assert_eq!(json["functions"].as_array().unwrap().len(), 20);
+    // Nothing was killed: no recovery, in either file.
+    assert_eq!(json["recovery"], serde_json::json!([]));
+    assert!(!markdown.contains("## Recovery"));
 }
 
 /// Adds failure-injection events to the run's `manifest.json`, `offset_s` after the start (`None`: no `unixUs`).
@@ -104,6 +107,7 @@ fn events_are_listed_in_the_report_and_marked_on_the_timeline() {
     assert_eq!((json["events"][1]["kind"].as_str(), json["events"][1]["atS"].as_f64()), (Some("restart"), Some(25.5)));
     assert!(json["events"][2]["atS"].is_null());
     assert_plot(&out, "timeline", (1200, 1260), "kill worker-1");
+    assert_recovery(&run, &json, &markdown);
     let svg = std::fs::read_to_string(out.join("timeline.svg")).unwrap();
     // Three panels, each marked; events off the axis (before the start, after the end) or untimed are not.
     assert_eq!(svg.matches("\nrestart worker-1\n").count(), 3);
@@ -115,6 +119,46 @@ fn events_are_listed_in_the_report_and_marked_on_the_timeline() {
     analysis::compare::write(&runs, &out).unwrap();
     let svg = std::fs::read_to_string(out.join("timeline.svg")).unwrap();
     assert_eq!(svg.matches("\nkill worker-1\n").count(), 6);
+}
+
+/// `(failed, first_ok_s, first_cold_ok_s, last_failure_s)` recomputed from the synthetic records (seed 4) for
+/// invocations intended in `[from_s, to_s)` after the start, successes from `from_s` on.
+fn expected_recovery(from_s: f64, to_s: f64) -> (u64, Option<f64>, Option<f64>, Option<f64>) {
+    let (from, to) = ((from_s.max(0.0) * 1e6) as u64, (to_s * 1e6) as u64);
+    let records = common::synthetic_records(4, 2_000, 1.0);
+    let since = |us: u64| (us as f64 - from_s * 1e6) / 1e6;
+    let offset = |record: &common::Invocation| record.intended_unix_us - common::START_US;
+    let after: Vec<_> = records.iter().filter(|record| offset(record) >= from).collect();
+    let failed: Vec<u64> = after
+        .iter()
+        .filter(|record| record.outcome != common::Outcome::Ok && offset(record) < to)
+        .map(|record| offset(record))
+        .collect();
+    let done = |cold_only: bool| {
+        let ok = after.iter().filter(|record| record.outcome == common::Outcome::Ok);
+        let ok = ok.filter(|record| !cold_only || record.cold_start == Some(true));
+        ok.map(|record| offset(record) + record.response_time_us).min().map(since)
+    };
+    (failed.len() as u64, done(false), done(true), failed.iter().max().map(|&us| since(us)))
+}
+
+/// The kills' recovery in `report.json` and `report.md`: by time, each window ending at the next kill.
+fn assert_recovery(run: &RunAnalysis, json: &serde_json::Value, markdown: &str) {
+    let recovery = json["recovery"].as_array().unwrap();
+    let kills: Vec<_> = recovery.iter().map(|kill| (kill["component"].as_str(), kill["atS"].as_f64())).collect();
+    assert_eq!(kills, [(Some("early-3"), Some(-5.0)), (Some("worker-1"), Some(20.0)), (Some("late-4"), Some(500.0))]);
+    let round = |s: Option<f64>| s.map(|s| (s * 1e6).round() / 1e6);
+    for (kill, (from_s, to_s)) in run.recovery.iter().zip([(-5.0, 20.0), (20.0, 500.0), (500.0, f64::INFINITY)]) {
+        let (failed, first_ok, first_cold_ok, last_failure) = expected_recovery(from_s, to_s);
+        let actual = (kill.failed, round(kill.first_ok_s), round(kill.first_cold_ok_s), round(kill.last_failure_s));
+        assert_eq!(actual, (failed, round(first_ok), round(first_cold_ok), round(last_failure)), "{kill:?}");
+    }
+    assert!(run.recovery[1].failed > 0, "the synthetic run has failures after 20 s");
+    assert_eq!(json["recovery"][2]["firstOkS"], serde_json::Value::Null);
+    assert!(markdown.contains("## Recovery"), "{markdown}");
+    assert!(markdown.contains("| 500.000 | late-4 | SIGKILL | 0 | — | — | — |"), "{markdown}");
+    let events_at = markdown.find("## Events").unwrap();
+    assert!(markdown.find("## Recovery").unwrap() > events_at, "Recovery comes after Events");
 }
 
 #[test]

@@ -43,9 +43,12 @@ pub struct UnknownComponent {
     pub components: String,
 }
 
-/// Checks that every failure names a component of the platform.
+/// Checks that every failure names a component of the platform (the leader: a platform with a control plane).
 pub fn check(failures: &[FailureSpec], components: &[String]) -> Result<(), UnknownComponent> {
-    match failures.iter().position(|failure| !components.contains(&failure.kill)) {
+    let known = |name: &String| {
+        components.contains(name) || (name == crate::roles::LEADER && components.iter().any(|c| c == "control-plane"))
+    };
+    match failures.iter().position(|failure| !known(&failure.kill)) {
         None => Ok(()),
         Some(index) => {
             Err(UnknownComponent { index, name: failures[index].kill.clone(), components: components.join(", ") })
@@ -116,6 +119,8 @@ mod tests {
     fn unknown_components_are_named() {
         let components = vec!["control-plane".to_string(), "worker-0".to_string()];
         assert!(check(&[failure(1, "worker-0", None)], &components).is_ok());
+        assert!(check(&[failure(1, "control-plane-leader", None)], &components).is_ok());
+        assert!(check(&[failure(1, "control-plane-leader", None)], &components[1..]).is_err());
         let error = check(&[failure(1, "worker-0", None), failure(1, "worker-3", None)], &components).unwrap_err();
         let error = error.to_string();
         assert!(error.contains("failures[1]") && error.contains("worker-3") && error.contains("worker-0"), "{error}");

@@ -31,11 +31,12 @@ pub enum Platform {
 }
 
 impl Platform {
-    /// The control plane's HTTP API (`address:port`); empty for an external platform.
-    pub fn api(&self) -> &str {
+    /// The control planes' HTTP APIs (`address:port`, `;`-separated: every replica's), where the loader
+    /// registers; empty for an external platform.
+    pub fn api(&self) -> String {
         match self {
-            Platform::Started(lifecycle) => lifecycle.api(),
-            Platform::External => "",
+            Platform::Started(lifecycle) => lifecycle.apis(),
+            Platform::External => String::new(),
         }
     }
 

@@ -422,7 +422,7 @@ impl Run<'_> {
         config.target = match (self.spec.platform.external_target(), self.binaries) {
             (Some(target), _) => target.map_err(RunnerError::Target)?,
             (None, binaries) => TargetConfig::Dirigent {
-                api: platform.api().into(),
+                api: platform.api(),
                 proxy: platform.proxies(),
                 image: binaries.map(|b| self.site.image(b)).unwrap_or_default(),
                 min_scale: 0,

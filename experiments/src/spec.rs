@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use contracts::config::{
-    ControlPlaneConfig, DataPlaneConfig, InvalidConfig, RoleConfig, StandaloneConfig, WorkerConfig,
+    ControlPlaneConfig, DataPlaneConfig, InvalidConfig, RoleConfig, StandaloneConfig, StoreConfig, WorkerConfig,
 };
 use contracts::yaml::YamlError;
 use loader::config::{RunConfig, TargetConfig, Workload};
@@ -160,6 +160,10 @@ pub struct DirigentSpec {
     /// Worker count.
     #[serde(default = "two")]
     pub workers: u32,
+    /// Control-plane replicas (1, 3, 5 or 7), the registry replicated among them through Raft; default: one, or
+    /// on a cluster one on each control-plane host. Several go round the control-plane hosts in turn.
+    #[serde(default)]
+    pub replicas: Option<u32>,
     /// Folder holding `dirigent` and `trace-function`; default: beside the `experiments` binary, else
     /// `target/release` under the working directory.
     #[serde(default)]
@@ -323,8 +327,10 @@ impl ExperimentSpec {
             }
             if !is_component_name(&failure.kill) {
                 return rule(format!(
-                    "failures[{index}].kill '{}' must be control-plane, data-plane, data-plane-N or worker-N",
-                    failure.kill
+                    "failures[{index}].kill '{}' must be control-plane, control-plane-N, {}, data-plane, \
+                     data-plane-N or worker-N",
+                    failure.kill,
+                    crate::roles::LEADER
                 ));
             }
         }
@@ -371,6 +377,32 @@ impl DirigentSpec {
         if self.start_timeout.is_zero() {
             return rule("platform.start_timeout must be above 0".into());
         }
+        self.validate_replicas()
+    }
+
+    fn validate_replicas(&self) -> Result<(), SpecInvalid> {
+        let rule = |message: String| Err(SpecInvalid::Rule(message));
+        let Some(replicas) = self.replicas else { return Ok(()) };
+        if ![1, 3, 5, 7].contains(&replicas) {
+            return rule(format!(
+                "platform.replicas must be 1, 3, 5 or 7, got {replicas}: a majority must stay up, and an even count \
+                 survives no more failures than one replica fewer"
+            ));
+        }
+        if replicas > 1 && self.processes == Processes::Standalone {
+            return rule(
+                "platform.replicas: `processes: standalone` runs one control plane; use `processes: roles`".into(),
+            );
+        }
+        if replicas > 1 && self.control_plane.replication.is_some() {
+            return rule("platform.control_plane.replication is filled in from platform.replicas; remove it".into());
+        }
+        if replicas > 1 && !matches!(self.control_plane.store, StoreConfig::Sqlite(_)) {
+            return rule(
+                "platform.replicas: replicas keep their Raft log in SQLite; set control_plane.store.kind: sqlite"
+                    .into(),
+            );
+        }
         Ok(())
     }
 }
@@ -383,12 +415,14 @@ pub(crate) fn dirigent_spec(platform: &str) -> DirigentSpec {
     dirigent
 }
 
-/// Whether `name` can name a role's process: `control-plane`, `data-plane`, `data-plane-N` or `worker-N`.
+/// Whether `name` can name a role's process: `control-plane`, `control-plane-N`, `control-plane-leader`,
+/// `data-plane`, `data-plane-N` or `worker-N`.
 fn is_component_name(name: &str) -> bool {
     let numbered = |prefix: &str| {
         name.strip_prefix(prefix).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
     };
-    name == "control-plane" || name == "data-plane" || numbered("data-plane-") || numbered("worker-")
+    ["control-plane", "data-plane", crate::roles::LEADER].contains(&name)
+        || ["control-plane-", "data-plane-", "worker-"].into_iter().any(numbered)
 }
 
 /// Sets the rate of a synthetic workload (`None` leaves it); a trace replay has no rate to sweep.
@@ -441,6 +475,16 @@ mod tests {
             ("name: t\nplatform: { kind: dirigent }\nload: { target: { kind: http, url: x } }\n", "load.target"),
             ("name: t\nplatform: { kind: dirigent }\nload: { output: x }\n", "load.output"),
             ("name: t\nplatform: { kind: dirigent }\nsweep: { rates: [1] }\n", "sweep.rates"),
+            ("name: t\nplatform: { kind: dirigent, replicas: 2 }\n", "platform.replicas"),
+            ("name: t\nplatform: { kind: dirigent, replicas: 3, processes: standalone }\n", "standalone"),
+            (
+                "name: t\nplatform: { kind: dirigent, replicas: 3, control_plane: { store: { kind: memory } } }\n",
+                "sqlite",
+            ),
+            (
+                "name: t\nplatform: { kind: dirigent }\nfailures: [ { at: 1s, kill: control-plane-lead } ]\n",
+                "control-plane-leader",
+            ),
             (
                 "name: t\nplatform: { kind: dirigent }\nload: { workload: { kind: rps, rate: 1 } }\nsweep: { rates: [1, 0] }\n",
                 "workload.rate",

@@ -39,7 +39,7 @@ fn setup(dir: &Path, marker: &str) -> Setup {
         .collect();
     Setup {
         spec,
-        placement: Placement::from_inventory(&inventory),
+        placement: Placement::from_inventory(&inventory, None),
         hosts,
         control_plane: Arc::new(ControlPlaneApi::default()),
         platform_dir,

@@ -157,8 +157,9 @@ impl Default for SliceConfig {
 pub enum TargetConfig {
     /// The bundled orchestrator: functions registered through its API, invoked through its data plane.
     Dirigent {
-        /// The control plane's HTTP API.
-        #[serde(default = "default_api")]
+        /// The control plane's HTTP API: one `host:port`, or one per replica `;`-separated or as a YAML list; each
+        /// call goes to the replica that answered last and fails over to the others (see the dirigent target).
+        #[serde(default = "default_api", deserialize_with = "one_or_many")]
         api: String,
         /// The data planes' proxies: one `host:port`, several `;`-separated (the `/registerService` reply's
         /// form) or a YAML list; every data plane the control plane lists is added at deploy.
@@ -204,7 +205,8 @@ fn default_proxy() -> String {
     "127.0.0.1:8080".into()
 }
 
-/// Reads one address or a list of them into the `;`-separated form ([`contracts::api::ProxyAddresses`]).
+/// Reads one address or a list of them into the `;`-separated form ([`contracts::api::ProxyAddresses`]), for
+/// `target.proxy` and `target.api`.
 fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -367,6 +369,21 @@ mod tests {
         assert_eq!(proxy("{kind: dirigent, proxy: ['a:1', 'b:2']}").unwrap(), "a:1;b:2");
         assert_eq!(proxy("{kind: dirigent}").unwrap(), "127.0.0.1:8080");
         let error = proxy("{kind: dirigent, proxy: {a: 1}}").unwrap_err();
+        assert!(error.contains("a list of them"), "{error}");
+    }
+
+    #[test]
+    fn the_dirigent_api_is_one_address_or_several() {
+        let api = |yaml: &str| match contracts::yaml::parse::<TargetConfig>(yaml) {
+            Ok(TargetConfig::Dirigent { api, .. }) => Ok(api),
+            Ok(other) => panic!("not dirigent: {other:?}"),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(api("{kind: dirigent, api: 'a:1'}").unwrap(), "a:1");
+        assert_eq!(api("{kind: dirigent, api: 'a:1;b:2'}").unwrap(), "a:1;b:2");
+        assert_eq!(api("{kind: dirigent, api: ['a:1', 'b:2', 'c:3']}").unwrap(), "a:1;b:2;c:3");
+        assert_eq!(api("{kind: dirigent}").unwrap(), "127.0.0.1:9091");
+        let error = api("{kind: dirigent, api: {a: 1}}").unwrap_err();
         assert!(error.contains("a list of them"), "{error}");
     }
 

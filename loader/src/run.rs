@@ -174,7 +174,7 @@ fn build_target(config: &RunConfig) -> Result<Arc<dyn Target>, RunError> {
     let timeout = Some(config.driver.request_timeout);
     Ok(match &config.target {
         TargetConfig::Dirigent { api, proxy, image, .. } => {
-            let mut dirigent = DirigentConfig::new(api, ProxyAddresses::parse(proxy).0, image);
+            let mut dirigent = DirigentConfig::new(ProxyAddresses::parse(api).0, ProxyAddresses::parse(proxy).0, image);
             dirigent.request_timeout = timeout;
             dirigent.api_timeout = config.driver.api_timeout;
             Arc::new(DirigentTarget::new(dirigent)?)

@@ -149,7 +149,8 @@ async fn control_plane(proxies: Vec<String>) -> Fake {
 }
 
 fn target(api: &Fake, proxies: &[&str]) -> DirigentTarget {
-    let mut config = DirigentConfig::new(&api.address, proxies.iter().map(|p| p.to_string()).collect(), "image");
+    let mut config =
+        DirigentConfig::new(vec![api.address.clone()], proxies.iter().map(|p| p.to_string()).collect(), "image");
     config.request_timeout = Some(Duration::from_secs(30));
     DirigentTarget::new(config).unwrap()
 }
@@ -234,7 +235,7 @@ async fn silent_server() -> (String, Served) {
 async fn a_failover_is_counted_also_when_the_next_proxy_times_out() {
     let (silent, _held) = silent_server().await;
     let api = control_plane(Vec::new()).await;
-    let mut config = DirigentConfig::new(&api.address, vec![closed_address(), silent], "image");
+    let mut config = DirigentConfig::new(vec![api.address.clone()], vec![closed_address(), silent], "image");
     config.request_timeout = Some(Duration::from_millis(200));
     let target = DirigentTarget::new(config).unwrap();
     let response = target.invoke("f", &Invocation::single(1, 1)).await;
@@ -244,7 +245,7 @@ async fn a_failover_is_counted_also_when_the_next_proxy_times_out() {
 #[tokio::test]
 async fn a_control_plane_that_never_answers_fails_the_deploy_after_the_api_timeout() {
     let (address, _held) = silent_server().await;
-    let mut config = DirigentConfig::new(address, vec![closed_address()], "image");
+    let mut config = DirigentConfig::new(vec![address], vec![closed_address()], "image");
     config.api_timeout = Duration::from_millis(200);
     let error = DirigentTarget::new(config).unwrap().deploy(&function()).await.unwrap_err().to_string();
     assert!(error.contains("did not answer within") && error.contains("driver.api_timeout"), "{error}");

@@ -162,12 +162,20 @@ async fn control_plane(
     };
     let bound = ControlPlane::bind(config).await.unwrap();
     let (core, replica) = (Arc::clone(bound.core()), Arc::clone(bound.replica().expect("replication is set")));
+    let api = bound.http_address().to_owned();
     let serving = bound.serve(shutdown.clone());
-    (core, replica, tokio::spawn(async move { serving.await.expect("the control plane serves") }))
+    let serving = tokio::spawn(async move { serving.await.expect("the control plane serves") });
+    Plane { core, replica, api, serving }
 }
 
-/// A control plane that is a replica: its core, its store, and its serving task.
-type Plane = (Arc<Core>, Arc<ReplicatedStore>, tokio::task::JoinHandle<()>);
+/// A control plane that is a replica.
+struct Plane {
+    core: Arc<Core>,
+    replica: Arc<ReplicatedStore>,
+    /// Its HTTP API's address.
+    api: String,
+    serving: tokio::task::JoinHandle<()>,
+}
 
 /// Three control planes, replicas of one registry on loopback ports, each stopped by its own token.
 struct Cluster {
@@ -192,14 +200,14 @@ impl Cluster {
 
 /// The leader the running planes agree on.
 async fn leader_of(planes: &BTreeMap<u64, Plane>) -> u64 {
-    agreed_leader(&planes.values().map(|(_, replica, _)| replica.raft()).collect::<Vec<_>>()).await
+    agreed_leader(&planes.values().map(|plane| plane.replica.raft()).collect::<Vec<_>>()).await
 }
 
 /// Stops every plane and waits for each to end cleanly.
 async fn stop_all(shutdown: &CancellationToken, planes: BTreeMap<u64, Plane>) {
     shutdown.cancel();
-    for (_, (_, _, serving)) in planes {
-        serving.await.unwrap();
+    for plane in planes.into_values() {
+        plane.serving.await.unwrap();
     }
 }
 
@@ -209,10 +217,10 @@ async fn three_control_planes_replicate_a_registration_over_their_own_grpc_serve
     let shutdown = CancellationToken::new();
     let Cluster { planes, .. } = Cluster::start(dir.path(), &shutdown).await;
     let leader = leader_of(&planes).await;
-    planes[&leader].0.register_function(FunctionSpec::new("hello", "image")).await.unwrap();
+    planes[&leader].core.register_function(FunctionSpec::new("hello", "image")).await.unwrap();
     // Committed once the registration returned, so at or below the leader's last index.
-    let committed = planes[&leader].1.raft().metrics().borrow().last_log_index.expect("an entry");
-    for (id, (_, replica, _)) in &planes {
+    let committed = planes[&leader].replica.raft().metrics().borrow().last_log_index.expect("an entry");
+    for (id, Plane { replica, .. }) in &planes {
         replica.raft().wait(Some(PATIENCE)).applied_index_at_least(Some(committed), "applied").await.unwrap();
         assert_eq!(names(&replica.load().unwrap()), ["hello"], "control plane {id}");
     }
@@ -220,13 +228,13 @@ async fn three_control_planes_replicate_a_registration_over_their_own_grpc_serve
     let leader = leader_of(&planes).await;
     let follower = *planes.keys().find(|id| **id != leader).unwrap();
     assert_eq!(
-        (planes[&leader].0.health().role, planes[&follower].0.health().role),
+        (planes[&leader].core.health().role, planes[&follower].core.health().role),
         ("leader".into(), "follower".into())
     );
-    let refused = planes[&follower].0.register_function(FunctionSpec::new("elsewhere", "image")).await.unwrap_err();
+    let refused = planes[&follower].core.register_function(FunctionSpec::new("elsewhere", "image")).await.unwrap_err();
     assert!(
         matches!(&refused, RegistryError::Store(StoreError::NotLeader { leader: Some((id, _)) }) if *id == leader),
-        "a follower's registration names the leader for now (forwarding comes later): {refused:?}"
+        "a follower's core refuses a registration, naming the leader (its API forwards): {refused:?}"
     );
     stop_all(&shutdown, planes).await;
 }
@@ -240,7 +248,7 @@ async fn a_peer_given_every_replica_is_sent_from_a_follower_to_the_leader() {
     let Cluster { peers, planes, .. } = Cluster::start(dir.path(), &shutdown).await;
     let leader = leader_of(&planes).await;
     // One commit first, then agreed again: a replica that started late may have stood for election meanwhile.
-    planes[&leader].0.register_function(FunctionSpec::new("hello", "image")).await.unwrap();
+    planes[&leader].core.register_function(FunctionSpec::new("hello", "image")).await.unwrap();
     let leader = leader_of(&planes).await;
     let follower = *planes.keys().find(|id| **id != leader).unwrap();
     let others = peers.keys().filter(|id| **id != follower).map(|id| peers[id].as_str());
@@ -251,7 +259,7 @@ async fn a_peer_given_every_replica_is_sent_from_a_follower_to_the_leader() {
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
     assert_eq!(uplink.current(), peers[&leader], "the refusal names the leader, and the uplink goes there");
     uplink.register_worker(info).await.expect("the leader registers the worker");
-    let workers: Vec<String> = planes[&leader].0.workers().into_iter().map(|w| w.name).collect();
+    let workers: Vec<String> = planes[&leader].core.workers().into_iter().map(|w| w.name).collect();
     assert_eq!(workers, ["w"]);
     stop_all(&shutdown, planes).await;
 }
@@ -262,21 +270,52 @@ async fn a_new_leader_takes_in_what_the_old_one_registered() {
     let shutdown = CancellationToken::new();
     let Cluster { mut planes, stops, .. } = Cluster::start(dir.path(), &shutdown).await;
     let leader = leader_of(&planes).await;
-    planes[&leader].0.register_function(FunctionSpec::new("hello", "image")).await.unwrap();
+    planes[&leader].core.register_function(FunctionSpec::new("hello", "image")).await.unwrap();
     let leader = leader_of(&planes).await;
     // Registered after every core loaded its store: only the Raft log brings it to the others.
-    planes[&leader].0.register_function(FunctionSpec::new("late", "image")).await.unwrap();
+    planes[&leader].core.register_function(FunctionSpec::new("late", "image")).await.unwrap();
     stops[&leader].cancel();
-    let (_, _, serving) = planes.remove(&leader).unwrap();
-    serving.await.unwrap();
+    planes.remove(&leader).unwrap().serving.await.unwrap();
     let successor = leader_of(&planes).await;
     assert_ne!(successor, leader);
-    let core = &planes[&successor].0;
+    let core = &planes[&successor].core;
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while core.function("late").is_none() {
         assert!(tokio::time::Instant::now() < deadline, "the new leader's core never took in `late`");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     assert!(core.function("hello").is_some());
+    stop_all(&shutdown, planes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followers_api_forwards_to_the_leader() {
+    use contracts::api::{FUNCTIONS_PATH, FunctionView, HEALTH_PATH, Health, WORKERS_PATH, WorkerList};
+    use orchestrator::control_plane::api::forward::FORWARDED_HEADER;
+    let dir = tempfile::tempdir().unwrap();
+    let shutdown = CancellationToken::new();
+    let Cluster { planes, .. } = Cluster::start(dir.path(), &shutdown).await;
+    let leader = leader_of(&planes).await;
+    planes[&leader].core.register_function(FunctionSpec::new("first", "image")).await.unwrap();
+    // Agreed again: a replica that started late may have stood for election meanwhile.
+    let leader = leader_of(&planes).await;
+    let follower = &planes[planes.keys().find(|id| **id != leader).unwrap()];
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("http://{}{path}", follower.api);
+    let body = serde_json::to_vec(&FunctionSpec::new("through-a-follower", "image")).unwrap();
+    let created = client.post(url(FUNCTIONS_PATH)).body(body).send().await.unwrap();
+    assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+    let view: FunctionView = created.json().await.unwrap();
+    assert_eq!(view.spec.name, "through-a-follower");
+    assert!(planes[&leader].core.function("through-a-follower").is_some(), "the leader registered it");
+    let duplicate = serde_json::to_vec(&FunctionSpec::new("first", "other-image")).unwrap();
+    let refused = client.post(url(FUNCTIONS_PATH)).body(duplicate).send().await.unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::CONFLICT, "the leader's answer, passed on");
+    let workers: WorkerList = client.get(url(WORKERS_PATH)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(workers.workers.len(), planes[&leader].core.workers().len());
+    let health: Health = client.get(url(HEALTH_PATH)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health.role, "follower", "/health is the follower's own");
+    let looped = client.get(url(FUNCTIONS_PATH)).header(FORWARDED_HEADER, "1").send().await.unwrap();
+    assert_eq!(looped.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE, "a forwarded request is not passed on");
     stop_all(&shutdown, planes).await;
 }

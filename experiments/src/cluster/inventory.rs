@@ -319,12 +319,11 @@ impl Inventory {
             }
         }
         let count = |duty| self.with_duty(duty).count();
-        for duty in [Duty::Loader, Duty::ControlPlane] {
-            if count(duty) != 1 {
-                return Err(InventoryInvalid::NotOne { duty, found: count(duty) });
-            }
+        if count(Duty::Loader) != 1 {
+            return Err(InventoryInvalid::NotOne { duty: Duty::Loader, found: count(Duty::Loader) });
         }
-        for duty in [Duty::DataPlane, Duty::Worker] {
+        // Several control-plane hosts hold the replicas (`platform.replicas`, one on each by default).
+        for duty in [Duty::ControlPlane, Duty::DataPlane, Duty::Worker] {
             if count(duty) == 0 {
                 return Err(InventoryInvalid::Nobody { duty });
             }

@@ -271,8 +271,8 @@ impl Site for Cluster {
         self.hosts_for_run(run.run_id)
     }
 
-    fn placement(&self, _spec: &DirigentSpec) -> Placement {
-        Placement::from_inventory(&self.inventory)
+    fn placement(&self, spec: &DirigentSpec) -> Placement {
+        Placement::from_inventory(&self.inventory, spec.replicas)
     }
 
     fn loader_clock_offset_us(&self) -> i64 {

@@ -115,10 +115,13 @@ impl FakeHost {
         FakeHost { id, journal: journal.clone(), answers: Mutex::new(Answers::default()) }
     }
 
-    /// What a component of `role` announces here: fixed ports on the host's address.
-    pub fn announced(&self, role: Role, component: &str) -> Value {
+    /// What a component of `role` announces here: fixed ports on the host's address (a control plane given a
+    /// gRPC port, a replica, announces it and its API on the next port).
+    pub fn announced(&self, role: Role, component: &str, config: &Value) -> Value {
         let at = |port: u16| format!("{}:{port}", self.id.address);
+        let grpc = config["grpc_listen"].as_str().and_then(|a| a.rsplit_once(':')?.1.parse().ok()).unwrap_or(0);
         match role {
+            Role::ControlPlane if grpc != 0 => json!({ "grpc": at(grpc), "api": at(grpc + 1) }),
             Role::ControlPlane => json!({ "grpc": at(4001), "api": at(4002) }),
             Role::DataPlane => json!({ "proxy": at(4003), "grpc": at(4004) }),
             Role::Worker => json!({ "name": component }),
@@ -143,10 +146,10 @@ impl Host for FakeHost {
 
     fn start<'a>(&'a self, launch: &'a Launch) -> BoxFuture<'a, Result<Value, HostError>> {
         let config = std::fs::read_to_string(&launch.config).expect("the config is written before the start");
-        let config = serde_json::from_str(&config).expect("configs are JSON");
+        let config: Value = serde_json::from_str(&config).expect("configs are JSON");
+        let announced = self.announced(launch.role, &launch.component, &config);
         self.journal.record(Call::Start { host: self.id.name.clone(), launch: launch.clone(), config });
         let failure = self.answers.lock().unwrap().fail_start.get(&launch.stem).cloned();
-        let announced = self.announced(launch.role, &launch.component);
         Box::pin(async move {
             match failure {
                 Some(reason) => Err(HostError::NotReady { reason }),
@@ -189,11 +192,19 @@ impl Host for FakeHost {
 pub struct FakeControlPlane {
     /// The APIs asked, in order.
     pub asked: Mutex<Vec<String>>,
+    /// The API of the leader; every other answers `follower` (none set: every one leads).
+    pub leader: Mutex<Option<String>>,
 }
 
 impl ControlPlane for FakeControlPlane {
     fn registered<'a>(&'a self, api: &'a str) -> BoxFuture<'a, Result<(usize, usize), HealthError>> {
         self.asked.lock().unwrap().push(api.into());
         Box::pin(async { Ok((usize::MAX, usize::MAX)) })
+    }
+
+    fn role<'a>(&'a self, api: &'a str) -> BoxFuture<'a, Result<String, HealthError>> {
+        self.asked.lock().unwrap().push(api.into());
+        let leads = self.leader.lock().unwrap().as_deref().is_none_or(|leader| leader == api);
+        Box::pin(async move { Ok(if leads { "leader" } else { "follower" }.into()) })
     }
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use contracts::api::{DataPlaneList, WorkerList};
+use contracts::api::{DataPlaneList, Health, WorkerList};
 use futures_util::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
@@ -36,6 +36,8 @@ pub enum HealthError {
 pub trait ControlPlane: Send + Sync + fmt::Debug {
     /// `(workers, data planes)` registered with the control plane whose API is at `api` (`address:port`).
     fn registered<'a>(&'a self, api: &'a str) -> BoxFuture<'a, Result<(usize, usize), HealthError>>;
+    /// What the control plane at `api` says it is: `leader` (also the only one), `follower` or `electing`.
+    fn role<'a>(&'a self, api: &'a str) -> BoxFuture<'a, Result<String, HealthError>>;
 }
 
 /// The control plane's HTTP API (`GET /v1/workers`, `GET /v1/data-planes`).
@@ -69,6 +71,10 @@ impl ControlPlane for ControlPlaneApi {
                 self.get::<DataPlaneList>(api, contracts::api::DATA_PLANES_PATH).await?.data_planes.len(),
             ))
         })
+    }
+
+    fn role<'a>(&'a self, api: &'a str) -> BoxFuture<'a, Result<String, HealthError>> {
+        Box::pin(async move { Ok(self.get::<Health>(api, contracts::api::HEALTH_PATH).await?.role) })
     }
 }
 

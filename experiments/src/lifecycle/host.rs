@@ -108,6 +108,14 @@ pub enum HostError {
         /// The cause.
         source: Box<SshError>,
     },
+    /// "no free port on {address}", with the cause.
+    #[error("no free port on {address}")]
+    Port {
+        /// The host's address.
+        address: String,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// "{step}: unexpected answer '{answer}'".
     #[error("{step}: unexpected answer '{answer}'")]
     Answer {
@@ -160,6 +168,11 @@ pub trait Host: Send + Sync + fmt::Debug {
     /// Brings the logs of `components` into `into` and removes the run's folder from the host; returns what could
     /// not be done.
     fn finish<'a>(&'a self, components: &'a [String], into: &'a Path) -> BoxFuture<'a, Vec<HostError>>;
+    /// A port on the host's address for a component whose address must be known before it starts (a control-plane
+    /// replica: its peers are given it): `preferred` unless the host can find a free one itself.
+    fn port_for(&self, preferred: u16) -> BoxFuture<'_, Result<u16, HostError>> {
+        Box::pin(async move { Ok(preferred) })
+    }
 }
 
 /// The addresses a ready line announced, as the lifecycle keeps them: a JSON object (the role configs a restart pins

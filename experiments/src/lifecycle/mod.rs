@@ -1,8 +1,9 @@
 //! The platform lifecycle of one run, the same on this machine and on a cluster's hosts: the components start in
-//! order (control plane, then the data planes, then the workers, each group at once), each with a config generated
-//! for its host and its ready line awaited, then the control plane is asked until every worker and data plane has
-//! registered. A failure injection kills a component and restarts it on the addresses it first announced, and
-//! stamps both on the loader's clock. Stopping goes workers first, then sweeps every host for processes that carry
+//! order (control plane or its replicas, then the data planes, then the workers, each group at once), each with a
+//! config generated for its host and its ready line awaited, then the control plane is asked until every worker
+//! and data plane has registered. Replicas get their gRPC ports before they start, since each is told the others'
+//! addresses. A failure injection kills a component (or whichever replica leads then) and restarts it on the
+//! addresses it first announced, and stamps both on the loader's clock. Stopping goes workers first, then sweeps every host for processes that carry
 //! the run's marker, brings the logs back and removes the run's folders. Only the hosts differ: [`host::Host`].
 
 mod component;
@@ -11,10 +12,13 @@ pub(crate) mod fake;
 pub mod health;
 pub mod host;
 
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use contracts::config::ControlPlaneConfig;
 use contracts::run_folder::{Event, EventKind};
 use futures_util::future::join_all;
 use serde_json::Value;
@@ -22,12 +26,16 @@ use serde_json::Value;
 use self::component::Component;
 use self::health::{ControlPlane, HealthError};
 use self::host::{Host, HostError, Launch, RUN_MARKER_VAR, StopState};
-use crate::roles::config::{self, ComponentConfig, ComponentConfigError};
-use crate::roles::{Placement, Role, START_ORDER};
+use crate::roles::config::{self, ComponentConfig, ComponentConfigError, Replica};
+use crate::roles::{LEADER, Placement, Role, START_ORDER};
 use crate::spec::DirigentSpec;
 
 /// How long a component may take to exit after SIGTERM before it is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a failure naming the leader waits for the replicas to agree on one (an election takes well under a
+/// second; one may be running when the failure is due).
+const LEADER_WAIT: Duration = Duration::from_secs(5);
 
 /// Why a step of the lifecycle failed; every message names the component and its host.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +122,15 @@ pub enum LifecycleError {
         /// The cause.
         source: HostError,
     },
+    /// "no control-plane replica says it leads: {answers}".
+    #[error("no control-plane replica says it leads within {LEADER_WAIT:?}: {answers}")]
+    NoLeader {
+        /// What each replica answered.
+        answers: String,
+    },
+    /// "no leader was killed yet, so there is none to restart".
+    #[error("no leader was killed yet, so there is none to restart; restart the replica by its name")]
+    NoKilledLeader,
     /// "{component} was never started: there is no config to restart it with".
     #[error("{component} was never started: there is no config to restart it with")]
     NeverStarted {
@@ -189,10 +206,13 @@ pub struct Setup {
 /// A started platform.
 #[derive(Debug)]
 pub struct Lifecycle {
-    api: String,
+    /// Every control plane's HTTP API (a replica's forwards to the leader's).
+    apis: Vec<String>,
     proxy: String,
     components: Vec<Component>,
     setup: Setup,
+    /// The replica a failure naming the leader killed last, which a restart naming the leader starts again.
+    killed_leader: Option<usize>,
 }
 
 impl Lifecycle {
@@ -201,7 +221,8 @@ impl Lifecycle {
     /// found.
     pub async fn start(setup: Setup) -> Result<Self, (LifecycleError, StopReport)> {
         let components = setup.placement.components().iter().map(|p| Component::new(p.clone(), None)).collect();
-        let mut lifecycle = Lifecycle { api: String::new(), proxy: String::new(), components, setup };
+        let mut lifecycle =
+            Lifecycle { apis: Vec::new(), proxy: String::new(), components, setup, killed_leader: None };
         match lifecycle.start_all().await {
             Ok(()) => Ok(lifecycle),
             Err(error) => {
@@ -211,9 +232,15 @@ impl Lifecycle {
         }
     }
 
-    /// The control plane's HTTP API (`address:port`).
+    /// The first control plane's HTTP API (`address:port`).
     pub fn api(&self) -> &str {
-        &self.api
+        self.apis.first().map_or("", String::as_str)
+    }
+
+    /// Every control plane's HTTP API, the first first, `;`-separated: the loader's `target.api`, so it can go
+    /// on with another replica when one is down.
+    pub fn apis(&self) -> String {
+        self.apis.join(";")
     }
 
     /// The first data plane's proxy (`address:port`), where the loader sends.
@@ -243,33 +270,63 @@ impl Lifecycle {
         });
         LifecycleError::from_all(errors.collect())?;
         let mut grpc = String::new();
+        let peers = self.replica_peers().await?;
         for roles in START_ORDER {
             let group: Vec<usize> = self.indices(|c| roles.contains(&c.planned.role));
             if group.is_empty() {
                 continue;
             }
             for &index in &group {
-                self.configure(index, &grpc)?;
+                self.configure(index, &grpc, &peers)?;
             }
             self.start_group(&group).await?;
-            self.learn_addresses(group[0], &mut grpc)?;
+            self.learn_addresses(&group, &mut grpc)?;
         }
-        let control_plane = self.setup.control_plane.as_ref();
-        health::wait_healthy(control_plane, &self.api, self.expected_registrations(), self.setup.spec.start_timeout)
+        let (control_plane, api) = (self.setup.control_plane.as_ref(), self.api());
+        health::wait_healthy(control_plane, api, self.expected_registrations(), self.setup.spec.start_timeout)
             .await
-            .map_err(|source| LifecycleError::Unhealthy { api: self.api.clone(), source })
+            .map_err(|source| LifecycleError::Unhealthy { api: api.into(), source })
     }
 
-    /// Takes what the others need from the first component of a group: the control plane's gRPC address (into
-    /// `grpc`) and API, the first data plane's proxy.
-    fn learn_addresses(&mut self, first: usize, grpc: &mut String) -> Result<(), LifecycleError> {
+    /// The gRPC address of every control-plane replica by its id (1, 2, ...), on ports chosen before any starts:
+    /// the spec's port (plus the replica's slot on its host) when it sets one, else one the host finds free.
+    /// Empty for a single control plane, which announces its own.
+    async fn replica_peers(&self) -> Result<BTreeMap<u64, String>, LifecycleError> {
+        let replicas = self.indices(|c| c.planned.role == Role::ControlPlane);
+        if replicas.len() < 2 {
+            return Ok(BTreeMap::new());
+        }
+        let (asked, default) =
+            (self.setup.spec.control_plane.grpc_listen.port(), ControlPlaneConfig::default().grpc_listen.port());
+        let mut peers = BTreeMap::new();
+        for (id, &index) in (1..).zip(&replicas) {
+            let (host, slot) = (self.host(index), self.components[index].planned.slot as u16);
+            let port = match asked == default {
+                true => host.port_for(default.saturating_add(slot)).await,
+                false => Ok(asked.saturating_add(slot)),
+            };
+            let port = port.map_err(|source| LifecycleError::Prepare { host: host.name().into(), source })?;
+            let ip: IpAddr = host.address().parse().map_err(|_| LifecycleError::Config {
+                component: self.components[index].name().into(),
+                source: ComponentConfigError::Host { host: host.address().into() },
+            })?;
+            peers.insert(id, SocketAddr::new(ip, port).to_string());
+        }
+        Ok(peers)
+    }
+
+    /// Takes what the others need from a group once it started: the control planes' gRPC addresses (into `grpc`,
+    /// comma-separated) and APIs, the first data plane's proxy.
+    fn learn_addresses(&mut self, group: &[usize], grpc: &mut String) -> Result<(), LifecycleError> {
+        let first = group[0];
         match self.components[first].planned.role {
             Role::ControlPlane => {
-                *grpc = self.address(first, "grpc")?;
-                self.api = self.address(first, "api")?;
+                let grpcs = group.iter().map(|&index| self.address(index, "grpc")).collect::<Result<Vec<_>, _>>()?;
+                *grpc = grpcs.join(",");
+                self.apis = group.iter().map(|&index| self.address(index, "api")).collect::<Result<_, _>>()?;
             }
             Role::Standalone => {
-                self.api = self.address(first, "api")?;
+                self.apis = vec![self.address(first, "api")?];
                 self.proxy = self.address(first, "proxy")?;
             }
             Role::DataPlane => self.proxy = self.address(first, "proxy")?,
@@ -293,11 +350,24 @@ impl Lifecycle {
         (0..self.components.len()).filter(|&i| keep(&self.components[i])).collect()
     }
 
-    /// Generates component `index`'s config for its host and writes it (`<name>.yaml`).
-    fn configure(&mut self, index: usize, control_plane_grpc: &str) -> Result<(), LifecycleError> {
+    /// Generates component `index`'s config for its host and writes it (`<name>.yaml`); a control plane is a
+    /// replica of `peers` when there are several.
+    fn configure(
+        &mut self,
+        index: usize,
+        control_plane_grpc: &str,
+        peers: &BTreeMap<u64, String>,
+    ) -> Result<(), LifecycleError> {
         let component = &self.components[index];
         let address = self.setup.hosts[component.planned.host].address();
-        let config = config::for_component(&self.setup.spec, &component.planned, address, control_plane_grpc)
+        let replica = match component.planned.role {
+            Role::ControlPlane if !peers.is_empty() => {
+                let id = self.indices(|c| c.planned.role == Role::ControlPlane).iter().position(|&i| i == index);
+                id.map(|id| Replica { id: id as u64 + 1, peers })
+            }
+            _ => None,
+        };
+        let config = config::for_component(&self.setup.spec, &component.planned, address, control_plane_grpc, replica)
             .map_err(|source| LifecycleError::Config { component: component.name().into(), source })?;
         self.write_config(index, &config)?;
         self.components[index].config = Some(config);
@@ -376,10 +446,37 @@ impl Lifecycle {
             .ok_or_else(|| LifecycleError::Unknown { name: name.into(), names: self.component_names().join(", ") })
     }
 
-    /// Kills component `name` with SIGKILL (a failure injection); returns the event for the manifest, stamped with
-    /// the host's time of the kill moved onto the loader's clock.
+    /// The control-plane replica that says it leads, asked until one does (within [`LEADER_WAIT`]).
+    async fn leader(&self) -> Result<usize, LifecycleError> {
+        let replicas = self.indices(|c| c.planned.role == Role::ControlPlane && c.launched && !c.down_on_purpose);
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            let mut answers = Vec::new();
+            for &index in &replicas {
+                let api = self.address(index, "api")?;
+                match self.setup.control_plane.role(&api).await {
+                    Ok(role) if role == "leader" => return Ok(index),
+                    Ok(role) => answers.push(format!("{} {role}", self.components[index].name())),
+                    Err(e) => answers.push(format!("{}: {}", self.components[index].name(), crate::error_chain(&e))),
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(LifecycleError::NoLeader { answers: answers.join(", ") });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills component `name` with SIGKILL (a failure injection), or the replica that leads when `name` is
+    /// [`LEADER`]; returns the event for the manifest (naming the component killed), stamped with the host's time
+    /// of the kill moved onto the loader's clock.
     pub async fn kill(&mut self, name: &str) -> Result<Event, LifecycleError> {
-        let index = self.position(name)?;
+        let (index, detail) = match name {
+            LEADER => (self.leader().await?, "SIGKILL (the leader)"),
+            _ => (self.position(name)?, "SIGKILL"),
+        };
+        let name = self.components[index].name().to_owned();
+        let name = name.as_str();
         let host = self.host(index);
         let at_ns = host.kill(name).await.map_err(|source| {
             let (component, host) = self.who(index);
@@ -387,15 +484,24 @@ impl Lifecycle {
         })?;
         let runner_us = at_ns / 1000 - i128::from(host.clock_offset_us());
         let at_us = self.on_loader_clock(runner_us);
-        let event = crate::events::event(EventKind::Kill, name, host.name(), at_us, Some("SIGKILL"));
+        let event = crate::events::event(EventKind::Kill, name, host.name(), at_us, Some(detail));
         self.components[index].down_on_purpose = true;
+        if detail != "SIGKILL" {
+            self.killed_leader = Some(index);
+        }
         Ok(event)
     }
 
-    /// Starts component `name` again with its config and the addresses it first announced (`<name>.<N>.yaml` and
-    /// `<name>.<N>.log` for the N-th restart); returns the event for the manifest, stamped when it was ready.
+    /// Starts component `name` (for [`LEADER`], the replica killed as the leader) again with its config and the
+    /// addresses it first announced (`<name>.<N>.yaml` and `<name>.<N>.log` for the N-th restart); returns the
+    /// event for the manifest, stamped when it was ready.
     pub async fn restart(&mut self, name: &str) -> Result<Event, LifecycleError> {
-        let index = self.position(name)?;
+        let index = match name {
+            LEADER => self.killed_leader.ok_or(LifecycleError::NoKilledLeader)?,
+            _ => self.position(name)?,
+        };
+        let name = self.components[index].name().to_owned();
+        let name = name.as_str();
         let Some(config) = self.components[index].restart() else {
             return Err(LifecycleError::NeverStarted { component: name.into() });
         };

@@ -44,8 +44,12 @@ impl Fixture {
     }
 
     fn setup_with(&self, inventory: &str) -> Setup {
-        let spec = dirigent_spec("{ kind: dirigent, nice: 3, worker: { sandbox_ports: 30000-30099 } }");
-        let placement = Placement::from_inventory(&Inventory::parse(inventory).unwrap());
+        self.setup_of("{ kind: dirigent, nice: 3, worker: { sandbox_ports: 30000-30099 } }", inventory)
+    }
+
+    fn setup_of(&self, platform: &str, inventory: &str) -> Setup {
+        let spec = dirigent_spec(platform);
+        let placement = Placement::from_inventory(&Inventory::parse(inventory).unwrap(), spec.replicas);
         Setup {
             spec,
             placement,
@@ -227,4 +231,42 @@ async fn teardown_goes_on_after_a_failure_and_reports_what_did_not_stop_cleanly(
     assert_eq!(report.errors.len(), 2, "{:?}", report.errors);
     assert!(report.errors[0].starts_with("stopping worker-0 on root@h3:22: stopping: "), "{:?}", report.errors);
     assert!(report.errors[1].starts_with("collecting logs: "), "{:?}", report.errors);
+}
+
+#[tokio::test]
+async fn replicas_know_each_other_before_they_start_and_the_leader_is_killed_by_role() {
+    let fixture = Fixture::new();
+    let inventory = "user: root\nhosts:\n- { address: h0, roles: [loader] }\n- { address: h1, roles: [control-plane] }\n\
+                     - { address: h2, roles: [control-plane] }\n- { address: h3, roles: [data-plane] }\n\
+                     - { address: h4, roles: [worker] }\n";
+    let setup = fixture.setup_of("{ kind: dirigent, replicas: 3 }", inventory);
+    let mut lifecycle = Lifecycle::start(setup).await.unwrap_or_else(|(e, _)| panic!("{}", crate::error_chain(&e)));
+    // Two replicas on h1 take the default port and the next; the one on h2 the default.
+    let peers = json!({ "1": "10.0.0.1:9090", "2": "10.0.0.2:9090", "3": "10.0.0.1:9091" });
+    for (id, name) in [(1, "control-plane"), (2, "control-plane-1"), (3, "control-plane-2")] {
+        let (_, _, config) = fixture.starts(name).remove(0);
+        assert_eq!(config["replication"]["id"], id, "{name}");
+        assert_eq!(config["replication"]["peers"], peers, "{name}");
+        assert_eq!(config["grpc_listen"], peers[id.to_string()], "{name} listens where its peers look");
+        assert_eq!(config["store"]["path"], format!("{name}.dirigent-registry.sqlite"));
+    }
+    let (_, _, config) = fixture.starts("worker-0").remove(0);
+    assert_eq!(config["control_plane"], "10.0.0.1:9090,10.0.0.2:9090,10.0.0.1:9091", "every replica");
+    assert_eq!(lifecycle.apis(), "10.0.0.1:9091;10.0.0.2:9091;10.0.0.1:9092");
+
+    *fixture.control_plane.leader.lock().unwrap() = Some("10.0.0.2:9091".into());
+    let kill = lifecycle.kill(LEADER).await.unwrap();
+    assert_eq!(
+        (kill.component.as_deref(), kill.detail.as_deref()),
+        (Some("control-plane-1"), Some("SIGKILL (the leader)"))
+    );
+    let restart = lifecycle.restart(LEADER).await.unwrap();
+    assert_eq!(restart.component.as_deref(), Some("control-plane-1"), "the replica killed as the leader");
+    let (_, _, again) = fixture.starts("control-plane-1.1").remove(0);
+    assert_eq!(again["grpc_listen"], "10.0.0.2:9090", "back where its peers look");
+    *fixture.control_plane.leader.lock().unwrap() = Some("nowhere".into());
+    let none = tokio::time::timeout(LEADER_WAIT * 2, lifecycle.kill(LEADER)).await.expect("the wait is bounded");
+    let none = crate::error_chain(&none.unwrap_err());
+    assert!(none.contains("control-plane follower") && none.contains("control-plane-2 follower"), "{none}");
+    lifecycle.stop().await;
 }

@@ -130,6 +130,17 @@ impl Host for LocalHost {
     fn finish<'a>(&'a self, _components: &'a [String], _into: &'a Path) -> BoxFuture<'a, Vec<HostError>> {
         Box::pin(async { Vec::new() })
     }
+
+    /// A port the kernel has free now. Another process could take it before the component binds it; the
+    /// component's start then fails and says so: a rare, loud failure, not a silent one.
+    fn port_for(&self, _preferred: u16) -> BoxFuture<'_, Result<u16, HostError>> {
+        let address = self.address().to_owned();
+        let port = std::net::TcpListener::bind((address.as_str(), 0))
+            .and_then(|listener| listener.local_addr())
+            .map(|bound| bound.port())
+            .map_err(|source| HostError::Port { address, source });
+        Box::pin(async move { port })
+    }
 }
 
 /// This machine as the site of an experiment: every component on 127.0.0.1, the loader library in this process.

@@ -7,14 +7,21 @@
 //!   address: several components share a host, and the ready line says which port each got);
 //! - `advertise_host` and a worker's `sandbox_host` left at their defaults become `host`;
 //! - a worker's `name` left unset becomes its component name (`worker-N`);
-//! - `control_plane` of data planes and workers is always the control plane's announced gRPC address;
+//! - `control_plane` of data planes and workers is always the control planes' announced gRPC addresses
+//!   (comma-separated: every replica, and they follow the leader);
+//! - a control-plane replica of several listens for gRPC on the address its peers were given before it started
+//!   ([`Replica`]), gets `replication` with every replica, and its SQLite file's name gets its component name in
+//!   front (`control-plane-1.dirigent-registry.sqlite`): replicas on one host share a working folder;
 //! - a worker gets its slice of `sandbox_ports` ([`PortRange::slice`]), one per worker on its host.
 //!
 //! A value the spec sets to anything but the default is kept as written.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
-use contracts::config::{ControlPlaneConfig, DataPlaneConfig, PortRange, StandaloneConfig, WorkerConfig};
+use contracts::config::{
+    ControlPlaneConfig, DataPlaneConfig, PortRange, ReplicationConfig, StandaloneConfig, StoreConfig, WorkerConfig,
+};
 use serde_json::Value;
 
 use super::{Planned, Role};
@@ -28,6 +35,12 @@ pub enum ComponentConfigError {
     Host {
         /// The address.
         host: String,
+    },
+    /// "the replica address '{address}' is not an IP address and port".
+    #[error("the replica address '{address}' is not an IP address and port")]
+    ReplicaAddress {
+        /// The address.
+        address: String,
     },
     /// "platform.worker.sandbox_ports {ports} has fewer ports than the {slots} workers".
     #[error("platform.worker.sandbox_ports {ports} has fewer ports than the {slots} workers")]
@@ -93,6 +106,36 @@ pub fn control_plane(spec: &DirigentSpec, host: &str) -> Result<ControlPlaneConf
     Ok(config)
 }
 
+/// A control plane as one of several replicas: its id and every replica's gRPC address (id -> `host:port`, its
+/// own included), chosen before any starts because each must know the others'.
+#[derive(Debug, Clone, Copy)]
+pub struct Replica<'a> {
+    /// Its id, a key of `peers`.
+    pub id: u64,
+    /// Every replica.
+    pub peers: &'a BTreeMap<u64, String>,
+}
+
+/// Control-plane replica `replica` named `name` on `host`: the control plane's config listening for gRPC on its
+/// peer address, with `replication` and a SQLite file of its own.
+pub fn replica(
+    spec: &DirigentSpec,
+    host: &str,
+    name: &str,
+    replica: Replica<'_>,
+) -> Result<ControlPlaneConfig, ComponentConfigError> {
+    let mut config = control_plane(spec, host)?;
+    let address = replica.peers.get(&replica.id).map_or("", String::as_str);
+    config.grpc_listen =
+        address.parse().map_err(|_| ComponentConfigError::ReplicaAddress { address: address.into() })?;
+    config.replication = Some(ReplicationConfig::new(replica.id, replica.peers.clone()));
+    if let StoreConfig::Sqlite(sqlite) = &mut config.store {
+        let file = sqlite.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        sqlite.path.set_file_name(format!("{name}.{file}"));
+    }
+    Ok(config)
+}
+
 /// The data plane's config, pointed at the control plane's gRPC address.
 pub fn data_plane(
     spec: &DirigentSpec,
@@ -120,15 +163,20 @@ fn worker_on(spec: &DirigentSpec, host: &str) -> Result<WorkerConfig, ComponentC
     Ok(config)
 }
 
-/// The config of component `planned` on a host with address `host`, pointed at the control plane's gRPC address.
+/// The config of component `planned` on a host with address `host`, pointed at the control planes' gRPC
+/// addresses; a control plane that is one of several replicas is `replica`.
 pub fn for_component(
     spec: &DirigentSpec,
     planned: &Planned,
     host: &str,
     control_plane_grpc: &str,
+    replica: Option<Replica<'_>>,
 ) -> Result<ComponentConfig, ComponentConfigError> {
     Ok(match planned.role {
-        Role::ControlPlane => ComponentConfig::ControlPlane(control_plane(spec, host)?),
+        Role::ControlPlane => ComponentConfig::ControlPlane(match replica {
+            Some(replica) => self::replica(spec, host, &planned.name, replica)?,
+            None => control_plane(spec, host)?,
+        }),
         Role::DataPlane => ComponentConfig::DataPlane(data_plane(spec, host, control_plane_grpc)?),
         Role::Worker => ComponentConfig::Worker(worker_in_slot(
             spec,
@@ -249,6 +297,20 @@ mod tests {
         assert_eq!(dp.control_plane, "127.0.0.1:5000");
         assert_eq!(dp.load_balancing, LoadBalancing::Random);
         assert!(control_plane(&d, "node-1").unwrap_err().to_string().contains("node-1"));
+    }
+
+    #[test]
+    fn a_replica_listens_where_its_peers_look_and_keeps_its_own_file() {
+        let d = spec("{ kind: dirigent, replicas: 3, control_plane: { placement: random } }");
+        let peers: BTreeMap<u64, String> = (1..=3).map(|id| (id, format!("10.0.0.{id}:700{id}"))).collect();
+        let cp = replica(&d, "10.0.0.2", "control-plane-1", Replica { id: 2, peers: &peers }).unwrap();
+        assert_eq!((cp.grpc_listen, cp.http_listen), (at("10.0.0.2:7002"), at("10.0.0.2:0")));
+        assert_eq!(cp.replication, Some(ReplicationConfig::new(2, peers.clone())));
+        let StoreConfig::Sqlite(sqlite) = &cp.store else { panic!("sqlite") };
+        assert_eq!(sqlite.path, std::path::PathBuf::from("control-plane-1.dirigent-registry.sqlite"));
+        assert_eq!(cp.placement, PlacementPolicy::Random);
+        let err = replica(&d, "10.0.0.2", "control-plane-1", Replica { id: 4, peers: &peers }).unwrap_err();
+        assert!(err.to_string().contains("replica address"), "{err}");
     }
 
     #[test]

@@ -43,14 +43,17 @@ impl fmt::Display for Role {
     }
 }
 
-/// `control-plane`, `data-plane` for the first data plane and `data-plane-N` for the others, `worker-N`,
-/// `standalone`: the same locally and on a cluster.
+/// `control-plane` for the first control plane and `control-plane-N` for the other replicas, likewise
+/// `data-plane` and `data-plane-N`, `worker-N`, `standalone`: the same locally and on a cluster.
 pub fn component_name(role: Role, index: usize) -> String {
     match (role, index) {
-        (Role::ControlPlane | Role::Standalone, _) | (Role::DataPlane, 0) => role.subcommand().into(),
+        (Role::Standalone, _) | (Role::ControlPlane | Role::DataPlane, 0) => role.subcommand().into(),
         _ => format!("{role}-{index}"),
     }
 }
+
+/// What a failure may name instead of a component: whichever control-plane replica leads when the failure is due.
+pub const LEADER: &str = "control-plane-leader";
 
 /// One component a run starts, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,9 +64,10 @@ pub struct Planned {
     pub role: Role,
     /// The index of its host among the run's hosts.
     pub host: usize,
-    /// For a worker: its slice of its host's sandbox port range, `slot` of `slots` (one per worker there).
+    /// For a worker: its slice of its host's sandbox port range, `slot` of `slots` (one per worker there); for a
+    /// control-plane replica: its place among the replicas on its host (which offsets its gRPC port there).
     pub slot: u32,
-    /// How many workers share its host.
+    /// How many components of its role share its host.
     pub slots: u32,
 }
 
@@ -75,39 +79,44 @@ pub struct Placement {
 }
 
 impl Placement {
-    /// Everything on host 0 (this machine): one process per role with `spec.workers` workers, or one standalone
-    /// process.
+    /// Everything on host 0 (this machine): one process per role with `spec.replicas` control planes (default 1)
+    /// and `spec.workers` workers, or one standalone process.
     pub fn one_host(spec: &DirigentSpec) -> Self {
         if spec.processes == Processes::Standalone {
             return Placement { components: vec![Self::single(Role::Standalone, 0, 0)] };
         }
-        let mut components = vec![Self::single(Role::ControlPlane, 0, 0), Self::single(Role::DataPlane, 0, 0)];
-        components.extend((0..spec.workers).map(|slot| Planned {
-            name: component_name(Role::Worker, slot as usize),
-            role: Role::Worker,
-            host: 0,
-            slot,
-            slots: spec.workers,
-        }));
+        let mut components = Self::spread(Role::ControlPlane, &vec![0; spec.replicas.unwrap_or(1) as usize]);
+        components.push(Self::single(Role::DataPlane, 0, 0));
+        components.extend(Self::spread(Role::Worker, &vec![0; spec.workers as usize]));
         Placement { components }
     }
 
-    /// The inventory's placement: the control plane on its control-plane host, a data plane on every data-plane
-    /// host and a worker on every worker host (hosts indexed as in the inventory).
-    pub fn from_inventory(inventory: &Inventory) -> Self {
-        let hosts = |duty| (0..inventory.hosts.len()).filter(move |&i| inventory.hosts[i].has(duty));
-        let mut components = Vec::new();
-        for (duty, role) in [(Duty::ControlPlane, Role::ControlPlane), (Duty::DataPlane, Role::DataPlane)] {
-            components.extend(hosts(duty).enumerate().map(|(index, host)| Self::single(role, index, host)));
-        }
-        components.extend(hosts(Duty::Worker).enumerate().map(|(index, host)| Planned {
-            name: component_name(Role::Worker, index),
-            role: Role::Worker,
-            host,
-            slot: 0,
-            slots: 1,
-        }));
+    /// The inventory's placement: `replicas` control planes over the control-plane hosts in turn (default: one on
+    /// each), a data plane on every data-plane host and a worker on every worker host (hosts indexed as in the
+    /// inventory).
+    pub fn from_inventory(inventory: &Inventory, replicas: Option<u32>) -> Self {
+        let hosts = |duty| (0..inventory.hosts.len()).filter(|&i| inventory.hosts[i].has(duty)).collect::<Vec<_>>();
+        let control = hosts(Duty::ControlPlane);
+        let replicas = replicas.map_or(control.len(), |n| n as usize);
+        let control: Vec<usize> = control.iter().copied().cycle().take(replicas).collect();
+        let mut components = Self::spread(Role::ControlPlane, &control);
+        components.extend(Self::spread(Role::DataPlane, &hosts(Duty::DataPlane)));
+        components.extend(Self::spread(Role::Worker, &hosts(Duty::Worker)));
         Placement { components }
+    }
+
+    /// Components of `role`, the N-th on host `hosts[N]`, each with its slot among those sharing its host.
+    fn spread(role: Role, hosts: &[usize]) -> Vec<Planned> {
+        let on = |host: usize, before: &[usize]| before.iter().filter(|&&h| h == host).count() as u32;
+        (0..hosts.len())
+            .map(|index| Planned {
+                name: component_name(role, index),
+                role,
+                host: hosts[index],
+                slot: on(hosts[index], &hosts[..index]),
+                slots: on(hosts[index], hosts),
+            })
+            .collect()
     }
 
     fn single(role: Role, index: usize, host: usize) -> Planned {
@@ -144,6 +153,7 @@ mod tests {
     fn components_are_named_alike_everywhere() {
         assert_eq!(component_name(Role::ControlPlane, 0), "control-plane");
         assert_eq!(component_name(Role::DataPlane, 0), "data-plane");
+        assert_eq!(component_name(Role::ControlPlane, 2), "control-plane-2");
         assert_eq!(component_name(Role::DataPlane, 2), "data-plane-2");
         assert_eq!(component_name(Role::Worker, 0), "worker-0");
         assert_eq!(component_name(Role::Standalone, 0), "standalone");
@@ -165,12 +175,30 @@ mod tests {
         let text = "user: r\nhosts:\n- { address: a, roles: [loader] }\n- { address: b, roles: [control-plane] }\n\
                     - { address: c, roles: [data-plane, worker] }\n- { address: d, roles: [data-plane] }\n\
                     - { address: e, roles: [worker] }\n";
-        let placement = Placement::from_inventory(&Inventory::parse(text).unwrap());
+        let placement = Placement::from_inventory(&Inventory::parse(text).unwrap(), None);
         let placed: Vec<(String, usize, u32, u32)> =
             placement.components().iter().map(|c| (c.name.clone(), c.host, c.slot, c.slots)).collect();
         let expected = [("control-plane", 1), ("data-plane", 2), ("data-plane-1", 3), ("worker-0", 2), ("worker-1", 4)]
             .map(|(name, host)| (name.to_string(), host, 0, 1));
         assert_eq!(placed, expected);
         assert_eq!((placement.count(Role::DataPlane), placement.count(Role::Worker)), (2, 2));
+    }
+
+    #[test]
+    fn replicas_go_round_the_control_plane_hosts() {
+        let text = "user: r\nhosts:\n- { address: l, roles: [loader] }\n- { address: a, roles: [control-plane, worker] }\n\
+                    - { address: b, roles: [control-plane, data-plane] }\n";
+        let inventory = Inventory::parse(text).unwrap();
+        let placed = |replicas| {
+            let placement = Placement::from_inventory(&inventory, replicas);
+            let control = placement.components().iter().filter(|c| c.role == Role::ControlPlane);
+            control.map(|c| (c.name.clone(), c.host, c.slot, c.slots)).collect::<Vec<_>>()
+        };
+        let one_each = [("control-plane", 1, 0, 1), ("control-plane-1", 2, 0, 1)];
+        assert_eq!(placed(None), one_each.map(|(n, h, s, of)| (n.to_string(), h, s, of)));
+        let three = [("control-plane", 1, 0, 2), ("control-plane-1", 2, 0, 1), ("control-plane-2", 1, 1, 2)];
+        assert_eq!(placed(Some(3)), three.map(|(n, h, s, of)| (n.to_string(), h, s, of)));
+        let local = Placement::one_host(&spec("{ kind: dirigent, replicas: 3, workers: 1 }"));
+        assert_eq!(local.names(), ["control-plane", "control-plane-1", "control-plane-2", "data-plane", "worker-0"]);
     }
 }

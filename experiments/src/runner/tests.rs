@@ -52,7 +52,7 @@ impl Site for FakeSite {
     }
 
     fn placement(&self, _spec: &crate::spec::DirigentSpec) -> Placement {
-        Placement::from_inventory(&Inventory::parse(INVENTORY).unwrap())
+        Placement::from_inventory(&Inventory::parse(INVENTORY).unwrap(), None)
     }
 
     fn loader_clock_offset_us(&self) -> i64 {

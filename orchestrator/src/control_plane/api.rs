@@ -1,5 +1,8 @@
 //! The user-facing HTTP API: Dirigent's `/registerService`, JSON `/v1/functions`, `/health`, `/metrics`.
-//! Its bodies are the `contracts::api` types, the ones its clients read.
+//! Its bodies are the `contracts::api` types, the ones its clients read. On a follower, requests go on to the
+//! leader (`forward`).
+
+pub mod forward;
 
 use std::sync::Arc;
 
@@ -41,7 +44,7 @@ impl From<RegistryError> for ApiError {
         let status = match err {
             RegistryError::Duplicate(_) => StatusCode::CONFLICT,
             RegistryError::Unknown(_) => StatusCode::NOT_FOUND,
-            // A follower: the client may retry at the leader the message names (forwarding is not done yet).
+            // Became a follower after the request was let through as the leader's (see `forward`): try again.
             RegistryError::Store(StoreError::NotLeader { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             RegistryError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -60,7 +63,8 @@ pub fn router(core: Arc<Core>) -> Router {
         .route(wire::HEALTH_PATH, get(health))
         .route(wire::METRICS_PATH, get(metrics))
         .fallback(|| async { ApiError { status: StatusCode::NOT_FOUND, message: "no such API path".into() } })
-        .with_state(core)
+        .with_state(Arc::clone(&core))
+        .layer(axum::middleware::from_fn_with_state(forward::Forwarder::new(core), forward::to_leader))
 }
 
 type Api = AxumState<Arc<Core>>;

@@ -13,8 +13,8 @@ use super::store::Leadership;
 use crate::peers::attach::ReceiverStream;
 use crate::proto::dirigent::control_plane_server::ControlPlane as ControlPlaneRpc;
 use crate::proto::dirigent::{
-    Ack, AttachReply, AttachRequest, ColdStartRequest, DataPlaneInfo, LoadReport, SandboxExit, WorkerHeartbeatRequest,
-    WorkerInfo, attach_request,
+    Ack, ApiAddress, AttachReply, AttachRequest, ColdStartRequest, DataPlaneInfo, LoadReport, SandboxExit,
+    WorkerHeartbeatRequest, WorkerInfo, attach_request,
 };
 
 /// Adapts gRPC calls to the core.
@@ -23,6 +23,8 @@ pub struct ControlPlaneService {
     pub core: Arc<Core>,
     /// Ends every attachment: the server's graceful shutdown waits for open streams.
     pub shutdown: CancellationToken,
+    /// This control plane's user API address, which followers ask for to forward there.
+    pub api_address: String,
 }
 
 /// Refuses a peer's call on a replica that does not lead, naming the leader (the peer goes there next).
@@ -113,6 +115,11 @@ impl ControlPlaneRpc for ControlPlaneService {
         leading(&self.core)?;
         self.core.request_cold_start(&request.into_inner().function);
         Ok(Response::new(Ack {}))
+    }
+
+    /// Answered by every replica: a follower asks the leader before forwarding a user API request to it.
+    async fn describe_api(&self, _: Request<Ack>) -> Result<Response<ApiAddress>, Status> {
+        Ok(Response::new(ApiAddress { http: self.api_address.clone() }))
     }
 }
 

@@ -142,6 +142,7 @@ impl ControlPlane {
             .add_service(ControlPlaneServer::new(grpc::ControlPlaneService {
                 core: Arc::clone(&core),
                 shutdown: shutdown.clone(),
+                api_address: self.http_address.clone(),
             }))
             .add_optional_service(raft)
             .serve_with_incoming_shutdown(
