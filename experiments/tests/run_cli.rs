@@ -224,6 +224,45 @@ fn a_restarted_control_plane_keeps_its_functions_and_nothing_fails() {
     assert!(failed.is_empty(), "invocations failed around the control plane's restart: {failed:?}");
 }
 
+#[test]
+fn three_replicas_lose_their_leader_and_cold_starts_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every invocation a cold start (each function is called once), so each one after the kill needs the new
+    // leader to place a sandbox.
+    let load = "{ workload: { kind: cold-starts, rate: 6, cooldown: 6s, duration: 5s, runtime_ms: 2 } }";
+    let failures = "failures: [ { at: 2s, kill: control-plane-leader, restart_after: 1s } ]\n\
+                    analysis: { options: { window: 1s } }\n";
+    let spec = write_spec(dir.path(), "workers: 2, replicas: 3", load, failures);
+    let run = experiments(&["run", spec.to_str().unwrap()]);
+    assert!(run.status.success(), "{}\n{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+
+    let run_dir = execution(dir.path()).join("run");
+    let events = read_json(&run_dir.join("manifest.json"))["events"].as_array().unwrap().clone();
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["kill", "restart"], "{events:?}");
+    let leader = events[0]["component"].as_str().unwrap().to_owned();
+    assert!(leader.starts_with("control-plane"), "the leader is a replica by its name: {events:?}");
+    assert_eq!(events[0]["detail"], "SIGKILL (the leader)");
+    assert_eq!(events[1]["component"], leader.as_str(), "the restart brings back the replica killed");
+    for replica in ["control-plane", "control-plane-1", "control-plane-2"] {
+        let config = read_json(&run_dir.join(format!("platform/{replica}.yaml")));
+        assert_eq!(config["replication"]["peers"].as_object().unwrap().len(), 3, "{replica}");
+    }
+    // Queued cold starts wait for the new leader (well within the data plane's queue_timeout): none fails.
+    let rows = support::outcomes(&run_dir);
+    assert_eq!(rows.len(), 30, "{rows:?}");
+    let failed: Vec<_> = rows.iter().filter(|(_, outcome)| outcome != "ok").collect();
+    assert!(failed.is_empty(), "cold starts failed around the leader's kill: {failed:?}");
+    let svg = std::fs::read_to_string(run_dir.join("timeline.svg")).unwrap();
+    assert!(svg.contains(&format!("kill {leader}")), "the timeline marks the kill");
+    let report = read_json(&run_dir.join("report.json"));
+    let recovery = &report["recovery"][0];
+    assert_eq!((recovery["component"].as_str(), recovery["failed"].as_u64()), (Some(leader.as_str()), Some(0)));
+    assert!(recovery["firstColdOkS"].as_f64().is_some(), "a cold start was served after the kill: {recovery}");
+    let markdown = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
+    assert!(markdown.contains("## Recovery"), "{markdown}");
+}
+
 /// `experiments run` in the background, its stdout and stderr in files next to the spec (a pipe nobody reads could
 /// fill and stall it). Dropped while it runs (a failed assertion), it is interrupted like a user would, so it stops
 /// its `dirigent` processes, and killed if that takes over a minute; the kernel kills it should the test's thread

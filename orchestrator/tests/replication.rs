@@ -198,9 +198,15 @@ impl Cluster {
     }
 }
 
-/// The leader the running planes agree on.
+/// The leader the running planes agree on, once its core has taken the lead (confirmed by the others).
 async fn leader_of(planes: &BTreeMap<u64, Plane>) -> u64 {
-    agreed_leader(&planes.values().map(|plane| plane.replica.raft()).collect::<Vec<_>>()).await
+    let leader = agreed_leader(&planes.values().map(|plane| plane.replica.raft()).collect::<Vec<_>>()).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !planes[&leader].core.leads() {
+        assert!(tokio::time::Instant::now() < deadline, "control plane {leader} never took the lead");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    leader
 }
 
 /// Stops every plane and waits for each to end cleanly.

@@ -160,6 +160,17 @@ struct Answer {
     body: Bytes,
 }
 
+/// The pause between two passes over the replicas when none answered.
+const ELECTION_PAUSE: Duration = Duration::from_millis(100);
+
+/// Why a pass over the replicas found no answer.
+enum Pass {
+    /// An error another replica would not change.
+    Final(ApiCallError),
+    /// Every replica failed in a way another try may not (address and error each).
+    Failed(Vec<(String, ApiCallError)>),
+}
+
 /// The bundled orchestrator as a target.
 ///
 /// Each control-plane call tries the replica that answered last first, then the others in configured order, once
@@ -212,8 +223,31 @@ impl DirigentTarget {
 
     /// One API call, failing over between the replicas (see [`DirigentTarget`]); the first final answer.
     async fn call(&self, method: Method, path: &str, body: Option<String>) -> Result<Answer, ApiCallError> {
-        let apis = &self.config.apis;
         let body = Bytes::from(body.unwrap_or_default());
+        // With several replicas, none answering may mean an election is running (it takes well under a second):
+        // ask them all again until the call's own timeout has passed.
+        let deadline = tokio::time::Instant::now() + self.config.api_timeout;
+        loop {
+            let mut failures = match self.pass(&method, path, &body).await {
+                Ok(answer) => return Ok(answer),
+                Err(Pass::Final(error)) => return Err(error),
+                Err(Pass::Failed(failures)) => failures,
+            };
+            // One address: its own error already says where and what to do.
+            if failures.len() == 1 {
+                return Err(failures.pop().expect("one failure").1);
+            }
+            if tokio::time::Instant::now() + ELECTION_PAUSE >= deadline {
+                return Err(ApiCallError::NoReplica { what: format!("{method} {path}"), failures });
+            }
+            tracing::info!("no control-plane replica answered {method} {path}; asking again");
+            tokio::time::sleep(ELECTION_PAUSE).await;
+        }
+    }
+
+    /// One pass over the replicas for a call: the address that answered last first, then the others in order.
+    async fn pass(&self, method: &Method, path: &str, body: &Bytes) -> Result<Answer, Pass> {
+        let apis = &self.config.apis;
         let first = self.answered.load(Ordering::Relaxed).min(apis.len() - 1);
         let order = std::iter::once(first).chain((0..apis.len()).filter(|&i| i != first));
         let mut failures = Vec::new();
@@ -229,17 +263,13 @@ impl DirigentTarget {
                 }
                 Err(error @ (ApiCallError::Send { .. } | ApiCallError::Timeout { .. })) => error,
                 // A broken or oversized reply, a request that cannot be built: asking another replica would not help.
-                Err(error) => return Err(error),
+                Err(error) => return Err(Pass::Final(error)),
             };
             let chain = contracts::error_chain(&error);
             tracing::warn!(api = %address, error = %chain, "the control plane replica did not answer; trying the next");
             failures.push((address.clone(), error));
         }
-        // One address: its own error already says where and what to do.
-        if failures.len() == 1 {
-            return Err(failures.pop().expect("one failure").1);
-        }
-        Err(ApiCallError::NoReplica { what: format!("{method} {path}"), failures })
+        Err(Pass::Failed(failures))
     }
 
     /// One API call at the replica at `address`, bounded in time and in the reply it buffers.
@@ -488,7 +518,7 @@ mod tests {
         let b = replica(|_| StatusCode::SERVICE_UNAVAILABLE).await;
         let target = target(&[&closed, &b.address]);
         let error = register(&target).await.unwrap_err().to_string();
-        assert_eq!(b.requests(), 1, "one pass over the replicas");
+        assert!(b.requests() >= 2, "asked again until api_timeout passed: {}", b.requests());
         for expected in [
             "no control plane replica answered POST /v1/functions",
             &format!("{closed}: calling the control plane at http://{closed}/v1/functions failed"),
@@ -499,6 +529,15 @@ mod tests {
         }
         // Data planes and deletions fail over the same way; a failed list only leaves the configured proxies.
         assert!(target.data_planes().await.unwrap_err().to_string().contains(&closed));
+    }
+
+    #[tokio::test]
+    async fn replicas_without_a_leader_are_asked_again_until_one_leads() {
+        let a = replica(|_| StatusCode::SERVICE_UNAVAILABLE).await;
+        let b = replica(|n| if n == 0 { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::CREATED }).await;
+        let target = target(&[&a.address, &b.address]);
+        register(&target).await.expect("the second pass finds the elected leader");
+        assert_eq!((a.requests(), b.requests()), (2, 2));
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@ mod recovery;
 mod registry;
 mod scaling;
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
@@ -72,8 +72,12 @@ pub struct Membership {
 /// The control plane's shared core.
 pub struct Core {
     pub(super) config: ControlPlaneConfig,
-    /// This process's start time (ns since the Unix epoch): data planes order updates by it first.
-    incarnation: u64,
+    /// When this control plane last took the lead (ns since the Unix epoch; at first its start): data planes
+    /// order updates by it first, so a later leader's win over an earlier one's.
+    incarnation: AtomicU64,
+    /// Whether this control plane leads, as confirmed by a majority of replicas (with one control plane,
+    /// always): only then does it take peers' calls and act.
+    leading: AtomicBool,
     pub(super) clock: Arc<dyn Clock>,
     state: Mutex<State>,
     placer: Mutex<Placer>,
@@ -113,12 +117,10 @@ impl Core {
         state.members.stored_data_planes = stored.data_planes.iter().map(|d| (d.name.clone(), d.clone())).collect();
         let reconstructed = AtomicBool::new(stored.workers.is_empty() && stored.data_planes.is_empty());
         let placer = Placer::new(config.placement, config.placement_seed);
-        let incarnation = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
         Ok(Self {
             config,
-            incarnation,
+            incarnation: AtomicU64::new(unix_ns()),
+            leading: AtomicBool::new(!store.replicated()),
             clock,
             state: Mutex::new(state),
             placer: Mutex::new(placer),
@@ -156,9 +158,40 @@ impl Core {
         self.locked().registry.views()
     }
 
-    /// Which control-plane replica leads now (with one control plane, this one).
+    /// Which control-plane replica leads now as this one's Raft node sees it (with one control plane, this one).
     pub fn leadership(&self) -> super::store::Leadership {
         self.store.leadership()
+    }
+
+    /// Whether this control plane leads, confirmed: it takes peers' calls and acts only then.
+    pub fn leads(&self) -> bool {
+        self.leading.load(Ordering::Acquire)
+    }
+
+    /// Whether a majority of replicas confirms that this one leads (with one control plane, it does).
+    pub async fn confirm_leadership(&self) -> bool {
+        self.store.confirm_leadership().await
+    }
+
+    /// Starts leading: a new incarnation (later than any before it), then peers' calls are taken.
+    pub fn begin_leading(&self) {
+        let previous = self.incarnation.load(Ordering::Acquire);
+        self.incarnation.store(unix_ns().max(previous + 1), Ordering::Release);
+        self.leading.store(true, Ordering::Release);
+    }
+
+    /// Stops leading: peers' calls are refused from now on and every attachment ends, so workers and data
+    /// planes go to the leader; should this one lead again, it rebuilds from the store.
+    pub fn stop_leading(&self) {
+        self.leading.store(false, Ordering::Release);
+        let mut state = self.locked();
+        state.members.end_attachments();
+        self.publish_membership(&state);
+    }
+
+    /// The current incarnation (see the field).
+    pub(super) fn incarnation(&self) -> u64 {
+        self.incarnation.load(Ordering::Acquire)
     }
 
     /// One function as the API shows it.
@@ -179,9 +212,9 @@ impl Core {
     /// How much is registered.
     pub fn health(&self) -> Health {
         let role = match self.store.leadership() {
-            super::store::Leadership::This => "leader",
+            _ if self.leads() => "leader",
             super::store::Leadership::Other(_) => "follower",
-            super::store::Leadership::Unknown => "electing",
+            super::store::Leadership::This | super::store::Leadership::Unknown => "electing",
         };
         let state = self.locked();
         let Membership { workers, data_planes } = state.members.counts();
@@ -271,6 +304,13 @@ impl State {
             self.lifecycle.retire(&sandbox.id);
         }
     }
+}
+
+/// Now, in ns since the Unix epoch.
+fn unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

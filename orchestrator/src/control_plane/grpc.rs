@@ -29,8 +29,14 @@ pub struct ControlPlaneService {
 
 /// Refuses a peer's call on a replica that does not lead, naming the leader (the peer goes there next).
 fn leading(core: &Core) -> Result<(), Status> {
+    if core.leads() {
+        return Ok(());
+    }
     match core.leadership() {
-        Leadership::This => Ok(()),
+        // Not confirmed yet by the other replicas (or no longer leading): as good as an election.
+        Leadership::This => {
+            Err(Status::unavailable("this control plane is not confirmed as the leader yet; try again"))
+        }
         Leadership::Other(leader) => {
             let mut refused =
                 Status::failed_precondition(format!("this control plane is a follower; the leader is {leader}"));

@@ -200,9 +200,11 @@ async fn run_loops(core: Arc<Core>, shutdown: CancellationToken) {
 /// Whether this control plane leads now; on becoming the leader it rebuilds the cluster state first, after
 /// reading the registry again if it `followed` another replica meanwhile (its core read it only at its start).
 async fn follow_leadership(core: &Arc<Core>, was_leading: bool, followed: &mut bool) -> bool {
-    let leading = core.leadership() == store::Leadership::This;
+    let claimed = core.leadership() == store::Leadership::This;
+    let leading = claimed && (was_leading || core.confirm_leadership().await);
     if leading && !was_leading {
         tracing::info!("this control plane leads: rebuilding the cluster state");
+        core.begin_leading();
         if *followed {
             core.take_leadership().await;
         } else {
@@ -213,6 +215,7 @@ async fn follow_leadership(core: &Arc<Core>, was_leading: bool, followed: &mut b
     }
     if was_leading && !leading {
         tracing::warn!("this control plane no longer leads: its autoscaler and peer expiry pause");
+        core.stop_leading();
     }
     leading
 }

@@ -63,7 +63,7 @@ impl Core {
     /// Pushes one function's full state to data planes and returns when all have applied it (for removed
     /// endpoints, that includes their drain). A data plane that missed it gets every function again later.
     pub(super) async fn push(&self, mut state: FunctionState, data_planes: DataPlanes) {
-        state.incarnation = self.incarnation;
+        state.incarnation = self.incarnation();
         let failed = send_state(state, data_planes).await;
         self.mark_for_resync(failed);
     }
@@ -82,7 +82,7 @@ impl Core {
             let mut state = self.locked();
             let generation = state.next_sequence();
             let names = state.registry.names();
-            let set = FunctionSet { names, generation, incarnation: self.incarnation };
+            let set = FunctionSet { names, generation, incarnation: self.incarnation() };
             (set, state.registry.snapshots(generation))
         };
         match client.retain_functions(set).await {

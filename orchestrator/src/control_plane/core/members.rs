@@ -53,6 +53,13 @@ pub(super) struct Members {
 }
 
 impl Members {
+    /// Forgets every live worker and data plane, ending their attachments, with no other effect: what the store
+    /// holds of them stays, for a rebuild.
+    pub(super) fn end_attachments(&mut self) {
+        self.workers.clear();
+        self.data_planes.clear();
+    }
+
     /// Adds (or replaces) a worker; a re-registering one keeps what is placed on it.
     pub(super) fn add_worker(&mut self, info: WorkerInfo, client: Arc<dyn WorkerPeer>, now: Duration) {
         let previous = self.workers.remove(&info.name);

@@ -367,7 +367,7 @@ impl Core {
             (sandboxes, state.members.data_plane_clients(), state.members.worker_clients(), generation)
         };
         tracing::info!(function = %name, sandboxes = sandboxes.len(), "function deleted");
-        let removal = FunctionRef { name: name.to_owned(), generation, incarnation: self.incarnation };
+        let removal = FunctionRef { name: name.to_owned(), generation, incarnation: self.incarnation() };
         let failed = futures_util::future::join_all(data_planes.into_iter().map(|(dp, client)| {
             let removal = removal.clone();
             async move {

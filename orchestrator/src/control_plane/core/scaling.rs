@@ -68,7 +68,7 @@ impl Core {
         state.members.reserve(&worker, resources);
         let Some(record) = state.registry.get_mut(function) else { return Ok(None) };
         // The incarnation keeps ids unique across restarts: adopted sandboxes keep theirs.
-        let request = record.start_creation(format!("{function}-{:x}-{sequence}", self.incarnation));
+        let request = record.start_creation(format!("{function}-{:x}-{sequence}", self.incarnation()));
         state.lifecycle.begin(&request.sandbox_id);
         Ok(Some(PlannedSandbox { worker, client, request, function_uid, resources }))
     }

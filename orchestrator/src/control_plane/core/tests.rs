@@ -162,7 +162,7 @@ async fn a_scale_up_creates_on_a_worker_then_pushes_the_endpoint_to_every_data_p
         let expected =
             Endpoint { sandbox_id: request.sandbox_id.clone(), address: reply_address.clone(), creation_micros: 1_000 };
         assert_eq!(state.endpoints, [expected], "{dp} got the worker's answer as the endpoint");
-        assert_eq!(state.incarnation, cluster.core.incarnation);
+        assert_eq!(state.incarnation, cluster.core.incarnation());
     }
 }
 
@@ -582,7 +582,7 @@ async fn adopted_sandboxes_stay_for_a_stable_window_whatever_the_traffic() {
 async fn sandbox_ids_differ_across_restarts() {
     let cluster = Cluster::with(&["w-1"]);
     let id = cluster.cold_started().await.sandbox_id;
-    assert!(id.starts_with(&format!("f-{:x}-", cluster.core.incarnation)), "{id}");
+    assert!(id.starts_with(&format!("f-{:x}-", cluster.core.incarnation())), "{id}");
 }
 
 /// Registers `f` with one sandbox on each of `w-1` and `w-2` (attached), and both data planes; returns the

@@ -23,6 +23,9 @@ use crate::control_plane::store::{Leadership, RegistryStore, StoreChange, StoreE
 /// megabytes of JSON) is a few chunks, far slower than a heartbeat.
 const INSTALL_SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long confirming the leadership may take: a heartbeat round to a majority, far less when they answer.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// One replica of the registry: its Raft node, and its state machine's file to load from.
 pub struct ReplicatedStore {
     id: NodeId,
@@ -111,6 +114,25 @@ impl RegistryStore for ReplicatedStore {
     /// Changes this replica committed as leader (those it applied from another leader do not count).
     fn writes(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
+    }
+
+    fn replicated(&self) -> bool {
+        true
+    }
+
+    /// Asks a majority, bounded by [`CONFIRM_TIMEOUT`]: a replica restarted with its own committed vote in its
+    /// log believes it leads until it hears of a newer term, and must not act on that belief meanwhile.
+    fn confirm_leadership(&self) -> futures_util::future::BoxFuture<'_, bool> {
+        Box::pin(async move {
+            match tokio::time::timeout(CONFIRM_TIMEOUT, self.raft.ensure_linearizable()).await {
+                Ok(Ok(_)) => true,
+                Ok(Err(error)) => {
+                    tracing::info!(replica = self.id, %error, "the replicas do not confirm this one leads");
+                    false
+                }
+                Err(_) => false,
+            }
+        })
     }
 
     /// The leader as this replica's Raft node last saw it.

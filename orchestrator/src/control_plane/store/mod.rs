@@ -93,6 +93,15 @@ pub trait RegistryStore: Send + Sync + 'static {
     fn leadership(&self) -> Leadership {
         Leadership::This
     }
+    /// Whether this store is one replica of several, whose leadership changes.
+    fn replicated(&self) -> bool {
+        false
+    }
+    /// Whether a majority of replicas confirms now that this one leads (and this one applied every change
+    /// committed before); a store of one control plane always leads.
+    fn confirm_leadership(&self) -> futures_util::future::BoxFuture<'_, bool> {
+        Box::pin(async { true })
+    }
 }
 
 /// Which control-plane replica leads: the one workers and data planes attach to.
