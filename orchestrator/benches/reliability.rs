@@ -1,7 +1,7 @@
 //! `cargo bench -p orchestrator --bench reliability`: the reliability suite's scenarios, timed.
 //!
 //! Each round runs every scenario of `tests/support/chaos.rs` once on a fresh cluster of role processes
-//! (control plane with its embedded store, two data planes, two workers, a function with four sandboxes called
+//! (control plane with its embedded store or three replicas of it, two data planes, two workers, a function with four sandboxes called
 //! every 10 ms), rounds interleaving the scenarios. Per scenario it prints, from the SIGKILL: the time to
 //! detection, to the first cold start served and to full service; for the control-plane restart also from the
 //! new process's start to the first cold start; and the requests that failed next to those in flight at the
@@ -97,6 +97,14 @@ fn row(scenario: Scenario, reports: &[Report]) -> Row {
         Scenario::ControlPlaneRestart => {
             let met = row.service_after_start_ms.at_most(1000.0);
             row.verdicts.push(contracts::bench::verdict(met, "cold starts <= 1 s after the process starts"));
+        }
+        Scenario::LeaderKill => {
+            let met = row.first_cold_start_ms.at_most(1000.0);
+            row.verdicts.push(contracts::bench::verdict(met, "cold starts <= 1 s after the kill"));
+            row.verdicts.push(contracts::bench::verdict(within_flight, "failed <= in flight at the kill"));
+        }
+        Scenario::FollowerKill => {
+            row.verdicts.push(contracts::bench::verdict(within_flight, "failed <= in flight at the kill"));
         }
     }
     row

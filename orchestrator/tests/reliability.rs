@@ -1,5 +1,6 @@
-//! The reliability suite: under load, `kill -9` of a worker, a data plane and the control plane (restarted on
-//! its embedded store), each on a cluster of real role processes. No registered function may be lost, requests
+//! The reliability suite: under load, `kill -9` of a worker, a data plane, the control plane (restarted on
+//! its embedded store), and the leader and a follower of three control-plane replicas, each on a cluster of real
+//! role processes. No registered function may be lost, requests
 //! must succeed again afterwards, no sandbox may leak, and the only requests that may fail are those in flight
 //! when the kill happened. `cargo bench -p orchestrator --bench reliability` times the same scenarios.
 
@@ -39,6 +40,16 @@ async fn a_data_plane_kill_loses_only_what_went_through_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_control_plane_restart_loses_nothing() {
     survives(Scenario::ControlPlaneRestart).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_kill_loses_nothing() {
+    survives(Scenario::LeaderKill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_kill_loses_nothing() {
+    survives(Scenario::FollowerKill).await;
 }
 
 /// The registry store's write counter from `/metrics`.

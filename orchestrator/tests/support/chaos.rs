@@ -1,8 +1,8 @@
 //! Failure scenarios over real role processes, shared by the reliability tests and the reliability benchmark:
-//! a control plane with its embedded store, two data planes and two workers on loopback; a function with four
-//! sandboxes (two per worker) that a client calls every 10 ms through both data planes, failing over from one
-//! that refuses the connection; then one role is killed with SIGKILL and the cluster is watched until it serves
-//! fully again.
+//! a control plane with its embedded store (or three replicas of it), two data planes and two workers on
+//! loopback; a function with four sandboxes (two per worker) that a client calls every 10 ms through both data
+//! planes, failing over from one that refuses the connection; then one role is killed with SIGKILL and the
+//! cluster is watched until it serves fully again.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,11 +21,29 @@ pub enum Scenario {
     DataPlaneKill,
     /// `kill -9` of the control plane, started again 1 s later over the same store.
     ControlPlaneRestart,
+    /// `kill -9` of the leader of three control-plane replicas (not restarted).
+    LeaderKill,
+    /// `kill -9` of a follower of three control-plane replicas (not restarted).
+    FollowerKill,
 }
 
 impl Scenario {
     /// Every scenario, in the order the benchmark prints them.
-    pub const ALL: [Scenario; 3] = [Scenario::WorkerKill, Scenario::DataPlaneKill, Scenario::ControlPlaneRestart];
+    pub const ALL: [Scenario; 5] = [
+        Scenario::WorkerKill,
+        Scenario::DataPlaneKill,
+        Scenario::ControlPlaneRestart,
+        Scenario::LeaderKill,
+        Scenario::FollowerKill,
+    ];
+
+    /// How many control-plane replicas its cluster has.
+    fn replicas(self) -> usize {
+        match self {
+            Scenario::LeaderKill | Scenario::FollowerKill => 3,
+            _ => 1,
+        }
+    }
 
     /// Its name in reports.
     pub fn name(self) -> &'static str {
@@ -33,6 +51,8 @@ impl Scenario {
             Scenario::WorkerKill => "worker kill -9",
             Scenario::DataPlaneKill => "data plane kill -9",
             Scenario::ControlPlaneRestart => "control plane kill -9, restart after 1 s",
+            Scenario::LeaderKill => "leader of 3 control planes kill -9",
+            Scenario::FollowerKill => "follower of 3 control planes kill -9",
         }
     }
 }
@@ -42,7 +62,7 @@ impl Scenario {
 pub struct Report {
     /// The scenario.
     pub scenario: Scenario,
-    /// Until the control plane no longer listed the dead role (none for the control plane itself).
+    /// Until the control plane no longer listed the dead role, or another replica led (none for a restart).
     pub detection: Option<Duration>,
     /// Until a request that needed a cold start was answered 200.
     pub first_cold_start: Option<Duration>,
@@ -68,23 +88,32 @@ pub struct Report {
 
 /// The cluster: each role a `dirigent` process.
 pub struct Cluster {
-    /// Where the control plane keeps its store.
+    /// Where the control planes keep their stores.
     dir: tempfile::TempDir,
-    control_plane: Role,
+    /// The control plane, or its replicas (replica `id` at `id - 1`).
+    control_planes: Vec<Role>,
     data_planes: Vec<Role>,
     workers: Vec<Role>,
-    /// The control plane's HTTP API.
+    /// A running control plane's HTTP API (a follower's forwards to the leader).
     pub api: String,
-    grpc: String,
+    /// Every control plane's gRPC address, by replica.
+    grpcs: Vec<String>,
 }
 
-/// The control plane's config: its store in `dir`, its gRPC port fixed so that a restart is found again.
-fn control_plane_yaml(dir: &std::path::Path, grpc: &str) -> String {
-    format!(
-        "grpc_listen: {grpc}\nhttp_listen: 127.0.0.1:0\n\
+/// Control plane `id` of `grpcs` (its store in `dir`, its gRPC port fixed so that a restart is found again, and
+/// every replica its peer when there are several).
+fn control_plane_yaml(dir: &std::path::Path, id: usize, grpcs: &[String]) -> String {
+    let mut yaml = format!(
+        "grpc_listen: {}\nhttp_listen: 127.0.0.1:0\n\
          store: {{kind: sqlite, path: {}}}\nautoscaler: {{tick: 200ms}}\n",
-        dir.join("registry.sqlite").display()
-    )
+        grpcs[id - 1],
+        dir.join(format!("registry-{id}.sqlite")).display()
+    );
+    if grpcs.len() > 1 {
+        let peers: Vec<String> = (1..).zip(grpcs).map(|(n, grpc)| format!("{n}: '{grpc}'")).collect();
+        yaml += &format!("replication: {{id: {id}, peers: {{{}}}}}\n", peers.join(", "));
+    }
+    yaml
 }
 
 fn data_plane_yaml(index: usize, grpc: &str) -> String {
@@ -109,16 +138,25 @@ fn free_port() -> u16 {
 }
 
 impl Cluster {
-    /// Starts every role and waits until all have registered.
+    /// Starts every role with one control plane and waits until all have registered.
     pub async fn start() -> Cluster {
+        Self::with_replicas(1).await
+    }
+
+    /// Starts every role with `replicas` control planes and waits until all have registered with the leader.
+    pub async fn with_replicas(replicas: usize) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let grpc = format!("127.0.0.1:{}", free_port());
-        let control_plane = Role::start("control-plane", &control_plane_yaml(dir.path(), &grpc));
-        let api = control_plane.address("api");
-        let data_planes = (1..=2).map(|i| Role::start("data-plane", &data_plane_yaml(i, &grpc))).collect();
-        let workers = (1..=2).map(|i| Role::start("worker", &worker_yaml(i, &grpc))).collect();
-        let cluster = Cluster { dir, control_plane, data_planes, workers, api, grpc };
+        let grpcs: Vec<String> = (0..replicas).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+        let control_planes: Vec<Role> = (1..=replicas)
+            .map(|id| Role::start("control-plane", &control_plane_yaml(dir.path(), id, &grpcs)))
+            .collect();
+        let api = control_planes[0].address("api");
+        let peers = grpcs.join(",");
+        let data_planes = (1..=2).map(|i| Role::start("data-plane", &data_plane_yaml(i, &peers))).collect();
+        let workers = (1..=2).map(|i| Role::start("worker", &worker_yaml(i, &peers))).collect();
+        let mut cluster = Cluster { dir, control_planes, data_planes, workers, api, grpcs };
         cluster.wait_health("every role registered", |h| h.workers == 2 && h.data_planes == 2).await;
+        cluster.api = cluster.control_planes[cluster.leader().await].address("api");
         cluster
     }
 
@@ -127,34 +165,74 @@ impl Cluster {
         self.data_planes.iter().map(|d| d.address("proxy")).collect()
     }
 
-    /// Polls `/health` every 10 ms until `check` holds (panics after 60 s, naming `what`); an API that does
-    /// not answer (the control plane is restarting) counts as not yet.
+    /// Polls the leader's `/health` every 10 ms until `check` holds (panics after 60 s, naming `what`); an API
+    /// that does not answer (the control plane is restarting) or a replica that does not lead counts as not yet.
     pub async fn wait_health(&self, what: &str, check: impl Fn(&Health) -> bool) -> Duration {
-        super::wait_for_health(&self.api, what, (Duration::from_millis(10), Duration::from_secs(60)), check).await
+        let apis: Vec<String> = self.control_planes.iter().filter(|c| c.running()).map(|c| c.address("api")).collect();
+        let leads = |h: &Health| h.role == "leader" && check(h);
+        let started = Instant::now();
+        loop {
+            for api in &apis {
+                let within = (Duration::from_millis(10), Duration::from_secs(60).saturating_sub(started.elapsed()));
+                if apis.len() == 1 {
+                    return super::wait_for_health(api, what, within, &leads).await;
+                }
+                if super::try_health(api).await.as_ref().is_some_and(&leads) {
+                    return started.elapsed();
+                }
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "{what}: not reached within 60 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The replica that says it leads (panics after 60 s).
+    async fn leader(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            for (index, replica) in self.control_planes.iter().enumerate().filter(|(_, c)| c.running()) {
+                if super::try_health(&replica.address("api")).await.is_some_and(|h| h.role == "leader") {
+                    return index;
+                }
+            }
+            assert!(Instant::now() < deadline, "no control-plane replica leads");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Kills the scenario's role with SIGKILL; returns when it sent the signal and when the process was gone.
-    fn kill(&mut self, scenario: Scenario) -> (Instant, Instant) {
+    async fn kill(&mut self, scenario: Scenario) -> (Instant, Instant) {
+        let leader = match scenario {
+            Scenario::LeaderKill | Scenario::FollowerKill => self.leader().await,
+            _ => 0,
+        };
+        let replicas = self.control_planes.len();
         let sent = Instant::now();
         match scenario {
             Scenario::WorkerKill => self.workers[0].crash(),
             Scenario::DataPlaneKill => self.data_planes[0].crash(),
-            Scenario::ControlPlaneRestart => self.control_plane.crash(),
+            Scenario::ControlPlaneRestart | Scenario::LeaderKill => self.control_planes[leader].crash(),
+            Scenario::FollowerKill => self.control_planes[(leader + 1) % replicas].crash(),
         };
-        (sent, Instant::now())
+        let killed = Instant::now();
+        if let Some(running) = self.control_planes.iter().find(|c| c.running()) {
+            self.api = running.address("api");
+        }
+        (sent, killed)
     }
 
-    /// Starts the control plane again on the same store and gRPC address; returns when the process started.
+    /// Starts the (only) control plane again on the same store and gRPC address; returns when the process
+    /// started.
     fn restart_control_plane(&mut self) -> Instant {
         let started = Instant::now();
-        self.control_plane = Role::start("control-plane", &control_plane_yaml(self.dir.path(), &self.grpc));
-        self.api = self.control_plane.address("api");
+        self.control_planes[0] = Role::start("control-plane", &control_plane_yaml(self.dir.path(), 1, &self.grpcs));
+        self.api = self.control_planes[0].address("api");
         started
     }
 
     /// Stops every role (workers first, so their sandboxes go with them).
     pub fn stop(&mut self) {
-        for role in self.workers.iter_mut().chain(&mut self.data_planes).chain([&mut self.control_plane]) {
+        for role in self.workers.iter_mut().chain(&mut self.data_planes).chain(&mut self.control_planes) {
             role.stop_if_running();
         }
     }
@@ -267,7 +345,7 @@ async fn cold_start(proxies: &[String], function: &str) -> Option<Instant> {
 
 /// Runs one scenario from a fresh cluster; every process it started is gone when it returns.
 pub async fn run(scenario: Scenario) -> Report {
-    let mut cluster = Cluster::start().await;
+    let mut cluster = Cluster::with_replicas(scenario.replicas()).await;
     let tag = format!("{}-{}", std::process::id(), scenario as u8);
     let (warm, probe) = (format!("warm-{tag}"), format!("probe-{tag}"));
     assert_eq!(register(&cluster.api, &warm, |s| (s.min_scale, s.max_scale) = (4, 4)).await.status(), 201);
@@ -279,7 +357,7 @@ pub async fn run(scenario: Scenario) -> Report {
     let load = Load::start(cluster.proxies(), warm.clone(), Duration::from_millis(10));
     // Steady state first: a few rounds over every data plane.
     load.until_succeeded(10 * cluster.proxies().len()).await;
-    let (kill_sent, killed) = cluster.kill(scenario);
+    let (kill_sent, killed) = cluster.kill(scenario).await;
     let proxies = match scenario {
         Scenario::DataPlaneKill => cluster.proxies()[1..].to_vec(),
         _ => cluster.proxies(),
@@ -316,6 +394,14 @@ pub async fn run(scenario: Scenario) -> Report {
             tokio::time::sleep(Duration::from_secs(1)).await;
             restarted = Some(cluster.restart_control_plane());
             cluster.wait_health("every peer back", |h| h.workers == 2 && h.data_planes == 2).await;
+        }
+        Scenario::LeaderKill => {
+            cluster.wait_health("another replica leads", |_| true).await;
+            report.detection = Some(kill_sent.elapsed());
+            cluster.wait_health("every peer at the new leader", |h| h.workers == 2 && h.data_planes == 2).await;
+        }
+        Scenario::FollowerKill => {
+            cluster.wait_health("every peer still registered", |h| h.workers == 2 && h.data_planes == 2).await;
         }
     }
     let cold_at = cold.await.unwrap();

@@ -60,6 +60,11 @@ impl Role {
         self.ready.address(key).unwrap_or_else(|| panic!("no '{key}' in {}", self.ready.to_line())).to_owned()
     }
 
+    /// Whether it was neither stopped nor crashed.
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
@@ -157,6 +162,12 @@ pub async fn health(api: &str) -> Health {
     client().get(format!("http://{api}{}", api::HEALTH_PATH)).send().await.unwrap().json().await.unwrap()
 }
 
+/// What the control plane at `api` says of itself (`GET /health`), `None` when it does not answer.
+pub async fn try_health(api: &str) -> Option<Health> {
+    let answered = async { client().get(format!("http://{api}{}", api::HEALTH_PATH)).send().await?.json().await };
+    answered.await.ok()
+}
+
 /// Polls `/health` `every` so often until `check` holds and returns how long that took; panics after
 /// `within`, naming `what`. An API that does not answer (the control plane is restarting) counts as not yet.
 pub async fn wait_for_health(
@@ -167,8 +178,7 @@ pub async fn wait_for_health(
 ) -> Duration {
     let started = Instant::now();
     loop {
-        let answered = async { client().get(format!("http://{api}{}", api::HEALTH_PATH)).send().await?.json().await };
-        let health: Option<Health> = answered.await.ok();
+        let health = try_health(api).await;
         if health.as_ref().is_some_and(&check) {
             return started.elapsed();
         }

@@ -117,8 +117,9 @@ pub async fn to_leader(State(forwarder): State<Arc<Forwarder>>, request: Request
         return next.run(request).await;
     }
     match forwarder.core.leadership() {
-        Leadership::This => next.run(request).await,
-        Leadership::Unknown => {
+        Leadership::This if forwarder.core.leads() => next.run(request).await,
+        // Elected but not yet confirmed by the others, or not yet done rebuilding: as good as an election.
+        Leadership::This | Leadership::Unknown => {
             unavailable("no control-plane leader is elected yet; try again in a second".into()).into_response()
         }
         Leadership::Other(leader) if request.headers().contains_key(FORWARDED_HEADER) => unavailable(format!(
