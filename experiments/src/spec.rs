@@ -497,7 +497,7 @@ mod tests {
 
     #[test]
     fn the_shipped_specs_are_valid() {
-        for name in ["quickstart", "cold-start-sweep", "cluster", "knative", "lambda"] {
+        for name in ["quickstart", "cold-start-sweep", "cluster", "knative", "lambda", "leader-failover"] {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("specs/{name}.yaml"));
             let spec = ExperimentSpec::load(&path).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(spec.name, name);

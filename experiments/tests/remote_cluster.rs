@@ -1,7 +1,7 @@
 //! `experiments run` on a cluster of namespace hosts, each with its own sshd (`scripts/test-cluster.sh`): the loader,
 //! the control plane, the data plane and two workers each on a host of their own, a compressed trace, a worker and
 //! the data plane killed and restarted mid-run; results collected and analysed locally; nothing left on the hosts.
-//! Then the bad cases: unreachable host, wrong key, unknown host key and a role that cannot start (that one
+//! Then three control-plane replicas whose leader is killed and restarted mid-run. Then the bad cases: unreachable host, wrong key, unknown host key and a role that cannot start (that one
 //! authenticating through an ssh-agent). Needs root (`--ignored`).
 
 mod support;
@@ -20,12 +20,17 @@ fn trace() -> PathBuf {
 /// `key`: the key file for every host; `None`: the ssh-agent.
 /// The spec is named after `dir`'s test, so that tests running at once find only their own processes.
 fn write_spec(dir: &Path, nodes: &str, known_hosts: &Path, key: Option<&Path>, extra: &str) -> PathBuf {
+    write_spec_for(dir, &format!("nodes: '{nodes}'"), known_hosts, key, extra)
+}
+
+/// [`write_spec`] with `inventory` (the keys of an inline inventory, e.g. `hosts: [...]`) instead of a node list.
+fn write_spec_for(dir: &Path, inventory: &str, known_hosts: &Path, key: Option<&Path>, extra: &str) -> PathBuf {
     let spec = dir.join("spec.yaml");
     let text = format!(
         "name: {name}\noutput: {results}\n\
          platform: {{ kind: dirigent, bin_dir: {bins}, nice: 0, start_timeout: 20s,\n  \
            control_plane: {{ autoscaler: {{ stable_window: 4s, panic_window: 2s, tick: 500ms }} }} }}\n\
-         cluster:\n  known_hosts: {known_hosts}\n  inventory: {{ nodes: '{nodes}'{key} }}\n\
+         cluster:\n  known_hosts: {known_hosts}\n  inventory: {{ {inventory}{key} }}\n\
          load:\n  trace: {trace}\n  slice: {{ start_minute: 600, minutes: 3, functions: 30 }}\n  \
            schedule: {{ seed: 7, compression: 6, duration_bounds_ms: [1, 10], memory_bounds_mib: [1, 8] }}\n  \
            driver: {{ request_timeout: 10s, drain_timeout: 5s }}\n\
@@ -52,6 +57,48 @@ fn spec_name(dir: &Path) -> String {
 fn processes_of_run(dir: &Path) -> Vec<support::ProcessInfo> {
     let marker = format!("FAAS_TOOLKIT_RUN={}-", spec_name(dir));
     support::processes_where(|process| process.environ.contains(&marker))
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: scripts/test.sh runs it as root with --ignored"]
+fn three_control_planes_on_namespace_hosts_lose_their_leader_and_nothing_fails() {
+    let mut cluster = Cluster::up(5);
+    let dir = cluster.scratch.path().to_owned();
+    let (known_hosts, key) = (cluster.dir.join("known_hosts"), cluster.dir.join("id_ed25519"));
+    let hosts: Vec<String> = cluster.node_list().split(' ').map(|d| d.rsplit_once('@').unwrap().1.to_owned()).collect();
+    let roles = ["[loader]", "[control-plane]", "[control-plane, data-plane]", "[control-plane, worker]", "[worker]"];
+    let listed: Vec<String> = hosts.iter().zip(roles).map(|(h, r)| format!("{{ address: {h}, roles: {r} }}")).collect();
+    let inventory = format!("user: root, hosts: [ {} ]", listed.join(", "));
+    let failure = "failures: [ { at: 8s, kill: control-plane-leader, restart_after: 3s } ]\n";
+    let spec = write_spec_for(&dir, &inventory, &known_hosts, Some(&key), failure);
+    let output = experiments(&["run", spec.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "experiments run failed: {stdout}");
+
+    let folder = std::fs::read_dir(dir.join("results")).unwrap().next().unwrap().unwrap().path();
+    let record = read_json(&folder.join("experiment.json"));
+    let run = &record["runs"][0];
+    assert!(run["error"].is_null(), "{run}");
+    assert_eq!(run["platformStop"]["survivingSandboxes"], serde_json::json!([]), "{run}");
+    let run_dir = folder.join("run");
+    let events = read_json(&run_dir.join("manifest.json"))["events"].clone();
+    assert_eq!(events[0]["detail"], "SIGKILL (the leader)", "{events}");
+    let leader = events[0]["component"].as_str().unwrap();
+    assert!(leader.starts_with("control-plane") && events[1]["component"] == leader, "{events}");
+    // Every replica on its own host, at the default gRPC port, each told the others' addresses.
+    let config = read_json(&run_dir.join("platform/control-plane-2.yaml"));
+    assert_eq!(config["grpc_listen"], format!("{}:9090", hosts[3]), "{config}");
+    assert_eq!(config["replication"]["peers"].as_object().unwrap().len(), 3, "{config}");
+    // Warm requests go on through the data plane and cold starts wait for the new leader: none fails.
+    let rows = support::outcomes(&run_dir);
+    assert!(rows.len() > 20, "{rows:?}");
+    let failed: Vec<_> = rows.iter().filter(|(_, outcome)| outcome != "ok").collect();
+    assert!(failed.is_empty(), "invocations failed around the leader's kill: {failed:?}");
+    let report = read_json(&run_dir.join("report.json"));
+    assert_eq!(report["recovery"][0]["component"], leader, "{}", report["recovery"]);
+    let left = processes_of_run(&dir);
+    assert!(left.is_empty(), "processes of the run left: {left:?}");
+    cluster.down_and_check();
 }
 
 #[test]

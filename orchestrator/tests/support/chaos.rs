@@ -399,6 +399,8 @@ pub async fn run(scenario: Scenario) -> Report {
             cluster.wait_health("another replica leads", |_| true).await;
             report.detection = Some(kill_sent.elapsed());
             cluster.wait_health("every peer at the new leader", |h| h.workers == 2 && h.data_planes == 2).await;
+            // A follower may not have heard from the new leader yet (it would answer 503): ask the leader.
+            cluster.api = cluster.control_planes[cluster.leader().await].address("api");
         }
         Scenario::FollowerKill => {
             cluster.wait_health("every peer still registered", |h| h.workers == 2 && h.data_planes == 2).await;
