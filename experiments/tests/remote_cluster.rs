@@ -59,6 +59,20 @@ fn processes_of_run(dir: &Path) -> Vec<support::ProcessInfo> {
     support::processes_where(|process| process.environ.contains(&marker))
 }
 
+/// `experiments run SPEC`, which must succeed with its one run free of errors and surviving sandboxes; returns the
+/// execution folder under `dir/results` and its `experiment.json`.
+fn run_cleanly(spec: &Path, dir: &Path) -> (PathBuf, serde_json::Value) {
+    let output = experiments(&["run", spec.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "experiments run failed: {stdout}");
+    let folder = std::fs::read_dir(dir.join("results")).unwrap().next().unwrap().unwrap().path();
+    let record = read_json(&folder.join("experiment.json"));
+    let run = &record["runs"][0];
+    assert!(run["error"].is_null(), "{run}");
+    assert_eq!(run["platformStop"]["survivingSandboxes"], serde_json::json!([]), "{run}");
+    (folder, record)
+}
+
 #[test]
 #[ignore = "needs root and network namespaces: scripts/test.sh runs it as root with --ignored"]
 fn three_control_planes_on_namespace_hosts_lose_their_leader_and_nothing_fails() {
@@ -71,15 +85,7 @@ fn three_control_planes_on_namespace_hosts_lose_their_leader_and_nothing_fails()
     let inventory = format!("user: root, hosts: [ {} ]", listed.join(", "));
     let failure = "failures: [ { at: 8s, kill: control-plane-leader, restart_after: 3s } ]\n";
     let spec = write_spec_for(&dir, &inventory, &known_hosts, Some(&key), failure);
-    let output = experiments(&["run", spec.to_str().unwrap()]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "experiments run failed: {stdout}");
-
-    let folder = std::fs::read_dir(dir.join("results")).unwrap().next().unwrap().unwrap().path();
-    let record = read_json(&folder.join("experiment.json"));
-    let run = &record["runs"][0];
-    assert!(run["error"].is_null(), "{run}");
-    assert_eq!(run["platformStop"]["survivingSandboxes"], serde_json::json!([]), "{run}");
+    let (folder, _) = run_cleanly(&spec, &dir);
     let run_dir = folder.join("run");
     let events = read_json(&run_dir.join("manifest.json"))["events"].clone();
     assert_eq!(events[0]["detail"], "SIGKILL (the leader)", "{events}");
@@ -110,16 +116,9 @@ fn an_experiment_runs_on_namespace_hosts_with_a_worker_and_the_data_plane_killed
     let failure = "failures: [ { at: 8s, kill: worker-1, restart_after: 4s }, \
                    { at: 16s, kill: data-plane, restart_after: 2s } ]\n";
     let spec = write_spec(&dir, &cluster.node_list(), &known_hosts, Some(&key), failure);
-    let output = experiments(&["run", spec.to_str().unwrap()]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "experiments run failed: {stdout}");
-
-    let folder = std::fs::read_dir(dir.join("results")).unwrap().next().unwrap().unwrap().path();
-    let record = read_json(&folder.join("experiment.json"));
+    let (folder, record) = run_cleanly(&spec, &dir);
     let run = &record["runs"][0];
-    assert!(run["error"].is_null(), "{run}");
     assert_eq!(run["platformStop"]["unclean"], serde_json::json!([]), "{run}");
-    assert_eq!(run["platformStop"]["survivingSandboxes"], serde_json::json!([]), "{run}");
     assert!(run["sent"].as_u64().unwrap() > 20, "{run}");
     assert_eq!(record["clusterHosts"].as_array().unwrap().len(), 5);
 
