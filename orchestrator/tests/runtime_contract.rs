@@ -83,3 +83,55 @@ impl Harness for ProcessHarness {
 }
 
 orchestrator::runtime_contract!(ProcessHarness::new());
+
+/// [`SimulatedRuntime`] under the contract: sandboxes are tasks, so crashing one and seeing whether it runs go
+/// through the runtime's own test hooks (there is no process to signal).
+mod simulated {
+    use super::*;
+    use orchestrator::worker::runtime::simulated::{EXIT_AFTER, NEVER_READY, SimulatedRuntime};
+
+    struct SimulatedHarness {
+        runtime: SimulatedRuntime,
+    }
+
+    impl SimulatedHarness {
+        fn new() -> Self {
+            let first = NEXT_PORTS.fetch_add(PORTS_EACH, Ordering::Relaxed);
+            let ports = PortRange { first, last: first + PORTS_EACH - 1 };
+            let delay = std::time::Duration::from_millis(40);
+            Self { runtime: SimulatedRuntime::new(IpAddr::from([127, 0, 0, 1]), ports, delay) }
+        }
+    }
+
+    impl Harness for SimulatedHarness {
+        fn runtime(&self) -> &dyn SandboxRuntime {
+            &self.runtime
+        }
+
+        fn serving(&self, id: &str) -> SandboxSpec {
+            contract::spec(id, "trace-function", &[])
+        }
+
+        fn never_ready(&self, id: &str) -> SandboxSpec {
+            contract::spec(id, NEVER_READY, &[])
+        }
+
+        fn exits_at_once(&self, id: &str) -> SandboxSpec {
+            contract::spec(id, &format!("{EXIT_AFTER}200ms"), &[])
+        }
+
+        fn unstartable(&self, id: &str) -> SandboxSpec {
+            contract::spec(id, "", &[])
+        }
+
+        fn crash(&self, sandbox: &SandboxInfo) {
+            assert!(self.runtime.crash(&sandbox.id), "no sandbox {} to crash", sandbox.id);
+        }
+
+        fn running(&self, sandbox: &SandboxInfo) -> bool {
+            self.runtime.task_alive(&sandbox.id)
+        }
+    }
+
+    orchestrator::runtime_contract!(SimulatedHarness::new());
+}

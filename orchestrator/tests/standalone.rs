@@ -209,3 +209,26 @@ async fn membership_changes_after_start_do_not_freeze_the_control_plane() {
     let health: Health = health.expect("the API must still answer").unwrap().json().await.unwrap();
     assert_eq!(health.workers, 2, "{health:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulated_runtime_serves_cold_and_warm_without_a_process() {
+    let yaml = standalone_yaml(2, "") + "  runtime: simulated\n  creation_delay: 40ms\n";
+    let mut cluster = Role::start("standalone", &yaml);
+    let (api, proxy) = (cluster.address("api"), cluster.address("proxy"));
+    let name = format!("simulated-{}", std::process::id());
+    // The image is only a name: nothing is executed.
+    assert_eq!(register(&api, &name, |s| s.image = "no-such-binary".into()).await.status(), 201);
+    let cold = invoke(&proxy, &name, 30).await;
+    assert_eq!(cold.status(), 200);
+    assert_eq!(cold_start_of(&cold), "triggered");
+    let timing = cold.headers()["server-timing"].to_str().unwrap().to_owned();
+    let create = timing.split(',').find_map(|m| m.trim().strip_prefix("create;dur=")).map(|d| d.parse::<f64>());
+    assert!(create.is_some_and(|d| d.is_ok_and(|ms| ms >= 40.0)), "creation takes the delay: {timing}");
+    let body: Value = cold.json().await.unwrap();
+    assert!(body["ExecutionTime"].as_u64().unwrap() >= 30_000, "it sleeps the requested 30 ms: {body}");
+    assert_eq!((body["ColdStart"].as_bool(), body["Function"].as_str()), (Some(true), Some(name.as_str())));
+    let warm = invoke(&proxy, &name, 0).await;
+    assert_eq!((warm.status().as_u16(), cold_start_of(&warm)), (200, "none".to_string()));
+    assert!(pids_with_env(&[format!("FUNCTION_NAME={name}")]).is_empty(), "no sandbox process was started");
+    assert!(cluster.stop().success());
+}

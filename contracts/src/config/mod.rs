@@ -57,6 +57,9 @@ pub enum RuntimeKind {
     /// A sandbox is a child process (the image is an executable path).
     #[default]
     Process,
+    /// A sandbox is a task in the worker that answers as the workload function does but sleeps through the
+    /// requested time (thousands per machine; the image is only a name).
+    Simulated,
 }
 
 /// A value the types allow but a role does not; the message names the key.
@@ -349,6 +352,9 @@ pub struct WorkerConfig {
     pub cpu_millis: Option<u64>,
     /// Memory capacity offered to sandboxes, MiB (default: all memory).
     pub memory_mib: Option<u64>,
+    /// With `runtime: simulated`: how long a sandbox takes to be created (0 measures the orchestrator alone).
+    #[serde(with = "humantime_serde")]
+    pub creation_delay: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -365,6 +371,8 @@ impl Default for WorkerConfig {
             heartbeat_interval: Duration::from_millis(250),
             cpu_millis: None,
             memory_mib: None,
+            // Dirigent's fake runtime's delay.
+            creation_delay: Duration::from_millis(40),
         }
     }
 }

@@ -34,9 +34,19 @@ pub struct Instance {
     served: AtomicBool,
     hostname: OnceLock<String>,
     deployed_as: OnceLock<String>,
+    /// Sleeps for the requested time and only accounts the memory (a simulated sandbox) instead of working.
+    sleeps: bool,
 }
 
 impl Instance {
+    /// A simulated sandbox of `function`: it answers as the function does but sleeps through the requested time
+    /// and holds no memory, so that thousands fit on one machine.
+    pub fn sleeping(function: &str) -> Self {
+        let instance = Instance { sleeps: true, ..Instance::default() };
+        let _ = instance.deployed_as.set(function.to_owned());
+        instance
+    }
+
     /// The name this process was deployed under (`FUNCTION_NAME`, set by the orchestrator's runtimes),
     /// for replies to requests that do not name their function.
     pub fn deployed_as(&self) -> &str {
@@ -57,6 +67,13 @@ impl Instance {
     /// responsive. Dropping the returned future (the client went away) ends the spin early.
     pub async fn invoke(&self, invocation: Invocation) -> Result<Completed, InvokeError> {
         let cold_start = !self.served.swap(true, Ordering::AcqRel);
+        if self.sleeps && invocation.workload != Workload::Empty {
+            let start = std::time::Instant::now();
+            tokio::time::sleep(std::time::Duration::from_millis(invocation.requested_cpu_ms)).await;
+            let memory_bytes =
+                usize::try_from(invocation.requested_memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+            return Ok(Completed { outcome: WorkOutcome { elapsed: start.elapsed(), memory_bytes }, cold_start });
+        }
         if invocation.workload == Workload::Empty {
             let (outcome, _) = work::execute(&invocation, &AtomicBool::new(false))?;
             return Ok(Completed { outcome, cold_start });
@@ -109,6 +126,16 @@ mod tests {
         assert!(instance.invoke(empty.clone()).await.unwrap().cold_start);
         assert!(!instance.invoke(Invocation::default()).await.unwrap().cold_start);
         assert!(!instance.invoke(empty).await.unwrap().cold_start);
+    }
+
+    #[tokio::test]
+    async fn a_sleeping_instance_accounts_memory_without_holding_it() {
+        let instance = Instance::sleeping("f");
+        let asked = Invocation { requested_cpu_ms: 20, requested_memory_mib: 1 << 20, ..Invocation::default() };
+        let done = instance.invoke(asked).await.unwrap();
+        assert!(done.outcome.elapsed >= std::time::Duration::from_millis(20));
+        assert_eq!(done.outcome.memory_bytes, 1 << 40, "a terabyte accounted, none allocated");
+        assert_eq!(instance.deployed_as(), "f");
     }
 
     #[test]

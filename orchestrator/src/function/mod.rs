@@ -42,7 +42,11 @@ pub enum FunctionError {
 
 /// The function's routes (HTTP and gRPC) for a fresh process state, to embed the function in another server.
 pub fn router() -> axum::Router {
-    let instance = Arc::new(Instance::default());
+    router_for(Arc::new(Instance::default()))
+}
+
+/// The function's routes (HTTP and gRPC) serving `instance`.
+pub fn router_for(instance: Arc<Instance>) -> axum::Router {
     let grpc = ExecutorServer::new(grpc::FaasExecutor::new(Arc::clone(&instance)));
     // tonic's router answers its own paths and falls back to the HTTP routes for everything else.
     Routes::new(grpc).into_axum_router().fallback_service(http::routes(instance))

@@ -3,6 +3,7 @@
 pub mod ports;
 pub mod process;
 pub mod readiness;
+pub mod simulated;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
