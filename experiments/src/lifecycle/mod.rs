@@ -471,6 +471,7 @@ impl Lifecycle {
     /// [`LEADER`]; returns the event for the manifest (naming the component killed), stamped with the host's time
     /// of the kill moved onto the loader's clock.
     pub async fn kill(&mut self, name: &str) -> Result<Event, LifecycleError> {
+        let name_asked = name;
         let (index, detail) = match name {
             LEADER => (self.leader().await?, "SIGKILL (the leader)"),
             _ => (self.position(name)?, "SIGKILL"),
@@ -486,7 +487,7 @@ impl Lifecycle {
         let at_us = self.on_loader_clock(runner_us);
         let event = crate::events::event(EventKind::Kill, name, host.name(), at_us, Some(detail));
         self.components[index].down_on_purpose = true;
-        if detail != "SIGKILL" {
+        if name_asked == LEADER {
             self.killed_leader = Some(index);
         }
         Ok(event)

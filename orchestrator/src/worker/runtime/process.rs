@@ -131,18 +131,11 @@ impl ProcessRuntime {
     }
 
     async fn ready(&self, sandbox: &SandboxInfo, timeout: Duration) -> Result<(), RuntimeError> {
-        let mut exited = match self.lock().get(&sandbox.id) {
+        let exited = match self.lock().get(&sandbox.id) {
             Some(entry) => entry.exited.clone(),
             None => return Err(RuntimeError::Unknown(sandbox.id.clone())),
         };
-        let not_ready = || RuntimeError::NotReady { id: sandbox.id.clone(), address: sandbox.address, timeout };
-        tokio::select! {
-            ready = readiness::wait_http_ready(sandbox.address, timeout) => if ready { Ok(()) } else { Err(not_ready()) },
-            reason = exited.wait_for(Option::is_some) => {
-                let reason = reason.map(|r| r.clone().unwrap_or_default()).unwrap_or_else(|_| "unknown".into());
-                Err(RuntimeError::ExitedEarly { id: sandbox.id.clone(), reason })
-            }
-        }
+        readiness::ready_unless_ended(sandbox, timeout, exited).await
     }
 
     async fn kill(&self, id: &str) -> Result<(), RuntimeError> {

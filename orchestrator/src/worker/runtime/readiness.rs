@@ -10,6 +10,29 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
+
+use super::{RuntimeError, SandboxInfo};
+
+/// The readiness rule of every runtime: `sandbox` is ready once it answers 200, not ready at `timeout`, and
+/// exited early as soon as `ended` holds the reason it ended for.
+pub async fn ready_unless_ended(
+    sandbox: &SandboxInfo,
+    timeout: Duration,
+    mut ended: watch::Receiver<Option<String>>,
+) -> Result<(), RuntimeError> {
+    tokio::select! {
+        ready = wait_http_ready(sandbox.address, timeout) => match ready {
+            true => Ok(()),
+            false => Err(RuntimeError::NotReady { id: sandbox.id.clone(), address: sandbox.address, timeout }),
+        },
+        reason = ended.wait_for(Option::is_some) => {
+            let reason = reason.map(|r| r.clone().unwrap_or_default()).unwrap_or_else(|_| "unknown".into());
+            Err(RuntimeError::ExitedEarly { id: sandbox.id.clone(), reason })
+        }
+    }
+}
+
 /// Probes `address` until it answers 200 or `timeout` passes; true when ready.
 pub async fn wait_http_ready(address: SocketAddr, timeout: Duration) -> bool {
     let cancelled = Arc::new(AtomicBool::new(false));

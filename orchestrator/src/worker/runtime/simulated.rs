@@ -40,8 +40,8 @@ struct Entry {
     info: SandboxInfo,
     stop: CancellationToken,
     crash: CancellationToken,
-    /// `Some` once the task has ended.
-    ended: watch::Receiver<Option<End>>,
+    /// `Some(reason)` once the task has ended.
+    ended: watch::Receiver<Option<String>>,
 }
 
 /// Runs sandboxes as tasks of the worker.
@@ -122,7 +122,10 @@ impl SimulatedRuntime {
             let end = task.run().await;
             lock(&alive).remove(&spec.id);
             lock(&ports).release(port);
-            let _ = ended_tx.send(Some(end.clone()));
+            let _ = ended_tx.send(Some(match &end {
+                End::Destroyed => "destroyed".into(),
+                End::Exited(reason) => reason.clone(),
+            }));
             if let End::Exited(reason) = end {
                 registry.lock().unwrap_or_else(|e| e.into_inner()).remove(&spec.id);
                 let _ = exits.send(SandboxExited { id: spec.id, function: spec.function, reason });
@@ -133,21 +136,11 @@ impl SimulatedRuntime {
     }
 
     async fn ready(&self, sandbox: &SandboxInfo, timeout: Duration) -> Result<(), RuntimeError> {
-        let mut ended = match self.lock().get(&sandbox.id) {
+        let ended = match self.lock().get(&sandbox.id) {
             Some(entry) => entry.ended.clone(),
             None => return Err(RuntimeError::Unknown(sandbox.id.clone())),
         };
-        let not_ready = || RuntimeError::NotReady { id: sandbox.id.clone(), address: sandbox.address, timeout };
-        tokio::select! {
-            ready = readiness::wait_http_ready(sandbox.address, timeout) => if ready { Ok(()) } else { Err(not_ready()) },
-            end = ended.wait_for(Option::is_some) => {
-                let reason = match end.map(|e| e.clone()) {
-                    Ok(Some(End::Exited(reason))) => reason,
-                    _ => "destroyed".into(),
-                };
-                Err(RuntimeError::ExitedEarly { id: sandbox.id.clone(), reason })
-            }
-        }
+        readiness::ready_unless_ended(sandbox, timeout, ended).await
     }
 
     async fn kill(&self, id: &str) -> Result<(), RuntimeError> {
