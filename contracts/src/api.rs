@@ -317,6 +317,19 @@ pub struct Sandbox {
     pub address: String,
     /// How long it took to become ready, µs.
     pub creation_micros: u64,
+    /// The creation's steps as the worker's runtime timed them (`image`, `snapshot`, ..., `ready`); empty for
+    /// runtimes without steps.
+    pub creation_steps: Vec<CreationStep>,
+}
+
+/// One timed step of a sandbox's creation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CreationStep {
+    /// The step: `image`, `snapshot`, `container`, `network`, `task`, `start`, `ready`.
+    pub name: String,
+    /// How long it took, µs.
+    pub micros: u64,
 }
 
 /// Counters of one function, summed from data-plane reports and sandbox operations.

@@ -3,7 +3,8 @@
 //!
 //! Format (W3C Server Timing, durations in milliseconds with microsecond resolution):
 //! `queue;dur=0.012, coldstart;desc="none", proxy;dur=0.031` and, after a cold start,
-//! `queue;dur=4.200, coldstart;desc="triggered", create;dur=3.900, proxy;dur=0.040`.
+//! `queue;dur=4.200, coldstart;desc="triggered", create;dur=3.900, proxy;dur=0.040`; a runtime that times its
+//! creation steps adds them after `create`, each as `create.<step>`: `create.image;dur=0.002, create.task;dur=61.2`.
 //! `coldstart` is [`ColdStart`]: `none`, `triggered` (this request found the function at zero and asked for the
 //! sandbox) or `waited` (it queued and was served by a sandbox created meanwhile).
 
@@ -17,6 +18,8 @@ pub const QUEUE: &str = "queue";
 pub const COLD_START: &str = "coldstart";
 /// Metric name: how long the sandbox that served a cold request took to become ready.
 pub const CREATE: &str = "create";
+/// Prefix of the metrics of a creation's steps: `create.image`, `create.snapshot`, ...
+pub const CREATE_STEP: &str = "create.";
 /// Metric name: the data plane's own overhead, excluding queueing and the sandbox's time.
 pub const PROXY: &str = "proxy";
 
@@ -70,6 +73,8 @@ pub struct ServerTiming {
     pub proxy_us: Option<u64>,
     /// `coldstart;desc`: `none`, `triggered` or `waited`, as the platform said.
     pub cold_start: Option<String>,
+    /// `create.<step>;dur`: the creation's steps in order, µs (empty when the runtime has none).
+    pub create_steps: Vec<(String, u64)>,
 }
 
 impl ServerTiming {
@@ -89,6 +94,9 @@ impl ServerTiming {
         }
         if let Some(create) = self.create_us {
             metric(CREATE, "dur", &Millis(create));
+        }
+        for (step, took) in &self.create_steps {
+            metric(&format!("{CREATE_STEP}{step}"), "dur", &Millis(*took));
         }
         if let Some(proxy) = self.proxy_us {
             metric(PROXY, "dur", &Millis(proxy));
@@ -115,7 +123,15 @@ impl ServerTiming {
                     _ => {}
                 }
             }
-            match name.to_ascii_lowercase().as_str() {
+            let lower = name.to_ascii_lowercase();
+            if let (Some(step), Some(took)) = (lower.strip_prefix(CREATE_STEP), dur_us) {
+                // Bounded: a header of junk metrics must not grow the list without limit.
+                if !step.is_empty() && timing.create_steps.len() < MAX_STEPS {
+                    timing.create_steps.push((step.to_owned(), took));
+                }
+                continue;
+            }
+            match lower.as_str() {
                 QUEUE => timing.queue_us = dur_us.or(timing.queue_us),
                 CREATE => timing.create_us = dur_us.or(timing.create_us),
                 PROXY => timing.proxy_us = dur_us.or(timing.proxy_us),
@@ -131,6 +147,9 @@ impl ServerTiming {
         self.cold_start.as_deref().and_then(ColdStart::from_desc)
     }
 }
+
+/// At most this many creation steps are read from one header.
+const MAX_STEPS: usize = 16;
 
 /// Milliseconds with three decimals, from integer microseconds (no float formatting on the data plane's hot path).
 struct Millis(u64);
@@ -168,7 +187,24 @@ mod tests {
     use super::*;
 
     fn timing(queue: Option<u64>, cold: Option<&str>, create: Option<u64>, proxy: Option<u64>) -> ServerTiming {
-        ServerTiming { queue_us: queue, create_us: create, proxy_us: proxy, cold_start: cold.map(str::to_owned) }
+        ServerTiming {
+            queue_us: queue,
+            create_us: create,
+            proxy_us: proxy,
+            cold_start: cold.map(str::to_owned),
+            create_steps: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn creation_steps_follow_create_in_order_and_parse_back() {
+        let mut cold = timing(Some(10), Some("triggered"), Some(90_000), Some(40));
+        cold.create_steps = vec![("image".into(), 2), ("task".into(), 61_200)];
+        let value = cold.header_value();
+        assert!(value.contains("create;dur=90.000, create.image;dur=0.002, create.task;dur=61.200, proxy"), "{value}");
+        assert_eq!(ServerTiming::parse(&value), cold);
+        let junk: String = (0..100).map(|i| format!("create.s{i};dur=1, ")).collect();
+        assert_eq!(ServerTiming::parse(&junk).create_steps.len(), MAX_STEPS);
     }
 
     #[test]

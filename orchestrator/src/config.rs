@@ -2,7 +2,9 @@
 //! one definition for `dirigent`, which reads them, and `experiments`, which writes them; the commented example
 //! files in `orchestrator/config/` document every default.
 
-pub use contracts::config::{ControlPlaneConfig, DataPlaneConfig, RoleConfig, StandaloneConfig, WorkerConfig, load};
+pub use contracts::config::{
+    ContainerdConfig, ControlPlaneConfig, DataPlaneConfig, OciRuntime, RoleConfig, StandaloneConfig, WorkerConfig, load,
+};
 pub use contracts::yaml::ConfigError;
 
 #[cfg(test)]

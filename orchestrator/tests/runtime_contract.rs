@@ -135,3 +135,139 @@ mod simulated {
 
     orchestrator::runtime_contract!(SimulatedHarness::new());
 }
+
+/// [`ContainerdRuntime`] under the contract, against a containerd of its own (root only: scripts/test.sh runs
+/// these with `--ignored`). Each harness has its own containerd, namespace, bridge, subnet and lease folder, and
+/// on drop removes what a failed check may have left: shims (with the daemon), network namespaces, leases and
+/// the bridge.
+mod containerd {
+    use super::*;
+    use orchestrator::config::ContainerdConfig;
+    use orchestrator::test_util::containerd_daemon::ContainerdDaemon;
+    use orchestrator::worker::runtime::containerd::ContainerdRuntime;
+    use orchestrator::worker::runtime::containerd::api::GrpcContainerd;
+    use orchestrator::worker::runtime::containerd::network::{CniNetwork, NETNS_DIR, SandboxNetwork};
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU8;
+
+    const IMAGE: &str = "dirigent.test/trace-function:contract";
+    static NEXT: AtomicU8 = AtomicU8::new(0);
+
+    struct ContainerdHarness {
+        runtime: ContainerdRuntime,
+        config: ContainerdConfig,
+        _ipam: tempfile::TempDir,
+        _daemon: ContainerdDaemon,
+    }
+
+    impl ContainerdHarness {
+        async fn new() -> Self {
+            let daemon = ContainerdDaemon::start();
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let ipam = tempfile::tempdir().unwrap();
+            let config = ContainerdConfig {
+                socket: daemon.socket().to_path_buf(),
+                namespace: format!("contract{}-{n}", std::process::id()),
+                subnet: format!("10.241.{n}.0/24"),
+                bridge: format!("dctr{n}"),
+                ipam_dir: ipam.path().to_path_buf(),
+                ..ContainerdConfig::default()
+            };
+            daemon.import_binary(&config.namespace, IMAGE, std::path::Path::new(support::TRACE_FUNCTION));
+            let api = GrpcContainerd::connect(&config.socket, &config.namespace, &config.snapshotter).await.unwrap();
+            let runtime =
+                ContainerdRuntime::start(Arc::new(api), Arc::new(CniNetwork::new(&config)), config.clone(), "contract")
+                    .await
+                    .expect("the runtime starts");
+            Self { runtime, config, _ipam: ipam, _daemon: daemon }
+        }
+
+        fn spec(&self, id: &str, args: &[&str], env: &[(&str, &str)]) -> SandboxSpec {
+            let mut spec = contract::spec(id, IMAGE, args);
+            spec.env.insert("RUST_LOG".into(), "warn".into());
+            spec.env.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+            spec
+        }
+
+        fn pids(&self, sandbox: &SandboxInfo) -> Vec<u32> {
+            support::pids_with_env(&[format!("SANDBOX_ID={}", sandbox.id), "RUST_LOG=warn".to_owned()])
+                .into_iter()
+                .filter(|pid| in_namespace(*pid, &self.config.namespace))
+                .collect()
+        }
+    }
+
+    /// Whether the process's cgroup is under this harness's containerd namespace (the cgroup parent).
+    fn in_namespace(pid: u32, namespace: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|cgroup| cgroup.contains(namespace))
+    }
+
+    impl Drop for ContainerdHarness {
+        fn drop(&mut self) {
+            // What a failed check left: the daemon's drop kills the shims; the network is this host's.
+            let prefix = format!("{}-", self.config.namespace);
+            let left = std::fs::read_dir(NETNS_DIR).into_iter().flatten().filter_map(|entry| {
+                let name = entry.ok()?.file_name().into_string().ok()?;
+                name.starts_with(&prefix).then_some(name)
+            });
+            let left: Vec<String> = left.collect();
+            if !left.is_empty() {
+                // On a thread with a runtime of its own: the test's runtime is the thread being dropped on.
+                let config = self.config.clone();
+                let _ = std::thread::spawn(move || {
+                    let network = CniNetwork::new(&config);
+                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                    runtime.block_on(futures_util::future::join_all(left.iter().map(|n| network.detach(n))));
+                })
+                .join();
+            }
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &self.config.bridge])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+
+    impl Harness for ContainerdHarness {
+        fn runtime(&self) -> &dyn SandboxRuntime {
+            &self.runtime
+        }
+
+        fn serving(&self, id: &str) -> SandboxSpec {
+            self.spec(id, &[], &[])
+        }
+
+        fn never_ready(&self, id: &str) -> SandboxSpec {
+            // It listens, but not on the port the runtime probes.
+            self.spec(id, &[], &[("PORT", "8089")])
+        }
+
+        fn exits_at_once(&self, id: &str) -> SandboxSpec {
+            // trace-function refuses an unknown flag and exits 2.
+            self.spec(id, &["/trace-function", "--no-such-flag"], &[])
+        }
+
+        fn unstartable(&self, id: &str) -> SandboxSpec {
+            let mut spec = self.spec(id, &[], &[]);
+            spec.image = "dirigent.test/not-imported:1".into();
+            spec
+        }
+
+        fn crash(&self, sandbox: &SandboxInfo) {
+            let pids = self.pids(sandbox);
+            assert!(!pids.is_empty(), "no process of sandbox {} to crash", sandbox.id);
+            for pid in pids {
+                let _ = kill(Pid::from_raw(i32::try_from(pid).unwrap_or(0)), Signal::SIGKILL);
+            }
+        }
+
+        fn running(&self, sandbox: &SandboxInfo) -> bool {
+            !self.pids(sandbox).is_empty()
+        }
+    }
+
+    orchestrator::runtime_contract!(
+        ignored: "needs root and containerd: scripts/test.sh runs it with --ignored",
+        ContainerdHarness::new().await
+    );
+}

@@ -56,7 +56,13 @@ fn a_minimal_request_gets_the_defaults_new_has() {
 }
 
 fn view() -> FunctionView {
-    let sandbox = Sandbox { id: "f-3".into(), worker: "w-1".into(), address: "127.0.0.1:9".into(), creation_micros: 7 };
+    let sandbox = Sandbox {
+        id: "f-3".into(),
+        worker: "w-1".into(),
+        address: "127.0.0.1:9".into(),
+        creation_micros: 7,
+        creation_steps: Vec::new(),
+    };
     let status = FunctionStatus { ready: 1, desired: Some(1), sandboxes: vec![sandbox], ..FunctionStatus::default() };
     FunctionView { spec: FunctionSpec::new("f", "x"), status }
 }

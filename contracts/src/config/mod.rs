@@ -4,6 +4,7 @@
 //! the load balancer, the runtime behind a [`RuntimeKind`]) is the orchestrator's.
 
 mod autoscaler;
+mod containerd;
 pub mod ports;
 mod replication;
 mod store;
@@ -16,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use autoscaler::{AutoscalerConfig, AutoscalerConfigError};
+pub use containerd::{ContainerdConfig, ContainerdConfigError, OciRuntime, parse_subnet};
 pub use ports::{PortRange, PortRangeError};
 pub use replication::{ReplicationConfig, ReplicationConfigError};
 pub use store::{RedisStoreConfig, SqliteStoreConfig, StoreConfig, StoreConfigError, Synchronous};
@@ -60,6 +62,9 @@ pub enum RuntimeKind {
     /// A sandbox is a task in the worker that answers as the workload function does but sleeps through the
     /// requested time (thousands per machine; the image is only a name).
     Simulated,
+    /// A sandbox is a container created through containerd's API, in its own network namespace (the image is an
+    /// OCI image reference imported into containerd).
+    Containerd,
 }
 
 /// A value the types allow but a role does not; the message names the key.
@@ -88,6 +93,9 @@ pub enum InvalidConfig {
     /// "`autoscaler`: {0}"
     #[error("`autoscaler`: {0}")]
     Autoscaler(AutoscalerConfigError),
+    /// "`containerd`: {0}"
+    #[error("`containerd`: {0}")]
+    Containerd(ContainerdConfigError),
     /// "`store`: {0}"
     #[error("`store`: {0}")]
     Store(StoreConfigError),
@@ -355,6 +363,8 @@ pub struct WorkerConfig {
     /// With `runtime: simulated`: how long a sandbox takes to be created (0 measures the orchestrator alone).
     #[serde(with = "humantime_serde")]
     pub creation_delay: Duration,
+    /// With `runtime: containerd`: containerd's socket, the OCI runtime and the sandboxes' network.
+    pub containerd: ContainerdConfig,
 }
 
 impl Default for WorkerConfig {
@@ -373,6 +383,7 @@ impl Default for WorkerConfig {
             memory_mib: None,
             // Dirigent's fake runtime's delay.
             creation_delay: Duration::from_millis(40),
+            containerd: ContainerdConfig::default(),
         }
     }
 }
@@ -380,6 +391,7 @@ impl Default for WorkerConfig {
 impl RoleConfig for WorkerConfig {
     fn validate(&self) -> Result<(), InvalidConfig> {
         valid_control_plane(&self.control_plane)?;
+        self.containerd.validate().map_err(InvalidConfig::Containerd)?;
         above_zero(&[("ready_timeout", self.ready_timeout), ("heartbeat_interval", self.heartbeat_interval)])
     }
 }

@@ -53,6 +53,39 @@ enum Role {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Writes the OCI image archive of `trace-function` for the containerd runtime (import it with
+    /// `ctr -n dirigent images import FILE`).
+    Image {
+        /// Where to write the archive.
+        #[arg(long, default_value = "trace-function.oci.tar")]
+        out: PathBuf,
+        /// The image's name.
+        #[arg(long, default_value = TRACE_FUNCTION_IMAGE)]
+        name: String,
+        /// The binary to package (default: `trace-function` beside this `dirigent`).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
+}
+
+/// The name `dirigent image` gives the trace-function image, and the one experiments and tests register.
+const TRACE_FUNCTION_IMAGE: &str = orchestrator::worker::runtime::containerd::archive::TRACE_FUNCTION_IMAGE;
+
+/// `dirigent image`: the binary and the libraries it loads, one reproducible layer.
+fn write_image(out: &std::path::Path, name: &str, binary: Option<PathBuf>) -> anyhow::Result<()> {
+    use orchestrator::worker::runtime::containerd::archive;
+    let binary = match binary {
+        Some(binary) => binary,
+        None => std::env::current_exe()?.with_file_name("trace-function"),
+    };
+    let files = archive::with_libraries(&binary).with_context(|| format!("reading {}", binary.display()))?;
+    let command = [files[0].path.clone()];
+    let built = archive::write(out, name, &files, &command).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "{}",
+        json!({ "image": built.name, "manifest": built.manifest, "files": built.files, "archive": out.display().to_string() })
+    );
+    Ok(())
 }
 
 /// One JSON line on stdout once a role serves, so scripts and tests wait on it instead of sleeping.
@@ -160,6 +193,7 @@ async fn run() -> anyhow::Result<()> {
             announce_ready("worker", [("name", worker.name())]);
             worker.serve(shutdown).await?;
         }
+        Role::Image { out, name, binary } => write_image(&out, &name, binary)?,
     }
     Ok(())
 }

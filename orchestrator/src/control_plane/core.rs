@@ -231,6 +231,7 @@ impl Core {
             data_planes,
             latency: state.latency.clone(),
             store_writes: self.store.writes(),
+            creation_steps: state.creation_steps.iter().map(|(step, times)| (step.clone(), times.clone())).collect(),
         }
     }
 
@@ -251,9 +252,25 @@ struct State {
     sequence: u64,
     /// Scheduling latency over all functions, summed from the data planes' reports.
     latency: LatencyHistogram,
+    /// Sandbox creation time per step, from the workers' replies (at most [`MAX_STEP_NAMES`] names).
+    creation_steps: std::collections::BTreeMap<String, LatencyHistogram>,
 }
 
+/// Step names come from workers: a bound keeps a confused one from growing the map.
+const MAX_STEP_NAMES: usize = 16;
+
 impl State {
+    /// Counts a creation's steps into their histograms.
+    fn observe_steps(&mut self, steps: &[crate::proto::dirigent::CreationStep]) {
+        for step in steps {
+            if !self.creation_steps.contains_key(&step.name) && self.creation_steps.len() >= MAX_STEP_NAMES {
+                continue;
+            }
+            let times = self.creation_steps.entry(step.name.clone()).or_default();
+            times.observe(step.micros as f64 / 1e6);
+        }
+    }
+
     /// The next sequence number.
     fn next_sequence(&mut self) -> u64 {
         self.sequence += 1;

@@ -19,6 +19,8 @@ pub struct Overview {
     pub latency: LatencyHistogram,
     /// Changes written to the registry store since the control plane started (none on the invocation path).
     pub store_writes: u64,
+    /// Sandbox creation time per step (`image`, `snapshot`, ..., `ready`), from the workers' replies.
+    pub creation_steps: Vec<(String, LatencyHistogram)>,
 }
 
 /// Scheduling-latency histogram summed over data planes.
@@ -49,6 +51,13 @@ impl LatencyHistogram {
         if sum_seconds.is_finite() && sum_seconds >= 0.0 {
             self.sum_seconds += sum_seconds;
         }
+    }
+
+    /// Counts one observation.
+    pub fn observe(&mut self, seconds: f64) {
+        let bucket = LATENCY_BUCKETS.iter().position(|&bound| seconds <= bound).unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[bucket] = self.buckets[bucket].saturating_add(1);
+        self.sum_seconds += seconds;
     }
 }
 
@@ -131,7 +140,18 @@ pub fn render(state: &Overview) -> String {
         "Sandbox creations that failed.",
         |f| f.counters.creation_failures as f64,
     );
-    histogram(&mut out, state);
+    let name = "dirigent_scheduling_latency_seconds";
+    let help = "Time from a data plane receiving a request to sending it to a sandbox.";
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    histogram(&mut out, name, "", &state.latency);
+    if !state.creation_steps.is_empty() {
+        let name = "dirigent_sandbox_creation_step_seconds";
+        let help = "Sandbox creation time per step, as the workers' runtimes timed it.";
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (step, times) in &state.creation_steps {
+            histogram(&mut out, name, &format!("step=\"{step}\","), times);
+        }
+    }
     out
 }
 
@@ -154,20 +174,18 @@ fn per_function(
     }
 }
 
-fn histogram(out: &mut String, state: &Overview) {
-    let name = "dirigent_scheduling_latency_seconds";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Time from a data plane receiving a request to sending it to a sandbox.\n# TYPE {name} histogram"
-    );
+/// One histogram's buckets, sum and count; `labels` (`name="value",` or empty) go before `le`.
+fn histogram(out: &mut String, name: &str, labels: &str, times: &LatencyHistogram) {
     let mut cumulative = 0;
-    for (bound, count) in LATENCY_BUCKETS.iter().zip(&state.latency.buckets) {
+    for (bound, count) in LATENCY_BUCKETS.iter().zip(&times.buckets) {
         cumulative += count;
-        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{bound}\"}} {cumulative}");
     }
-    cumulative += state.latency.buckets.last().copied().unwrap_or(0);
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-    let _ = writeln!(out, "{name}_sum {}\n{name}_count {cumulative}", state.latency.sum_seconds);
+    cumulative += times.buckets.last().copied().unwrap_or(0);
+    let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {cumulative}");
+    let labels = labels.trim_end_matches(',');
+    let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+    let _ = writeln!(out, "{name}_sum{braces} {}\n{name}_count{braces} {cumulative}", times.sum_seconds);
 }
 
 #[cfg(test)]
@@ -188,5 +206,19 @@ mod tests {
         assert!(text.contains("dirigent_scheduling_latency_seconds_bucket{le=\"10\"} 3\n"), "{text}");
         assert!(text.contains("dirigent_scheduling_latency_seconds_bucket{le=\"+Inf\"} 4\n"), "{text}");
         assert!(text.contains("dirigent_scheduling_latency_seconds_count 4\n"), "{text}");
+        assert!(!text.contains("creation_step"), "no step histograms before a runtime reports steps");
+    }
+
+    #[test]
+    fn creation_steps_are_one_histogram_labelled_by_step() {
+        let mut task = LatencyHistogram::default();
+        task.observe(0.06);
+        task.observe(20.0);
+        let state = Overview { creation_steps: vec![("task".into(), task)], ..Overview::default() };
+        let text = render(&state);
+        let name = "dirigent_sandbox_creation_step_seconds";
+        assert!(text.contains(&format!("{name}_bucket{{step=\"task\",le=\"0.1\"}} 1\n")), "{text}");
+        assert!(text.contains(&format!("{name}_bucket{{step=\"task\",le=\"+Inf\"}} 2\n")), "{text}");
+        assert!(text.contains(&format!("{name}_count{{step=\"task\"}} 2\n")), "{text}");
     }
 }

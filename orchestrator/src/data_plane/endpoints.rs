@@ -32,6 +32,8 @@ pub struct EndpointSlot {
     pub authority: http::uri::Authority,
     /// How long the sandbox took to become ready.
     pub creation: Duration,
+    /// The creation's steps, µs, as the worker timed them.
+    pub steps: Vec<(String, u64)>,
     in_flight: std::sync::atomic::AtomicU32,
     removed: AtomicBool,
     /// The proxy could not reach it: never picked again.
@@ -42,7 +44,8 @@ pub struct EndpointSlot {
 }
 
 impl EndpointSlot {
-    fn new(sandbox_id: String, address: SocketAddr, creation: Duration) -> Self {
+    fn new(spec: EndpointSpec) -> Self {
+        let EndpointSpec { sandbox_id, address, creation, steps } = spec;
         let authority = http::uri::Authority::try_from(address.to_string())
             .unwrap_or_else(|_| http::uri::Authority::from_static("invalid.invalid"));
         Self {
@@ -50,6 +53,7 @@ impl EndpointSlot {
             address,
             authority,
             creation,
+            steps,
             in_flight: 0.into(),
             removed: AtomicBool::new(false),
             down: AtomicBool::new(false),
@@ -119,6 +123,8 @@ pub struct EndpointSpec {
     pub address: SocketAddr,
     /// How long the sandbox took to become ready.
     pub creation: Duration,
+    /// The creation's steps, µs.
+    pub steps: Vec<(String, u64)>,
 }
 
 /// How a request came by its sandbox; the data plane says it in `Server-Timing`, so the type is the contract's.
@@ -445,7 +451,7 @@ impl FunctionEntry {
         let known: HashSet<String> = kept.iter().map(|s| s.sandbox_id.clone()).collect();
         inner.endpoints = kept;
         for spec in wanted.into_iter().filter(|e| !known.contains(&e.sandbox_id)) {
-            inner.endpoints.push(Arc::new(EndpointSlot::new(spec.sandbox_id, spec.address, spec.creation)));
+            inner.endpoints.push(Arc::new(EndpointSlot::new(spec)));
         }
         for slot in &removed {
             slot.removed.store(true, Ordering::Relaxed);
@@ -739,6 +745,7 @@ mod tests {
             sandbox_id: id.into(),
             address: SocketAddr::from(([127, 0, 0, 1], port)),
             creation: Duration::from_millis(3),
+            steps: Vec::new(),
         }
     }
 

@@ -335,6 +335,7 @@ impl DataPlaneRpc for DataPlaneService {
                     sandbox_id: e.sandbox_id,
                     address,
                     creation: Duration::from_micros(e.creation_micros),
+                    steps: e.steps.into_iter().map(|step| (step.name, step.micros)).collect(),
                 })
             })
             .collect::<Result<Vec<_>, Status>>()?;

@@ -220,7 +220,7 @@ impl Proxy {
         sent: Instant,
     ) -> Response<ProxyBody> {
         let upstream = sent.elapsed();
-        let creation = cold_start.is_cold().then(|| lease.endpoint().creation);
+        let creation = cold_start.is_cold().then(|| (lease.endpoint().creation, lease.endpoint().steps.as_slice()));
         let (mut parts, body) = response.into_parts();
         let timing = server_timing(queued, cold_start, creation, arrived.elapsed().saturating_sub(queued + upstream));
         if let Ok(value) = HeaderValue::try_from(timing.header_value()) {

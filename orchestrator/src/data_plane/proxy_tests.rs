@@ -90,7 +90,12 @@ async fn proxy(shutdown: &CancellationToken, endpoints: &[SocketAddr]) -> (Socke
     let specs = endpoints
         .iter()
         .enumerate()
-        .map(|(i, address)| EndpointSpec { sandbox_id: format!("f-{i}"), address: *address, creation: Duration::ZERO })
+        .map(|(i, address)| EndpointSpec {
+            sandbox_id: format!("f-{i}"),
+            address: *address,
+            creation: Duration::ZERO,
+            steps: Vec::new(),
+        })
         .collect();
     table.sync("f", Version { incarnation: 1, generation: 1 }, 1, specs, LONG).await;
     let cold_starts = Arc::new(FakeColdStarts::default()) as Arc<dyn ColdStartRequester>;

@@ -42,6 +42,7 @@ impl Proxied {
                 sandbox_id: (*id).into(),
                 address: format!("127.0.0.1:{port}"),
                 creation_micros: 2_000,
+                steps: Vec::new(),
             })
             .collect();
         let state =

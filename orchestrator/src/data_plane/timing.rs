@@ -8,18 +8,19 @@ use contracts::server_timing::ServerTiming;
 use super::endpoints::ColdStart;
 
 /// The breakdown of one request: time `queued` for a sandbox, how it got one, the sandbox's `creation` time for a
-/// cold request, and the data plane's own `proxy` overhead.
+/// cold request (with its steps, µs) and the data plane's own `proxy` overhead.
 pub fn server_timing(
     queued: Duration,
     cold_start: ColdStart,
-    creation: Option<Duration>,
+    creation: Option<(Duration, &[(String, u64)])>,
     proxy: Duration,
 ) -> ServerTiming {
     ServerTiming {
         queue_us: Some(micros(queued)),
-        create_us: creation.map(micros),
+        create_us: creation.map(|(total, _)| micros(total)),
         proxy_us: Some(micros(proxy)),
         cold_start: Some(cold_start.as_str().to_owned()),
+        create_steps: creation.map(|(_, steps)| steps.to_vec()).unwrap_or_default(),
     }
 }
 
@@ -38,7 +39,7 @@ mod tests {
         let cold = server_timing(
             Duration::from_micros(4200),
             ColdStart::Triggered,
-            Some(Duration::from_micros(3900)),
+            Some((Duration::from_micros(3900), &[][..])),
             Duration::from_micros(40),
         );
         assert_eq!(

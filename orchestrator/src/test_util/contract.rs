@@ -50,11 +50,18 @@ pub fn spec(id: &str, image: &str, args: &[&str]) -> SandboxSpec {
 const SHORT_READY_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Stamps out one `#[tokio::test]` per check of the runtime contract, each with a fresh harness from
-/// `$harness` (an expression, evaluated inside the test's tokio runtime).
+/// `$harness` (an expression, evaluated inside the test's tokio runtime); `ignored: "why", $harness` marks
+/// every test `#[ignore = "why"]` (for runtimes that need root).
 #[macro_export]
 macro_rules! runtime_contract {
+    (ignored: $reason:literal, $harness:expr) => {
+        $crate::runtime_contract!(@all [#[ignore = $reason]] $harness);
+    };
     ($harness:expr) => {
-        $crate::runtime_contract!(@checks $harness;
+        $crate::runtime_contract!(@all [] $harness);
+    };
+    (@all [$($attrs:tt)*] $harness:expr) => {
+        $crate::runtime_contract!(@checks [$($attrs)*] $harness;
             creates_a_sandbox_that_becomes_ready,
             gives_each_sandbox_its_own_address,
             refuses_a_duplicate_id,
@@ -67,15 +74,17 @@ macro_rules! runtime_contract {
             shutdown_destroys_every_sandbox
         );
     };
-    (@checks $harness:expr; $($check:ident),+) => {
-        $(
-            #[tokio::test]
-            async fn $check() {
-                let harness = $harness;
-                $crate::test_util::contract::$check(&harness).await;
-            }
-        )+
+    // One check at a time: the attributes repeat once per check, which a nested repetition cannot say.
+    (@checks [$($attrs:tt)*] $harness:expr; $check:ident $(, $rest:ident)*) => {
+        #[tokio::test]
+        $($attrs)*
+        async fn $check() {
+            let harness = $harness;
+            $crate::test_util::contract::$check(&harness).await;
+        }
+        $crate::runtime_contract!(@checks [$($attrs)*] $harness; $($rest),*);
     };
+    (@checks [$($attrs:tt)*] $harness:expr;) => {};
 }
 
 /// Creates a sandbox and waits for its readiness; panics naming the sandbox if either fails.

@@ -9,6 +9,8 @@
 //! [`script::Gate`] opens.
 
 pub mod cold_starts;
+pub mod containerd;
+pub mod containerd_daemon;
 pub mod contract;
 pub mod peers;
 pub mod raft;

@@ -162,7 +162,12 @@ impl WorkerPeer for FakeWorker {
             self.call(PeerCall::CreateSandbox(request.clone())).await?;
             self.add_sandbox(&request.sandbox_id, &request.function);
             let address = lock(&self.sandboxes)[&request.sandbox_id].address.clone();
-            Ok(CreateSandboxReply { sandbox_id: request.sandbox_id, address, creation_micros: 1_000 })
+            Ok(CreateSandboxReply {
+                sandbox_id: request.sandbox_id,
+                address,
+                creation_micros: 1_000,
+                steps: Vec::new(),
+            })
         }
         .boxed()
     }

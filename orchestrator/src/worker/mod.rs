@@ -16,7 +16,7 @@ use crate::peers::attach::{AttachingPeer, Attachment};
 use crate::peers::{GrpcControlPlane, WorkerUplink};
 use crate::proto::dirigent::worker_server::{Worker as WorkerRpc, WorkerServer};
 use crate::proto::dirigent::{
-    Ack, CreateSandboxReply, CreateSandboxRequest, Heartbeat, KillSandboxRequest, SandboxExit,
+    Ack, CreateSandboxReply, CreateSandboxRequest, CreationStep, Heartbeat, KillSandboxRequest, SandboxExit,
     SandboxInfo as SandboxInfoMsg, SandboxList, WorkerInfo, attach_request,
 };
 use crate::supervise;
@@ -38,6 +38,16 @@ pub enum WorkerError {
     /// the gRPC server failed
     #[error("worker gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),
+    /// containerd could not be reached (runtime containerd)
+    #[error(
+        "cannot use containerd at {socket}: {message}; start containerd, or set worker.containerd.socket to its socket"
+    )]
+    Containerd {
+        /// The socket.
+        socket: String,
+        /// What failed.
+        message: String,
+    },
     /// a background loop (heartbeats, exit reports) stopped on its own
     #[error(transparent)]
     Stopped(#[from] crate::supervise::TaskStopped),
@@ -59,7 +69,7 @@ impl Worker {
     /// Binds the worker's socket, builds the runtime the config names and reaches the control plane over gRPC.
     pub async fn bind(config: WorkerConfig) -> Result<Self, WorkerError> {
         let control_plane = Arc::new(GrpcControlPlane::connect(&config.control_plane)?);
-        let runtime = runtime_for(&config);
+        let runtime = runtime_for(&config).await?;
         Self::bind_with(config, runtime, control_plane).await
     }
 
@@ -130,15 +140,33 @@ impl Worker {
 }
 
 /// The runtime `config` names.
-pub fn runtime_for(config: &WorkerConfig) -> Arc<dyn SandboxRuntime> {
-    match config.runtime {
+pub async fn runtime_for(config: &WorkerConfig) -> Result<Arc<dyn SandboxRuntime>, WorkerError> {
+    Ok(match config.runtime {
         RuntimeKind::Process => Arc::new(ProcessRuntime::new(config.sandbox_host, config.sandbox_ports)),
         RuntimeKind::Simulated => Arc::new(runtime::simulated::SimulatedRuntime::new(
             config.sandbox_host,
             config.sandbox_ports,
             config.creation_delay,
         )),
-    }
+        RuntimeKind::Containerd => Arc::new(containerd_runtime(config).await?),
+    })
+}
+
+/// The containerd runtime of `config`, owner of the containers labelled with the worker's name (or, without
+/// one, its listening address), which it reaps first.
+async fn containerd_runtime(config: &WorkerConfig) -> Result<runtime::containerd::ContainerdRuntime, WorkerError> {
+    use runtime::containerd::{ContainerdRuntime, api::GrpcContainerd, network::CniNetwork};
+    let settings = &config.containerd;
+    let unreachable = |err: runtime::containerd::api::ApiError| WorkerError::Containerd {
+        socket: settings.socket.display().to_string(),
+        message: err.message,
+    };
+    let api = GrpcContainerd::connect(&settings.socket, &settings.namespace, &settings.snapshotter)
+        .await
+        .map_err(unreachable)?;
+    let owner = config.name.clone().unwrap_or_else(|| config.listen.to_string());
+    let network = Arc::new(CniNetwork::new(settings));
+    ContainerdRuntime::start(Arc::new(api), network, settings.clone(), &owner).await.map_err(unreachable)
 }
 
 /// Stays attached to the control plane: registers on the stream, heartbeats the sandbox count down it, and
@@ -307,7 +335,19 @@ async fn create_ready(
     }
     let creation_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     tracing::debug!(sandbox = %sandbox.id, function = %sandbox.function, start_micros, creation_micros, "sandbox ready");
-    Ok(CreateSandboxReply { sandbox_id: sandbox.id, address: sandbox.address.to_string(), creation_micros })
+    let mut steps = runtime.creation_steps(&sandbox.id);
+    if !steps.is_empty() {
+        let made: Duration = steps.iter().map(|(_, took)| *took).sum();
+        steps.push(("ready", started.elapsed().saturating_sub(made)));
+    }
+    let steps = steps
+        .into_iter()
+        .map(|(name, took)| CreationStep {
+            name: name.to_owned(),
+            micros: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+        })
+        .collect();
+    Ok(CreateSandboxReply { sandbox_id: sandbox.id, address: sandbox.address.to_string(), creation_micros, steps })
 }
 
 fn host_cpu_millis() -> u64 {

@@ -184,6 +184,7 @@ impl Core {
         let push = {
             let mut state = self.locked();
             let kept = state.settle(function, &plan, true);
+            state.observe_steps(&reply.steps);
             let generation = state.next_sequence();
             match state.registry.get_mut(function).filter(|_| kept) {
                 Some(record) => {
@@ -192,6 +193,11 @@ impl Core {
                         worker: plan.worker.clone(),
                         address: reply.address.clone(),
                         creation_micros: reply.creation_micros,
+                        creation_steps: reply
+                            .steps
+                            .iter()
+                            .map(|step| contracts::api::CreationStep { name: step.name.clone(), micros: step.micros })
+                            .collect(),
                     });
                     Some((record.snapshot(generation), state.members.data_plane_clients()))
                 }

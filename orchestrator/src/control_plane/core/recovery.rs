@@ -168,6 +168,7 @@ impl Core {
                 worker: worker.to_owned(),
                 address: info.address.clone(),
                 creation_micros: 0,
+                creation_steps: Vec::new(),
             });
             state.members.reserve(worker, resources);
             changed.insert(info.function.clone());

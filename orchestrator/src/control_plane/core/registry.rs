@@ -11,7 +11,7 @@ use super::{Core, RegistryError};
 use crate::control_plane::autoscaler::{AutoscalerConfig, Decision, FunctionAutoscaler, ScaleBounds};
 use crate::control_plane::placement::Resources;
 use crate::control_plane::store::StoreChange;
-use crate::proto::dirigent::{CreateSandboxRequest, Endpoint, FunctionLoad, FunctionRef, FunctionState};
+use crate::proto::dirigent::{CreateSandboxRequest, CreationStep, Endpoint, FunctionLoad, FunctionRef, FunctionState};
 
 /// One registered function.
 pub(super) struct FunctionRecord {
@@ -188,6 +188,11 @@ impl FunctionRecord {
                     sandbox_id: s.id.clone(),
                     address: s.address.clone(),
                     creation_micros: s.creation_micros,
+                    steps: s
+                        .creation_steps
+                        .iter()
+                        .map(|step| CreationStep { name: step.name.clone(), micros: step.micros })
+                        .collect(),
                 })
                 .collect(),
             generation,

@@ -96,7 +96,13 @@ fn placed_on(core: &Core, worker: &str) -> u32 {
 }
 
 fn sandbox(id: &str, worker: &str) -> Sandbox {
-    Sandbox { id: id.into(), worker: worker.into(), address: "127.0.0.1:2".into(), creation_micros: 1 }
+    Sandbox {
+        id: id.into(),
+        worker: worker.into(),
+        address: "127.0.0.1:2".into(),
+        creation_micros: 1,
+        creation_steps: Vec::new(),
+    }
 }
 
 fn core(clock: &Arc<ManualClock>) -> Arc<Core> {
@@ -159,8 +165,12 @@ async fn a_scale_up_creates_on_a_worker_then_pushes_the_endpoint_to_every_data_p
             .unwrap();
         assert!(create < push, "{dp} heard of the sandbox before it was created");
         let PeerCall::SyncFunction(state) = &calls[push].call else { unreachable!() };
-        let expected =
-            Endpoint { sandbox_id: request.sandbox_id.clone(), address: reply_address.clone(), creation_micros: 1_000 };
+        let expected = Endpoint {
+            sandbox_id: request.sandbox_id.clone(),
+            address: reply_address.clone(),
+            creation_micros: 1_000,
+            steps: Vec::new(),
+        };
         assert_eq!(state.endpoints, [expected], "{dp} got the worker's answer as the endpoint");
         assert_eq!(state.incarnation, cluster.core.incarnation());
     }

@@ -1,5 +1,6 @@
 //! Sandbox runtimes behind one trait: create, readiness, destroy, list, exit notifications.
 
+pub mod containerd;
 pub mod ports;
 pub mod process;
 pub mod readiness;
@@ -45,6 +46,9 @@ pub struct SandboxInfo {
     /// Where it serves HTTP.
     pub address: SocketAddr,
 }
+
+/// The steps of a sandbox's creation, in order, with how long each took (`image`, `snapshot`, ...).
+pub type Steps = Vec<(&'static str, Duration)>;
 
 /// A sandbox ended without being destroyed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +132,11 @@ pub trait SandboxRuntime: Send + Sync + 'static {
 
     /// Notifications of sandboxes that exited without `destroy`; a lagging receiver should `list`.
     fn exits(&self) -> broadcast::Receiver<SandboxExited>;
+
+    /// How the creation of a living sandbox went, step by step; empty for runtimes that have no steps.
+    fn creation_steps(&self, _id: &str) -> Steps {
+        Steps::new()
+    }
 
     /// Destroys every sandbox (worker shutdown).
     fn shutdown(&self) -> BoxFuture<'_, ()>;
