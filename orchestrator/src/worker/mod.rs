@@ -164,7 +164,13 @@ async fn containerd_runtime(config: &WorkerConfig) -> Result<runtime::containerd
     let api = GrpcContainerd::connect(&settings.socket, &settings.namespace, &settings.snapshotter)
         .await
         .map_err(unreachable)?;
-    let owner = config.name.clone().unwrap_or_else(|| config.listen.to_string());
+    // What a restarted worker recognises as its own: its name, else its fixed address, else (several
+    // workers of one process on port 0) its slice of sandbox ports.
+    let owner = match (&config.name, config.listen.port()) {
+        (Some(name), _) => name.clone(),
+        (None, 0) => format!("worker-ports-{}", config.sandbox_ports),
+        (None, _) => format!("worker-{}", config.listen),
+    };
     let network = Arc::new(CniNetwork::new(settings));
     ContainerdRuntime::start(Arc::new(api), network, settings.clone(), &owner).await.map_err(unreachable)
 }
