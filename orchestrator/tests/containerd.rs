@@ -54,7 +54,7 @@ impl Containerd {
     }
 
     /// Everything a sandbox makes, as still found: containers, tasks, sandbox snapshots (the image's own
-    /// committed snapshot stays), leases, network namespaces, IP leases, the bridge.
+    /// committed snapshot stays), leases, network namespaces, IP leases, cgroups, the bridge.
     fn leftovers(&self) -> Vec<String> {
         let mut left: Vec<String> = self.listed("containers").into_iter().map(|c| format!("container {c}")).collect();
         left.extend(self.listed("tasks").into_iter().map(|t| format!("task {t}")));
@@ -68,6 +68,9 @@ impl Containerd {
             .filter(|n| n.starts_with(&format!("{}-", self.namespace)));
         left.extend(netns.map(|n| format!("network namespace {n}")));
         left.extend(ip_leases(self.ipam.path()).into_iter().map(|ip| format!("IP lease {ip}")));
+        let cgroups = std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().filter_map(|e| e.ok());
+        let cgroups = cgroups.map(|controller| controller.path().join(&self.namespace)).filter(|path| path.exists());
+        left.extend(cgroups.map(|path| format!("cgroup {}", path.display())));
         if Path::new(&format!("/sys/class/net/{}", self.bridge)).exists() {
             left.push(format!("bridge {}", self.bridge));
         }

@@ -221,6 +221,7 @@ mod containerd {
                 })
                 .join();
             }
+            orchestrator::worker::runtime::containerd::remove_cgroup_parent(&self.config.namespace);
             let _ = std::process::Command::new("ip")
                 .args(["link", "del", &self.config.bridge])
                 .stderr(std::process::Stdio::null())

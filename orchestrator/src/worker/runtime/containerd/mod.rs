@@ -200,8 +200,9 @@ impl Inner {
     /// Removes whatever of sandbox `id` exists, newest first; `kill` first kills its task. Failures are
     /// logged: a release is also the clean-up after a failed creation, where some parts were never made.
     async fn release(&self, id: &str, kill: bool) {
-        if kill {
-            let _ = self.api.kill_task(id).await;
+        if kill && self.api.kill_task(id).await.is_ok() {
+            // A task is deleted only once it has stopped; a shim that never reports the exit is not waited for.
+            let _ = tokio::time::timeout(KILL_PATIENCE, self.api.wait_task(id)).await;
         }
         let results = [
             ("task", self.api.delete_task(id).await),
@@ -217,6 +218,8 @@ impl Inner {
                 _ => {}
             }
         }
+        // runc removes the cgroup on delete, but not always after a kill of a task whose worker had died.
+        remove_cgroup_parent(&format!("{}/{id}", self.config.namespace));
         if let Err(err) = self.network.detach(&self.netns(id)).await {
             tracing::warn!(sandbox = %id, %err, "could not remove the sandbox's network");
         }
@@ -279,10 +282,26 @@ impl SandboxRuntime for ContainerdRuntime {
             let ids: Vec<String> = self.inner.lock().keys().cloned().collect();
             futures_util::future::join_all(ids.iter().map(|id| self.inner.destroy(id))).await;
             self.inner.network.shutdown().await;
+            remove_cgroup_parent(&self.inner.config.namespace);
         }
         .boxed()
     }
 }
+
+/// Removes the (empty) cgroup folder `parent` (a sandbox's, or the parent of the sandboxes' `cgroupsPath`), under
+/// every v1 controller and in the v2 tree; a folder still in use is not empty and stays.
+pub fn remove_cgroup_parent(parent: &str) {
+    let controllers = std::fs::read_dir(CGROUP_ROOT).into_iter().flatten().filter_map(|entry| entry.ok());
+    let candidates = controllers.map(|controller| controller.path().join(parent));
+    for folder in candidates.chain([std::path::Path::new(CGROUP_ROOT).join(parent)]) {
+        let _ = std::fs::remove_dir(folder);
+    }
+}
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// How long a killed task's exit is waited for before its deletion is tried anyway.
+const KILL_PATIENCE: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests;
