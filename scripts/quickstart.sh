@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+. scripts/protoc.sh
 cargo build --release --locked -p orchestrator -p experiments --bins
 # dirigent and trace-function are found beside the experiments binary.
 "${CARGO_TARGET_DIR:-target}/release/experiments" run experiments/specs/quickstart.yaml "$@"

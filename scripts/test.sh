@@ -10,9 +10,14 @@
 #     on a free port of 127.0.0.1 as the user running the tests (no root needed once it is installed);
 #   - the root-only tests bring up their own cluster of network namespaces with one sshd each, and
 #     scripts/test-cluster.sh installs openssh-server, iproute2 and procps when missing; the Ansible test installs
-#     the packages the playbooks want (containerd, runc, iptables).
+#     the packages the playbooks want (containerd, runc, iptables);
+#   - containerd, runc, crun, containernetworking-plugins (CNI) and iproute2 (apt-get, as root, when missing) for the
+#     containerd runtime's tests (orchestrator/tests/containerd.rs and its runtime contract), which start their own
+#     containerd under temporary folders and need root;
+#   - protoc for containerd-client's build script: scripts/protoc.sh points PROTOC at the vendored one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/protoc.sh
 
 if cargo fmt --version >/dev/null 2>&1; then
   cargo fmt --all -- --check
@@ -71,11 +76,19 @@ fi
 if [ "$(id -u)" = 0 ] && ! command -v redis-server >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server
 fi
+# containerd and its OCI runtimes and CNI plugins for the containerd runtime's root-only tests.
+if [ "$(id -u)" = 0 ] && ! { command -v containerd >/dev/null && command -v ctr >/dev/null && command -v runc >/dev/null &&
+  command -v crun >/dev/null && [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] && command -v ip >/dev/null; }; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    containerd runc crun containernetworking-plugins iproute2
+fi
 cargo test --workspace --locked
 # Root only: network namespaces and sshd (the test says so and fails when run without root).
 if [ "$(id -u)" = 0 ]; then
   # Every #[ignore]d test of experiments needs root and a namespace cluster; they run here.
   cargo test --locked -p experiments --tests -- --ignored
+  # The containerd runtime's tests (its runtime contract, a cold start into a real container) need root.
+  cargo test --locked -p orchestrator --tests -- --ignored
 else
   echo "not root: skipping the SSH cluster test (it needs network namespaces)" >&2
 fi

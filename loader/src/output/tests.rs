@@ -43,6 +43,7 @@ fn csv_header_and_one_row_per_outcome_kind() {
         create_us: Some(900),
         proxy_us: Some(12),
         cold_start: Some("waited".into()),
+        create_steps: Vec::new(),
     };
     csv.write(&cold).unwrap();
     let mut failed = record(1, Outcome::ConnectionFailed("refused, port 80".into()));
