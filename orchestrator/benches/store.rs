@@ -70,12 +70,15 @@ fn main() -> anyhow::Result<()> {
     for round in 0..settings.rounds {
         for result in &mut stores {
             let store = open(result.store, round, dir.path(), &redis)?;
-            let (cpu, server_cpu) = (cpu_seconds(std::process::id()), cpu_seconds(redis.pid()));
+            let (cpu, server_cpu) = (
+                orchestrator::test_util::cpu_seconds(std::process::id()),
+                orchestrator::test_util::cpu_seconds(redis.pid()),
+            );
             let elapsed = runtime.block_on(register(&*store, round, settings.functions))?;
             result.seconds.push(elapsed.as_secs_f64());
-            result.cpu_seconds.push(cpu_seconds(std::process::id()) - cpu);
+            result.cpu_seconds.push(orchestrator::test_util::cpu_seconds(std::process::id()) - cpu);
             if result.store == "redis" {
-                result.server_cpu_seconds.push(cpu_seconds(redis.pid()) - server_cpu);
+                result.server_cpu_seconds.push(orchestrator::test_util::cpu_seconds(redis.pid()) - server_cpu);
             }
             let stored = store.load()?.functions.len();
             anyhow::ensure!(
@@ -112,16 +115,6 @@ async fn register(store: &dyn RegistryStore, round: usize, functions: usize) -> 
     let elapsed = start.elapsed();
     results.into_iter().collect::<Result<Vec<()>, _>>()?;
     Ok(elapsed)
-}
-
-/// User + system CPU time of process `pid` so far, from `/proc/<pid>/stat` (0 when unreadable).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Counted after the command name, which may hold spaces: state is field 3, utime 14, stime 15.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum();
-    ticks / 100.0
 }
 
 fn median(values: &[f64]) -> f64 {

@@ -55,6 +55,11 @@ impl ContainerdDaemon {
         daemon
     }
 
+    /// Its process id (for its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Its gRPC socket.
     pub fn socket(&self) -> &Path {
         &self.socket

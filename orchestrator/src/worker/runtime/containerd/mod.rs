@@ -3,7 +3,8 @@
 //!
 //! Creation is the steps Dirigent's breakdown names, each timed: `image` (look the image up, cached),
 //! `snapshot` (a writable snapshot on the unpacked image, under a lease), `container` (the container record),
-//! `network` (namespace, veth, address), `task` (the shim and the OCI runtime's create) and `start`. Everything
+//! `network` (namespace, veth, address; at the same time as the three before), `task` (the shim and the OCI
+//! runtime's create) and `start`. Everything
 //! a sandbox holds is labelled with the runtime's owner, so a worker that restarts after a crash removes what
 //! its predecessor left (containers, tasks, snapshots, leases, namespaces, addresses).
 
@@ -27,6 +28,7 @@ use self::api::{ApiError, ContainerdApi, NewContainer};
 use self::image::ImageConfig;
 use self::network::SandboxNetwork;
 use super::{RuntimeError, SandboxExited, SandboxInfo, SandboxRuntime, SandboxSpec, Steps, readiness};
+use containerd_client::types::Mount;
 use contracts::config::ContainerdConfig;
 
 /// The label naming the worker that made a container.
@@ -140,8 +142,30 @@ impl Inner {
         Ok(info)
     }
 
-    /// The creation steps; the error names the step.
+    /// The creation steps; the error names the step. The network does not depend on the image, snapshot or
+    /// container, so it is set up meanwhile (CNI's plugin alone takes about as long as the three together).
     async fn make(&self, spec: &SandboxSpec, steps: &mut Steps) -> Result<SocketAddr, String> {
+        let name = self.netns(&spec.id);
+        let network = async {
+            let started = Instant::now();
+            let attached = self.network.attach(&name).await.map_err(|err| err.to_string());
+            (attached, started.elapsed())
+        };
+        let (storage, (attached, network_took)) = tokio::join!(self.storage(spec, steps), network);
+        steps.push(("network", network_took));
+        let (mounts, ip) = (storage?, attached?);
+        let failed = |what: &str, err: ApiError| format!("{what}: {err}");
+        let mut clock = Instant::now();
+        self.api.create_task(&spec.id, mounts).await.map_err(|err| failed("creating the task", err))?;
+        steps.push(("task", clock.elapsed()));
+        clock = Instant::now();
+        self.api.start_task(&spec.id).await.map_err(|err| failed("starting the task", err))?;
+        steps.push(("start", clock.elapsed()));
+        Ok(SocketAddr::new(ip, self.config.sandbox_port))
+    }
+
+    /// The image, a snapshot on it and the container record, timed; returns the snapshot's mounts.
+    async fn storage(&self, spec: &SandboxSpec, steps: &mut Steps) -> Result<Vec<Mount>, String> {
         let mut clock = Instant::now();
         let mut step = |name: &'static str| {
             let now = Instant::now();
@@ -172,13 +196,7 @@ impl Inner {
         };
         self.api.create_container(container).await.map_err(|err| failed("creating the container", err))?;
         step("container");
-        let ip = self.network.attach(&self.netns(&spec.id)).await.map_err(|err| err.to_string())?;
-        step("network");
-        self.api.create_task(&spec.id, mounts).await.map_err(|err| failed("creating the task", err))?;
-        step("task");
-        self.api.start_task(&spec.id).await.map_err(|err| failed("starting the task", err))?;
-        step("start");
-        Ok(SocketAddr::new(ip, self.config.sandbox_port))
+        Ok(mounts)
     }
 
     /// Waits for the task to end; an end nobody asked for is reported as an exit, after the sandbox's
