@@ -133,11 +133,10 @@ impl Worker {
 pub fn runtime_for(config: &WorkerConfig) -> Arc<dyn SandboxRuntime> {
     match config.runtime {
         RuntimeKind::Process => Arc::new(ProcessRuntime::new(config.sandbox_host, config.sandbox_ports)),
-        RuntimeKind::Simulated => Arc::new(runtime::simulated::SimulatedRuntime::new(
-            config.sandbox_host,
-            config.sandbox_ports,
-            config.creation_delay,
-        )),
+        RuntimeKind::Simulated => Arc::new(
+            runtime::simulated::SimulatedRuntime::new(config.sandbox_host, config.sandbox_ports, config.creation_delay)
+                .with_addresses(config.sandbox_addresses),
+        ),
     }
 }
 
