@@ -13,7 +13,9 @@
 //! Environment: `BENCH_RATES` (comma-separated, default 100,250,500,1000,1500,2500,4000,10000), `BENCH_STEP`
 //! (measured length of a step, default 5s), `BENCH_WARMUP` (a leading phase of each step whose invocations are
 //! not measured, so that the loader's first connections are not, default 1s), `BENCH_COOLDOWN` (default 2s), `BENCH_WORKERS` (default 1),
-//! `BENCH_SEND_LAG` (the loader's send-lag p99 threshold, default the loader's). Figures also go to
+//! `BENCH_SEND_LAG` (the loader's send-lag p99 threshold, default the loader's), `BENCH_SANDBOX_PORTS` (default
+//! the worker's `sandbox_ports`; a step whose functions outnumber a worker's slice of it gets `sandbox_addresses`
+//! enough for all of them). Figures also go to
 //! `target/bench-churn.json`.
 
 #[path = "../tests/support/mod.rs"]
@@ -42,8 +44,6 @@ const TARGET_P99_MS: f64 = 10.0;
 /// Where a step counts as past the knee.
 const KNEE_ACHIEVED_SHARE: f64 = 0.9;
 const KNEE_P99_MS: f64 = 100.0;
-/// The sandbox ports the workers share out, one slice each (the default `sandbox_ports`).
-const SANDBOX_PORTS: PortRange = PortRange { first: 20000, last: 29999 };
 
 #[derive(Debug, Clone, Serialize)]
 struct Settings {
@@ -52,6 +52,8 @@ struct Settings {
     warmup_s: f64,
     cooldown_s: f64,
     workers: u32,
+    /// The sandbox ports the workers share out, one slice each.
+    sandbox_ports: PortRange,
     send_lag_threshold_us: Option<u64>,
 }
 
@@ -78,6 +80,10 @@ impl Settings {
             warmup_s: duration("BENCH_WARMUP", "1s")?.as_secs_f64(),
             cooldown_s: duration("BENCH_COOLDOWN", "2s")?.as_secs_f64(),
             workers,
+            sandbox_ports: match std::env::var("BENCH_SANDBOX_PORTS") {
+                Ok(text) => contracts::yaml::parse(&text).with_context(|| format!("BENCH_SANDBOX_PORTS={text:?}"))?,
+                Err(_) => contracts::config::WorkerConfig::default().sandbox_ports,
+            },
             send_lag_threshold_us: send_lag.map(|d| d.as_micros() as u64),
         })
     }
@@ -134,7 +140,7 @@ impl Cluster {
         );
         let workers = (0..settings.workers)
             .map(|index| {
-                let ports = SANDBOX_PORTS.slice(settings.workers, index);
+                let ports = settings.sandbox_ports.slice(settings.workers, index);
                 let yaml = format!(
                     "name: worker-{index}\nlisten: 127.0.0.1:0\ncontrol_plane: {grpc}\nruntime: simulated\n\
                      creation_delay: {creation_delay_ms}ms\nsandbox_ports: {ports}\n{}",
@@ -264,7 +270,11 @@ fn step(
         requested_per_s: rate,
         creation_delay_ms,
         functions,
-        sandbox_addresses: sandbox_addresses(functions, settings.workers, SANDBOX_PORTS.slice(settings.workers, 0)),
+        sandbox_addresses: sandbox_addresses(
+            functions,
+            settings.workers,
+            settings.sandbox_ports.slice(settings.workers, 0),
+        ),
         sent: overall.counts.measured,
         cold_starts: overall.counts.cold_starts,
         achieved_cold_per_s: overall.counts.cold_starts as f64 / summary.measured_duration_s,
@@ -307,10 +317,11 @@ fn knee_reasons(step: &Step) -> Vec<String> {
 
 fn header() {
     println!(
-        "{:>7} {:>6} {:>7} {:>10} {:>6} {:>8} {:>8} {:>6} {:>9} {:>8} {:>6} {:>6} {:>6} {:>6} {:>6}  {}",
+        "{:>7} {:>6} {:>7} {:>4} {:>10} {:>6} {:>8} {:>8} {:>6} {:>9} {:>8} {:>6} {:>6} {:>6} {:>6} {:>6}  verdict",
         "req/s",
         "delay",
         "fns",
+        "addr",
         "cold/s",
         "cold%",
         "p50 ms",
@@ -323,17 +334,17 @@ fn header() {
         "cpu w",
         "cpu ld",
         "wall",
-        "verdict"
     );
 }
 
 fn row(step: &Step) {
     let opt = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.2}"));
     println!(
-        "{:>7.0} {:>4}ms {:>7} {:>10.1} {:>5.1}% {:>8} {:>8} {:>6} {:>9} {:>8.0} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>5.1}s  {}",
+        "{:>7.0} {:>4}ms {:>7} {:>4} {:>10.1} {:>5.1}% {:>8} {:>8} {:>6} {:>9} {:>8.0} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>5.1}s  {}",
         step.requested_per_s,
         step.creation_delay_ms,
         step.functions,
+        step.sandbox_addresses,
         step.achieved_cold_per_s,
         step.cold_share * 100.0,
         opt(step.scheduling_p50_ms),
@@ -381,7 +392,8 @@ struct Results {
     loadavg: [String; 2],
     steps: Vec<Step>,
     knees: Vec<Knee>,
-    target_met: bool,
+    /// Per creation delay, in [`DELAYS_MS`] order.
+    target_met: Vec<bool>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -428,7 +440,8 @@ fn main() -> anyhow::Result<()> {
     }
     let after = contracts::bench::loadavg();
     let knees: Vec<Knee> = DELAYS_MS.iter().map(|&d| knee(&steps, d)).collect();
-    let target_met = steps.iter().any(meets_target);
+    let target_met: Vec<bool> =
+        DELAYS_MS.iter().map(|&d| steps.iter().any(|s| s.creation_delay_ms == d && meets_target(s))).collect();
     println!("\nload average at start {before}, at end {after}");
     println!(
         "(cpu: seconds of user + system time over the step's loader run: control plane, data plane, workers, this process = the loader)"
@@ -442,13 +455,11 @@ fn main() -> anyhow::Result<()> {
             show(knee.first_missed_per_s)
         );
     }
-    println!(
-        "{}",
-        contracts::bench::verdict(
-            target_met,
-            &format!(">= {TARGET_RATE:.0} cold starts/s with p99 scheduling latency < {TARGET_P99_MS} ms")
-        )
-    );
+    let target = format!(">= {TARGET_RATE:.0} cold starts/s with p99 scheduling latency < {TARGET_P99_MS} ms");
+    for (delay, met) in DELAYS_MS.iter().zip(&target_met) {
+        // Scheduling latency holds the creation delay, so with 40 ms the target cannot be met by construction.
+        println!("creation_delay {delay} ms: {}", contracts::bench::verdict(*met, &target));
+    }
     let results = Results { settings, loadavg: [before, after], steps, knees, target_met };
     contracts::bench::publish(&results, Path::new(JSON_REPORT))?;
     Ok(())
