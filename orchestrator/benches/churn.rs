@@ -444,7 +444,10 @@ fn main() -> anyhow::Result<()> {
         DELAYS_MS.iter().map(|&d| steps.iter().any(|s| s.creation_delay_ms == d && meets_target(s))).collect();
     println!("\nload average at start {before}, at end {after}");
     println!(
-        "(cpu: seconds of user + system time over the step's loader run: control plane, data plane, workers, this process = the loader)"
+        "(fns: functions registered; addr: sandbox addresses per worker; cold/s: measured cold starts per second; p50, \
+         p99: scheduling latency; lag p99: the loader's send lag, ms; reg/s: registrations per second; cpu: seconds \
+         of user + system time over the step's loader run (registrations, sends, deletions) of the control plane, the \
+         data plane, the workers and this process, which is the loader; wall: that run's length)"
     );
     for knee in &knees {
         let show = |r: Option<f64>| r.map_or_else(|| "none".into(), |r| format!("{r:.0}/s"));
