@@ -134,6 +134,33 @@ mod simulated {
     }
 
     orchestrator::runtime_contract!(SimulatedHarness::new());
+
+    /// Beyond the contract: with several addresses each sandbox listens on a (loopback address, port) pair of
+    /// its own, and the runtime refuses a sandbox only when every pair is taken.
+    #[tokio::test]
+    async fn sandboxes_spread_over_several_loopback_addresses() {
+        let first = NEXT_PORTS.fetch_add(PORTS_EACH, Ordering::Relaxed);
+        let one_port = PortRange { first, last: first };
+        let runtime =
+            SimulatedRuntime::new(IpAddr::from([127, 0, 0, 1]), one_port, std::time::Duration::ZERO).with_addresses(2);
+        let timeout = std::time::Duration::from_secs(10);
+        let a = runtime.create(contract::spec("a", "trace-function", &[])).await.unwrap();
+        let b = runtime.create(contract::spec("b", "trace-function", &[])).await.unwrap();
+        runtime.wait_ready(&a, timeout).await.unwrap();
+        runtime.wait_ready(&b, timeout).await.unwrap();
+        let mut hosts = vec![a.address.ip(), b.address.ip()];
+        hosts.sort();
+        assert_eq!(hosts, [IpAddr::from([127, 0, 0, 1]), IpAddr::from([127, 0, 0, 2])]);
+        assert!(a.address.port() == first && b.address.port() == first);
+        let refused = runtime.create(contract::spec("c", "trace-function", &[])).await.unwrap_err();
+        assert!(refused.to_string().contains("127.0.0.1-127.0.0.2"), "{refused}");
+        runtime.destroy(&a.id).await.unwrap();
+        // Destroy returns once the task has ended, and the task gives its pair back before that.
+        let c = runtime.create(contract::spec("c", "trace-function", &[])).await.unwrap();
+        assert_eq!(c.address, a.address, "the freed pair is handed out again");
+        runtime.wait_ready(&c, timeout).await.unwrap();
+        runtime.shutdown().await;
+    }
 }
 
 /// [`ContainerdRuntime`] under the contract, against a containerd of its own (root only: scripts/test.sh runs

@@ -123,6 +123,16 @@ pub enum InvalidConfig {
         /// The range they share.
         ports: PortRange,
     },
+    /// "`sandbox_addresses` = {value} with `sandbox_host` {host}: {fix}"
+    #[error("`sandbox_addresses` = {value} with `sandbox_host` {host}: {fix}")]
+    SandboxAddresses {
+        /// The count given.
+        value: u32,
+        /// The first address.
+        host: IpAddr,
+        /// What is wrong and what to do.
+        fix: String,
+    },
     /// "`{section}`: {error}": a section of the standalone config.
     #[error("`{section}`: {error}")]
     In {
@@ -349,6 +359,9 @@ pub struct WorkerConfig {
     pub sandbox_host: IpAddr,
     /// Ports for sandboxes; keep it outside the kernel's ephemeral range (`ip_local_port_range`).
     pub sandbox_ports: PortRange,
+    /// Consecutive addresses from `sandbox_host` that simulated sandboxes listen on, each with all of
+    /// `sandbox_ports` (more than 1 needs a loopback `sandbox_host`).
+    pub sandbox_addresses: u32,
     /// How long a new sandbox may take to answer its health probe.
     #[serde(with = "humantime_serde")]
     pub ready_timeout: Duration,
@@ -377,6 +390,7 @@ impl Default for WorkerConfig {
             runtime: RuntimeKind::default(),
             sandbox_host: IpAddr::from([127, 0, 0, 1]),
             sandbox_ports: ports::SANDBOX_PORTS,
+            sandbox_addresses: 1,
             ready_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_millis(250),
             cpu_millis: None,
@@ -392,8 +406,44 @@ impl RoleConfig for WorkerConfig {
     fn validate(&self) -> Result<(), InvalidConfig> {
         valid_control_plane(&self.control_plane)?;
         self.containerd.validate().map_err(InvalidConfig::Containerd)?;
+        valid_sandbox_addresses(self.sandbox_host, self.sandbox_addresses)?;
+        if self.sandbox_addresses > 1 && self.runtime != RuntimeKind::Simulated {
+            return Err(InvalidConfig::SandboxAddresses {
+                value: self.sandbox_addresses,
+                host: self.sandbox_host,
+                fix: "only `runtime: simulated` spreads sandboxes over several addresses; give 1, or more workers"
+                    .into(),
+            });
+        }
         above_zero(&[("ready_timeout", self.ready_timeout), ("heartbeat_interval", self.heartbeat_interval)])
     }
+}
+
+/// `sandbox_addresses` consecutive addresses from `host` must exist and all reach this machine: on Linux every
+/// address of 127.0.0.0/8 is loopback, and no other range is.
+fn valid_sandbox_addresses(host: IpAddr, addresses: u32) -> Result<(), InvalidConfig> {
+    let invalid = |fix: String| Err(InvalidConfig::SandboxAddresses { value: addresses, host, fix });
+    if addresses == 0 {
+        return invalid("sandboxes need at least one address; give 1 (the default) or more".into());
+    }
+    if addresses == 1 {
+        return Ok(());
+    }
+    let IpAddr::V4(v4) = host else {
+        return invalid("several addresses need an IPv4 loopback `sandbox_host` (127.x.y.z); give 1".into());
+    };
+    if !v4.is_loopback() {
+        return invalid(
+            "several addresses are only all on this machine on loopback; give a `sandbox_host` in 127.0.0.0/8, or 1 \
+             and more workers"
+                .into(),
+        );
+    }
+    let room = u32::from(std::net::Ipv4Addr::new(127, 255, 255, 255)) - u32::from(v4) + 1;
+    if addresses > room {
+        return invalid(format!("that runs past 127.255.255.255; give at most {room}, or a lower `sandbox_host`"));
+    }
+    Ok(())
 }
 
 /// `dirigent standalone`: one control plane, one data plane and `workers` workers in one process.

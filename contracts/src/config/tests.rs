@@ -28,6 +28,22 @@ fn the_defaults_are_valid_and_survive_json_written_and_yaml_read() {
 }
 
 #[test]
+fn sandbox_addresses_fill_loopback_up_to_its_end() {
+    assert_eq!(WorkerConfig::default().sandbox_addresses, 1);
+    let config = |host: [u8; 4], n: u32| WorkerConfig {
+        sandbox_host: host.into(),
+        sandbox_addresses: n,
+        runtime: RuntimeKind::Simulated,
+        ..Default::default()
+    };
+    assert_eq!(config([127, 0, 0, 1], 16).validate(), Ok(()));
+    assert_eq!(config([127, 255, 255, 254], 2).validate(), Ok(()), "the last address of the /8 is in");
+    assert_eq!(config([10, 0, 0, 1], 1).validate(), Ok(()), "one address may be any");
+    let parsed: WorkerConfig = yaml::parse("sandbox_addresses: 3\n").unwrap();
+    assert_eq!(parsed.sandbox_addresses, 3);
+}
+
+#[test]
 fn one_set_of_default_ports() {
     assert_eq!(ControlPlaneConfig::default().grpc_listen, any(9090));
     assert_eq!(ControlPlaneConfig::default().http_listen, any(9091));
@@ -60,7 +76,25 @@ fn the_yaml_shape_is_strict_with_humantime_durations() {
 fn validation_names_the_key() {
     let sqlite = |path: &str| StoreConfig::Sqlite(SqliteStoreConfig { path: path.into(), ..Default::default() });
     let redis = |url: &str| StoreConfig::Redis(RedisStoreConfig { url: url.into(), ..Default::default() });
-    let cases: [(Result<(), InvalidConfig>, &str); 12] = [
+    let loopback = |last: u8| IpAddr::from([127, 255, 255, last]);
+    let addresses = |host: IpAddr, n: u32| WorkerConfig {
+        sandbox_host: host,
+        sandbox_addresses: n,
+        runtime: RuntimeKind::Simulated,
+        ..Default::default()
+    };
+    let cases: [(Result<(), InvalidConfig>, &str); 17] = [
+        (
+            WorkerConfig { sandbox_addresses: 2, ..Default::default() }.validate(),
+            "`sandbox_addresses` = 2 with `sandbox_host` 127.0.0.1: only `runtime: simulated`",
+        ),
+        (
+            addresses(loopback(1), 0).validate(),
+            "`sandbox_addresses` = 0 with `sandbox_host` 127.255.255.1: sandboxes need",
+        ),
+        (addresses(IpAddr::from([10, 0, 0, 1]), 2).validate(), "`sandbox_addresses` = 2 with `sandbox_host` 10.0.0.1"),
+        (addresses("::1".parse().unwrap(), 2).validate(), "IPv4 loopback"),
+        (addresses(loopback(254), 3).validate(), "runs past 127.255.255.255; give at most 2"),
         (ControlPlaneConfig { store: sqlite(""), ..Default::default() }.validate(), "`store`: `path` is empty"),
         (
             ControlPlaneConfig { store: redis("http://127.0.0.1:6379"), ..Default::default() }.validate(),

@@ -143,11 +143,10 @@ impl Worker {
 pub async fn runtime_for(config: &WorkerConfig) -> Result<Arc<dyn SandboxRuntime>, WorkerError> {
     Ok(match config.runtime {
         RuntimeKind::Process => Arc::new(ProcessRuntime::new(config.sandbox_host, config.sandbox_ports)),
-        RuntimeKind::Simulated => Arc::new(runtime::simulated::SimulatedRuntime::new(
-            config.sandbox_host,
-            config.sandbox_ports,
-            config.creation_delay,
-        )),
+        RuntimeKind::Simulated => Arc::new(
+            runtime::simulated::SimulatedRuntime::new(config.sandbox_host, config.sandbox_ports, config.creation_delay)
+                .with_addresses(config.sandbox_addresses),
+        ),
         RuntimeKind::Containerd => Arc::new(containerd_runtime(config).await?),
     })
 }

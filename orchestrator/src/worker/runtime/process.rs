@@ -9,7 +9,7 @@
 //! `pre_exec` is set) then never stalls the async worker threads that carry the proxy.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -83,23 +83,20 @@ impl ProcessRuntime {
         if self.lock().contains_key(&spec.id) {
             return Err(RuntimeError::Duplicate(spec.id));
         }
-        let port = lock(&self.ports).allocate().map_err(|source| RuntimeError::Port { id: spec.id.clone(), source })?;
+        let address =
+            lock(&self.ports).allocate().map_err(|source| RuntimeError::Port { id: spec.id.clone(), source })?;
         let start_error = |source| RuntimeError::Start { id: spec.id.clone(), image: spec.image.clone(), source };
-        let spawned = self.spawn(self.command(&spec, port)).await;
+        let spawned = self.spawn(self.command(&spec, address.port())).await;
         let mut child = match spawned {
             Ok(child) => child,
             Err(err) => {
-                lock(&self.ports).release(port);
+                lock(&self.ports).release(address);
                 return Err(start_error(err));
             }
         };
         let pid = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
         let group = pid.ok_or_else(|| start_error(std::io::Error::other("the child exited at once")))?;
-        let info = SandboxInfo {
-            id: spec.id.clone(),
-            function: spec.function.clone(),
-            address: SocketAddr::new(self.host, port),
-        };
+        let info = SandboxInfo { id: spec.id.clone(), function: spec.function.clone(), address };
         let destroying = Arc::new(AtomicBool::new(false));
         let (exited_tx, exited) = watch::channel(None);
         self.lock()
@@ -113,7 +110,7 @@ impl ProcessRuntime {
             };
             // Whatever the sandbox started in its group goes with it.
             let _ = killpg(group, Signal::SIGKILL);
-            lock(&ports).release(port);
+            lock(&ports).release(address);
             let _ = exited_tx.send(Some(reason.clone()));
             if !destroying.load(Ordering::SeqCst) {
                 sandboxes.lock().unwrap_or_else(|e| e.into_inner()).remove(&exited_info.id);

@@ -9,7 +9,7 @@
 //! which cannot be started.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -69,6 +69,14 @@ impl SimulatedRuntime {
         }
     }
 
+    /// The same runtime with its sandboxes spread over `addresses` consecutive addresses from its host, each with
+    /// every port of its range: one range alone holds too few for thousands of sandboxes at once.
+    pub fn with_addresses(mut self, addresses: u32) -> Self {
+        let ports = lock(&self.ports).range();
+        self.ports = Arc::new(Mutex::new(PortAllocator::over(self.host, addresses, ports)));
+        self
+    }
+
     /// Whether the task of sandbox `id` still runs (listed or not).
     pub fn task_alive(&self, id: &str) -> bool {
         lock(&self.alive).get(id).is_some_and(|token| token.strong_count() > 0)
@@ -100,12 +108,9 @@ impl SimulatedRuntime {
         if sandboxes.contains_key(&spec.id) {
             return Err(RuntimeError::Duplicate(spec.id));
         }
-        let port = lock(&self.ports).allocate().map_err(|source| RuntimeError::Port { id: spec.id.clone(), source })?;
-        let info = SandboxInfo {
-            id: spec.id.clone(),
-            function: spec.function.clone(),
-            address: SocketAddr::new(self.host, port),
-        };
+        let address =
+            lock(&self.ports).allocate().map_err(|source| RuntimeError::Port { id: spec.id.clone(), source })?;
+        let info = SandboxInfo { id: spec.id.clone(), function: spec.function.clone(), address };
         let (stop, crash) = (CancellationToken::new(), CancellationToken::new());
         let (ended_tx, ended) = watch::channel(None);
         let behaviour = match (exit_after, spec.image.as_str()) {
@@ -121,7 +126,7 @@ impl SimulatedRuntime {
         tokio::spawn(async move {
             let end = task.run().await;
             lock(&alive).remove(&spec.id);
-            lock(&ports).release(port);
+            lock(&ports).release(address);
             let _ = ended_tx.send(Some(match &end {
                 End::Destroyed => "destroyed".into(),
                 End::Exited(reason) => reason.clone(),
