@@ -424,7 +424,10 @@ impl Run<'_> {
             (None, binaries) => TargetConfig::Dirigent {
                 api: platform.api(),
                 proxy: platform.proxies(),
-                image: binaries.map(|b| self.site.image(b)).unwrap_or_default(),
+                image: match self.spec.platform.dirigent().and_then(|spec| spec.image.clone()) {
+                    Some(image) => image,
+                    None => binaries.map(|b| self.site.image(b)).unwrap_or_default(),
+                },
                 min_scale: 0,
                 max_scale: 0,
             },

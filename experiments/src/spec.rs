@@ -168,6 +168,11 @@ pub struct DirigentSpec {
     /// `target/release` under the working directory.
     #[serde(default)]
     pub bin_dir: Option<PathBuf>,
+    /// The image the loader registers every function with; default the `trace-function` binary (the process
+    /// runtime's image). With `worker: { runtime: containerd }`, an OCI image reference containerd holds, such as
+    /// `dirigent.local/trace-function:latest` (what `dirigent image` writes).
+    #[serde(default)]
+    pub image: Option<String>,
     /// Keys of `orchestrator/config/control-plane.yaml` (listen addresses are filled in: see `roles::config`).
     #[serde(default)]
     pub control_plane: ControlPlaneConfig,

@@ -334,16 +334,17 @@ async fn create_ready(
     let started = Instant::now();
     let sandbox = runtime.create(spec).await.map_err(|e| runtime_status(&e))?;
     let start_micros = started.elapsed().as_micros();
+    let probing = Instant::now();
     if let Err(err) = runtime.wait_ready(&sandbox, ready_timeout).await {
         let _ = runtime.destroy(&sandbox.id).await;
         return Err(runtime_status(&err));
     }
+    let ready = probing.elapsed();
     let creation_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     tracing::debug!(sandbox = %sandbox.id, function = %sandbox.function, start_micros, creation_micros, "sandbox ready");
     let mut steps = runtime.creation_steps(&sandbox.id);
     if !steps.is_empty() {
-        let made: Duration = steps.iter().map(|(_, took)| *took).sum();
-        steps.push(("ready", started.elapsed().saturating_sub(made)));
+        steps.push(("ready", ready));
     }
     let steps = steps
         .into_iter()
