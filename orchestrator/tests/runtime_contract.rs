@@ -70,11 +70,7 @@ impl Harness for ProcessHarness {
     }
 
     fn crash(&self, sandbox: &SandboxInfo) {
-        let pids = self.pids(sandbox);
-        assert!(!pids.is_empty(), "no process of sandbox {} to crash", sandbox.id);
-        for pid in pids {
-            let _ = kill(Pid::from_raw(i32::try_from(pid).unwrap_or(0)), Signal::SIGKILL);
-        }
+        kill_all(&self.pids(sandbox), sandbox);
     }
 
     fn running(&self, sandbox: &SandboxInfo) -> bool {
@@ -83,6 +79,14 @@ impl Harness for ProcessHarness {
 }
 
 orchestrator::runtime_contract!(ProcessHarness::new());
+
+/// SIGKILLs every process of a sandbox (a crash from outside); there must be one.
+fn kill_all(pids: &[u32], sandbox: &SandboxInfo) {
+    assert!(!pids.is_empty(), "no process of sandbox {} to crash", sandbox.id);
+    for &pid in pids {
+        let _ = kill(Pid::from_raw(i32::try_from(pid).unwrap_or(0)), Signal::SIGKILL);
+    }
+}
 
 /// [`SimulatedRuntime`] under the contract: sandboxes are tasks, so crashing one and seeing whether it runs go
 /// through the runtime's own test hooks (there is no process to signal).
@@ -282,11 +286,7 @@ mod containerd {
         }
 
         fn crash(&self, sandbox: &SandboxInfo) {
-            let pids = self.pids(sandbox);
-            assert!(!pids.is_empty(), "no process of sandbox {} to crash", sandbox.id);
-            for pid in pids {
-                let _ = kill(Pid::from_raw(i32::try_from(pid).unwrap_or(0)), Signal::SIGKILL);
-            }
+            kill_all(&self.pids(sandbox), sandbox);
         }
 
         fn running(&self, sandbox: &SandboxInfo) -> bool {
