@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use support::Cluster;
 
 /// What the playbooks install on workers and (with faas_ports_open) on the other roles.
-const PACKAGES: [&str; 3] = ["containerd", "runc", "iptables"];
+const PACKAGES: [&str; 6] = ["containerd", "runc", "crun", "containernetworking-plugins", "iproute2", "iptables"];
 const BINARIES: [&str; 3] = ["dirigent", "trace-function", "loader"];
 const SHORT: Duration = Duration::from_secs(10);
 /// How provision() names its private folder in the temp dir (a random suffix follows).
