@@ -52,6 +52,8 @@ pub struct ContainerdConfig {
     pub ipam_dir: PathBuf,
     /// The port the function listens on inside its sandbox (given to it as `PORT`).
     pub sandbox_port: u16,
+    /// Network namespaces kept attached ahead of time, so a cold start does not wait for the CNI plugin (0: none).
+    pub network_pool: usize,
 }
 
 impl Default for ContainerdConfig {
@@ -66,6 +68,7 @@ impl Default for ContainerdConfig {
             bridge: "dirigent0".into(),
             ipam_dir: "/var/lib/dirigent/cni".into(),
             sandbox_port: 8080,
+            network_pool: 4,
         }
     }
 }
@@ -85,6 +88,9 @@ pub enum ContainerdConfigError {
     /// the sandbox port is 0
     #[error("`sandbox_port` must be a port from 1 to 65535")]
     SandboxPort,
+    /// the pool is larger than the subnet can address
+    #[error("`network_pool` = {0} is more than 1024; a pool that large holds addresses no sandbox uses")]
+    NetworkPool(usize),
 }
 
 impl ContainerdConfig {
@@ -102,6 +108,9 @@ impl ContainerdConfig {
         }
         if self.sandbox_port == 0 {
             return Err(ContainerdConfigError::SandboxPort);
+        }
+        if self.network_pool > 1024 {
+            return Err(ContainerdConfigError::NetworkPool(self.network_pool));
         }
         Ok(())
     }

@@ -153,17 +153,24 @@ impl ContainerdApi for FakeContainerd {
     }
 }
 
-/// A fake network that hands out 10.0.0.1, 10.0.0.2, ... and journals attach and detach by namespace name.
+/// A fake network that hands out 10.0.0.1, 10.0.0.2, ... and journals attach, detach, take and prepare by
+/// namespace name; its pool holds what [`FakeNetwork::pool`] put there.
 #[derive(Default)]
 pub struct FakeNetwork {
     journal: Journal<String>,
     next: AtomicU8,
+    pool: Mutex<Vec<(String, IpAddr)>>,
 }
 
 impl FakeNetwork {
     /// The calls so far.
     pub fn journal(&self) -> &Journal<String> {
         &self.journal
+    }
+
+    /// Puts a prepared namespace in the pool.
+    pub fn pool(&self, name: &str, ip: IpAddr) {
+        lock(&self.pool).push((name.to_owned(), ip));
     }
 }
 
@@ -181,6 +188,17 @@ impl SandboxNetwork for FakeNetwork {
     fn detach(&self, name: &str) -> BoxFuture<'_, Result<(), NetworkError>> {
         self.journal.record(format!("detach {name}"));
         futures_util::future::ready(Ok(())).boxed()
+    }
+
+    fn take_prepared(&self) -> Option<(String, IpAddr)> {
+        let taken = lock(&self.pool).pop();
+        self.journal.record(format!("take {}", taken.as_ref().map_or("none", |(name, _)| name.as_str())));
+        taken
+    }
+
+    fn prepare(&self) -> BoxFuture<'_, ()> {
+        self.journal.record("prepare".to_owned());
+        futures_util::future::ready(()).boxed()
     }
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {

@@ -3,8 +3,8 @@
 //!
 //! Creation is the steps Dirigent's breakdown names, each timed: `image` (look the image up, cached),
 //! `snapshot` (a writable snapshot on the unpacked image, under a lease), `container` (the container record),
-//! `network` (namespace, veth, address; at the same time as the three before), `task` (the shim and the OCI
-//! runtime's create) and `start`. Everything
+//! `network` (namespace, veth, address: taken from a pool attached ahead of time, else set up at the same time as
+//! the three before), `task` (the shim and the OCI runtime's create) and `start`. Everything
 //! a sandbox holds is labelled with the runtime's owner, so a worker that restarts after a crash removes what
 //! its predecessor left (containers, tasks, snapshots, leases, namespaces, addresses).
 
@@ -16,6 +16,7 @@ pub mod spec;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -37,6 +38,8 @@ pub const OWNER_LABEL: &str = "dirigent.owner";
 struct Entry {
     info: SandboxInfo,
     steps: Steps,
+    /// Its network namespace (its own, or one taken from the pool).
+    netns: String,
     destroying: Arc<AtomicBool>,
     /// `Some(reason)` once the task has exited.
     exited: watch::Receiver<Option<String>>,
@@ -78,8 +81,10 @@ impl ContainerdRuntime {
         let left = inner.api.containers_labelled(OWNER_LABEL, owner).await?;
         for id in &left {
             tracing::info!(sandbox = %id, owner, "removing a sandbox a previous worker left");
-            inner.release(id, true).await;
+            // A pooled namespace it used goes with the dead worker's pool in `prepare`.
+            inner.release(id, true, &inner.netns(id)).await;
         }
+        inner.network.prepare().await;
         Ok(Self { inner: Arc::new(inner) })
     }
 
@@ -119,11 +124,12 @@ impl Inner {
             return Err(RuntimeError::Duplicate(spec.id));
         }
         let mut steps = Steps::new();
-        let made = self.make(&spec, &mut steps).await;
+        let mut netns = self.netns(&spec.id);
+        let made = self.make(&spec, &mut steps, &mut netns).await;
         let address = match made {
             Ok(address) => address,
             Err(message) => {
-                self.release(&spec.id, false).await;
+                self.release(&spec.id, false, &netns).await;
                 return Err(RuntimeError::Start {
                     id: spec.id.clone(),
                     image: spec.image.clone(),
@@ -134,7 +140,7 @@ impl Inner {
         let info = SandboxInfo { id: spec.id.clone(), function: spec.function.clone(), address };
         let destroying = Arc::new(AtomicBool::new(false));
         let (exited_tx, exited) = watch::channel(None);
-        let entry = Entry { info: info.clone(), steps, destroying: Arc::clone(&destroying), exited };
+        let entry = Entry { info: info.clone(), steps, netns, destroying: Arc::clone(&destroying), exited };
         self.lock().insert(spec.id.clone(), entry);
         let inner = Arc::clone(self);
         let watched = info.clone();
@@ -142,16 +148,26 @@ impl Inner {
         Ok(info)
     }
 
-    /// The creation steps; the error names the step. The network does not depend on the image, snapshot or
-    /// container, so it is set up meanwhile (CNI's plugin alone takes about as long as the three together).
-    async fn make(&self, spec: &SandboxSpec, steps: &mut Steps) -> Result<SocketAddr, String> {
-        let name = self.netns(&spec.id);
-        let network = async {
-            let started = Instant::now();
-            let attached = self.network.attach(&name).await.map_err(|err| err.to_string());
-            (attached, started.elapsed())
+    /// The creation steps; the error names the step, and `netns` ends as the namespace the sandbox got. A
+    /// namespace from the pool costs nothing; without one, the network is set up while image, snapshot and
+    /// container are (it does not depend on them, and CNI's plugin takes about as long as the three together).
+    async fn make(&self, spec: &SandboxSpec, steps: &mut Steps, netns: &mut String) -> Result<SocketAddr, String> {
+        let took = Instant::now();
+        let (storage, (attached, network_took)) = match self.network.take_prepared() {
+            Some((name, ip)) => {
+                *netns = name;
+                let network_took = took.elapsed();
+                (self.storage(spec, steps, &self.network.namespace_path(netns)).await, (Ok(ip), network_took))
+            }
+            None => {
+                let path = self.network.namespace_path(netns);
+                let network = async {
+                    let attached = self.network.attach(netns).await.map_err(|err| err.to_string());
+                    (attached, took.elapsed())
+                };
+                tokio::join!(self.storage(spec, steps, &path), network)
+            }
         };
-        let (storage, (attached, network_took)) = tokio::join!(self.storage(spec, steps), network);
         steps.push(("network", network_took));
         let (mounts, ip) = (storage?, attached?);
         let failed = |what: &str, err: ApiError| format!("{what}: {err}");
@@ -165,7 +181,7 @@ impl Inner {
     }
 
     /// The image, a snapshot on it and the container record, timed; returns the snapshot's mounts.
-    async fn storage(&self, spec: &SandboxSpec, steps: &mut Steps) -> Result<Vec<Mount>, String> {
+    async fn storage(&self, spec: &SandboxSpec, steps: &mut Steps, netns: &Path) -> Result<Vec<Mount>, String> {
         let mut clock = Instant::now();
         let mut step = |name: &'static str| {
             let now = Instant::now();
@@ -183,8 +199,7 @@ impl Inner {
             .await
             .map_err(|err| failed("preparing the snapshot (is the image unpacked for this snapshotter?)", err))?;
         step("snapshot");
-        let netns = self.network.namespace_path(&self.netns(&spec.id));
-        let runtime_spec = spec::runtime_spec(&image, spec, self.config.sandbox_port, &netns, &self.config.namespace);
+        let runtime_spec = spec::runtime_spec(&image, spec, self.config.sandbox_port, netns, &self.config.namespace);
         let container = NewContainer {
             id: spec.id.clone(),
             image: spec.image.clone(),
@@ -210,14 +225,14 @@ impl Inner {
         if destroying.load(Ordering::SeqCst) {
             return;
         }
-        self.lock().remove(&info.id);
-        self.release(&info.id, true).await;
+        let netns = self.lock().remove(&info.id).map(|entry| entry.netns).unwrap_or_else(|| self.netns(&info.id));
+        self.release(&info.id, true, &netns).await;
         let _ = self.exits.send(SandboxExited { id: info.id, function: info.function, reason });
     }
 
     /// Removes whatever of sandbox `id` exists, newest first; `kill` first kills its task. Failures are
     /// logged: a release is also the clean-up after a failed creation, where some parts were never made.
-    async fn release(&self, id: &str, kill: bool) {
+    async fn release(&self, id: &str, kill: bool, netns: &str) {
         if kill && self.api.kill_task(id).await.is_ok() {
             // A task is deleted only once it has stopped; a shim that never reports the exit is not waited for.
             let _ = tokio::time::timeout(KILL_PATIENCE, self.api.wait_task(id)).await;
@@ -238,7 +253,7 @@ impl Inner {
         }
         // runc removes the cgroup on delete, but not always after a kill of a task whose worker had died.
         remove_cgroup_parent(&format!("{}/{id}", self.config.namespace));
-        if let Err(err) = self.network.detach(&self.netns(id)).await {
+        if let Err(err) = self.network.detach(netns).await {
             tracing::warn!(sandbox = %id, %err, "could not remove the sandbox's network");
         }
     }
@@ -252,17 +267,17 @@ impl Inner {
     }
 
     async fn destroy(&self, id: &str) -> Result<(), RuntimeError> {
-        let mut exited = {
+        let (mut exited, netns) = {
             let sandboxes = self.lock();
             let entry = sandboxes.get(id).ok_or_else(|| RuntimeError::Unknown(id.to_owned()))?;
             entry.destroying.store(true, Ordering::SeqCst);
-            entry.exited.clone()
+            (entry.exited.clone(), entry.netns.clone())
         };
         if let Err(err) = self.api.kill_task(id).await.or_else(|err| if err.not_found { Ok(()) } else { Err(err) }) {
             return Err(RuntimeError::Kill { id: id.to_owned(), source: std::io::Error::other(err.message) });
         }
         let _ = exited.wait_for(Option::is_some).await;
-        self.release(id, false).await;
+        self.release(id, false, &netns).await;
         self.lock().remove(id);
         Ok(())
     }

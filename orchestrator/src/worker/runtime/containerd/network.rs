@@ -4,9 +4,12 @@
 //! The namespace is made here (a thread `unshare`s and its namespace is bind-mounted under `/run/netns`, as
 //! `ip netns add` does) rather than by running `ip`: it saves a process per sandbox.
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -30,34 +33,110 @@ pub trait SandboxNetwork: Send + Sync + 'static {
     fn attach(&self, name: &str) -> BoxFuture<'_, Result<IpAddr, NetworkError>>;
     /// Releases the address and removes the veth and the namespace; what is already gone is no error.
     fn detach(&self, name: &str) -> BoxFuture<'_, Result<(), NetworkError>>;
-    /// Removes the bridge when no sandbox uses it any more (worker shutdown).
+    /// A namespace attached ahead of time (its name and address), if one is ready; taking one starts preparing
+    /// the next, so a cold start does not wait for the CNI plugin.
+    fn take_prepared(&self) -> Option<(String, IpAddr)>;
+    /// At start: removes the prepared namespaces a dead worker left, then prepares the pool.
+    fn prepare(&self) -> BoxFuture<'_, ()>;
+    /// Removes the prepared namespaces, and the bridge when no sandbox uses it any more (worker shutdown).
     fn shutdown(&self) -> BoxFuture<'_, ()>;
 }
 
-/// [`SandboxNetwork`] through the CNI plugins of `cni_bin_dir`.
+/// [`SandboxNetwork`] through the CNI plugins of `cni_bin_dir`, with a pool of `network_pool` namespaces attached
+/// ahead of time. Pooled namespaces are named `<namespace>-pool-<pid>-<n>`: the worker's process id tells a
+/// restarted worker which ones a dead worker left.
+#[derive(Clone)]
 pub struct CniNetwork {
+    inner: Arc<Cni>,
+}
+
+struct Cni {
     config: ContainerdConfig,
     netns_dir: PathBuf,
+    pool: Mutex<VecDeque<(String, IpAddr)>>,
+    /// How many pooled namespaces are being attached now.
+    filling: tokio::sync::watch::Sender<usize>,
+    /// Set at shutdown: no more are prepared, and one that finishes attaching is removed at once.
+    closed: AtomicBool,
+    next: AtomicU64,
 }
 
 impl CniNetwork {
-    /// A network after `config` (subnet, bridge, plugin and lease folders).
+    /// A network after `config` (subnet, bridge, plugin and lease folders, pool size).
     pub fn new(config: &ContainerdConfig) -> Self {
-        Self { config: config.clone(), netns_dir: NETNS_DIR.into() }
+        let cni = Cni {
+            config: config.clone(),
+            netns_dir: NETNS_DIR.into(),
+            pool: Mutex::default(),
+            filling: tokio::sync::watch::Sender::new(0),
+            closed: AtomicBool::new(false),
+            next: AtomicU64::new(0),
+        };
+        Self { inner: Arc::new(cni) }
+    }
+
+    fn pool_prefix(&self) -> String {
+        format!("{}-pool-", self.inner.config.namespace)
+    }
+
+    fn pool(&self) -> std::sync::MutexGuard<'_, VecDeque<(String, IpAddr)>> {
+        self.inner.pool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts attaching pooled namespaces until the pool (with those under way) is full.
+    fn refill(&self) {
+        let wanted = self.inner.config.network_pool;
+        let mut started = 0;
+        self.inner.filling.send_modify(|filling| {
+            let have = self.pool().len() + *filling;
+            started = wanted.saturating_sub(have);
+            *filling += started;
+        });
+        if self.inner.closed.load(Ordering::SeqCst) {
+            self.inner.filling.send_modify(|filling| *filling -= started);
+            return;
+        }
+        for _ in 0..started {
+            let n = self.inner.next.fetch_add(1, Ordering::Relaxed);
+            let name = format!("{}{}-{n}", self.pool_prefix(), std::process::id());
+            let network = self.clone();
+            tokio::spawn(async move {
+                match network.attach(&name).await {
+                    Ok(_) if network.inner.closed.load(Ordering::SeqCst) => drop(network.detach(&name).await),
+                    Ok(ip) => network.pool().push_back((name, ip)),
+                    Err(err) => tracing::warn!(%err, "could not prepare a sandbox network"),
+                }
+                network.inner.filling.send_modify(|filling| *filling -= 1);
+            });
+        }
+    }
+
+    /// The pooled namespaces of workers no longer running (their process id in the name is gone).
+    fn stale_pooled(&self) -> Vec<String> {
+        let prefix = self.pool_prefix();
+        let names = std::fs::read_dir(&self.inner.netns_dir).into_iter().flatten().filter_map(|entry| entry.ok());
+        let names = names.filter_map(|entry| entry.file_name().into_string().ok());
+        names
+            .filter(|name| {
+                let pid = name.strip_prefix(&prefix).and_then(|rest| rest.split('-').next());
+                pid.and_then(|pid| pid.parse::<u32>().ok())
+                    .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+            })
+            .collect()
     }
 
     /// The network's CNI configuration (what `bridge` reads on stdin).
     fn conf(&self) -> String {
         serde_json::json!({
             "cniVersion": "1.0.0",
-            "name": self.config.bridge,
+            "name": self.inner.config.bridge,
             "type": "bridge",
-            "bridge": self.config.bridge,
+            "bridge": self.inner.config.bridge,
             "isGateway": true,
             "ipam": {
                 "type": "host-local",
-                "ranges": [[{ "subnet": self.config.subnet }]],
-                "dataDir": self.config.ipam_dir,
+                "ranges": [[{ "subnet": self.inner.config.subnet }]],
+                "dataDir": self.inner.config.ipam_dir,
             },
         })
         .to_string()
@@ -65,13 +144,13 @@ impl CniNetwork {
 
     /// Runs the bridge plugin with `command` (ADD or DEL) for the sandbox; its stdout on success.
     async fn plugin(&self, command: &str, name: &str) -> Result<Vec<u8>, NetworkError> {
-        let plugin = self.config.cni_bin_dir.join("bridge");
+        let plugin = self.inner.config.cni_bin_dir.join("bridge");
         let mut child = tokio::process::Command::new(&plugin)
             .env("CNI_COMMAND", command)
             .env("CNI_CONTAINERID", name)
             .env("CNI_NETNS", self.namespace_path(name))
             .env("CNI_IFNAME", "eth0")
-            .env("CNI_PATH", &self.config.cni_bin_dir)
+            .env("CNI_PATH", &self.inner.config.cni_bin_dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -104,7 +183,7 @@ impl CniNetwork {
 
 impl SandboxNetwork for CniNetwork {
     fn namespace_path(&self, name: &str) -> PathBuf {
-        self.netns_dir.join(name)
+        self.inner.netns_dir.join(name)
     }
 
     fn attach(&self, name: &str) -> BoxFuture<'_, Result<IpAddr, NetworkError>> {
@@ -140,9 +219,35 @@ impl SandboxNetwork for CniNetwork {
         .boxed()
     }
 
+    fn take_prepared(&self) -> Option<(String, IpAddr)> {
+        let taken = self.pool().pop_front();
+        self.refill();
+        taken
+    }
+
+    fn prepare(&self) -> BoxFuture<'_, ()> {
+        async move {
+            for name in self.stale_pooled() {
+                tracing::info!(netns = %name, "removing a sandbox network a previous worker prepared");
+                if let Err(err) = self.detach(&name).await {
+                    tracing::warn!(netns = %name, %err, "could not remove a stale sandbox network");
+                }
+            }
+            self.refill();
+        }
+        .boxed()
+    }
+
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         async move {
-            let bridge = &self.config.bridge;
+            self.inner.closed.store(true, Ordering::SeqCst);
+            // Those under way remove themselves; wait for them so nothing is left when this returns.
+            let _ = self.inner.filling.subscribe().wait_for(|filling| *filling == 0).await;
+            let pooled: Vec<String> = self.pool().drain(..).map(|(name, _)| name).collect();
+            for name in pooled {
+                let _ = self.detach(&name).await;
+            }
+            let bridge = &self.inner.config.bridge;
             let ports = std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"));
             let Ok(mut ports) = ports else { return };
             if ports.next().is_some() {

@@ -30,6 +30,12 @@ async fn fixture() -> Fixture {
     fixture_with(FakeContainerd::default()).await
 }
 
+/// The network's attach and detach calls (what it made and removed), without takes from the pool and prepare.
+fn attached(network: &FakeNetwork) -> Vec<String> {
+    let calls = network.journal().calls();
+    calls.into_iter().filter(|call| call.starts_with("attach ") || call.starts_with("detach ")).collect()
+}
+
 /// The calls named, in order, without their details.
 fn names(calls: &[String]) -> Vec<&str> {
     calls.iter().filter_map(|call| call.split(' ').next()).collect()
@@ -57,7 +63,7 @@ async fn creates_in_the_breakdowns_order_and_serves_on_the_sandboxs_address() {
     );
     assert!(calls.contains(&"prepare_snapshot s-1 on sha256:layer under dirigent-sandbox-s-1".to_owned()), "{calls:?}");
     assert!(calls.contains(&"create_container s-1 runc dirigent.owner=worker-a".to_owned()), "{calls:?}");
-    assert_eq!(f.network.journal().calls(), ["attach dirigent-s-1"]);
+    assert_eq!(f.network.journal().calls(), ["prepare", "take none", "attach dirigent-s-1"]);
     let steps: Vec<&str> = f.runtime.creation_steps("s-1").iter().map(|(name, _)| *name).collect();
     assert_eq!(steps, ["image", "snapshot", "container", "network", "task", "start"]);
 }
@@ -73,7 +79,7 @@ async fn a_failed_step_removes_what_the_steps_before_it_made() {
     let calls = f.api.journal().calls();
     let after: Vec<&str> = names(&calls).into_iter().skip_while(|&name| name != "start_task").collect();
     assert_eq!(after, ["start_task", "delete_task", "delete_container", "remove_snapshot", "delete_lease"]);
-    assert_eq!(f.network.journal().calls(), ["attach dirigent-s-1", "detach dirigent-s-1"]);
+    assert_eq!(attached(&f.network), ["attach dirigent-s-1", "detach dirigent-s-1"]);
     assert!(f.runtime.list().is_empty());
 }
 
@@ -108,7 +114,7 @@ async fn destroy_kills_and_releases_without_an_exit_and_shutdown_removes_the_bri
     f.runtime.create(contract::spec("s-1", IMAGE, &[])).await.expect("created");
     f.runtime.destroy("s-1").await.expect("destroyed");
     assert!(f.api.journal().calls().contains(&"kill_task s-1".to_owned()));
-    assert_eq!(f.network.journal().calls(), ["attach dirigent-s-1", "detach dirigent-s-1"]);
+    assert_eq!(attached(&f.network), ["attach dirigent-s-1", "detach dirigent-s-1"]);
     f.runtime.shutdown().await;
     assert_eq!(f.network.journal().calls().last().map(String::as_str), Some("shutdown"));
     assert!(exits.try_recv().is_err(), "a destroy is no exit");
@@ -124,7 +130,17 @@ async fn starting_removes_what_a_previous_worker_left() {
     for call in ["kill_task old-1", "delete_task old-1", "delete_container old-1", "remove_snapshot old-1"] {
         assert!(calls.contains(&call.to_owned()), "{call} missing from {calls:?}");
     }
-    assert_eq!(f.network.journal().calls(), ["detach dirigent-old-1"]);
+    assert_eq!(f.network.journal().calls(), ["detach dirigent-old-1", "prepare"], "reaped, then the pool prepared");
+}
+
+#[tokio::test]
+async fn a_pooled_namespace_serves_the_sandbox_and_is_removed_with_it() {
+    let f = fixture().await;
+    f.network.pool("dirigent-pool-7-0", std::net::IpAddr::from([10, 0, 0, 9]));
+    let sandbox = f.runtime.create(contract::spec("s-1", IMAGE, &[])).await.expect("created");
+    assert_eq!(sandbox.address, "10.0.0.9:8080".parse().unwrap());
+    f.runtime.destroy("s-1").await.expect("destroyed");
+    assert_eq!(attached(&f.network), ["detach dirigent-pool-7-0"], "no attach on the cold start; its pooled one goes");
 }
 
 #[tokio::test]
