@@ -65,7 +65,7 @@ async fn a_load_run_writes_nothing_to_the_store() {
     let _serial = SERIAL.lock().await;
     let mut cluster = chaos::Cluster::start().await;
     let name = format!("quiet-{}", std::process::id());
-    assert_eq!(support::register(&cluster.api, &name, |s| (s.min_scale, s.max_scale) = (2, 2)).await.status(), 201);
+    assert_eq!(chaos::register_led(&cluster.api, &name, |s| (s.min_scale, s.max_scale) = (2, 2)).await, 201);
     let two = |v: &contracts::api::FunctionView| v.status.ready == 2;
     support::wait_for_function(&cluster.api, &name, std::time::Duration::from_secs(30), "two sandboxes", two).await;
     let before = store_writes(&cluster.api).await;

@@ -343,14 +343,28 @@ async fn cold_start(proxies: &[String], function: &str) -> Option<Instant> {
     None
 }
 
+/// Registers as a client of replicas must: a 503 says no leader is confirmed (an election, which a freshly
+/// started cluster under load can hold again just after its first), so it asks again every 100 ms for up to 30 s.
+/// The status of the last answer.
+pub async fn register_led(api: &str, name: &str, adjust: impl Fn(&mut contracts::api::FunctionSpec)) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = register(api, name, &adjust).await.status().as_u16();
+        if status != 503 || Instant::now() > deadline {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Runs one scenario from a fresh cluster; every process it started is gone when it returns.
 pub async fn run(scenario: Scenario) -> Report {
     let mut cluster = Cluster::with_replicas(scenario.replicas()).await;
     let tag = format!("{}-{}", std::process::id(), scenario as u8);
     let (warm, probe) = (format!("warm-{tag}"), format!("probe-{tag}"));
-    assert_eq!(register(&cluster.api, &warm, |s| (s.min_scale, s.max_scale) = (4, 4)).await.status(), 201);
+    assert_eq!(register_led(&cluster.api, &warm, |s| (s.min_scale, s.max_scale) = (4, 4)).await, 201);
     // At zero until after the kill: its first request needs a cold start.
-    assert_eq!(register(&cluster.api, &probe, |_| ()).await.status(), 201);
+    assert_eq!(register_led(&cluster.api, &probe, |_| ()).await, 201);
     let ready = |n: u32| move |h: &contracts::api::FunctionView| h.status.ready == n;
     super::wait_for_function(&cluster.api, &warm, Duration::from_secs(30), "four sandboxes", ready(4)).await;
 
