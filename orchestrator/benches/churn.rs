@@ -29,6 +29,7 @@ use contracts::config::PortRange;
 use contracts::run_folder::summary::RunSummary;
 use loader::config::{ColdStartWorkload, DriverConfig, RunConfig, TargetConfig, Workload};
 use loader::driver::{DriverOptions, StopSignal};
+use orchestrator::test_util::cpu_seconds;
 use serde::Serialize;
 use support::Role;
 
@@ -180,17 +181,6 @@ fn sandbox_addresses(functions: u64, workers: u32, ports: PortRange) -> u32 {
 /// The worker config line for `addresses` sandbox addresses (none for one, the default).
 fn sandbox_addresses_yaml(addresses: u32) -> String {
     if addresses > 1 { format!("sandbox_addresses: {addresses}\n") } else { String::new() }
-}
-
-/// User + system CPU time of process `pid` so far, from `/proc/<pid>/stat` (0 when unreadable).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Counted after the command name, which may hold spaces: utime and stime are fields 14 and 15.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum();
-    // USER_HZ is 100 on every Linux ABI the toolkit builds for (as the store bench assumes too).
-    ticks / 100.0
 }
 
 fn unix_us(time: SystemTime) -> u64 {

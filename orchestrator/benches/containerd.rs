@@ -75,15 +75,6 @@ struct SweepStep {
     failed: usize,
 }
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// One raw creation: what containerd costs without the orchestrator. Removed again, untimed.
 async fn raw_cold_start(api: &GrpcContainerd, image: &image::ImageConfig, n: usize) -> anyhow::Result<Duration> {
     let id = format!("raw-{n}");
@@ -139,7 +130,7 @@ async fn main() -> anyhow::Result<()> {
         .split(',')
         .filter_map(|v| v.trim().parse().ok())
         .collect();
-    let load_before = load_average();
+    let load_before = contracts::bench::loadavg();
     let daemon = ContainerdDaemon::start();
     daemon.import_binary(NAMESPACE, IMAGE, Path::new(support::TRACE_FUNCTION));
     let raw = Arc::new(GrpcContainerd::connect(daemon.socket(), NAMESPACE, "overlayfs").await?);
@@ -199,7 +190,7 @@ async fn main() -> anyhow::Result<()> {
     let ratio_p50 = ours_ms.p50 / raw_ms.p50;
     let report = Report {
         pairs,
-        load_average: (load_before, load_average()),
+        load_average: (load_before, contracts::bench::loadavg()),
         ratio_p50,
         target_met: ratio_p50 <= TARGET_RATIO,
         breakdown_p50_ms: steps.into_iter().map(|(step, ms)| (step, Spread::of(ms).p50)).collect(),
@@ -209,7 +200,7 @@ async fn main() -> anyhow::Result<()> {
         cpu_seconds: cpu,
     };
     print(&report);
-    std::fs::write(JSON_REPORT, serde_json::to_string_pretty(&report)?)?;
+    contracts::bench::publish(&report, Path::new(JSON_REPORT))?;
     Ok(())
 }
 
@@ -225,8 +216,8 @@ fn print(report: &Report) {
     ] {
         println!("| {path} | {:.1} | {:.1} | {:.1} | {:.1} |", s.p50, s.p90, s.min, s.max);
     }
-    let verdict = if report.target_met { "met" } else { "missed" };
-    println!("ratio of p50s: {:.2}x (target <= {TARGET_RATIO}x: {verdict})", report.ratio_p50);
+    let verdict = contracts::bench::verdict(report.target_met, &format!("p50 ratio <= {TARGET_RATIO}x"));
+    println!("ratio of p50s: {:.2}x ({verdict})", report.ratio_p50);
     println!("\nbreakdown (Server-Timing, p50 ms)\n| step | p50 ms |\n|---|---|");
     for (step, ms) in &report.breakdown_p50_ms {
         println!("| {step} | {ms:.2} |");

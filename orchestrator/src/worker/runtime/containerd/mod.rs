@@ -87,11 +87,6 @@ impl ContainerdRuntime {
         inner.network.prepare().await;
         Ok(Self { inner: Arc::new(inner) })
     }
-
-    /// The steps of the creation of sandbox `id`, while it lives.
-    pub fn steps(&self, id: &str) -> Steps {
-        self.inner.lock().get(id).map(|entry| entry.steps.clone()).unwrap_or_default()
-    }
 }
 
 impl Inner {
@@ -307,7 +302,7 @@ impl SandboxRuntime for ContainerdRuntime {
     }
 
     fn creation_steps(&self, id: &str) -> Steps {
-        self.steps(id)
+        self.inner.lock().get(id).map(|entry| entry.steps.clone()).unwrap_or_default()
     }
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {
